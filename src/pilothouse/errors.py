@@ -1,0 +1,106 @@
+"""The one exception tree of pilothouse.
+
+Foreign errors are translated at the boundary (``raise X(...) from exc``) and mapped to
+OpenAI error bodies in one place (:mod:`pilothouse.openai.errors`)::
+
+    PilothouseError
+    ├── ConfigError                 bad config file or spec (carries the field path)
+    ├── EngineError                 an engine could not be located, started or stopped
+    ├── SchedulingError             the scheduler could not place a request
+    │   ├── NoEndpointAvailable     nothing ready for that model            → 503
+    │   └── RequestShed             flow control dropped the request        → 429
+    └── RequestError                a client-facing failure with an HTTP status
+        ├── BadRequest              malformed JSON, missing/wrong-typed field → 400
+        ├── Unauthorized            missing or wrong API key                → 401
+        ├── ModelNotFound           unknown model                           → 404
+        ├── PayloadTooLarge         body over the configured limit          → 413
+        ├── UpstreamError           the engine failed                       → 502
+        └── UpstreamTimeout         the engine did not answer in time       → 504
+"""
+
+from __future__ import annotations
+
+
+class PilothouseError(Exception):
+    """Base of every error pilothouse raises on purpose."""
+
+
+class ConfigError(PilothouseError):
+    """A configuration value is invalid; ``path`` names the field (``profiles[0].plugins[1].ref``)."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class EngineError(PilothouseError):
+    """An engine could not be located, started, health-checked or stopped."""
+
+
+class SchedulingError(PilothouseError):
+    """The scheduler could not place a request."""
+
+    status = 500
+    error_type = "server_error"
+
+
+class NoEndpointAvailable(SchedulingError):
+    """No ready endpoint can serve the request."""
+
+    status = 503
+    error_type = "service_unavailable"
+
+
+class RequestShed(SchedulingError):
+    """Flow control dropped the request; the client may retry after ``retry_after`` seconds."""
+
+    status = 429
+    error_type = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class RequestError(PilothouseError):
+    """A failure that maps to one HTTP status and an OpenAI error body."""
+
+    status = 500
+    error_type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        self.message = message
+        self.param = param
+        self.code = code
+        super().__init__(message)
+
+
+class BadRequest(RequestError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class Unauthorized(RequestError):
+    status = 401
+    error_type = "authentication_error"
+
+
+class ModelNotFound(RequestError):
+    status = 404
+    error_type = "invalid_request_error"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    error_type = "invalid_request_error"
+
+
+class UpstreamError(RequestError):
+    status = 502
+    error_type = "upstream_error"
+
+
+class UpstreamTimeout(RequestError):
+    status = 504
+    error_type = "upstream_timeout"

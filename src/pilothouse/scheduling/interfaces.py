@@ -1,0 +1,91 @@
+"""Extension points of the scheduler: one protocol per verb.
+
+A scheduling cycle runs, for each profile the :class:`ProfileHandler` selects: filters in
+order, then every scorer (each returns one value in [0, 1] per endpoint; the framework
+clamps and weights them), then exactly one picker. After the cycle, every plugin that also
+implements :class:`PostSchedule` is told the result (for example, to remember which replica
+now holds a prompt prefix). Plugins never do I/O and get time only from the ``now`` they are
+given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from pilothouse.scheduling.types import (
+    Endpoint,
+    ProfileResult,
+    SchedulingRequest,
+    SchedulingResult,
+    ScoredEndpoint,
+)
+
+
+@dataclass(slots=True)
+class CycleState:
+    """Per-cycle scratch space shared by the plugins of one scheduling cycle."""
+
+    now: float
+    data: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Plugin(Protocol):
+    """Every plugin has the unique name it was declared with."""
+
+    @property
+    def name(self) -> str: ...
+
+
+@runtime_checkable
+class Filter(Plugin, Protocol):
+    def filter(
+        self, state: CycleState, request: SchedulingRequest, endpoints: Sequence[Endpoint]
+    ) -> Sequence[Endpoint]: ...
+
+
+@runtime_checkable
+class Scorer(Plugin, Protocol):
+    def score(
+        self, state: CycleState, request: SchedulingRequest, endpoints: Sequence[Endpoint]
+    ) -> Sequence[float]:
+        """One value per endpoint, in the order given; the runner clamps to [0, 1]."""
+        ...
+
+
+@runtime_checkable
+class Picker(Plugin, Protocol):
+    def pick(
+        self, state: CycleState, request: SchedulingRequest, scored: Sequence[ScoredEndpoint]
+    ) -> tuple[Endpoint, ...]:
+        """Targets in preference order; empty when nothing can be picked."""
+        ...
+
+
+@runtime_checkable
+class ProfileHandler(Plugin, Protocol):
+    def pick_profiles(
+        self,
+        state: CycleState,
+        request: SchedulingRequest,
+        profiles: Sequence[str],
+        results: Mapping[str, ProfileResult],
+    ) -> Sequence[str]:
+        """Profiles to run next given those already run; empty ends the cycle."""
+        ...
+
+    def process_results(
+        self,
+        state: CycleState,
+        request: SchedulingRequest,
+        results: Mapping[str, ProfileResult],
+    ) -> SchedulingResult: ...
+
+
+@runtime_checkable
+class PostSchedule(Plugin, Protocol):
+    def post_schedule(
+        self, state: CycleState, request: SchedulingRequest, result: SchedulingResult
+    ) -> None: ...

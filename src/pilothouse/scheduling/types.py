@@ -1,0 +1,118 @@
+"""Frozen value types that cross the scheduler boundary.
+
+Data producers (metrics scraper, in-flight tracker, KV-event subscriber) build new
+:class:`Endpoint` snapshots; the scheduler reads them and returns a :class:`SchedulingResult`.
+Nothing here does I/O or reads the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+_NO_SCORES: Mapping[str, float] = MappingProxyType({})
+
+
+def _no_strings() -> Mapping[str, str]:
+    # A factory, not a default: dataclasses reject unhashable defaults such as mappingproxy.
+    return _EMPTY
+
+
+def _no_scores() -> Mapping[str, float]:
+    return _NO_SCORES
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointMetrics:
+    """What the engine itself reports (scraped); ``None`` when the engine does not say."""
+
+    waiting: int = 0
+    running: int = 0
+    kv_cache_usage: float = 0.0
+    block_size: int | None = None
+    num_gpu_blocks: int | None = None
+    max_loras: int | None = None
+    running_loras: frozenset[str] = frozenset()
+    waiting_loras: frozenset[str] = frozenset()
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An immutable snapshot of one model-server replica.
+
+    ``in_flight`` and ``in_flight_tokens`` are the gateway's own counts (they never lag);
+    ``metrics`` is what the engine last reported.
+    """
+
+    name: str
+    address: str
+    model: str
+    engine: str = "vllm"
+    ready: bool = True
+    labels: Mapping[str, str] = field(default_factory=_no_strings)
+    in_flight: int = 0
+    in_flight_tokens: int = 0
+    metrics: EndpointMetrics = field(default_factory=EndpointMetrics)
+
+    def evolve(self, **changes: object) -> Endpoint:
+        """A copy with some fields changed (snapshots are never mutated)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulingRequest:
+    """What routing needs to know about a request, and nothing more.
+
+    ``prompt`` is the prompt flattened to text (chat messages joined in order), used for
+    approximate prefix matching; ``prompt_tokens`` is an estimate of its length in tokens.
+    """
+
+    request_id: str
+    model: str
+    prompt: str = ""
+    prompt_tokens: int = 0
+    max_tokens: int | None = None
+    stream: bool = False
+    headers: Mapping[str, str] = field(default_factory=_no_strings)
+    session_id: str | None = None
+    tenant: str | None = None
+    priority: int = 0
+    lora: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredEndpoint:
+    """An endpoint with its weighted total score in one profile."""
+
+    endpoint: Endpoint
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileResult:
+    """The outcome of one profile: targets in preference order (first is primary)."""
+
+    targets: tuple[Endpoint, ...]
+    scores: Mapping[str, float] = field(default_factory=_no_scores)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulingResult:
+    """The outcome of one scheduling cycle: one result per profile that ran."""
+
+    primary_profile: str
+    profiles: Mapping[str, ProfileResult]
+    headers: Mapping[str, str] = field(default_factory=_no_strings)
+
+    @property
+    def target(self) -> Endpoint:
+        """The primary profile's first choice."""
+        return self.profiles[self.primary_profile].targets[0]
+
+    @property
+    def fallbacks(self) -> tuple[Endpoint, ...]:
+        """The primary profile's other choices, in order."""
+        return self.profiles[self.primary_profile].targets[1:]
