@@ -1,0 +1,1 @@
+"""Typed spec models (pydantic, extra="forbid") and the YAML loader."""

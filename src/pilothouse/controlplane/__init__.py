@@ -1,0 +1,1 @@
+"""Control plane: fleet executors (local processes today), reconcile and autoscale later."""

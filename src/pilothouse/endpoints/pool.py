@@ -1,0 +1,111 @@
+"""The endpoint pool: mutable bookkeeping in, immutable snapshots out.
+
+Data producers (the health/metrics monitor, the gateway's in-flight accounting) write here;
+the scheduler only ever sees frozen :class:`~pilothouse.scheduling.types.Endpoint`
+snapshots built by :meth:`EndpointPool.candidates`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pilothouse.scheduling.types import Endpoint, EndpointMetrics
+
+
+@dataclass(slots=True)
+class _State:
+    base: Endpoint
+    ready: bool = False
+    draining: bool = False
+    in_flight: int = 0
+    in_flight_tokens: int = 0
+    metrics: EndpointMetrics = field(default_factory=EndpointMetrics)
+
+    def snapshot(self) -> Endpoint:
+        b = self.base
+        return Endpoint(
+            name=b.name,
+            address=b.address,
+            model=b.model,
+            engine=b.engine,
+            ready=self.ready,
+            labels=b.labels,
+            in_flight=self.in_flight,
+            in_flight_tokens=self.in_flight_tokens,
+            metrics=self.metrics,
+        )
+
+
+class EndpointPool:
+    """All known replicas, grouped by served model name."""
+
+    def __init__(self, endpoints: Iterable[Endpoint] = ()) -> None:
+        self._states: dict[str, _State] = {}
+        self._by_model: dict[str, list[_State]] = {}
+        for endpoint in endpoints:
+            self.add(endpoint)
+
+    def add(self, endpoint: Endpoint, *, ready: bool = False) -> None:
+        if endpoint.name in self._states:
+            raise ValueError(f"endpoint '{endpoint.name}' is already in the pool")
+        state = _State(base=endpoint, ready=ready)
+        self._states[endpoint.name] = state
+        self._by_model.setdefault(endpoint.model, []).append(state)
+
+    def remove(self, name: str) -> None:
+        state = self._states.pop(name)
+        group = self._by_model[state.base.model]
+        group.remove(state)
+        if not group:
+            del self._by_model[state.base.model]
+
+    def models(self) -> list[str]:
+        return sorted(self._by_model)
+
+    def has_model(self, model: str) -> bool:
+        return model in self._by_model
+
+    def endpoints(self) -> list[Endpoint]:
+        return [state.snapshot() for state in self._states.values()]
+
+    def get(self, name: str) -> Endpoint:
+        return self._states[name].snapshot()
+
+    def candidates(self, model: str, exclude: frozenset[str] = frozenset()) -> list[Endpoint]:
+        """Ready, non-draining replicas of ``model`` as fresh snapshots."""
+        return [
+            s.snapshot()
+            for s in self._by_model.get(model, ())
+            if s.ready and not s.draining and s.base.name not in exclude
+        ]
+
+    def set_ready(self, name: str, ready: bool) -> None:
+        state = self._states.get(name)
+        if state is not None:
+            state.ready = ready
+
+    def set_draining(self, name: str, draining: bool = True) -> None:
+        self._states[name].draining = draining
+
+    def update_metrics(self, name: str, metrics: EndpointMetrics) -> None:
+        state = self._states.get(name)
+        if state is not None:
+            state.metrics = metrics
+
+    def acquire(self, name: str, prompt_tokens: int) -> None:
+        """Count a request as in flight on ``name`` (call :meth:`release` when it ends)."""
+        state = self._states.get(name)
+        if state is not None:
+            state.in_flight += 1
+            state.in_flight_tokens += prompt_tokens
+
+    def release(self, name: str, prompt_tokens: int) -> None:
+        state = self._states.get(name)
+        if state is not None:
+            state.in_flight = max(0, state.in_flight - 1)
+            state.in_flight_tokens = max(0, state.in_flight_tokens - prompt_tokens)
+
+    def in_flight(self, name: str) -> int:
+        state = self._states.get(name)
+        return state.in_flight if state is not None else 0

@@ -1,0 +1,1 @@
+"""Engine adapters (what each engine exposes) and launchers (how to start one)."""

@@ -1,0 +1,164 @@
+"""An OpenAI-compatible HTTP server around llama-cpp-python's bindings.
+
+Why not ``python -m llama_cpp.server``: it ignores ``stream_options.include_usage`` (so a
+gateway cannot account streamed tokens) and has no ``/health``. This server adds both and
+keeps llama.cpp's own chat templating, sampling and prompt reuse.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from pilothouse.engines.llamacpp.runner import SerialRunner, TokenCount
+from pilothouse.errors import BadRequest, ModelNotFound, RequestError
+from pilothouse.openai.errors import error_body
+
+_SAMPLING_KEYS = ("temperature", "top_p", "top_k", "stop", "seed", "presence_penalty",
+                  "frequency_penalty", "repeat_penalty", "min_p")
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaServerSettings:
+    model_path: str
+    served_name: str
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    default_max_tokens: int = 256
+
+
+def create_llama_app(settings: LlamaServerSettings, llama: Any | None = None) -> Starlette:
+    """The ASGI app; ``llama`` may be injected (tests), else the model is loaded here."""
+    if llama is None:
+        llama = _load(settings)
+    engine = _Engine(settings, llama, SerialRunner())
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", engine.chat, methods=["POST"]),
+            Route("/v1/completions", engine.completions, methods=["POST"]),
+            Route("/v1/embeddings", engine.embeddings, methods=["POST"]),
+            Route("/v1/models", engine.models, methods=["GET"]),
+            Route("/health", engine.health, methods=["GET"]),
+        ]
+    )
+
+
+def _load(settings: LlamaServerSettings) -> Any:
+    from llama_cpp import Llama  # heavy import, only where the engine really runs
+
+    return Llama(
+        model_path=settings.model_path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        verbose=False,
+    )
+
+
+def _json(doc: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status, media_type="application/json")
+
+
+def _error(exc: RequestError) -> Response:
+    body = error_body(exc.message, exc.error_type, param=exc.param)
+    return Response(body, exc.status, media_type="application/json")
+
+
+class _Engine:
+    def __init__(self, settings: LlamaServerSettings, llama: Any, runner: SerialRunner) -> None:
+        self.settings = settings
+        self.llama = llama
+        self.runner = runner
+
+    async def health(self, request: Request) -> Response:
+        return _json({"status": "ok", "running": self.runner.running, "waiting": self.runner.waiting})
+
+    async def models(self, request: Request) -> Response:
+        card = {"id": self.settings.served_name, "object": "model", "owned_by": "pilothouse",
+                "created": 0}
+        return _json({"object": "list", "data": [card]})
+
+    async def embeddings(self, request: Request) -> Response:
+        return _error(BadRequest("this llama.cpp engine serves generation only, not embeddings"))
+
+    async def chat(self, request: Request) -> Response:
+        return await self._generate(request, chat=True)
+
+    async def completions(self, request: Request) -> Response:
+        return await self._generate(request, chat=False)
+
+    async def _generate(self, request: Request, *, chat: bool) -> Response:
+        try:
+            doc = await self._parse(request, "messages" if chat else "prompt")
+        except RequestError as exc:
+            return _error(exc)
+        count = TokenCount(eos_token=self.llama.token_eos())
+        kwargs = self._kwargs(doc, count)
+        if chat:
+            kwargs["messages"] = doc["messages"]
+            call = self.llama.create_chat_completion
+        else:
+            kwargs["prompt"] = doc["prompt"]
+            call = self.llama.create_completion
+        if doc.get("stream"):
+            usage = bool((doc.get("stream_options") or {}).get("include_usage"))
+            chunks = self.runner.stream(lambda: call(stream=True, **kwargs), count)
+            return StreamingResponse(self._sse(chunks, count, usage, chat),
+                                     media_type="text/event-stream")
+        result = await self.runner.run(lambda: call(stream=False, **kwargs))
+        result["model"] = self.settings.served_name
+        return _json(result)
+
+    async def _parse(self, request: Request, prompt_field: str) -> dict[str, Any]:
+        try:
+            doc = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise BadRequest("request body must be a JSON object")
+        if doc.get("model") not in (None, self.settings.served_name):
+            raise ModelNotFound(f"model '{doc.get('model')}' is not served here", param="model")
+        if prompt_field not in doc:
+            raise BadRequest(f"missing required field '{prompt_field}'", param=prompt_field)
+        return doc
+
+    def _kwargs(self, doc: dict[str, Any], count: TokenCount) -> dict[str, Any]:
+        from llama_cpp import LogitsProcessorList
+
+        max_tokens = doc.get("max_tokens") or doc.get("max_completion_tokens")
+        kwargs: dict[str, Any] = {k: doc[k] for k in _SAMPLING_KEYS if doc.get(k) is not None}
+        kwargs["max_tokens"] = max_tokens or self.settings.default_max_tokens
+        kwargs["logits_processor"] = LogitsProcessorList([count.on_logits])
+        return kwargs
+
+    async def _sse(
+        self, chunks: AsyncIterator[dict[str, Any]], count: TokenCount, usage: bool, chat: bool
+    ) -> AsyncIterator[bytes]:
+        finish: str | None = None
+        chunk_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        async for chunk in chunks:
+            chunk["model"] = self.settings.served_name
+            chunk_id, created = chunk.get("id", chunk_id), chunk.get("created", created)
+            for choice in chunk.get("choices", ()):
+                finish = choice.get("finish_reason") or finish
+            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+        if usage:
+            completion = count.completion_tokens(finish)
+            yield b"data: " + orjson.dumps({
+                "id": chunk_id,
+                "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": created,
+                "model": self.settings.served_name,
+                "choices": [],
+                "usage": {"prompt_tokens": count.prompt_tokens, "completion_tokens": completion,
+                          "total_tokens": count.prompt_tokens + completion},
+            }) + b"\n\n"
+        yield b"data: [DONE]\n\n"

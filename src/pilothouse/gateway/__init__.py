@@ -1,0 +1,1 @@
+"""The standalone OpenAI-compatible gateway (data plane)."""

@@ -1,0 +1,139 @@
+"""The gateway's app factory: routes, lifespan (upstream session and endpoint monitor)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pilothouse.clock import Clock, SystemClock
+from pilothouse.config.fleet import GatewaySpec
+from pilothouse.endpoints.monitor import EndpointMonitor
+from pilothouse.endpoints.pool import EndpointPool
+from pilothouse.errors import RequestError
+from pilothouse.gateway.context import GatewayContext
+from pilothouse.gateway.metrics import GatewayMetrics
+from pilothouse.gateway.proxy import ProxyEndpoint
+from pilothouse.openai.errors import error_body, error_from_exception
+from pilothouse.openai.requests import Route as OpenAIRoute
+from pilothouse.scheduling.scheduler import Scheduler
+
+_JSON = "application/json"
+
+
+def create_app(
+    settings: GatewaySpec,
+    pool: EndpointPool,
+    scheduler: Scheduler,
+    *,
+    clock: Clock | None = None,
+    monitor: bool = True,
+) -> Starlette:
+    """Build a gateway; the monitor probes endpoints unless ``monitor`` is False (tests)."""
+    ctx = GatewayContext(
+        settings=settings,
+        pool=pool,
+        scheduler=scheduler,
+        metrics=GatewayMetrics(),
+        clock=clock or SystemClock(),
+    )
+    routes = [Route(r.value, ProxyEndpoint(r, ctx), methods=["POST"]) for r in OpenAIRoute]
+    routes += [
+        Route("/v1/models", _models(ctx), methods=["GET"]),
+        Route("/health", _health, methods=["GET"]),
+        Route("/ready", _ready(ctx), methods=["GET"]),
+        Route("/metrics", _metrics(ctx), methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=_lifespan(ctx, monitor),
+        exception_handlers={HTTPException: _http_error},
+    )
+    app.state.ctx = ctx
+    return app
+
+
+def _lifespan(ctx: GatewayContext, monitor: bool):  # type: ignore[no-untyped-def]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=ctx.settings.connect_timeout_s,
+            sock_read=ctx.settings.read_timeout_s,
+        )
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False
+        ) as session:
+            ctx.session = session
+            watcher = EndpointMonitor(
+                ctx.pool, session, ctx.clock, interval_s=ctx.settings.probe_interval_s
+            )
+            if monitor:
+                await watcher.tick()
+                watcher.start()
+            try:
+                yield
+            finally:
+                await watcher.stop()
+                ctx.session = None
+
+    return lifespan
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return Response(error_body(message, kind), exc.status_code, media_type=_JSON)
+
+
+def _models(ctx: GatewayContext):  # type: ignore[no-untyped-def]
+    async def models(request: Request) -> Response:
+        try:
+            ctx.check_api_key(request.headers.get("authorization", "").encode() or None)
+        except RequestError as exc:
+            status, body, _ = error_from_exception(exc)
+            return Response(body, status, media_type=_JSON)
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "pilothouse"}
+            for name in ctx.pool.models()
+        ]
+        return Response(_dumps({"object": "list", "data": data}), media_type=_JSON)
+
+    return models
+
+
+async def _health(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type=_JSON)
+
+
+def _ready(ctx: GatewayContext):  # type: ignore[no-untyped-def]
+    async def ready(request: Request) -> Response:
+        waiting = [m for m in ctx.pool.models() if not ctx.pool.candidates(m)]
+        if waiting:
+            body = _dumps({"status": "not ready", "models_without_ready_replicas": waiting})
+            return Response(body, 503, media_type=_JSON)
+        return Response(b'{"status":"ready"}', media_type=_JSON)
+
+    return ready
+
+
+def _metrics(ctx: GatewayContext):  # type: ignore[no-untyped-def]
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
+
+
+def _dumps(doc: object) -> bytes:
+    import orjson
+
+    return orjson.dumps(doc)

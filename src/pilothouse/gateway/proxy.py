@@ -1,0 +1,206 @@
+"""The request path: authenticate, parse, schedule, forward, relay, account.
+
+Written as a raw ASGI endpoint so no framework request objects, validation models or
+per-chunk encoding sit on the hot path. A failure before the first byte is retried once on
+another replica; a failure after it ends the stream with an SSE error event.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import aiohttp
+import orjson
+
+from pilothouse.errors import (
+    ModelNotFound,
+    NoEndpointAvailable,
+    RequestError,
+    SchedulingError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from pilothouse.gateway.asgi import Receive, Scope, Send, header_map, read_body, send_error
+from pilothouse.gateway.context import GatewayContext
+from pilothouse.gateway.upstream import Outcome, open_upstream, relay_stream, relay_whole
+from pilothouse.openai.requests import ParsedRequest, Route, parse_request
+from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+
+_RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+
+
+class ProxyEndpoint:
+    """ASGI app for one OpenAI POST route."""
+
+    def __init__(self, route: Route, ctx: GatewayContext) -> None:
+        self.route = route
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = header_map(scope)
+        request_id = headers.get(b"x-request-id", b"").decode() or uuid.uuid4().hex
+        reply_headers = [(b"x-request-id", request_id.encode())]
+        parsed: ParsedRequest | None = None
+        outcome = Outcome(status=500)
+        endpoint: Endpoint | None = None
+        try:
+            self.ctx.check_api_key(headers.get(b"authorization"))
+            raw = await read_body(receive, headers, self.ctx.settings.max_body_bytes)
+            parsed = parse_request(self.route, raw)
+            if not self.ctx.pool.has_model(parsed.model):
+                raise ModelNotFound(
+                    f"model '{parsed.model}' does not exist; see GET /v1/models", param="model"
+                )
+            endpoint, outcome = await self._forward(parsed, headers, request_id, send, started)
+        except (RequestError, SchedulingError) as exc:
+            outcome.status = await send_error(send, exc, reply_headers)
+        self._account(parsed, endpoint, outcome, request_id, started)
+
+    async def _forward(
+        self,
+        parsed: ParsedRequest,
+        headers: dict[bytes, bytes],
+        request_id: str,
+        send: Send,
+        started: float,
+    ) -> tuple[Endpoint, Outcome]:
+        request = _scheduling_request(parsed, headers, request_id)
+        tried: set[str] = set()
+        failure: RequestError | None = None
+        for _attempt in range(2):
+            try:
+                endpoint, extra = self._schedule(request, frozenset(tried))
+            except NoEndpointAvailable:
+                if failure is not None:
+                    raise failure from None
+                raise
+            tried.add(endpoint.name)
+            result = await self._attempt(endpoint, extra, parsed, request_id, send, started)
+            if isinstance(result, Outcome):
+                return endpoint, result
+            failure = result
+            self.ctx.metrics.retries.labels(parsed.model).inc()
+        assert failure is not None
+        raise failure
+
+    def _schedule(
+        self, request: SchedulingRequest, exclude: frozenset[str]
+    ) -> tuple[Endpoint, dict[str, str]]:
+        candidates = self.ctx.pool.candidates(request.model, exclude)
+        if not candidates:
+            raise NoEndpointAvailable(f"no ready replica of model '{request.model}'")
+        t0 = time.perf_counter()
+        result = self.ctx.scheduler.schedule(request, candidates)
+        self.ctx.metrics.decision.observe(time.perf_counter() - t0)
+        return result.target, dict(result.headers)
+
+    async def _attempt(
+        self,
+        endpoint: Endpoint,
+        extra: dict[str, str],
+        parsed: ParsedRequest,
+        request_id: str,
+        send: Send,
+        started: float,
+    ) -> Outcome | RequestError:
+        """Relay from ``endpoint``, or return the error to retry elsewhere (nothing sent yet)."""
+        ctx = self.ctx
+        url = f"http://{endpoint.address}{self.route.value}"
+        ctx.pool.acquire(endpoint.name, parsed.prompt_tokens)
+        gauge = ctx.metrics.in_flight.labels(endpoint.name)
+        gauge.inc()
+        try:
+            try:
+                resp = await open_upstream(ctx.upstream(), url, parsed.body, request_id, extra)
+            except TimeoutError:
+                return UpstreamTimeout(f"replica {endpoint.name} did not answer in time")
+            except aiohttp.ClientError as exc:
+                ctx.pool.set_ready(endpoint.name, False)  # passive health: the monitor re-checks
+                return UpstreamError(f"replica {endpoint.name} failed: {type(exc).__name__}")
+            async with resp:
+                if resp.status in _RETRYABLE_STATUS:
+                    body = await resp.read()
+                    return UpstreamError(
+                        f"replica {endpoint.name} answered {resp.status}: {body[:200]!r}"
+                    )
+                out_headers = [
+                    (b"x-request-id", request_id.encode()),
+                    (b"x-pilothouse-endpoint", endpoint.name.encode()),
+                ]
+                if parsed.stream and resp.status == 200:
+                    itl = ctx.metrics.itl.labels(parsed.model).observe
+                    return await relay_stream(resp, send, out_headers, started, itl)
+                return await relay_whole(resp, send, out_headers)
+        finally:
+            gauge.dec()
+            ctx.pool.release(endpoint.name, parsed.prompt_tokens)
+
+    def _account(
+        self,
+        parsed: ParsedRequest | None,
+        endpoint: Endpoint | None,
+        outcome: Outcome,
+        request_id: str,
+        started: float,
+    ) -> None:
+        metrics = self.ctx.metrics
+        model = parsed.model if parsed is not None else ""
+        elapsed = time.perf_counter() - started
+        metrics.requests.labels(model, self.route.value, str(outcome.status)).inc()
+        if parsed is not None and endpoint is not None:
+            metrics.e2e.labels(model).observe(elapsed)
+            if outcome.ttft_s is not None:
+                metrics.ttft.labels(model).observe(outcome.ttft_s)
+            if outcome.prompt_tokens is not None:
+                metrics.tokens.labels(model, "prompt").inc(outcome.prompt_tokens)
+            if outcome.completion_tokens is not None:
+                metrics.tokens.labels(model, "completion").inc(outcome.completion_tokens)
+        if self.ctx.settings.access_log:
+            self._log(parsed, endpoint, outcome, request_id, elapsed)
+
+    def _log(
+        self,
+        parsed: ParsedRequest | None,
+        endpoint: Endpoint | None,
+        outcome: Outcome,
+        request_id: str,
+        elapsed: float,
+    ) -> None:
+        record: dict[str, object] = {
+            "request_id": request_id,
+            "route": self.route.value,
+            "model": parsed.model if parsed else None,
+            "endpoint": endpoint.name if endpoint else None,
+            "status": outcome.status,
+            "stream": parsed.stream if parsed else None,
+            "ttft_s": round(outcome.ttft_s, 6) if outcome.ttft_s is not None else None,
+            "latency_s": round(elapsed, 6),
+            "tokens_in": outcome.prompt_tokens,
+            "tokens_out": outcome.completion_tokens,
+        }
+        if outcome.broken:
+            record["broken_stream"] = True
+        if parsed is not None and self.ctx.settings.log_prompts:
+            record["prompt"] = parsed.prompt
+        self.ctx.access_log.info(orjson.dumps(record).decode())
+
+
+def _scheduling_request(
+    parsed: ParsedRequest, headers: dict[bytes, bytes], request_id: str
+) -> SchedulingRequest:
+    session = headers.get(b"x-session-id")
+    tenant = headers.get(b"x-pilothouse-tenant")
+    priority = headers.get(b"x-pilothouse-priority", b"0")
+    return SchedulingRequest(
+        request_id=request_id,
+        model=parsed.model,
+        prompt=parsed.prompt,
+        prompt_tokens=parsed.prompt_tokens,
+        max_tokens=parsed.max_tokens,
+        stream=parsed.stream,
+        session_id=session.decode() if session else parsed.user,
+        tenant=tenant.decode() if tenant else None,
+        priority=int(priority) if priority.lstrip(b"-").isdigit() else 0,
+    )

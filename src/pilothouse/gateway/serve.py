@@ -1,0 +1,79 @@
+"""Run a gateway (optionally with a local fleet behind it) until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+
+import uvicorn
+from starlette.applications import Starlette
+
+from pilothouse.clock import SystemClock
+from pilothouse.config.fleet import FleetSpec
+from pilothouse.endpoints.pool import EndpointPool
+from pilothouse.gateway.app import create_app
+from pilothouse.scheduling.config import resolve_config
+from pilothouse.scheduling.scheduler import build_scheduler
+from pilothouse.scheduling.types import Endpoint
+
+log = logging.getLogger("pilothouse")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: the caller owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def build_gateway(spec: FleetSpec, endpoints: list[Endpoint], *, ready: bool = False) -> Starlette:
+    """A gateway app for ``spec`` over ``endpoints`` plus the spec's static endpoints."""
+    pool = EndpointPool()
+    for endpoint in endpoints:
+        pool.add(endpoint, ready=ready)
+    for model in spec.models:
+        for i, address in enumerate(model.endpoints):
+            pool.add(Endpoint(name=f"{model.name}-{i}", address=address, model=model.name,
+                              engine=model.engine))
+    clock = SystemClock()
+    scheduler = build_scheduler(resolve_config(spec.gateway.scheduler), clock)
+    return create_app(spec.gateway, pool, scheduler, clock=clock)
+
+
+async def serve(
+    app: Starlette,
+    host: str,
+    port: int,
+    on_started: Callable[[str], None],
+    on_stopping: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM, then stop accepting, drain and call ``on_stopping``."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            lifespan="on", timeout_graceful_shutdown=30)
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _request_exit, server)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started and not task.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+            on_started(f"http://{host}:{bound}/v1")
+        await task
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if on_stopping is not None:
+            await on_stopping()
+
+
+def _request_exit(server: uvicorn.Server) -> None:
+    if server.should_exit:
+        server.force_exit = True
+    server.should_exit = True

@@ -1,0 +1,123 @@
+"""One attempt at an engine: open the response, relay it, account for it.
+
+Relaying never re-encodes: bytes from the engine go to the client as they arrive. Only the
+tail of a stream is kept, to read the engine's usage chunk once the stream ends.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from pilothouse.gateway.asgi import Send
+from pilothouse.openai.errors import sse_error_event
+
+_SKIP_AUTO = frozenset({"Accept-Encoding", "User-Agent"})
+_TAIL_BYTES = 8192
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one relayed response looked like, for metrics and the access log."""
+
+    status: int
+    ttft_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    broken: bool = False
+
+
+async def open_upstream(
+    session: aiohttp.ClientSession, url: str, body: bytes, request_id: str, extra: dict[str, str]
+) -> aiohttp.ClientResponse:
+    """POST to the engine; raises aiohttp errors or TimeoutError before the first byte."""
+    headers = {"Content-Type": "application/json", "X-Request-Id": request_id, **extra}
+    return await session.post(url, data=body, headers=headers, skip_auto_headers=_SKIP_AUTO)
+
+
+def _start(status: int, content_type: bytes, headers: list[tuple[bytes, bytes]]) -> dict[str, object]:
+    return {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", content_type), *headers],
+    }
+
+
+async def relay_whole(
+    resp: aiohttp.ClientResponse, send: Send, headers: list[tuple[bytes, bytes]]
+) -> Outcome:
+    """Relay a non-streamed answer and read its usage."""
+    body = await resp.read()
+    content_type = resp.headers.get("Content-Type", "application/json").encode()
+    start = _start(resp.status, content_type, headers)
+    start["headers"].append((b"content-length", str(len(body)).encode()))  # type: ignore[attr-defined]
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
+    outcome = Outcome(status=resp.status)
+    if resp.status == 200:
+        _read_usage(outcome, _json_usage(body))
+    return outcome
+
+
+async def relay_stream(
+    resp: aiohttp.ClientResponse,
+    send: Send,
+    headers: list[tuple[bytes, bytes]],
+    started: float,
+    itl_observe: object,
+) -> Outcome:
+    """Relay an SSE stream chunk by chunk; on a broken upstream, end with an error event."""
+    content_type = resp.headers.get("Content-Type", "text/event-stream").encode()
+    await send(_start(resp.status, content_type, [(b"cache-control", b"no-cache"), *headers]))
+    outcome = Outcome(status=resp.status)
+    observe = itl_observe if callable(itl_observe) else None
+    tail = b""
+    last = 0.0
+    try:
+        async for chunk in resp.content.iter_any():
+            now = time.perf_counter()
+            if last:
+                if observe is not None:
+                    observe(now - last)
+            else:
+                outcome.ttft_s = now - started
+            last = now
+            tail = (tail + chunk)[-_TAIL_BYTES:] if len(chunk) < _TAIL_BYTES else chunk[-_TAIL_BYTES:]
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        outcome.broken = True
+        await send({"type": "http.response.body", "body": sse_error_event(
+            f"the engine stream broke: {type(exc).__name__}"), "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+    if not outcome.broken:
+        _read_usage(outcome, _sse_usage(tail))
+    return outcome
+
+
+def _json_usage(body: bytes) -> object:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return doc.get("usage") if isinstance(doc, dict) else None
+
+
+def _sse_usage(tail: bytes) -> object:
+    """The usage object of the last SSE event that carries one."""
+    for event in reversed(tail.split(b"\n\n")):
+        data = event.strip()
+        if data.startswith(b"data: {") and b'"usage"' in data:
+            usage = _json_usage(data[6:])
+            if usage:
+                return usage
+    return None
+
+
+def _read_usage(outcome: Outcome, usage: object) -> None:
+    if isinstance(usage, dict):
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        outcome.prompt_tokens = prompt if isinstance(prompt, int) else None
+        outcome.completion_tokens = completion if isinstance(completion, int) else None
