@@ -1,0 +1,45 @@
+"""The built-in plugins, registered explicitly by type name (no import-time side effects)."""
+
+from __future__ import annotations
+
+from pilothouse.scheduling.context import PluginFactory
+from pilothouse.scheduling.plugins.filters.not_saturated import NotSaturatedFilter
+from pilothouse.scheduling.plugins.filters.ready import ReadyFilter
+from pilothouse.scheduling.plugins.pickers.max_score import MaxScorePicker
+from pilothouse.scheduling.plugins.pickers.random_picker import RandomPicker
+from pilothouse.scheduling.plugins.pickers.round_robin import RoundRobinPicker
+from pilothouse.scheduling.plugins.profiles.single import SingleProfileHandler
+from pilothouse.scheduling.plugins.scorers.approx_prefix import ApproxPrefixScorer
+from pilothouse.scheduling.plugins.scorers.kv_cache_usage import KvCacheUsageScorer
+from pilothouse.scheduling.plugins.scorers.least_requests import LeastRequestsScorer
+from pilothouse.scheduling.plugins.scorers.queue_depth import QueueDepthScorer
+
+__all__ = [
+    "ApproxPrefixScorer",
+    "KvCacheUsageScorer",
+    "LeastRequestsScorer",
+    "MaxScorePicker",
+    "NotSaturatedFilter",
+    "QueueDepthScorer",
+    "RandomPicker",
+    "ReadyFilter",
+    "RoundRobinPicker",
+    "SingleProfileHandler",
+    "builtin_factories",
+]
+
+
+def builtin_factories() -> dict[str, PluginFactory]:
+    """Every built-in plugin type and its factory: the one place a type name is bound."""
+    return {
+        "ready": ReadyFilter.create,
+        "not-saturated": NotSaturatedFilter.create,
+        "least-requests": LeastRequestsScorer.create,
+        "queue-depth": QueueDepthScorer.create,
+        "kv-cache-usage": KvCacheUsageScorer.create,
+        "approx-prefix": ApproxPrefixScorer.create,
+        "max-score": MaxScorePicker.create,
+        "random": RandomPicker.create,
+        "round-robin": RoundRobinPicker.create,
+        "single": SingleProfileHandler.create,
+    }

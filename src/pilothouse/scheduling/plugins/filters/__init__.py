@@ -1,0 +1,1 @@
+"""Filters: drop endpoints that must not serve the request."""

@@ -1,0 +1,1 @@
+"""Pickers: turn weighted scores into targets in preference order."""

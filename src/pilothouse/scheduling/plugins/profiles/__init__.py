@@ -1,0 +1,1 @@
+"""Profile handlers: decide which profiles run and which result is primary."""

@@ -1,0 +1,116 @@
+"""The scheduler: one pure, synchronous, clock-injected scheduling cycle per request.
+
+A cycle reads ``clock.now()`` once into a fresh :class:`CycleState`, asks the profile
+handler which profiles to run, runs each (filters → weighted scorers → picker), lets the
+handler turn the profile results into a :class:`SchedulingResult`, then tells every plugin
+that implements :class:`PostSchedule`. The gateway, the EPP and the simulator all call this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pilothouse.clock import Clock, ManualClock
+from pilothouse.errors import NoEndpointAvailable, SchedulingError
+from pilothouse.scheduling.builder import SchedulerParts, build_parts
+from pilothouse.scheduling.config import SchedulerConfig
+from pilothouse.scheduling.context import PluginContext
+from pilothouse.scheduling.interfaces import CycleState, Plugin, PostSchedule, ProfileHandler
+from pilothouse.scheduling.profile import EXHAUSTED_KEY, Profile
+from pilothouse.scheduling.registry import PluginRegistry, default_registry
+from pilothouse.scheduling.types import (
+    Endpoint,
+    ProfileResult,
+    SchedulingRequest,
+    SchedulingResult,
+)
+
+
+class Scheduler:
+    """Runs scheduling cycles; build one with :func:`build_scheduler`."""
+
+    __slots__ = ("_clock", "_handler", "_names", "_plugins", "_post", "_profiles")
+
+    def __init__(
+        self,
+        clock: Clock,
+        profiles: Mapping[str, Profile],
+        handler: ProfileHandler,
+        post_schedule: Sequence[PostSchedule] = (),
+        plugins: Mapping[str, Plugin] | None = None,
+    ) -> None:
+        if not profiles:
+            raise ValueError("a scheduler needs at least one profile")
+        self._clock = clock
+        self._profiles = dict(profiles)
+        self._names = tuple(self._profiles)
+        self._handler = handler
+        self._post = tuple(post_schedule)
+        self._plugins = dict(plugins or {})
+
+    @property
+    def plugins(self) -> Mapping[str, Plugin]:
+        """The declared plugin instances by name (for introspection and tests)."""
+        return self._plugins
+
+    @property
+    def profiles(self) -> Mapping[str, Profile]:
+        return self._profiles
+
+    def schedule(
+        self, request: SchedulingRequest, endpoints: Sequence[Endpoint]
+    ) -> SchedulingResult:
+        """Pick targets for ``request`` among ``endpoints`` (already narrowed to its model)."""
+        if not endpoints:
+            raise NoEndpointAvailable(f"no endpoint serves model {request.model!r}")
+        state = CycleState(now=self._clock.now())
+        results = self._run_profiles(state, request, endpoints)
+        result = self._handler.process_results(state, request, results)
+        primary = result.profiles.get(result.primary_profile)
+        if primary is None or not primary.targets:
+            reason = state.data.get(EXHAUSTED_KEY, "no profile produced a target")
+            raise NoEndpointAvailable(
+                f"no endpoint available for model {request.model!r} "
+                f"among {len(endpoints)} endpoint(s): {reason}"
+            )
+        for plugin in self._post:
+            plugin.post_schedule(state, request, result)
+        return result
+
+    def _run_profiles(
+        self, state: CycleState, request: SchedulingRequest, endpoints: Sequence[Endpoint]
+    ) -> dict[str, ProfileResult]:
+        results: dict[str, ProfileResult] = {}
+        for _ in range(len(self._names) + 1):
+            names = self._handler.pick_profiles(state, request, self._names, results)
+            if not names:
+                return results
+            for name in names:
+                profile = self._profiles.get(name)
+                if profile is None:
+                    raise SchedulingError(f"profile handler asked for unknown profile {name!r}")
+                if name in results:
+                    raise SchedulingError(f"profile handler asked for profile {name!r} twice")
+                results[name] = profile.run(state, request, endpoints)
+        return results  # unreachable: every round runs a new profile or raises
+
+
+def build_scheduler(
+    config: SchedulerConfig,
+    clock: Clock,
+    *,
+    registry: PluginRegistry | None = None,
+    seed: int | None = None,
+) -> Scheduler:
+    """Build a scheduler from a config; every config problem raises ConfigError with a path."""
+    ctx = PluginContext(clock=clock, seed=seed)
+    parts: SchedulerParts = build_parts(config, registry or default_registry(), ctx)
+    return Scheduler(clock, parts.profiles, parts.handler, parts.post_schedule, parts.plugins)
+
+
+def validate_config(config: SchedulerConfig, *, registry: PluginRegistry | None = None) -> None:
+    """Check everything :func:`build_scheduler` checks (types, parameters, roles), build nothing.
+
+    Use it to fail at startup, before anything is launched.
+    """
+    build_parts(config, registry or default_registry(), PluginContext(clock=ManualClock(), seed=0))
