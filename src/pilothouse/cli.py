@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,50 +31,91 @@ def cli() -> None:
     """
 
 
-def _api_key_option(f):  # type: ignore[no-untyped-def]
+def _api_key_option(f: Callable[..., None]) -> Callable[..., None]:
     return click.option(
-        "--api-key", envvar=API_KEY_ENV, default=None,
+        "--api-key",
+        envvar=API_KEY_ENV,
+        default=None,
         help=f"Require this key (Authorization: Bearer ...) on every /v1 route. "
-             f"Also read from ${API_KEY_ENV}. /health, /ready and /metrics stay open.",
+        f"Also read from ${API_KEY_ENV}. /health, /ready and /metrics stay open.",
     )(f)
 
 
 @cli.command()
-@click.option("-f", "--file", "fleet_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Fleet spec (YAML). Without it: the embedded SmolLM2 on llama.cpp.")
-@click.option("--replicas", type=click.IntRange(0, 64), default=None,
-              help="Replicas per launched model (default 2, or the fleet file's value).")
-@click.option("--port", type=click.IntRange(0, 65535), default=None,
-              help="Gateway port (default 8000, or the fleet file's value; 0 picks a free one).")
+@click.option(
+    "-f",
+    "--file",
+    "fleet_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Fleet spec (YAML). Without it: the embedded SmolLM2 on llama.cpp.",
+)
+@click.option(
+    "--replicas",
+    type=click.IntRange(0, 64),
+    default=None,
+    help="Replicas per launched model (default 2, or the fleet file's value).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Gateway port (default 8000, or the fleet file's value; 0 picks a free one).",
+)
 @click.option("--host", default=None, help="Gateway bind address (default 127.0.0.1).")
-@click.option("--scheduler", default=None,
-              help="Scheduler config: a built-in name (default, round-robin, ...) or a YAML path.")
+@click.option(
+    "--scheduler",
+    default=None,
+    help="Scheduler config: a built-in name (default, round-robin, ...) or a YAML path.",
+)
 @_api_key_option
-@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where replica logs go (default ~/.local/state/pilothouse/logs/<time>).")
-@click.option("--ready-timeout", type=float, default=300.0, show_default=True,
-              help="Seconds to wait for every replica to become healthy.")
-def up(fleet_file: Path | None, replicas: int | None, port: int | None, host: str | None,
-       scheduler: str | None, api_key: str | None, log_dir: Path | None,
-       ready_timeout: float) -> None:
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where replica logs go (default ~/.local/state/pilothouse/logs/<time>).",
+)
+@click.option(
+    "--ready-timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for every replica to become healthy.",
+)
+def up(
+    fleet_file: Path | None,
+    replicas: int | None,
+    port: int | None,
+    host: str | None,
+    scheduler: str | None,
+    api_key: str | None,
+    log_dir: Path | None,
+    ready_timeout: float,
+) -> None:
     """Start a fleet's replicas and the gateway in front of them; Ctrl-C stops everything."""
     from pilothouse.runner import FleetOverrides, run_up
 
-    overrides = FleetOverrides(replicas=replicas, port=port, host=host, scheduler=scheduler,
-                               api_key=api_key)
+    overrides = FleetOverrides(
+        replicas=replicas, port=port, host=host, scheduler=scheduler, api_key=api_key
+    )
     _run(run_up(fleet_file, overrides, log_dir, ready_timeout))
 
 
 @cli.command()
-@click.option("-f", "--file", "fleet_file", required=True,
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="Fleet spec whose models list 'endpoints' (addresses of running engines).")
+@click.option(
+    "-f",
+    "--file",
+    "fleet_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Fleet spec whose models list 'endpoints' (addresses of running engines).",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Gateway port.")
 @click.option("--host", default=None, help="Gateway bind address (default 127.0.0.1).")
 @click.option("--scheduler", default=None, help="Scheduler config name or YAML path.")
 @_api_key_option
-def gateway(fleet_file: Path, port: int | None, host: str | None, scheduler: str | None,
-            api_key: str | None) -> None:
+def gateway(
+    fleet_file: Path, port: int | None, host: str | None, scheduler: str | None, api_key: str | None
+) -> None:
     """Run the gateway alone, in front of engines that are already running."""
     from pilothouse.runner import FleetOverrides, run_gateway
 
@@ -81,8 +124,14 @@ def gateway(fleet_file: Path, port: int | None, host: str | None, scheduler: str
 
 
 @cli.command()
-@click.option("-f", "--file", "fleet_file", required=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="Fleet spec to check.")
+@click.option(
+    "-f",
+    "--file",
+    "fleet_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Fleet spec to check.",
+)
 def validate(fleet_file: Path) -> None:
     """Check a fleet spec (and its scheduler config); print every problem with its path."""
     from pilothouse.config.fleet import load_fleet
@@ -96,8 +145,9 @@ def validate(fleet_file: Path) -> None:
     click.echo(f"{fleet_file}: valid ({len(spec.models)} model(s))")
 
 
-def _run(coro: object) -> None:
+def _run(coro: Coroutine[Any, Any, None]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    runner: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop
 
@@ -105,7 +155,7 @@ def _run(coro: object) -> None:
     except ImportError:
         runner = asyncio.run
     try:
-        runner(coro)  # type: ignore[arg-type]
+        runner(coro)
     except PilothouseError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -26,7 +26,7 @@ class PilothouseError(Exception):
 
 
 class ConfigError(PilothouseError):
-    """A configuration value is invalid; ``path`` names the field (``profiles[0].plugins[1].ref``)."""
+    """A configuration value is invalid; ``path`` names the field (``plugins[1].type``)."""
 
     def __init__(self, message: str, path: str = "") -> None:
         self.path = path

@@ -10,7 +10,10 @@ from pilothouse.errors import ConfigError
 
 
 def engine_args(args: Mapping[str, ArgValue]) -> list[str]:
-    """``{"max-model-len": 2048, "enforce-eager": True}`` → ``--max-model-len 2048 --enforce-eager``."""
+    """Engine flags from a mapping.
+
+    ``{"max-model-len": 2048, "enforce-eager": True}`` → ``--max-model-len 2048 --enforce-eager``.
+    """
     out: list[str] = []
     for key, value in args.items():
         flag = "--" + key.replace("_", "-")
@@ -25,15 +28,53 @@ def replica_command(model: ModelSpec, host: str, port: int) -> list[str]:
     """The argv that starts one replica of ``model`` listening on ``host:port``."""
     extra = engine_args(model.args)
     if model.engine == "llamacpp":
-        return [sys.executable, "-m", "pilothouse", "engine", "llamacpp", "--source", model.source,
-                "--served-name", model.name, "--host", host, "--port", str(port), *extra]
+        return [
+            sys.executable,
+            "-m",
+            "pilothouse",
+            "engine",
+            "llamacpp",
+            "--source",
+            model.source,
+            "--served-name",
+            model.name,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            *extra,
+        ]
     if model.engine == "sim":
-        return [sys.executable, "-m", "pilothouse", "engine", "sim", "--model", model.name,
-                "--host", host, "--port", str(port), *extra]
+        return [
+            sys.executable,
+            "-m",
+            "pilothouse",
+            "engine",
+            "sim",
+            "--model",
+            model.name,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            *extra,
+        ]
     if model.engine == "vllm":
         source = model.source.removeprefix("hf://")
-        return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", source,
-                "--served-model-name", model.name, "--host", host, "--port", str(port), *extra]
+        return [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            source,
+            "--served-model-name",
+            model.name,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            *extra,
+        ]
     raise ConfigError(
         f"engine '{model.engine}' cannot be launched locally; give 'endpoints' instead",
         path="models.engine",

@@ -37,8 +37,11 @@ def build_gateway(spec: FleetSpec, endpoints: list[Endpoint], *, ready: bool = F
         pool.add(endpoint, ready=ready)
     for model in spec.models:
         for i, address in enumerate(model.endpoints):
-            pool.add(Endpoint(name=f"{model.name}-{i}", address=address, model=model.name,
-                              engine=model.engine))
+            pool.add(
+                Endpoint(
+                    name=f"{model.name}-{i}", address=address, model=model.name, engine=model.engine
+                )
+            )
     clock = SystemClock()
     scheduler = build_scheduler(resolve_config(spec.gateway.scheduler), clock)
     return create_app(spec.gateway, pool, scheduler, clock=clock)
@@ -52,15 +55,23 @@ async def serve(
     on_stopping: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, then stop accepting, drain and call ``on_stopping``."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=30)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
     server = _Server(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _request_exit, server)
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started and not task.done():
+        # uvicorn exposes readiness only as a flag.
+        while not server.started and not task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if server.started:
             bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
