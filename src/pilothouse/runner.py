@@ -25,23 +25,34 @@ class FleetOverrides:
     api_key: str | None = None
 
     def apply(self, spec: FleetSpec) -> FleetSpec:
-        gateway = {k: v for k, v in (("port", self.port), ("host", self.host),
-                                     ("scheduler", self.scheduler), ("api_key", self.api_key))
-                   if v is not None}
+        gateway = {
+            k: v
+            for k, v in (
+                ("port", self.port),
+                ("host", self.host),
+                ("scheduler", self.scheduler),
+                ("api_key", self.api_key),
+            )
+            if v is not None
+        }
         models = spec.models
         if self.replicas is not None:
-            models = [m.model_copy(update={"replicas": self.replicas}) if m.launched else m
-                      for m in models]
-        return spec.model_copy(update={"models": models,
-                                       "gateway": spec.gateway.model_copy(update=gateway)})
+            models = [
+                m.model_copy(update={"replicas": self.replicas}) if m.launched else m
+                for m in models
+            ]
+        return spec.model_copy(
+            update={"models": models, "gateway": spec.gateway.model_copy(update=gateway)}
+        )
 
 
 def _console() -> Console:
     return Console(stderr=True)
 
 
-async def run_up(fleet_file: Path | None, overrides: FleetOverrides, log_dir: Path | None,
-                 ready_timeout: float) -> None:
+async def run_up(
+    fleet_file: Path | None, overrides: FleetOverrides, log_dir: Path | None, ready_timeout: float
+) -> None:
     spec = overrides.apply(load_fleet(fleet_file) if fleet_file else embedded_fleet())
     resolve_config(spec.gateway.scheduler)  # fail before starting anything
     console = _console()
@@ -49,8 +60,9 @@ async def run_up(fleet_file: Path | None, overrides: FleetOverrides, log_dir: Pa
     try:
         endpoints = await fleet.start()
         with console.status(f"starting {len(endpoints)} replica(s); logs in {fleet.log_dir}"):
-            await fleet.wait_ready(ready_timeout, lambda e: console.log(f"replica {e.name} ready "
-                                                                        f"on {e.address}"))
+            await fleet.wait_ready(
+                ready_timeout, lambda e: console.log(f"replica {e.name} ready on {e.address}")
+            )
         app = build_gateway(spec, endpoints, ready=True)
         await serve(app, spec.gateway.host, spec.gateway.port, _announce, _stopping(console))
     finally:
@@ -61,8 +73,11 @@ async def run_up(fleet_file: Path | None, overrides: FleetOverrides, log_dir: Pa
 async def run_gateway(fleet_file: Path, overrides: FleetOverrides) -> None:
     spec = overrides.apply(load_fleet(fleet_file))
     if not any(m.endpoints for m in spec.models):
-        raise ConfigError("no model lists 'endpoints': `pilothouse gateway` launches nothing; "
-                          "use `pilothouse up` to start replicas", path="models")
+        raise ConfigError(
+            "no model lists 'endpoints': `pilothouse gateway` launches nothing; "
+            "use `pilothouse up` to start replicas",
+            path="models",
+        )
     app = build_gateway(spec, [])
     await serve(app, spec.gateway.host, spec.gateway.port, _announce)
 

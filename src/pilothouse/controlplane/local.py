@@ -72,15 +72,18 @@ class LocalFleet:
         try:
             process = await asyncio.create_subprocess_exec(
                 *replica_command(model, self.host, port),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
                 preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             raise EngineError(f"cannot start replica {name}: {exc}") from exc
         finally:
             log.close()
-        endpoint = Endpoint(name=name, address=f"{self.host}:{port}", model=model.name,
-                            engine=model.engine)
+        endpoint = Endpoint(
+            name=name, address=f"{self.host}:{port}", model=model.name, engine=model.engine
+        )
         return Replica(endpoint, process, log_path)
 
     async def wait_ready(
@@ -88,19 +91,25 @@ class LocalFleet:
     ) -> None:
         """Wait until every replica answers its health probe; fail fast if one exits."""
         async with aiohttp.ClientSession() as session:
-            await asyncio.gather(*(self._wait_one(session, r, timeout_s, on_ready)
-                                   for r in self.replicas))
+            await asyncio.gather(
+                *(self._wait_one(session, r, timeout_s, on_ready) for r in self.replicas)
+            )
 
     async def _wait_one(
-        self, session: aiohttp.ClientSession, replica: Replica, timeout_s: float,
+        self,
+        session: aiohttp.ClientSession,
+        replica: Replica,
+        timeout_s: float,
         on_ready: Callable[[Endpoint], None] | None,
     ) -> None:
         url = f"http://{replica.endpoint.address}{adapter_for(replica.endpoint.engine).health_path}"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if replica.process.returncode is not None:
-                raise EngineError(f"replica {replica.endpoint.name} exited with code "
-                                  f"{replica.process.returncode}; see {replica.log_path}")
+                raise EngineError(
+                    f"replica {replica.endpoint.name} exited with code "
+                    f"{replica.process.returncode}; see {replica.log_path}"
+                )
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
                     if resp.status == 200:
@@ -108,8 +117,10 @@ class LocalFleet:
                             on_ready(replica.endpoint)
                         return
             await asyncio.sleep(0.2)
-        raise EngineError(f"replica {replica.endpoint.name} was not ready after {timeout_s:.0f}s; "
-                          f"see {replica.log_path}")
+        raise EngineError(
+            f"replica {replica.endpoint.name} was not ready after {timeout_s:.0f}s; "
+            f"see {replica.log_path}"
+        )
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM every replica, wait up to ``grace_s``, then SIGKILL what is left."""

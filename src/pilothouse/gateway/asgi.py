@@ -25,7 +25,9 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
     """The whole request body, refusing more than ``limit`` bytes early."""
     declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {int(declared)} bytes exceeds the {limit}-byte limit")
+        raise PayloadTooLarge(
+            f"request body of {int(declared)} bytes exceeds the {limit}-byte limit"
+        )
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -43,7 +45,11 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
 
 
 async def send_bytes(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], content_type: bytes = JSON
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    content_type: bytes = JSON,
 ) -> None:
     await send(
         {

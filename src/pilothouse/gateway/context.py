@@ -23,7 +23,9 @@ class GatewayContext:
     scheduler: Scheduler
     metrics: GatewayMetrics
     clock: Clock
-    access_log: logging.Logger = field(default_factory=lambda: logging.getLogger("pilothouse.access"))
+    access_log: logging.Logger = field(
+        default_factory=lambda: logging.getLogger("pilothouse.access")
+    )
     session: aiohttp.ClientSession | None = None
 
     def upstream(self) -> aiohttp.ClientSession:

@@ -5,7 +5,20 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
 )
 _ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _DECISION_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2)
@@ -18,39 +31,53 @@ class GatewayMetrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "pilothouse_requests", "Requests answered, by model, route and status code.",
-            ["model", "route", "status"], registry=r,
+            "pilothouse_requests",
+            "Requests answered, by model, route and status code.",
+            ["model", "route", "status"],
+            registry=r,
         )
         self.ttft = Histogram(
             "pilothouse_time_to_first_token_seconds",
             "Time from receiving a request to the first byte of the engine's answer.",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.itl = Histogram(
             "pilothouse_inter_token_latency_seconds",
             "Time between successive streamed chunks.",
-            ["model"], buckets=_ITL_BUCKETS, registry=r,
+            ["model"],
+            buckets=_ITL_BUCKETS,
+            registry=r,
         )
         self.e2e = Histogram(
             "pilothouse_e2e_request_latency_seconds",
             "Time from receiving a request to sending its last byte.",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.in_flight = Gauge(
             "pilothouse_endpoint_in_flight_requests",
             "Requests the gateway has in flight on each endpoint.",
-            ["endpoint"], registry=r,
+            ["endpoint"],
+            registry=r,
         )
         self.decision = Histogram(
             "pilothouse_scheduling_decision_seconds",
             "Time the scheduler took to pick an endpoint.",
-            buckets=_DECISION_BUCKETS, registry=r,
+            buckets=_DECISION_BUCKETS,
+            registry=r,
         )
         self.retries = Counter(
-            "pilothouse_upstream_retries", "Requests retried on another endpoint.",
-            ["model"], registry=r,
+            "pilothouse_upstream_retries",
+            "Requests retried on another endpoint.",
+            ["model"],
+            registry=r,
         )
         self.tokens = Counter(
-            "pilothouse_tokens", "Tokens reported by engines, by model and kind.",
-            ["model", "kind"], registry=r,
+            "pilothouse_tokens",
+            "Tokens reported by engines, by model and kind.",
+            ["model", "kind"],
+            registry=r,
         )

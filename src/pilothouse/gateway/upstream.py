@@ -38,7 +38,9 @@ async def open_upstream(
     return await session.post(url, data=body, headers=headers, skip_auto_headers=_SKIP_AUTO)
 
 
-def _start(status: int, content_type: bytes, headers: list[tuple[bytes, bytes]]) -> dict[str, object]:
+def _start(
+    status: int, content_type: bytes, headers: list[tuple[bytes, bytes]]
+) -> dict[str, object]:
     return {
         "type": "http.response.start",
         "status": status,
@@ -85,12 +87,19 @@ async def relay_stream(
             else:
                 outcome.ttft_s = now - started
             last = now
-            tail = (tail + chunk)[-_TAIL_BYTES:] if len(chunk) < _TAIL_BYTES else chunk[-_TAIL_BYTES:]
+            tail = (
+                (tail + chunk)[-_TAIL_BYTES:] if len(chunk) < _TAIL_BYTES else chunk[-_TAIL_BYTES:]
+            )
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except (aiohttp.ClientError, TimeoutError) as exc:
         outcome.broken = True
-        await send({"type": "http.response.body", "body": sse_error_event(
-            f"the engine stream broke: {type(exc).__name__}"), "more_body": True})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": sse_error_event(f"the engine stream broke: {type(exc).__name__}"),
+                "more_body": True,
+            }
+        )
     await send({"type": "http.response.body", "body": b""})
     if not outcome.broken:
         _read_usage(outcome, _sse_usage(tail))

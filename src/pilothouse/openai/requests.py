@@ -110,9 +110,7 @@ def _content_text(content: Any, index: int) -> str:
     if content is None or isinstance(content, str):
         return content or ""
     if isinstance(content, list):  # multi-part content: keep the text parts
-        return "".join(
-            part.get("text", "") for part in content if isinstance(part, dict)
-        )
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
     raise BadRequest(
         f"field 'messages[{index}].content' must be a string or an array",
         param=f"messages[{index}].content",

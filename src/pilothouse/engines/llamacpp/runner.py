@@ -57,7 +57,9 @@ class SerialRunner:
         async with self._slot():
             return await asyncio.to_thread(work)
 
-    async def stream(self, start: Callable[[], Iterator[Any]], count: TokenCount) -> AsyncIterator[Any]:
+    async def stream(
+        self, start: Callable[[], Iterator[Any]], count: TokenCount
+    ) -> AsyncIterator[Any]:
         """Items of a generator built by ``start``, produced in a worker thread."""
         async with self._slot():
             loop = asyncio.get_running_loop()

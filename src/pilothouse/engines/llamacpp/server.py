@@ -23,8 +23,17 @@ from pilothouse.engines.llamacpp.runner import SerialRunner, TokenCount
 from pilothouse.errors import BadRequest, ModelNotFound, RequestError
 from pilothouse.openai.errors import error_body
 
-_SAMPLING_KEYS = ("temperature", "top_p", "top_k", "stop", "seed", "presence_penalty",
-                  "frequency_penalty", "repeat_penalty", "min_p")
+_SAMPLING_KEYS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "repeat_penalty",
+    "min_p",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +88,17 @@ class _Engine:
         self.runner = runner
 
     async def health(self, request: Request) -> Response:
-        return _json({"status": "ok", "running": self.runner.running, "waiting": self.runner.waiting})
+        return _json(
+            {"status": "ok", "running": self.runner.running, "waiting": self.runner.waiting}
+        )
 
     async def models(self, request: Request) -> Response:
-        card = {"id": self.settings.served_name, "object": "model", "owned_by": "pilothouse",
-                "created": 0}
+        card = {
+            "id": self.settings.served_name,
+            "object": "model",
+            "owned_by": "pilothouse",
+            "created": 0,
+        }
         return _json({"object": "list", "data": [card]})
 
     async def embeddings(self, request: Request) -> Response:
@@ -111,8 +126,9 @@ class _Engine:
         if doc.get("stream"):
             usage = bool((doc.get("stream_options") or {}).get("include_usage"))
             chunks = self.runner.stream(lambda: call(stream=True, **kwargs), count)
-            return StreamingResponse(self._sse(chunks, count, usage, chat),
-                                     media_type="text/event-stream")
+            return StreamingResponse(
+                self._sse(chunks, count, usage, chat), media_type="text/event-stream"
+            )
         result = await self.runner.run(lambda: call(stream=False, **kwargs))
         result["model"] = self.settings.served_name
         return _json(result)
@@ -152,13 +168,22 @@ class _Engine:
             yield b"data: " + orjson.dumps(chunk) + b"\n\n"
         if usage:
             completion = count.completion_tokens(finish)
-            yield b"data: " + orjson.dumps({
-                "id": chunk_id,
-                "object": "chat.completion.chunk" if chat else "text_completion",
-                "created": created,
-                "model": self.settings.served_name,
-                "choices": [],
-                "usage": {"prompt_tokens": count.prompt_tokens, "completion_tokens": completion,
-                          "total_tokens": count.prompt_tokens + completion},
-            }) + b"\n\n"
+            yield (
+                b"data: "
+                + orjson.dumps(
+                    {
+                        "id": chunk_id,
+                        "object": "chat.completion.chunk" if chat else "text_completion",
+                        "created": created,
+                        "model": self.settings.served_name,
+                        "choices": [],
+                        "usage": {
+                            "prompt_tokens": count.prompt_tokens,
+                            "completion_tokens": completion,
+                            "total_tokens": count.prompt_tokens + completion,
+                        },
+                    }
+                )
+                + b"\n\n"
+            )
         yield b"data: [DONE]\n\n"
