@@ -1,0 +1,65 @@
+"""The endpoint pool: bookkeeping in, immutable snapshots out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pilothouse.endpoints.pool import EndpointPool
+from pilothouse.scheduling.types import Endpoint, EndpointMetrics
+
+
+def _pool() -> EndpointPool:
+    pool = EndpointPool()
+    pool.add(Endpoint(name="a-0", address="127.0.0.1:1", model="a"), ready=True)
+    pool.add(Endpoint(name="a-1", address="127.0.0.1:2", model="a"), ready=True)
+    pool.add(Endpoint(name="b-0", address="127.0.0.1:3", model="b"))
+    return pool
+
+
+def test_candidates_are_ready_replicas_of_the_model() -> None:
+    pool = _pool()
+    assert [e.name for e in pool.candidates("a")] == ["a-0", "a-1"]
+    assert pool.candidates("b") == []
+    pool.set_ready("b-0", True)
+    assert [e.name for e in pool.candidates("b")] == ["b-0"]
+    assert [e.name for e in pool.candidates("a", frozenset({"a-0"}))] == ["a-1"]
+
+
+def test_draining_replicas_get_no_new_requests() -> None:
+    pool = _pool()
+    pool.set_draining("a-0")
+    assert [e.name for e in pool.candidates("a")] == ["a-1"]
+
+
+def test_in_flight_accounting_shows_in_snapshots() -> None:
+    pool = _pool()
+    pool.acquire("a-0", 100)
+    pool.acquire("a-0", 50)
+    snap = pool.get("a-0")
+    assert (snap.in_flight, snap.in_flight_tokens) == (2, 150)
+    pool.release("a-0", 100)
+    pool.release("a-0", 50)
+    pool.release("a-0", 50)  # never below zero
+    assert (pool.get("a-0").in_flight, pool.get("a-0").in_flight_tokens) == (0, 0)
+
+
+def test_snapshots_are_frozen_and_independent() -> None:
+    pool = _pool()
+    before = pool.get("a-0")
+    pool.update_metrics("a-0", EndpointMetrics(waiting=4))
+    assert before.metrics.waiting == 0
+    assert pool.get("a-0").metrics.waiting == 4
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        before.in_flight = 3  # type: ignore[misc]
+
+
+def test_models_and_removal() -> None:
+    pool = _pool()
+    assert pool.models() == ["a", "b"]
+    pool.remove("b-0")
+    assert pool.models() == ["a"]
+    assert not pool.has_model("b")
+    with pytest.raises(ValueError, match="already"):
+        pool.add(Endpoint(name="a-0", address="x:1", model="a"))
