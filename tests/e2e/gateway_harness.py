@@ -60,7 +60,7 @@ async def running_gateway(
     )
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
             await asyncio.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
         yield Harness(url=f"http://127.0.0.1:{port}", engines=engines)

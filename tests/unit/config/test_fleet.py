@@ -56,8 +56,13 @@ def test_non_mapping_document_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_endpoints_accept_urls_and_strip_the_scheme(tmp_path: Path) -> None:
-    spec = load_fleet(_write(tmp_path, "models:\n  - name: a\n    engine: vllm\n"
-                             "    endpoints: ['http://10.0.0.1:8000/', '127.0.0.1:9']\n"))
+    spec = load_fleet(
+        _write(
+            tmp_path,
+            "models:\n  - name: a\n    engine: vllm\n"
+            "    endpoints: ['http://10.0.0.1:8000/', '127.0.0.1:9']\n",
+        )
+    )
     assert spec.models[0].endpoints == ["10.0.0.1:8000", "127.0.0.1:9"]
     assert not spec.models[0].launched
 

@@ -43,10 +43,7 @@ def test_vllm_exposition_maps_to_a_snapshot() -> None:
 
 
 def test_data_parallel_ranks_are_summed() -> None:
-    text = (
-        'vllm:num_requests_waiting{engine="0"} 2\n'
-        'vllm:num_requests_waiting{engine="1"} 3\n'
-    )
+    text = 'vllm:num_requests_waiting{engine="0"} 2\nvllm:num_requests_waiting{engine="1"} 3\n'
     assert parse_engine_metrics(text, VLLM_METRICS, now=0).waiting == 5
 
 
@@ -67,8 +64,13 @@ def test_missing_series_default_to_idle() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "health", "scraped"),
-    [("vllm", "/health", True), ("sim", "/health", True), ("sglang", "/health", True),
-     ("llamacpp", "/v1/models", False), ("openai", "/v1/models", False)],
+    [
+        ("vllm", "/health", True),
+        ("sim", "/health", True),
+        ("sglang", "/health", True),
+        ("llamacpp", "/v1/models", False),
+        ("openai", "/v1/models", False),
+    ],
 )
 def test_engine_adapters(kind: str, health: str, scraped: bool) -> None:
     adapter = adapter_for(kind)

@@ -23,20 +23,34 @@ EMB = Route.EMBEDDINGS
         (CHAT, b'{"model": "m"}', "messages", "'messages'"),
         (CHAT, b'{"model": "m", "messages": []}', "messages", "non-empty"),
         (CHAT, b'{"model": "m", "messages": ["hi"]}', "messages[0]", "role"),
-        (CHAT, b'{"model": "m", "messages": [{"role": "user", "content": 5}]}',
-         "messages[0].content", "string or an array"),
+        (
+            CHAT,
+            b'{"model": "m", "messages": [{"role": "user", "content": 5}]}',
+            "messages[0].content",
+            "string or an array",
+        ),
         (CHAT, b'{"model": "m", "messages": [{"role": "u"}], "stream": 1}', "stream", "boolean"),
-        (CHAT, b'{"model": "m", "messages": [{"role": "u"}], "max_tokens": true}', "max_tokens",
-         "integer"),
-        (CHAT, b'{"model": "m", "messages": [{"role": "u"}], "stream": true, '
-               b'"stream_options": 3}', "stream_options", "object"),
+        (
+            CHAT,
+            b'{"model": "m", "messages": [{"role": "u"}], "max_tokens": true}',
+            "max_tokens",
+            "integer",
+        ),
+        (
+            CHAT,
+            b'{"model": "m", "messages": [{"role": "u"}], "stream": true, "stream_options": 3}',
+            "stream_options",
+            "object",
+        ),
         (COMP, b'{"model": "m"}', "prompt", "'prompt'"),
         (COMP, b'{"model": "m", "prompt": {"a": 1}}', "prompt", "token ids"),
         (EMB, b'{"model": "m"}', "input", "'input'"),
         (EMB, b'{"model": "m", "input": 4}', "input", "string or an array"),
     ],
 )
-def test_bad_bodies_name_the_field(route: Route, body: bytes, param: str | None, mentions: str) -> None:
+def test_bad_bodies_name_the_field(
+    route: Route, body: bytes, param: str | None, mentions: str
+) -> None:
     with pytest.raises(BadRequest) as caught:
         parse_request(route, body)
     assert caught.value.param == param
@@ -47,19 +61,43 @@ def test_bad_bodies_name_the_field(route: Route, body: bytes, param: str | None,
 @pytest.mark.parametrize(
     ("route", "body", "prompt"),
     [
-        (CHAT, {"model": "m", "messages": [{"role": "system", "content": "be brief"},
-                                           {"role": "user", "content": "hi"}]},
-         "system\nbe brief\nuser\nhi"),
-        (CHAT, {"model": "m", "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "a"}, {"type": "image_url"}, {"type": "text", "text": "b"}]}]},
-         "user\nab"),
+        (
+            CHAT,
+            {
+                "model": "m",
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "hi"},
+                ],
+            },
+            "system\nbe brief\nuser\nhi",
+        ),
+        (
+            CHAT,
+            {
+                "model": "m",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "a"},
+                            {"type": "image_url"},
+                            {"type": "text", "text": "b"},
+                        ],
+                    }
+                ],
+            },
+            "user\nab",
+        ),
         (COMP, {"model": "m", "prompt": "once"}, "once"),
         (COMP, {"model": "m", "prompt": ["a", "b"]}, "a\nb"),
         (COMP, {"model": "m", "prompt": [1, 2, 3]}, "1 2 3"),
         (EMB, {"model": "m", "input": ["x", "y"]}, "x\ny"),
     ],
 )
-def test_prompt_is_flattened_for_prefix_matching(route: Route, body: dict[str, object], prompt: str) -> None:
+def test_prompt_is_flattened_for_prefix_matching(
+    route: Route, body: dict[str, object], prompt: str
+) -> None:
     parsed = parse_request(route, orjson.dumps(body))
     assert parsed.prompt == prompt
     assert parsed.model == "m"
@@ -79,8 +117,10 @@ def test_stream_asks_the_engine_for_usage() -> None:
 
 
 def test_stream_that_already_asks_for_usage_is_untouched() -> None:
-    raw = (b'{"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,'
-           b'"stream_options":{"include_usage":true}}')
+    raw = (
+        b'{"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,'
+        b'"stream_options":{"include_usage":true}}'
+    )
     assert parse_request(CHAT, raw).body is raw
 
 
