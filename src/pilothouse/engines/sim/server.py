@@ -1,0 +1,205 @@
+"""The simulator's HTTP surface: vLLM's OpenAI endpoints, /health and /metrics (aiohttp).
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (streamed or not),
+``GET /v1/models``, ``GET /health`` (200 once started, 503 during ``--startup-delay``),
+``GET /metrics`` (vLLM names) and ``POST /reset_prefix_cache`` (vLLM's dev endpoint: clears
+the prefix cache and publishes ``AllBlocksCleared``; 409 while requests hold blocks).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from pilothouse.engines.sim.faults import Fault
+from pilothouse.engines.sim.protocol import (
+    DONE,
+    CompletionCall,
+    completion_body,
+    parse_call,
+    stream_chunk,
+    usage_chunk,
+)
+from pilothouse.engines.sim.settings import SimSettings
+from pilothouse.engines.sim.state import SimState
+from pilothouse.engines.sim.tokenizer import filler_text
+from pilothouse.errors import NoEndpointAvailable, RequestError, SchedulingError
+from pilothouse.openai.errors import error_body, error_from_exception
+from pilothouse.sim.types import EngineRequest
+
+STATE = web.AppKey("sim_state", SimState)
+
+
+def create_sim_app(
+    settings: SimSettings, *, on_crash: Callable[[], None] | None = None
+) -> web.Application:
+    """The simulator as an aiohttp application; ``on_crash`` runs for ``--crash-after``.
+
+    KV events start in the startup hook when ``settings.port`` is fixed; with port 0 the
+    caller binds first and then calls ``app[STATE].start_kv_events(port)``
+    (:class:`~pilothouse.engines.sim.runner.SimServer` does).
+    """
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[STATE] = SimState.build(settings, on_crash)
+    app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_post("/v1/completions", _completions)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_post("/reset_prefix_cache", _reset_prefix_cache)
+    app.on_startup.append(_startup)
+    app.on_shutdown.append(_shutdown)
+    return app
+
+
+async def _startup(app: web.Application) -> None:
+    state = app[STATE]
+    state.start()
+    if state.settings.port != 0:
+        state.start_kv_events(state.settings.port)
+
+
+async def _shutdown(app: web.Application) -> None:
+    await app[STATE].stop()
+
+
+def _error(exc: RequestError | SchedulingError) -> web.Response:
+    status, body, headers = error_from_exception(exc)
+    return web.Response(status=status, body=body, headers=headers, content_type="application/json")
+
+
+async def _health(request: web.Request) -> web.Response:
+    if request.app[STATE].ready():
+        return web.Response(status=200)
+    return _error(NoEndpointAvailable("the engine is starting"))
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[STATE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _models(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    created = int(time.time())
+    base = state.settings.model
+
+    def entry(name: str, parent: str | None) -> dict[str, object]:
+        return {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "pilothouse-sim",
+            "root": name,
+            "parent": parent,
+            "max_model_len": state.model.config.max_model_len,
+        }
+
+    data = [entry(base, None), *(entry(name, base) for name in state.settings.lora_modules)]
+    body = orjson.dumps({"object": "list", "data": data})
+    return web.Response(body=body, content_type="application/json")
+
+
+async def _reset_prefix_cache(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    event = state.model.reset_prefix_cache()
+    if event is None:
+        body = error_body("requests are using the KV cache; try again when idle", "conflict")
+        return web.Response(status=409, body=body, content_type="application/json")
+    await state.runtime.publish((event,))
+    return web.Response(status=200)
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, "chat")
+
+
+async def _completions(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, "completion")
+
+
+async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
+    state = request.app[STATE]
+    prefix = "chatcmpl" if kind == "chat" else "cmpl"
+    request_id = f"{prefix}-{uuid.uuid4().hex}"
+    try:
+        if not state.ready():
+            raise NoEndpointAvailable("the engine is starting")
+        raw = await request.read()
+        call = parse_call(kind, raw, state.tokenizer, state.settings.model, state.loras)
+        engine_request, start = state.engine_request(call, request_id)
+    except (RequestError, SchedulingError) as exc:
+        return _error(exc)
+    assert state.faults is not None
+    fault = state.faults.draw()
+    if fault is Fault.HANG:
+        await state.release_hung.wait()
+        return _error(NoEndpointAvailable("the engine is shutting down"))
+    try:
+        if fault is Fault.ERROR:
+            return _error(RequestError("simulated engine failure", code="simulated_error"))
+        if call.stream:
+            return await _stream(request, state, call, engine_request, start)
+        return await _respond(state, call, engine_request, start)
+    finally:
+        state.runtime.release(request_id)
+        if state.faults.answered():
+            state.schedule_crash()
+
+
+async def _respond(
+    state: SimState, call: CompletionCall, engine_request: EngineRequest, start: int
+) -> web.Response:
+    queue = state.runtime.submit(engine_request)
+    tokens = 0
+    while True:
+        chunk = await queue.get()
+        tokens += chunk.tokens
+        if chunk.finished is not None:
+            text = filler_text(start, 0, tokens)
+            body = completion_body(
+                call, engine_request.request_id, int(time.time()), text, chunk.finished
+            )
+            return web.Response(body=body, content_type="application/json")
+
+
+async def _stream(
+    request: web.Request,
+    state: SimState,
+    call: CompletionCall,
+    engine_request: EngineRequest,
+    start: int,
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    queue = state.runtime.submit(engine_request)
+    request_id, created = engine_request.request_id, int(time.time())
+    offset = 0
+    try:
+        while True:
+            chunk = await queue.get()
+            if offset == 0 and call.kind == "chat":
+                await response.write(stream_chunk(call, request_id, created, None, role=True))
+            text = filler_text(start, offset, chunk.tokens)
+            offset += chunk.tokens
+            finished = chunk.finished
+            reason = None if finished is None else finished.finish_reason
+            await response.write(
+                stream_chunk(call, request_id, created, text, finish_reason=reason)
+            )
+            if finished is not None:
+                break
+        if call.include_usage:
+            await response.write(usage_chunk(call, request_id, created, finished))
+        await response.write(DONE)
+        await response.write_eof()
+    except ConnectionResetError:
+        return response  # the client went away; the finally of _serve aborts the request
+    return response

@@ -1,0 +1,124 @@
+"""Everything one simulator server holds, built from :class:`SimSettings`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pilothouse.engines.sim.faults import FaultInjector
+from pilothouse.engines.sim.kv_publisher import KVEventPublisher
+from pilothouse.engines.sim.metrics import SimMetrics
+from pilothouse.engines.sim.protocol import CompletionCall
+from pilothouse.engines.sim.runtime import EngineRuntime
+from pilothouse.engines.sim.settings import SimSettings
+from pilothouse.engines.sim.tokenizer import DummyTokenizer, filler_seed, natural_length
+from pilothouse.errors import BadRequest
+from pilothouse.sim.engine_model import EngineModel
+from pilothouse.sim.hashing import chain_block_hashes
+from pilothouse.sim.types import EngineRequest
+
+CRASH_EXIT_STATUS = 1
+
+
+def exit_process() -> None:
+    """What ``--crash-after`` does in a real process: exit at once, no cleanup."""
+    os._exit(CRASH_EXIT_STATUS)
+
+
+@dataclass(slots=True)
+class SimState:
+    """The server's objects; built eagerly, started in the app's startup hook."""
+
+    settings: SimSettings
+    model: EngineModel
+    metrics: SimMetrics
+    runtime: EngineRuntime
+    tokenizer: DummyTokenizer = field(default_factory=DummyTokenizer)
+    on_crash: Callable[[], None] = exit_process
+    faults: FaultInjector | None = None
+    publisher: KVEventPublisher | None = None
+    release_hung: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def build(cls, settings: SimSettings, on_crash: Callable[[], None] | None) -> SimState:
+        config = settings.engine_config()
+        model = EngineModel(config, seed=settings.seed)
+        metrics = SimMetrics(model, settings.model)
+        lora_ids = {name: index + 1 for index, name in enumerate(settings.lora_modules)}
+        runtime = EngineRuntime(model, metrics, time_scale=settings.time_scale, lora_ids=lora_ids)
+        return cls(settings, model, metrics, runtime, on_crash=on_crash or exit_process)
+
+    @property
+    def loras(self) -> frozenset[str]:
+        return frozenset(self.settings.lora_modules)
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.faults = FaultInjector(self.settings.faults, self.settings.seed, loop.time())
+        self.runtime.start()
+
+    def ready(self) -> bool:
+        return self.faults is not None and self.faults.ready(asyncio.get_running_loop().time())
+
+    def start_kv_events(self, http_port: int) -> None:
+        """Bind the ZMQ sockets (once the HTTP port, part of the default topic, is known)."""
+        kv = self.settings.kv_events
+        if not kv.enabled or self.publisher is not None:
+            return
+        assert kv.port is not None
+        self.publisher = KVEventPublisher(
+            self.settings.host,
+            kv.port,
+            kv.replay_port,
+            self.settings.kv_topic(http_port),
+            layout=kv.encoding,
+            buffer_steps=kv.buffer_steps,
+        )
+        self.publisher.start()
+        self.runtime.publisher = self.publisher
+
+    async def stop(self) -> None:
+        self.release_hung.set()
+        await self.runtime.stop()
+        if self.publisher is not None:
+            await self.publisher.close()
+            self.publisher = None
+
+    def schedule_crash(self) -> None:
+        """Crash shortly after the current response has been written."""
+        asyncio.get_running_loop().call_later(0.05, self.on_crash)
+
+    def engine_request(self, call: CompletionCall, request_id: str) -> tuple[EngineRequest, int]:
+        """The engine's view of ``call`` and the start of its filler answer."""
+        config = self.model.config
+        prompt = len(call.prompt_ids)
+        room = config.max_model_len - prompt
+        start = filler_seed(call.prompt_ids, self.settings.seed)
+        stop_after: int | None = None
+        if call.max_tokens is not None:
+            max_tokens = call.max_tokens
+        elif self.settings.default_max_tokens is not None:
+            max_tokens = min(self.settings.default_max_tokens, room)
+        else:
+            max_tokens, stop_after = room, natural_length(start)
+        if max_tokens < 1 or prompt + max_tokens > config.max_model_len:
+            raise BadRequest(
+                f"This model's maximum context length is {config.max_model_len} tokens. "
+                f"However, you requested {prompt + max(max_tokens, 1)} tokens ({prompt} in the "
+                f"prompt, {max(max_tokens, 1)} in the completion). Please reduce the length "
+                "of the prompt or completion.",
+                param="max_tokens",
+            )
+        hashes = chain_block_hashes(call.prompt_ids, config.block_size, extra=call.lora)
+        request = EngineRequest(
+            request_id=request_id,
+            prompt_tokens=prompt,
+            max_tokens=max_tokens,
+            block_hashes=hashes,
+            token_ids=call.prompt_ids,
+            lora=call.lora,
+            stop_after=stop_after,
+        )
+        return request, start

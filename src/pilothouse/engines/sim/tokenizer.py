@@ -1,0 +1,68 @@
+"""A deterministic dummy tokenizer, chat template and filler text for the simulator.
+
+Text is split into special markers (``<|...|>``), words of at most six characters, single
+punctuation marks and runs of whitespace-free symbols; each piece maps to an id through
+CRC-32, so the same text always yields the same ids in every process. Generated text is
+drawn from a fixed word list, one word per token, deterministically from the prompt's ids
+and the server seed.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+VOCAB_SIZE = 32_000
+_RESERVED = 256  # ids below this are never produced
+_PIECE = re.compile(r"<\|[^|<>\s]{1,32}\|>|\w{1,6}|[^\w\s]")
+
+FILLER_WORDS = (
+    "the", "model", "engine", "token", "cache", "block", "batch", "prefix", "router",
+    "replica", "queue", "request", "stream", "latency", "decode", "prefill", "gateway",
+    "scheduler", "memory", "layer", "attention", "simulated", "answer", "is", "a", "of",
+    "and", "to", "in", "with", "fast", "steady",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+class DummyTokenizer:
+    """Maps text to stable token ids; never fails on any input."""
+
+    __slots__ = ()
+
+    def encode(self, text: str) -> list[int]:
+        return [_piece_id(piece) for piece in _PIECE.findall(text)]
+
+    def apply_chat_template(self, messages: Sequence[ChatMessage]) -> str:
+        """ChatML-like flattening, ending with the assistant's turn."""
+        turns = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages]
+        return "".join(turns) + "<|im_start|>assistant\n"
+
+
+def _piece_id(piece: str) -> int:
+    return _RESERVED + zlib.crc32(piece.encode("utf-8")) % (VOCAB_SIZE - _RESERVED)
+
+
+def filler_seed(token_ids: Sequence[int], seed: int) -> int:
+    """Where in the word list a request's answer starts: depends on its prompt and the seed."""
+    head = ",".join(map(str, token_ids[:64]))
+    return zlib.crc32(f"{seed}:{len(token_ids)}:{head}".encode())
+
+
+def filler_text(start: int, offset: int, count: int) -> str:
+    """Words ``offset .. offset + count`` of the answer that starts at ``start``."""
+    words = len(FILLER_WORDS)
+    pieces = [FILLER_WORDS[(start + 7 * index) % words] for index in range(offset, offset + count)]
+    return "".join(f" {piece}" for piece in pieces)
+
+
+def natural_length(start: int, low: int = 16, high: int = 128) -> int:
+    """A deterministic answer length in ``[low, high]`` when the client sets no max_tokens."""
+    return low + start % (high - low + 1)

@@ -1,0 +1,238 @@
+"""One scheduling pass of a vLLM-v1-style continuous-batching scheduler.
+
+Per step, with a token budget of ``max_num_batched_tokens`` (>= ``max_num_seqs``):
+
+1. Every decoding request takes 1 token (decodes first, as a chunked-prefill scheduler
+   prioritises them). When their new KV blocks do not fit, the *last admitted* running
+   request is preempted (recompute: blocks released, back to the front of the waiting
+   queue) until they do.
+2. Requests still in prefill, in admission order, take ``min(remaining, budget)`` tokens
+   (chunked prefill); when a chunk's blocks do not fit, the last admitted running request is
+   preempted, possibly the request itself.
+3. Only if nobody was preempted (or the batch is empty), waiting requests in FCFS order while
+   the budget lasts and fewer than ``max_num_seqs`` run: the longest cached prefix is reused
+   (at least one token is always computed), the rest is prefilled in a chunk. A request
+   whose LoRA would exceed ``max_loras`` adapters in the batch is skipped (it keeps its
+   place); a request whose blocks do not fit stops admission.
+
+Full prompt blocks are registered in the prefix cache when allocated, as vLLM does, so a
+request admitted later in the same pass already hits them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from pilothouse.sim.config import EngineConfig
+from pilothouse.sim.decode_batch import DecodeBatch
+from pilothouse.sim.kv_cache import KVBlockPool
+from pilothouse.sim.lora import LoraSlots
+from pilothouse.sim.sequence import Sequence
+from pilothouse.sim.types import BlocksRemoved, BlocksStored, KVEvent
+
+
+@dataclass(slots=True)
+class Schedule:
+    """The work of one step: prefill chunks ``(sequence, new tokens)`` plus all decodes."""
+
+    items: list[tuple[Sequence, int]] = field(default_factory=list)
+    decode_seqs: int = 0
+    admitted: int = 0
+    preempted: list[Sequence] = field(default_factory=list)
+    lora_loads: int = 0
+    events: list[KVEvent] = field(default_factory=list)
+    prefix_queries: int = 0
+    prefix_hits: int = 0
+
+
+class BatchScheduler:
+    """Decides each step's batch; owns the running set, the KV pool and the LoRA slots."""
+
+    def __init__(self, config: EngineConfig, pool: KVBlockPool, *, record_events: bool) -> None:
+        self.config = config
+        self.pool = pool
+        self.record_events = record_events
+        self.decoders = DecodeBatch(config.block_size)
+        self.prefilling: dict[str, Sequence] = {}
+        self.order: dict[str, Sequence] = {}  # every running sequence, admission order
+        self.loras = LoraSlots(config.max_loras)
+        self.waiting_loras: Counter[str] = Counter()  # adapters of waiting requests
+
+    def schedule(self, waiting: deque[Sequence], now: float) -> Schedule:
+        plan = Schedule()
+        budget = self._schedule_decoders(waiting, plan)
+        budget = self._schedule_prefills(waiting, budget, plan)
+        plan.decode_seqs = len(self.decoders)
+        # vLLM admits nobody in a step that preempted; when the preemptions emptied the
+        # batch entirely we admit at once instead of simulating an empty step.
+        if not plan.preempted or not self.order:
+            self._schedule_waiting(waiting, budget, now, plan)
+        return plan
+
+    # -- running -------------------------------------------------------------------------
+
+    def _schedule_decoders(self, waiting: deque[Sequence], plan: Schedule) -> int:
+        decoders = self.decoders
+        needed = decoders.crossings(0, 1)
+        while needed > self.pool.available_blocks:
+            self.preempt(next(reversed(self.order.values())), waiting, plan)
+            needed = decoders.crossings(0, 1)
+        self._take(needed, plan.events)
+        decoders.reserved = 1
+        return self.config.max_num_batched_tokens - len(decoders)
+
+    def _schedule_prefills(self, waiting: deque[Sequence], budget: int, plan: Schedule) -> int:
+        for seq in list(self.prefilling.values()):
+            if budget <= 0:
+                break
+            if seq.request_id not in self.prefilling:
+                continue  # preempted earlier in this pass
+            tokens = min(seq.total - seq.computed, budget)
+            while self._blocks_for(seq, tokens) > self.pool.available_blocks:
+                victim = next(reversed(self.order.values()))
+                self.preempt(victim, waiting, plan)
+                if victim is seq:
+                    break
+            else:
+                self._allocate(seq, tokens, plan)
+                plan.items.append((seq, tokens))
+                budget -= tokens
+        return budget
+
+    def preempt(self, seq: Sequence, waiting: deque[Sequence], plan: Schedule) -> None:
+        self.retire(seq)
+        seq.reset_for_recompute()
+        waiting.appendleft(seq)
+        if seq.lora is not None:
+            self.waiting_loras[seq.lora] += 1
+        plan.preempted.append(seq)
+
+    def retire(self, seq: Sequence) -> None:
+        """A running sequence leaves the batch: release its blocks and its LoRA slot use."""
+        if seq.request_id in self.decoders:
+            self.decoders.remove(seq)
+        else:
+            self.prefilling.pop(seq.request_id, None)
+        del self.order[seq.request_id]
+        self.pool.release(seq.refs, seq.n_blocks - len(seq.refs))
+        if seq.lora is not None:
+            self.loras.release(seq.lora)
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def unwait_lora(self, lora: str) -> None:
+        self.waiting_loras[lora] -= 1
+        if self.waiting_loras[lora] <= 0:
+            del self.waiting_loras[lora]
+
+    def _schedule_waiting(
+        self, waiting: deque[Sequence], budget: int, now: float, plan: Schedule
+    ) -> None:
+        skipped: list[Sequence] = []
+        while waiting and budget > 0 and len(self.order) < self.config.max_num_seqs:
+            seq = waiting[0]
+            if not self.loras.fits(seq.lora):
+                skipped.append(waiting.popleft())
+                continue
+            tokens = self._admit(seq, budget, plan)
+            if tokens == 0:
+                break
+            waiting.popleft()
+            if seq.lora is not None:
+                self.unwait_lora(seq.lora)
+            self.order[seq.request_id] = seq
+            self.prefilling[seq.request_id] = seq
+            plan.items.append((seq, tokens))
+            plan.admitted += 1
+            budget -= tokens
+            if seq.first_scheduled is None:
+                seq.first_scheduled = now
+        waiting.extendleft(reversed(skipped))
+
+    def _admit(self, seq: Sequence, budget: int, plan: Schedule) -> int:
+        """Reuse the cached prefix and allocate the first chunk; 0 when it does not fit."""
+        size = self.pool.block_size
+        hashes = seq.req.block_hashes
+        pool = self.pool
+        hits = pool.match_prefix(hashes, (seq.total - 1) // size)
+        tokens = min(seq.total - hits * size, budget)
+        needed = -(-(hits * size + tokens) // size) - hits
+        prefix = hashes[:hits]
+        if needed > pool.available_blocks - hits and (
+            needed > pool.available_blocks - pool.unreferenced(prefix)
+        ):
+            return 0
+        pool.acquire(prefix)
+        seq.refs = list(prefix)
+        seq.n_blocks = hits
+        seq.computed = hits * size
+        if seq.first_scheduled is None:
+            seq.cached_tokens = hits * size
+        plan.prefix_queries += seq.total
+        plan.prefix_hits += hits * size
+        if seq.lora is not None:
+            plan.lora_loads += self.loras.acquire(seq.lora)
+        self._allocate(seq, tokens, plan)
+        return tokens
+
+    # -- blocks --------------------------------------------------------------------------
+
+    def _blocks_for(self, seq: Sequence, tokens: int) -> int:
+        return -(-(seq.computed + tokens) // self.pool.block_size) - seq.n_blocks
+
+    def _take(self, count: int, events: list[KVEvent]) -> None:
+        if count <= 0:
+            return
+        evicted: list[int] = []
+        self.pool.allocate(count, evicted)
+        if evicted and self.record_events:
+            events.append(BlocksRemoved(tuple(evicted)))
+
+    def take_decode_blocks(self, offset: int, iterations: int, events: list[KVEvent]) -> None:
+        """Allocate the blocks of fused decode iterations after the first."""
+        self._take(self.decoders.crossings(offset, iterations), events)
+
+    def _allocate(self, seq: Sequence, tokens: int, plan: Schedule) -> None:
+        needed = self._blocks_for(seq, tokens)
+        if needed > 0:
+            self._take(needed, plan.events)
+            seq.n_blocks += needed
+        if self.pool.enable_prefix_caching:
+            full = min((seq.computed + tokens) // self.pool.block_size, len(seq.req.block_hashes))
+            if full > len(seq.refs):
+                self._register(seq, full, plan)
+
+    def _register(self, seq: Sequence, full: int, plan: Schedule) -> None:
+        """Enter blocks ``len(seq.refs)..full`` in the prefix cache; report new runs."""
+        first = len(seq.refs)
+        fresh = seq.req.block_hashes[first:full]
+        stored = self.pool.register_all(fresh)
+        seq.refs.extend(fresh)
+        if not self.record_events:
+            return
+        if all(stored):
+            self._stored(seq, first, full, plan)
+            return
+        run_start: int | None = None
+        for offset, new in enumerate(stored):
+            if new and run_start is None:
+                run_start = first + offset
+            elif not new and run_start is not None:
+                self._stored(seq, run_start, first + offset, plan)
+                run_start = None
+        if run_start is not None:
+            self._stored(seq, run_start, full, plan)
+
+    def _stored(self, seq: Sequence, start: int, stop: int, plan: Schedule) -> None:
+        size = self.pool.block_size
+        hashes = seq.req.block_hashes
+        token_ids = seq.req.token_ids
+        plan.events.append(
+            BlocksStored(
+                block_hashes=tuple(hashes[start:stop]),
+                parent_block_hash=hashes[start - 1] if start else None,
+                token_ids=() if token_ids is None else tuple(token_ids[start * size : stop * size]),
+                lora_name=seq.lora,
+            )
+        )

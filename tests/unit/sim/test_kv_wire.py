@@ -1,0 +1,101 @@
+"""vLLM's KV-event msgpack layouts: what we encode and what we accept."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from pilothouse.engines.sim.kv_events import (
+    AllBlocksCleared,
+    BlockRemoved,
+    BlockStored,
+    KVEventDecodeError,
+    decode_event_batch,
+    encode_event_batch,
+)
+from pilothouse.engines.sim.kv_publisher import to_wire
+from pilothouse.sim import AllBlocksClearedEvent, BlocksRemoved, BlocksStored
+
+STORED = BlockStored([1, 2**64 - 1], None, list(range(8)), 4, None, "GPU", None)
+EVENTS = [STORED, BlockRemoved([7], "GPU"), AllBlocksCleared()]
+
+
+def test_positional_layout_writes_every_field() -> None:
+    raw = msgspec.msgpack.decode(encode_event_batch(EVENTS, 1.5))
+    assert raw == [
+        1.5,
+        [
+            ["BlockStored", [1, 2**64 - 1], None, list(range(8)), 4, None, "GPU", None,
+             None, None, None, None],
+            ["BlockRemoved", [7], "GPU", None],
+            ["AllBlocksCleared"],
+        ],
+        0,
+    ]  # fmt: skip
+
+
+def test_map_layout_is_tagged_by_type() -> None:
+    raw = msgspec.msgpack.decode(encode_event_batch(EVENTS, 1.5, layout="map"))
+    assert raw["ts"] == 1.5
+    assert raw["data_parallel_rank"] == 0
+    assert [event["type"] for event in raw["events"]] == [
+        "BlockStored",
+        "BlockRemoved",
+        "AllBlocksCleared",
+    ]
+    assert raw["events"][0]["block_hashes"] == [1, 2**64 - 1]
+    assert "group_idx" not in raw["events"][1]  # maps omit defaults
+
+
+@pytest.mark.parametrize("layout", ["array", "map"])
+def test_round_trip(layout: str) -> None:
+    batch = decode_event_batch(encode_event_batch(EVENTS, 2.0, layout=layout))
+    assert batch.ts == 2.0
+    assert batch.data_parallel_rank == 0
+    assert batch.events == EVENTS
+
+
+def test_older_shorter_positional_events_decode() -> None:
+    payload = msgspec.msgpack.encode(
+        [3.0, [["BlockStored", [5], 4, [1, 2], 2, None], ["BlockRemoved", [5]]]]
+    )
+    batch = decode_event_batch(payload)
+    assert batch.data_parallel_rank is None
+    stored, removed = batch.events
+    assert isinstance(stored, BlockStored)
+    assert (stored.block_hashes, stored.parent_block_hash, stored.medium) == ([5], 4, None)
+    assert removed == BlockRemoved([5], None)
+
+
+def test_byte_hashes_are_accepted() -> None:
+    digest = bytes(range(32))
+    payload = msgspec.msgpack.encode([1.0, [["BlockRemoved", [digest], "GPU"]], 0])
+    assert decode_event_batch(payload).events == [BlockRemoved([digest], "GPU")]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\x01", msgspec.msgpack.encode([1.0, [["Unknown"]], 0]), msgspec.msgpack.encode({"x": 1})],
+)
+def test_garbage_is_a_decode_error(payload: bytes) -> None:
+    with pytest.raises(KVEventDecodeError):
+        decode_event_batch(payload)
+
+
+def test_unknown_layout_is_rejected() -> None:
+    with pytest.raises(ValueError, match="layout"):
+        encode_event_batch(EVENTS, 1.0, layout="yaml")
+
+
+def test_model_events_convert_to_vllm_structs() -> None:
+    events = (
+        BlocksStored((11, 12), 10, tuple(range(8)), "adapter"),
+        BlocksRemoved((3,)),
+        AllBlocksClearedEvent(),
+    )
+    wire = to_wire(events, 4, {"adapter": 1})
+    assert wire == [
+        BlockStored([11, 12], 10, list(range(8)), 4, 1, "GPU", "adapter"),
+        BlockRemoved([3], "GPU"),
+        AllBlocksCleared(),
+    ]
