@@ -60,6 +60,24 @@ class EndpointPool:
         if not group:
             del self._by_model[state.base.model]
 
+    def sync(self, desired: Iterable[Endpoint], *, ready: bool = False) -> None:
+        """Make the pool hold exactly ``desired`` (by name), as discovery reports it.
+
+        Known endpoints keep their in-flight counts, health and metrics unless their address,
+        model or engine changed; new ones start with ``ready``; missing ones are removed.
+        """
+        wanted = {e.name: e for e in desired}
+        for name in [n for n in self._states if n not in wanted]:
+            self.remove(name)
+        for name, endpoint in wanted.items():
+            state = self._states.get(name)
+            if state is not None and _same_target(state.base, endpoint):
+                state.base = endpoint  # labels may change in place
+                continue
+            if state is not None:
+                self.remove(name)
+            self.add(endpoint, ready=ready)
+
     def models(self) -> list[str]:
         return sorted(self._by_model)
 
@@ -109,3 +127,7 @@ class EndpointPool:
     def in_flight(self, name: str) -> int:
         state = self._states.get(name)
         return state.in_flight if state is not None else 0
+
+
+def _same_target(a: Endpoint, b: Endpoint) -> bool:
+    return (a.address, a.model, a.engine) == (b.address, b.model, b.engine)

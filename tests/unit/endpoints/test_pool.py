@@ -63,3 +63,21 @@ def test_models_and_removal() -> None:
     assert not pool.has_model("b")
     with pytest.raises(ValueError, match="already"):
         pool.add(Endpoint(name="a-0", address="x:1", model="a"))
+
+
+def test_sync_reconciles_to_the_discovered_set() -> None:
+    pool = _pool()
+    pool.acquire("a-0", 10)
+    pool.sync(
+        [
+            Endpoint(name="a-0", address="127.0.0.1:1", model="a", labels={"zone": "x"}),
+            Endpoint(name="a-1", address="127.0.0.1:99", model="a"),  # moved: a new endpoint
+            Endpoint(name="c-0", address="127.0.0.1:5", model="c"),
+        ]
+    )
+    assert sorted(e.name for e in pool.endpoints()) == ["a-0", "a-1", "c-0"]
+    kept = pool.get("a-0")
+    assert (kept.in_flight, kept.ready, kept.labels["zone"]) == (1, True, "x")
+    assert pool.get("a-1").address == "127.0.0.1:99"
+    assert not pool.get("a-1").ready  # new endpoints wait for their health probe
+    assert not pool.has_model("b")
