@@ -13,6 +13,7 @@ from pilothouse.config.fleet import GatewaySpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import Unauthorized
 from pilothouse.gateway.metrics import GatewayMetrics
+from pilothouse.routing import Router
 from pilothouse.scheduling.scheduler import Scheduler
 
 
@@ -27,6 +28,10 @@ class GatewayContext:
         default_factory=lambda: logging.getLogger("pilothouse.access")
     )
     session: aiohttp.ClientSession | None = None
+    router: Router = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.router = Router(self.pool, self.scheduler, self.metrics.decision.observe)
 
     def upstream(self) -> aiohttp.ClientSession:
         if self.session is None:

@@ -25,6 +25,7 @@ from pilothouse.gateway.asgi import Receive, Scope, Send, header_map, read_body,
 from pilothouse.gateway.context import GatewayContext
 from pilothouse.gateway.upstream import Outcome, open_upstream, relay_stream, relay_whole
 from pilothouse.openai.requests import ParsedRequest, Route, parse_request
+from pilothouse.routing import HeaderLookup, Pick, scheduling_request
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
 
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
@@ -66,54 +67,45 @@ class ProxyEndpoint:
         send: Send,
         started: float,
     ) -> tuple[Endpoint, Outcome]:
-        request = _scheduling_request(parsed, headers, request_id)
+        request = scheduling_request(parsed, _lookup(headers), request_id)
         tried: set[str] = set()
         failure: RequestError | None = None
         for _attempt in range(2):
             try:
-                endpoint, extra = self._schedule(request, frozenset(tried))
+                pick = self.ctx.router.pick(request, exclude=frozenset(tried))
             except NoEndpointAvailable:
                 if failure is not None:
                     raise failure from None
                 raise
-            tried.add(endpoint.name)
-            result = await self._attempt(endpoint, extra, parsed, request_id, send, started)
+            tried.add(pick.endpoint.name)
+            result = await self._attempt(pick, request, parsed, send, started)
             if isinstance(result, Outcome):
-                return endpoint, result
+                return pick.endpoint, result
             failure = result
             self.ctx.metrics.retries.labels(parsed.model).inc()
         assert failure is not None
         raise failure
 
-    def _schedule(
-        self, request: SchedulingRequest, exclude: frozenset[str]
-    ) -> tuple[Endpoint, dict[str, str]]:
-        candidates = self.ctx.pool.candidates(request.model, exclude)
-        if not candidates:
-            raise NoEndpointAvailable(f"no ready replica of model '{request.model}'")
-        t0 = time.perf_counter()
-        result = self.ctx.scheduler.schedule(request, candidates)
-        self.ctx.metrics.decision.observe(time.perf_counter() - t0)
-        return result.target, dict(result.headers)
-
     async def _attempt(
         self,
-        endpoint: Endpoint,
-        extra: dict[str, str],
+        pick: Pick,
+        request: SchedulingRequest,
         parsed: ParsedRequest,
-        request_id: str,
         send: Send,
         started: float,
     ) -> Outcome | RequestError:
-        """Relay from ``endpoint``, or return the error to retry elsewhere (nothing sent yet)."""
+        """Relay from the picked replica, or return the error to retry elsewhere (nothing sent)."""
         ctx = self.ctx
+        endpoint, request_id = pick.endpoint, request.request_id
         url = f"http://{endpoint.address}{self.route.value}"
-        ctx.pool.acquire(endpoint.name, parsed.prompt_tokens)
+        ctx.router.started(endpoint, request)
         gauge = ctx.metrics.in_flight.labels(endpoint.name)
         gauge.inc()
         try:
             try:
-                resp = await open_upstream(ctx.upstream(), url, parsed.body, request_id, extra)
+                resp = await open_upstream(
+                    ctx.upstream(), url, parsed.body, request_id, pick.headers
+                )
             except TimeoutError:
                 return UpstreamTimeout(f"replica {endpoint.name} did not answer in time")
             except aiohttp.ClientError as exc:
@@ -135,7 +127,7 @@ class ProxyEndpoint:
                 return await relay_whole(resp, send, out_headers)
         finally:
             gauge.dec()
-            ctx.pool.release(endpoint.name, parsed.prompt_tokens)
+            ctx.router.finished(endpoint, request)
 
     def _account(
         self,
@@ -187,20 +179,9 @@ class ProxyEndpoint:
         self.ctx.access_log.info(orjson.dumps(record).decode())
 
 
-def _scheduling_request(
-    parsed: ParsedRequest, headers: dict[bytes, bytes], request_id: str
-) -> SchedulingRequest:
-    session = headers.get(b"x-session-id")
-    tenant = headers.get(b"x-pilothouse-tenant")
-    priority = headers.get(b"x-pilothouse-priority", b"0")
-    return SchedulingRequest(
-        request_id=request_id,
-        model=parsed.model,
-        prompt=parsed.prompt,
-        prompt_tokens=parsed.prompt_tokens,
-        max_tokens=parsed.max_tokens,
-        stream=parsed.stream,
-        session_id=session.decode() if session else parsed.user,
-        tenant=tenant.decode() if tenant else None,
-        priority=int(priority) if priority.lstrip(b"-").isdigit() else 0,
-    )
+def _lookup(headers: dict[bytes, bytes]) -> HeaderLookup:
+    def lookup(name: str) -> str | None:
+        value = headers.get(name.encode())
+        return value.decode("latin-1") if value is not None else None
+
+    return lookup

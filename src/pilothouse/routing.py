@@ -1,0 +1,90 @@
+"""The one routing path shared by the standalone gateway and the endpoint picker.
+
+Both front doors turn a parsed request into a :class:`SchedulingRequest`, ask the same
+:class:`Scheduler` over the same :class:`EndpointPool` snapshots, and count the request in
+flight on the chosen replica until it ends. Only the transport around it differs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pilothouse.endpoints.pool import EndpointPool
+from pilothouse.errors import NoEndpointAvailable
+from pilothouse.openai.requests import ParsedRequest
+from pilothouse.scheduling.scheduler import Scheduler
+from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+
+HeaderLookup = Callable[[str], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """Where a request goes, and the headers the scheduler wants sent with it."""
+
+    endpoint: Endpoint
+    fallbacks: tuple[Endpoint, ...]
+    headers: dict[str, str]
+
+
+def scheduling_request(
+    parsed: ParsedRequest, header: HeaderLookup, request_id: str
+) -> SchedulingRequest:
+    """What routing needs from a request: body fields plus the routing headers."""
+    priority = header("x-pilothouse-priority") or "0"
+    return SchedulingRequest(
+        request_id=request_id,
+        model=parsed.model,
+        prompt=parsed.prompt,
+        prompt_tokens=parsed.prompt_tokens,
+        max_tokens=parsed.max_tokens,
+        stream=parsed.stream,
+        session_id=header("x-session-id") or parsed.user,
+        tenant=header("x-pilothouse-tenant"),
+        priority=int(priority) if priority.lstrip("-").isdigit() else 0,
+    )
+
+
+class Router:
+    """Schedules requests over a pool and keeps the pool's in-flight counts exact."""
+
+    def __init__(
+        self,
+        pool: EndpointPool,
+        scheduler: Scheduler,
+        on_decision: Callable[[float], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.scheduler = scheduler
+        self._on_decision = on_decision
+
+    def pick(
+        self,
+        request: SchedulingRequest,
+        pool_key: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+        only: frozenset[str] | None = None,
+    ) -> Pick:
+        """Schedule among ready replicas of ``pool_key`` (default: the request's model).
+
+        ``only`` narrows the candidates to those addresses (an endpoint-picker subset hint).
+        """
+        key = pool_key or request.model
+        candidates = self.pool.candidates(key, exclude)
+        if only is not None:
+            candidates = [e for e in candidates if e.address in only]
+        if not candidates:
+            raise NoEndpointAvailable(f"no ready replica of model '{request.model}'")
+        started = time.perf_counter()
+        result = self.scheduler.schedule(request, candidates)
+        if self._on_decision is not None:
+            self._on_decision(time.perf_counter() - started)
+        return Pick(result.target, result.fallbacks, dict(result.headers))
+
+    def started(self, endpoint: Endpoint, request: SchedulingRequest) -> None:
+        self.pool.acquire(endpoint.name, request.prompt_tokens)
+
+    def finished(self, endpoint: Endpoint, request: SchedulingRequest) -> None:
+        self.pool.release(endpoint.name, request.prompt_tokens)
