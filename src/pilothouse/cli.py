@@ -19,7 +19,11 @@ API_KEY_ENV = "PILOTHOUSE_API_KEY"
 
 @click.group(
     cls=LazyGroup,
-    lazy={"engine": "pilothouse.engines.cli:engine", "bench": "pilothouse.bench.cli:bench"},
+    lazy={
+        "engine": "pilothouse.engines.cli:engine",
+        "bench": "pilothouse.bench.cli:bench",
+        "render": "pilothouse.controlplane.render.cli:render_group",
+    },
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(package_name="pilothouse")

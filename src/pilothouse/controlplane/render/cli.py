@@ -1,0 +1,229 @@
+"""``pilothouse render k8s | helm``: Kubernetes manifests or a Helm chart from a Fleet spec."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pilothouse.controlplane.render.options import Autoscaling, Images, RenderOptions, Resources
+from pilothouse.errors import PilothouseError
+
+EPILOG = """\b
+Examples:
+  pilothouse render k8s -f examples/fleet-vllm-gpu.yaml | kubectl apply -f -
+  pilothouse render k8s -f examples/fleet-k8s-sim.yaml --with-gateway --out manifests/
+  pilothouse render k8s -f fleet.yaml --autoscaling keda --max-replicas 8
+  pilothouse render helm -f examples/fleet-vllm-gpu.yaml --out deploy/helm/pilothouse
+"""
+
+
+def _options(function: Callable[..., Any]) -> Callable[..., Any]:
+    fleet_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+    options = [
+        click.option(
+            "-f", "--file", "fleet_file", type=fleet_file, required=True, help="Fleet spec (YAML)."
+        ),
+        click.option(
+            "--gateway",
+            "gateway_name",
+            default="inference-gateway",
+            show_default=True,
+            help="Gateway the HTTPRoutes attach to.",
+        ),
+        click.option(
+            "--with-gateway", is_flag=True, help="Also render an example Gateway with that name."
+        ),
+        click.option(
+            "--gateway-class",
+            default="istio",
+            show_default=True,
+            help="gatewayClassName of --with-gateway (istio, kgateway, agentgateway, ...).",
+        ),
+        click.option(
+            "--autoscaling",
+            type=click.Choice(["hpa", "keda", "none"]),
+            default="hpa",
+            show_default=True,
+            help="HPA on a custom metric, KEDA on a Prometheus query, or fixed replicas.",
+        ),
+        click.option(
+            "--min-replicas",
+            type=click.IntRange(0, 1000),
+            help="Autoscaler minimum (default: the model's replicas, at least 1).",
+        ),
+        click.option(
+            "--max-replicas",
+            type=click.IntRange(1, 1000),
+            help="Autoscaler maximum (default: twice the minimum).",
+        ),
+        click.option(
+            "--target-waiting",
+            type=click.IntRange(1),
+            default=2,
+            show_default=True,
+            help="Waiting requests per replica the autoscaler aims for.",
+        ),
+        click.option(
+            "--prometheus-url",
+            default="http://prometheus-operated.monitoring.svc:9090",
+            show_default=True,
+            help="Prometheus that KEDA queries.",
+        ),
+        click.option(
+            "--vllm-image",
+            default="vllm/vllm-openai:latest",
+            show_default=True,
+            help="Image of vLLM model servers.",
+        ),
+        click.option(
+            "--pilothouse-image",
+            default="ghcr.io/pilothouse/pilothouse:latest",
+            show_default=True,
+            help="Image of the picker and of sim servers (see docs/deploy-kubernetes.md).",
+        ),
+        click.option(
+            "--image-pull-policy",
+            type=click.Choice(["Always", "IfNotPresent", "Never"]),
+            default="IfNotPresent",
+            show_default=True,
+            help="imagePullPolicy of every container.",
+        ),
+        click.option(
+            "--gpus",
+            type=click.IntRange(0),
+            help="GPUs per vLLM replica (default: tensor-parallel x pipeline-parallel size, or 1).",
+        ),
+        click.option("--cpu", help="CPU request per model replica (default: vllm 4, sim 250m)."),
+        click.option("--memory", help="Memory per model replica (default: vllm 16Gi, sim 256Mi)."),
+        click.option(
+            "--epp-replicas",
+            type=click.IntRange(1),
+            default=1,
+            show_default=True,
+            help="Endpoint-picker replicas per pool.",
+        ),
+        click.option(
+            "--failure-mode",
+            type=click.Choice(["FailClose", "FailOpen"]),
+            default="FailClose",
+            show_default=True,
+            help="What the gateway does when the picker is down.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def render_options(params: dict[str, Any], namespace: str = "default") -> RenderOptions:
+    """:class:`RenderOptions` from the command's keyword options."""
+    return RenderOptions(
+        namespace=namespace,
+        gateway_name=params["gateway_name"],
+        with_gateway=params["with_gateway"],
+        gateway_class=params["gateway_class"],
+        epp_replicas=params["epp_replicas"],
+        failure_mode=params["failure_mode"],
+        images=Images(
+            params["vllm_image"], params["pilothouse_image"], params["image_pull_policy"]
+        ),
+        autoscaling=Autoscaling(
+            kind=params["autoscaling"],
+            min_replicas=params["min_replicas"],
+            max_replicas=params["max_replicas"],
+            target_waiting=params["target_waiting"],
+            prometheus_url=params["prometheus_url"],
+        ),
+        resources=Resources(gpus=params["gpus"], cpu=params["cpu"], memory=params["memory"]),
+    )
+
+
+@click.group(name="render", epilog=EPILOG)
+def render_group() -> None:
+    """Render a Fleet for Kubernetes: manifests, or a Helm chart built from the same code."""
+
+
+@render_group.command(name="k8s", epilog=EPILOG)
+@_options
+@click.option("-n", "--namespace", default="default", show_default=True, help="Target namespace.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one YAML file per model into this directory instead of stdout.",
+)
+def k8s(namespace: str, out: Path | None, **params: Any) -> None:
+    """Model servers, pickers, InferencePools, HTTPRoutes and autoscalers as YAML."""
+    from pilothouse.config.fleet import load_fleet
+    from pilothouse.controlplane.render.bundle import grouped, render_fleet, to_yaml
+
+    fleet_file: Path = params["fleet_file"]
+    try:
+        fleet = load_fleet(fleet_file)
+        rendered = render_fleet(
+            fleet, render_options(params, namespace), base_dir=fleet_file.parent
+        )
+    except PilothouseError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _note_skipped(rendered.skipped)
+    if out is None:
+        sys.stdout.write(to_yaml(rendered.manifests))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for group, manifests in grouped(rendered.manifests).items():
+        (out / f"{group}.yaml").write_text(to_yaml(manifests), encoding="utf-8")
+        click.echo(f"wrote {out / f'{group}.yaml'} ({len(manifests)} objects)", err=True)
+
+
+@render_group.command(name="helm", epilog=EPILOG)
+@_options
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Chart directory (Chart.yaml, values.yaml, templates/).",
+)
+@click.option("--chart-name", default="pilothouse", show_default=True, help="Chart name.")
+def helm(out: Path, chart_name: str, **params: Any) -> None:
+    """A Helm chart whose templates are `render k8s` with tunables taken from values.yaml."""
+    from pilothouse.config.fleet import load_fleet
+    from pilothouse.controlplane.render.helm import write_chart
+
+    fleet_file: Path = params["fleet_file"]
+    command = " ".join([f"-f {fleet_file.as_posix()} --out {out.as_posix()}", *_given_options()])
+    try:
+        fleet = load_fleet(fleet_file)
+        written = write_chart(
+            fleet,
+            render_options(params),
+            out,
+            command=command,
+            base_dir=fleet_file.parent,
+            chart_name=chart_name,
+        )
+    except PilothouseError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {len(written)} files into {out}", err=True)
+
+
+def _given_options() -> list[str]:
+    """The options given with non-default values, to record how a chart was generated."""
+    ctx = click.get_current_context()
+    given = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if not isinstance(param, click.Option) or param.name in ("fleet_file", "out"):
+            continue
+        if value is None or value is False or value == param.default:
+            continue
+        given.append(param.opts[-1] if value is True else f"{param.opts[-1]} {value}")
+    return given
+
+
+def _note_skipped(skipped: tuple[str, ...]) -> None:
+    if skipped:
+        names = ", ".join(skipped)
+        click.echo(f"note: not rendered (engine not vllm/sim, or external): {names}", err=True)

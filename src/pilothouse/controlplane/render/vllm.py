@@ -1,0 +1,200 @@
+"""The model-server Deployment: vLLM on GPUs, or the pilothouse simulator as a cheap stand-in.
+
+Both serve the OpenAI API and ``/health`` on port 8000, publish KV-cache events over ZMQ on
+5557 (replay on 5558) with the llm-d topic ``kv@<pod IP>:8000@<model>`` (the pod IP comes from
+the downward API and is expanded by Kubernetes in ``$(POD_IP)``), and run with prefix caching.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pilothouse.config.fleet import ArgValue
+from pilothouse.controlplane.render.meta import (
+    ENGINE_LABEL,
+    POOL_LABEL,
+    Manifest,
+    env_from_field,
+    http_probe,
+    labels,
+    metadata,
+)
+from pilothouse.controlplane.render.options import (
+    KV_EVENTS_PORT,
+    KV_REPLAY_PORT,
+    MODEL_PORT,
+    ModelPlan,
+    RenderOptions,
+)
+from pilothouse.controlplane.render.params import Binder
+from pilothouse.engines.launch import engine_args
+from pilothouse.errors import ConfigError
+
+COMPONENT = "model-server"
+_RESERVED = {
+    "vllm": ("model", "served-model-name", "host", "port", "kv-events-config"),
+    "sim": ("model", "host", "port", "kv-events-port", "kv-replay-port", "kv-topic"),
+}
+
+
+def kv_topic(plan: ModelPlan) -> str:
+    return f"kv@$(POD_IP):{MODEL_PORT}@{plan.spec.name}"
+
+
+def model_server(plan: ModelPlan, options: RenderOptions, bind: Binder) -> Manifest:
+    """The Deployment of one model's replicas (no ``replicas`` when an autoscaler owns it)."""
+    pod_labels = {
+        **labels(COMPONENT, plan.slug),
+        POOL_LABEL: plan.slug,
+        ENGINE_LABEL: plan.engine,
+    }
+    spec: Manifest = {
+        "selector": {"matchLabels": {POOL_LABEL: plan.slug}},
+        "template": {
+            "metadata": {"labels": pod_labels, "annotations": _scrape_annotations()},
+            "spec": _pod_spec(plan, options, bind),
+        },
+    }
+    if options.autoscaling.kind == "none":
+        spec = {"replicas": bind(plan.replicas, "models", plan.slug, "replicas"), **spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(plan.slug, options.namespace, bind, COMPONENT, plan.slug),
+        "spec": spec,
+    }
+
+
+def _pod_spec(plan: ModelPlan, options: RenderOptions, bind: Binder) -> Manifest:
+    vllm = plan.engine == "vllm"
+    container: Manifest = {
+        "name": "server",
+        "image": bind(options.images.vllm, "images", "vllm")
+        if vllm
+        else bind(options.images.pilothouse, "images", "pilothouse"),
+        "imagePullPolicy": bind(options.images.pull_policy, "images", "pullPolicy"),
+        "command": ["vllm", "serve"] if vllm else ["python", "-m", "pilothouse", "engine", "sim"],
+        "args": _vllm_args(plan) if vllm else _sim_args(plan),
+        "env": _env(vllm),
+        "ports": [
+            {"name": "http", "containerPort": MODEL_PORT, "protocol": "TCP"},
+            {"name": "kv-events", "containerPort": KV_EVENTS_PORT, "protocol": "TCP"},
+            {"name": "kv-replay", "containerPort": KV_REPLAY_PORT, "protocol": "TCP"},
+        ],
+        # Model loading can take many minutes; the startup probe covers it (up to 30 min).
+        "startupProbe": http_probe("/health", "http", 10, 180 if vllm else 30),
+        "readinessProbe": http_probe("/health", "http", 5, 3),
+        "livenessProbe": http_probe("/health", "http", 10, 3),
+        "resources": _resources(plan, bind),
+    }
+    spec: Manifest = {"containers": [container], "terminationGracePeriodSeconds": 130}
+    if vllm:
+        container["volumeMounts"] = [
+            {"name": "shm", "mountPath": "/dev/shm"},
+            {"name": "hf-cache", "mountPath": "/root/.cache/huggingface"},
+        ]
+        spec["volumes"] = [
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
+            {"name": "hf-cache", "emptyDir": {}},
+        ]
+    return spec
+
+
+def _vllm_args(plan: ModelPlan) -> list[str]:
+    source = plan.spec.source.removeprefix("hf://")
+    if source == "embedded":
+        raise ConfigError(
+            "vLLM on Kubernetes needs a hub id, a path in the image, or an s3:// URI",
+            path=f"models[{plan.index}].source",
+        )
+    kv_events = {
+        "enable_kv_cache_events": True,
+        "publisher": "zmq",
+        "endpoint": f"tcp://*:{KV_EVENTS_PORT}",
+        "replay_endpoint": f"tcp://*:{KV_REPLAY_PORT}",
+        "topic": kv_topic(plan),
+    }
+    extra = _user_args(plan)
+    extra.pop("enable-prefix-caching", None)
+    return [
+        source,
+        "--served-model-name",
+        plan.spec.name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(MODEL_PORT),
+        "--enable-prefix-caching",
+        "--kv-events-config",
+        json.dumps(kv_events, separators=(",", ":")),
+        *engine_args(extra),
+    ]
+
+
+def _sim_args(plan: ModelPlan) -> list[str]:
+    return [
+        "--model",
+        plan.spec.name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(MODEL_PORT),
+        "--kv-events-port",
+        str(KV_EVENTS_PORT),
+        "--kv-replay-port",
+        str(KV_REPLAY_PORT),
+        "--kv-topic",
+        kv_topic(plan),
+        *engine_args(_user_args(plan)),
+    ]
+
+
+def _user_args(plan: ModelPlan) -> dict[str, ArgValue]:
+    """The Fleet's engine args, refusing the ones the rendered pod must own."""
+    args = {key.replace("_", "-"): value for key, value in plan.args.items()}
+    for key in _RESERVED[plan.engine]:
+        if key in args:
+            raise ConfigError(
+                "set by `pilothouse render` for Kubernetes; remove it",
+                path=f"models[{plan.index}].args.{key}",
+            )
+    if args.get("enable-prefix-caching") is False:
+        raise ConfigError(
+            "prefix caching stays on: KV events and cache-aware routing need it",
+            path=f"models[{plan.index}].args.enable-prefix-caching",
+        )
+    return args
+
+
+def _env(vllm: bool) -> list[Manifest]:
+    env = [env_from_field("POD_IP", "status.podIP")]
+    if vllm:
+        env.append({"name": "PYTHONHASHSEED", "value": "42"})  # same block hashes on every pod
+        env.append(
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {
+                    "secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN", "optional": True}
+                },
+            }
+        )
+    return env
+
+
+def _resources(plan: ModelPlan, bind: Binder) -> Manifest:
+    path = ("models", plan.slug, "resources")
+    cpu = bind(plan.cpu, *path, "cpu")
+    memory = bind(plan.memory, *path, "memory")
+    limits: Manifest = {"memory": memory}
+    if plan.gpus:
+        limits["nvidia.com/gpu"] = bind(plan.gpus, *path, "gpus")
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": limits}
+
+
+def _scrape_annotations() -> dict[str, str]:
+    """For Prometheus setups that discover pods by annotation (KEDA and HPA adapters read it)."""
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(MODEL_PORT),
+        "prometheus.io/path": "/metrics",
+    }

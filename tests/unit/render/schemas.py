@@ -1,0 +1,80 @@
+"""Validators for rendered manifests: built-in kinds with ``kubernetes-validate`` (strict), the
+InferencePool, HTTPRoute and Gateway CRDs with ``jsonschema`` against the schemas in
+``../shared/schemas/`` (read from there at test time, never copied into the project)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="needs the dev extra")
+jsonschema = pytest.importorskip("jsonschema", reason="needs the dev extra")
+
+REPO = Path(__file__).resolve().parents[3]
+SCHEMAS = REPO.parent / "shared" / "schemas"
+KUBERNETES_VERSIONS = ("1.30", "1.37")  # oldest we claim (gRPC probes are GA) and newest known
+CRD_FILES = {
+    ("inference.networking.k8s.io/v1", "InferencePool"): (
+        "inference.networking.k8s.io_inferencepools.yaml"
+    ),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "gateway.networking.k8s.io_httproutes.yaml",
+    ("gateway.networking.k8s.io/v1", "Gateway"): "gateway.networking.k8s.io_gateways.yaml",
+}
+# Not built in and no schema at hand: checked for the fields KEDA requires only.
+KEDA = ("keda.sh/v1alpha1", "ScaledObject")
+
+
+def require_schemas() -> Path:
+    if not SCHEMAS.is_dir():
+        pytest.skip(
+            f"CRD schemas not found at {SCHEMAS}: the shared/ folder beside the repository is "
+            "absent, so InferencePool/HTTPRoute/Gateway cannot be validated here"
+        )
+    return SCHEMAS
+
+
+def _strict(node: Any) -> Any:
+    """Reject unknown fields, as the API server's strict field validation does."""
+    if isinstance(node, dict):
+        node = {k: _strict(v) for k, v in node.items()}
+        closed = "properties" in node and "additionalProperties" not in node
+        if closed and not node.get("x-kubernetes-preserve-unknown-fields"):
+            node["additionalProperties"] = False
+    elif isinstance(node, list):
+        node = [_strict(v) for v in node]
+    return node
+
+
+@functools.cache
+def crd_validator(api_version: str, kind: str) -> Any:
+    crd = yaml.safe_load((require_schemas() / CRD_FILES[(api_version, kind)]).read_text())
+    group, version = api_version.split("/")
+    assert (crd["spec"]["group"], crd["spec"]["names"]["kind"]) == (group, kind)
+    served = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
+    assert served, f"{api_version} is not a served version of the {kind} CRD"
+    schema = _strict(served[0]["schema"]["openAPIV3Schema"])
+    validator_class = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft7Validator
+    )
+    return validator_class(schema)
+
+
+def validate(manifest: dict[str, Any]) -> None:
+    """Raise on any schema violation of one manifest, whatever its kind."""
+    key = (manifest["apiVersion"], manifest["kind"])
+    if key in CRD_FILES:
+        crd_validator(*key).validate(manifest)
+    elif key == KEDA:
+        spec = manifest["spec"]
+        assert spec["scaleTargetRef"]["name"]
+        for trigger in spec["triggers"]:
+            assert trigger["type"] == "prometheus"
+            assert {"serverAddress", "query", "threshold"} <= set(trigger["metadata"])
+            assert all(isinstance(v, str) for v in trigger["metadata"].values())
+    else:
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(manifest, version, strict=True)
