@@ -10,10 +10,11 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-import orjson
 
 from pilothouse.gateway.asgi import Send
 from pilothouse.openai.errors import sse_error_event
+from pilothouse.openai.sse import json_usage as _json_usage
+from pilothouse.openai.sse import sse_usage as _sse_usage
 
 _SKIP_AUTO = frozenset({"Accept-Encoding", "User-Agent"})
 _TAIL_BYTES = 8192
@@ -104,25 +105,6 @@ async def relay_stream(
     if not outcome.broken:
         _read_usage(outcome, _sse_usage(tail))
     return outcome
-
-
-def _json_usage(body: bytes) -> object:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return doc.get("usage") if isinstance(doc, dict) else None
-
-
-def _sse_usage(tail: bytes) -> object:
-    """The usage object of the last SSE event that carries one."""
-    for event in reversed(tail.split(b"\n\n")):
-        data = event.strip()
-        if data.startswith(b"data: {") and b'"usage"' in data:
-            usage = _json_usage(data[6:])
-            if usage:
-                return usage
-    return None
 
 
 def _read_usage(outcome: Outcome, usage: object) -> None:

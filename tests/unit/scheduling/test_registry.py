@@ -20,8 +20,10 @@ from pilothouse.scheduling.validation import ParametersModel, parse_parameters
 
 BUILTINS = [
     "approx-prefix",
+    "cache-aware-sglang",
     "kv-cache-usage",
     "least-requests",
+    "max-in-flight",
     "max-score",
     "not-saturated",
     "queue-depth",

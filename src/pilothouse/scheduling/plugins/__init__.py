@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pilothouse.scheduling.context import PluginFactory
+from pilothouse.scheduling.plugins.filters.max_in_flight import MaxInFlightFilter
 from pilothouse.scheduling.plugins.filters.not_saturated import NotSaturatedFilter
 from pilothouse.scheduling.plugins.filters.ready import ReadyFilter
+from pilothouse.scheduling.plugins.pickers.cache_aware_sglang import CacheAwareSglangPicker
 from pilothouse.scheduling.plugins.pickers.max_score import MaxScorePicker
 from pilothouse.scheduling.plugins.pickers.random_picker import RandomPicker
 from pilothouse.scheduling.plugins.pickers.round_robin import RoundRobinPicker
@@ -16,8 +18,10 @@ from pilothouse.scheduling.plugins.scorers.queue_depth import QueueDepthScorer
 
 __all__ = [
     "ApproxPrefixScorer",
+    "CacheAwareSglangPicker",
     "KvCacheUsageScorer",
     "LeastRequestsScorer",
+    "MaxInFlightFilter",
     "MaxScorePicker",
     "NotSaturatedFilter",
     "QueueDepthScorer",
@@ -34,6 +38,7 @@ def builtin_factories() -> dict[str, PluginFactory]:
     return {
         "ready": ReadyFilter.create,
         "not-saturated": NotSaturatedFilter.create,
+        "max-in-flight": MaxInFlightFilter.create,
         "least-requests": LeastRequestsScorer.create,
         "queue-depth": QueueDepthScorer.create,
         "kv-cache-usage": KvCacheUsageScorer.create,
@@ -41,5 +46,6 @@ def builtin_factories() -> dict[str, PluginFactory]:
         "max-score": MaxScorePicker.create,
         "random": RandomPicker.create,
         "round-robin": RoundRobinPicker.create,
+        "cache-aware-sglang": CacheAwareSglangPicker.create,
         "single": SingleProfileHandler.create,
     }

@@ -1,0 +1,551 @@
+"""Gateway overhead: direct calls against calls through the gateway, in one run.
+
+Starts the mock upstream and a gateway in front of it as separate processes on loopback,
+then for every (stream, concurrency) level runs the closed-loop generator once directly
+against the mock and once through the gateway, interleaved (the order flips every round).
+Reported per level: requests/s, p50/p99 latency, added latency (gateway minus direct) and
+the gateway's CPU time per request: user + system time of the gateway's process tree from
+``/proc/<pid>/stat``, read at the two edges of the measured window, divided by the requests
+completed in it. Load generator, mock and gateway share the machine's cores, so CPU per
+request is the figure that carries across machines; requests/s include contention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+import yaml
+
+from pilothouse.bench.loadgen import CpuMeter, LoadResult, LoadSpec, run_load, summarize
+from pilothouse.bench.mock_upstream import MODEL
+from pilothouse.bench.mock_upstream import READY_PREFIX as MOCK_READY
+from pilothouse.errors import PilothouseError
+
+GATEWAY_READY = "pilothouse is ready: "
+SCHEMA = "pilothouse.bench.overhead/v1"
+CPU_TARGET_MS = 0.5
+STREAM_CPU_TARGET_MS = 1.0
+ADDED_P99_TARGET_MS = 10.0
+TARGETS = ("direct", "gateway")
+_CHAT = "/v1/chat/completions"
+_TICKS = os.sysconf("SC_CLK_TCK")
+_STOP_GRACE_S = 10.0
+
+Progress = Callable[[str, int, int], None]
+"""Called before each run with (description, runs done, runs in total)."""
+
+
+class BenchError(PilothouseError):
+    """A benchmark could not run (a child process failed to start, for example)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OverheadConfig:
+    concurrency: tuple[int, ...] = (1, 16, 64)
+    streams: tuple[bool, ...] = (False, True)
+    warmup_s: float = 1.0
+    duration_s: float | None = 5.0
+    requests: int | None = None
+    rounds: int = 1
+    scheduler: str = "default"
+    retries: int = 2
+    max_other_load: float = 0.15
+    retry_pause_s: float = 3.0
+    startup_timeout_s: float = 60.0
+
+
+# --- CPU time from /proc ------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                found += [int(c) for c in fh.read().split()]
+    except OSError:
+        pass  # gone, or a kernel without CONFIG_PROC_CHILDREN: count the process alone
+    return found
+
+
+def _own_cpu_s(pid: int) -> tuple[float, float]:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0, 0.0
+    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS  # utime, stime (fields 14, 15)
+
+
+def process_tree_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` and its live descendants."""
+    user, system, pending, seen = 0.0, 0.0, [pid], set[int]()
+    while pending and len(seen) < 1024:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        own_user, own_system = _own_cpu_s(current)
+        user, system = user + own_user, system + own_system
+        pending += _children(current)
+    return user, system
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants."""
+    return sum(process_tree_cpu(pid))
+
+
+class TreeCpuMeter:
+    """Meters for one process tree: ``total`` reads /proc, ``system`` is from that same read.
+
+    Put ``total`` before ``system`` in a meter mapping so both come from one reading.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._system = 0.0
+
+    def total(self) -> float:
+        user, self._system = process_tree_cpu(self.pid)
+        return user + self._system
+
+    def system(self) -> float:
+        return self._system
+
+
+def machine_cpu_s() -> float:
+    """Busy CPU seconds of the whole machine, all cores (``/proc/stat``, idle and iowait out)."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+def self_cpu_s() -> float:
+    """User + system CPU seconds of this process (the load generator)."""
+    times = os.times()
+    return times.user + times.system
+
+
+# --- child processes ----------------------------------------------------------------------
+
+
+class ChildProcess:
+    """A service started as a subprocess that announces its URL on a ready line."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path, ready_prefix: str) -> None:
+        self.name = name
+        self._argv = argv
+        self._ready = ready_prefix
+        self._out = log_dir / f"{name}.stdout"
+        self._err = log_dir / f"{name}.stderr"
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise BenchError(f"{self.name} is not running")
+        return self._proc.pid
+
+    async def start(self, timeout_s: float) -> str:
+        """Start the process and return the URL from its ready line."""
+        with self._out.open("wb") as out, self._err.open("wb") as err:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self._argv, stdout=out, stderr=err, stdin=asyncio.subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in self._out.read_text(errors="replace").splitlines():
+                if line.startswith(self._ready):
+                    return line[len(self._ready) :].strip()
+            if self._proc.returncode is not None:
+                raise BenchError(f"{self.name} exited with {self._proc.returncode}: {self._tail()}")
+            await asyncio.sleep(0.05)
+        raise BenchError(f"{self.name} was not ready within {timeout_s:.0f} s: {self._tail()}")
+
+    async def stop(self) -> None:
+        """Terminate, then kill if it lingers; always reaps the process."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), _STOP_GRACE_S)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+    def _tail(self) -> str:
+        text = self._err.read_text(errors="replace") if self._err.exists() else ""
+        return text[-2000:].strip() or "(no output)"
+
+
+def _fleet_yaml(upstream: str, scheduler: str) -> str:
+    address = upstream.removeprefix("http://")
+    return yaml.safe_dump(
+        {
+            "apiVersion": "pilothouse.dev/v1alpha1",
+            "kind": "Fleet",
+            "models": [{"name": MODEL, "engine": "openai", "endpoints": [address]}],
+            "gateway": {
+                "host": "127.0.0.1",
+                "port": 0,
+                "scheduler": scheduler,
+                "access_log": False,
+            },
+        },
+        sort_keys=False,
+    )
+
+
+async def _wait_ready(base_url: str, timeout_s: float) -> None:
+    """Poll the gateway's /ready until its replica is ready (the monitor probes it)."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(f"{base_url}/ready") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise BenchError(f"the gateway at {base_url} never reported ready")
+
+
+# --- runs and results ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStats:
+    """One target (direct or gateway) at one level, pooled over rounds."""
+
+    requests: int
+    errors: int
+    window_s: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+    cpu_ms_per_request: dict[str, float]
+    other_load_cores: float
+    first_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LevelResult:
+    stream: bool
+    concurrency: int
+    direct: TargetStats
+    gateway: TargetStats
+
+    @property
+    def added_p50_ms(self) -> float:
+        return self.gateway.p50_ms - self.direct.p50_ms
+
+    @property
+    def added_p99_ms(self) -> float:
+        return self.gateway.p99_ms - self.direct.p99_ms
+
+    @property
+    def gateway_cpu_ms(self) -> float:
+        """The gateway's CPU per request it served (the figure the targets are about)."""
+        return self.gateway.cpu_ms_per_request["gateway"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    name: str
+    value: float
+    limit: float
+    unit: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class OverheadReport:
+    config: OverheadConfig
+    machine: dict[str, object]
+    levels: list[LevelResult]
+    verdicts: list[Verdict]
+    repeated_pairs: int = 0
+
+    @property
+    def other_load_cores(self) -> float:
+        """The most cores anything else kept busy during one target's windows at one level."""
+        loads = [t.other_load_cores for lv in self.levels for t in (lv.direct, lv.gateway)]
+        return max(loads, default=0.0)
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts)
+
+    def to_json(self) -> dict[str, object]:
+        levels = [
+            {
+                "stream": lv.stream,
+                "concurrency": lv.concurrency,
+                "direct": asdict(lv.direct),
+                "gateway": asdict(lv.gateway),
+                "added_p50_ms": lv.added_p50_ms,
+                "added_p99_ms": lv.added_p99_ms,
+                "gateway_cpu_ms_per_request": lv.gateway_cpu_ms,
+            }
+            for lv in self.levels
+        ]
+        return {
+            "schema": SCHEMA,
+            "machine": self.machine,
+            "config": asdict(self.config),
+            "levels": levels,
+            "verdicts": [asdict(v) for v in self.verdicts],
+            "other_load_cores_max": self.other_load_cores,
+            "repeated_pairs": self.repeated_pairs,
+            "passed": self.passed,
+        }
+
+
+def _pool(results: list[LoadResult]) -> TargetStats:
+    latencies = [x for r in results for x in r.latencies_s]
+    completed = sum(r.completed for r in results)
+    window = sum(r.window_s for r in results)
+    cpu: dict[str, float] = {}
+    for r in results:
+        for name, seconds in r.cpu_s.items():
+            cpu[name] = cpu.get(name, 0.0) + seconds
+    per_request = {
+        name: (s * 1e3 / completed if completed else float("nan")) for name, s in cpu.items()
+    }
+    summary = summarize(latencies)
+    return TargetStats(
+        requests=completed,
+        errors=sum(r.errors for r in results),
+        window_s=window,
+        rps=completed / window if window > 0 else 0.0,
+        p50_ms=summary.p50_ms,
+        p90_ms=summary.p90_ms,
+        p99_ms=summary.p99_ms,
+        mean_ms=summary.mean_ms,
+        max_ms=summary.max_ms,
+        cpu_ms_per_request=per_request,
+        other_load_cores=_other_load(cpu, window),
+        first_error=next((r.first_error for r in results if r.first_error), None),
+    )
+
+
+def _other_load(cpu: dict[str, float], window_s: float) -> float:
+    """Cores busy with anything but the gateway, the mock and the load generator."""
+    if window_s <= 0 or "machine" not in cpu:
+        return 0.0
+    ours = sum(cpu.get(name, 0.0) for name in ("gateway", "upstream", "client"))
+    return max(0.0, (cpu["machine"] - ours) / window_s)
+
+
+def _request_body(stream: bool) -> bytes:
+    doc: dict[str, object] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+        "max_tokens": 16,
+    }
+    if stream:
+        doc["stream"] = True
+    return orjson.dumps(doc)
+
+
+Level = tuple[bool, int]
+Pair = tuple[Level, tuple[str, ...]]
+
+
+def _schedule(config: OverheadConfig) -> list[Pair]:
+    """Every (level, target order) pair in run order; the order flips every round."""
+    pairs: list[Pair] = []
+    for round_no in range(config.rounds):
+        order = TARGETS if round_no % 2 == 0 else TARGETS[::-1]
+        pairs += [((s, c), order) for s in config.streams for c in config.concurrency]
+    return pairs
+
+
+def _meters(gateway_pid: int, upstream_pid: int) -> dict[str, CpuMeter]:
+    gateway = TreeCpuMeter(gateway_pid)
+    return {
+        "gateway": gateway.total,
+        "gateway_system": gateway.system,  # from the reading "gateway" just took
+        "upstream": lambda: process_tree_cpu_s(upstream_pid),
+        "client": self_cpu_s,
+        "machine": machine_cpu_s,
+    }
+
+
+async def _run_pair(
+    config: OverheadConfig, urls: dict[str, str], meters: dict[str, CpuMeter], pair: Pair
+) -> dict[str, LoadResult]:
+    (stream, concurrency), order = pair
+    results: dict[str, LoadResult] = {}
+    for target in order:
+        spec = LoadSpec(
+            url=urls[target] + _CHAT,
+            body=_request_body(stream),
+            stream=stream,
+            concurrency=concurrency,
+            warmup_s=config.warmup_s,
+            duration_s=config.duration_s,
+            requests=config.requests,
+        )
+        results[target] = await run_load(spec, meters)
+    return results
+
+
+def _disturbed(results: dict[str, LoadResult], limit: float) -> bool:
+    return any(_other_load(r.cpu_s, r.window_s) > limit for r in results.values())
+
+
+async def _run_levels(
+    config: OverheadConfig, urls: dict[str, str], pids: tuple[int, int], progress: Progress | None
+) -> tuple[list[LevelResult], int]:
+    """Run every pair, repeating one that another process disturbed; also count the repeats."""
+    meters = _meters(*pids)
+    collected: dict[tuple[Level, str], list[LoadResult]] = {}
+    plan, repeats = _schedule(config), 0
+    for done, pair in enumerate(plan):
+        (stream, concurrency), _ = pair
+        for attempt in range(config.retries + 1):
+            if progress is not None:
+                again = f" (repeat {attempt}: machine busy)" if attempt else ""
+                mode = "stream" if stream else "plain"
+                progress(f"direct vs gateway, {mode} c={concurrency}{again}", done, len(plan))
+            results = await _run_pair(config, urls, meters, pair)
+            if attempt == config.retries or not _disturbed(results, config.max_other_load):
+                break
+            repeats += 1
+            await asyncio.sleep(config.retry_pause_s)
+        for target, result in results.items():
+            collected.setdefault((pair[0], target), []).append(result)
+    if progress is not None:
+        progress("done", len(plan), len(plan))
+    levels = [
+        LevelResult(
+            stream=s,
+            concurrency=c,
+            direct=_pool(collected[((s, c), "direct")]),
+            gateway=_pool(collected[((s, c), "gateway")]),
+        )
+        for s in config.streams
+        for c in config.concurrency
+    ]
+    return levels, repeats
+
+
+def _worst(levels: list[LevelResult], key: Callable[[LevelResult], float]) -> LevelResult:
+    return max(levels, key=key)
+
+
+def judge(levels: list[LevelResult]) -> list[Verdict]:
+    """The pass/fail verdicts against the issue's targets, on the worst level of each."""
+    verdicts: list[Verdict] = []
+    for stream, limit, label in (
+        (False, CPU_TARGET_MS, "gateway CPU per request"),
+        (True, STREAM_CPU_TARGET_MS, "gateway CPU per streamed request"),
+    ):
+        chosen = [lv for lv in levels if lv.stream is stream]
+        if chosen:
+            worst = _worst(chosen, lambda lv: lv.gateway_cpu_ms)
+            verdicts.append(
+                Verdict(
+                    label,
+                    worst.gateway_cpu_ms,
+                    limit,
+                    "ms",
+                    worst.gateway_cpu_ms <= limit,
+                    f"worst level c={worst.concurrency}",
+                )
+            )
+    if levels:
+        top = max(lv.concurrency for lv in levels)
+        worst = _worst([lv for lv in levels if lv.concurrency == top], lambda lv: lv.added_p99_ms)
+        mode = "stream" if worst.stream else "plain"
+        verdicts.append(
+            Verdict(
+                f"added p99 latency at c={top}",
+                worst.added_p99_ms,
+                ADDED_P99_TARGET_MS,
+                "ms",
+                worst.added_p99_ms <= ADDED_P99_TARGET_MS,
+                f"worst mode {mode}",
+            )
+        )
+    failed = sum(lv.direct.errors + lv.gateway.errors for lv in levels)
+    verdicts.append(
+        Verdict(
+            "failed requests",
+            failed,
+            0,
+            "requests",
+            failed == 0,
+            "every request must succeed for the numbers to count",
+        )
+    )
+    return verdicts
+
+
+def machine_info() -> dict[str, object]:
+    return {
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+async def run_overhead(config: OverheadConfig, progress: Progress | None = None) -> OverheadReport:
+    """Start the mock and the gateway, run every level, stop both; always reaps the children."""
+    with tempfile.TemporaryDirectory(prefix="pilothouse-bench-") as tmp:
+        log_dir = Path(tmp)
+        mock = ChildProcess(
+            "mock-upstream",
+            [sys.executable, "-m", "pilothouse.bench.mock_upstream", "--port", "0"],
+            log_dir,
+            MOCK_READY,
+        )
+        fleet = log_dir / "fleet.yaml"
+        gateway = ChildProcess(
+            "gateway",
+            [sys.executable, "-m", "pilothouse", "gateway", "-f", str(fleet)],
+            log_dir,
+            GATEWAY_READY,
+        )
+        try:
+            upstream = await mock.start(config.startup_timeout_s)
+            fleet.write_text(_fleet_yaml(upstream, config.scheduler))
+            gateway_url = (await gateway.start(config.startup_timeout_s)).removesuffix("/v1")
+            await _wait_ready(gateway_url, config.startup_timeout_s)
+            urls = {"direct": upstream, "gateway": gateway_url}
+            levels, repeats = await _run_levels(config, urls, (gateway.pid, mock.pid), progress)
+        finally:
+            await gateway.stop()
+            await mock.stop()
+    return OverheadReport(
+        config=config,
+        machine=machine_info(),
+        levels=levels,
+        verdicts=judge(levels),
+        repeated_pairs=repeats,
+    )

@@ -1,0 +1,162 @@
+"""Writing a simulated sweep: ``results.json`` (fixed schema) and ``report.md``.
+
+``results.json``::
+
+    {"workload": str, "preset": str, "replicas": int,
+     "runs": [{"policy": str, "qps": float, "completed": int, "failed": int,
+               "ttft_p50_s": float, "ttft_p90_s": float, "ttft_p99_s": float,
+               "itl_p50_s": float, "e2e_p90_s": float, "output_tok_s": float,
+               "cache_hit_rate": float, "max_queue_ratio": float}, ...]}
+
+Runs are ordered by policy (as given), then QPS. Floats are rounded to 6 decimals. Nothing
+in either file depends on the wall clock, so the same command and seed write the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import orjson
+
+from pilothouse.sim.cluster_types import RunMetrics, RunResult
+
+_DECIMALS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRun:
+    """One point of a sweep: a policy at a QPS level."""
+
+    policy: str
+    qps: float
+    result: RunResult
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    """Everything a report needs about one sweep."""
+
+    workload: str
+    preset: str
+    replicas: int
+    seed: int
+    command: str
+    parameters: Mapping[str, object]
+    settings: Mapping[str, object]
+    runs: Sequence[PolicyRun]
+
+    def policies(self) -> list[str]:
+        return list(dict.fromkeys(run.policy for run in self.runs))
+
+    def levels(self) -> list[float]:
+        return sorted({run.qps for run in self.runs})
+
+
+def run_record(run: PolicyRun) -> dict[str, object]:
+    """One ``runs`` entry of results.json."""
+    record: dict[str, object] = {"policy": run.policy, "qps": round(run.qps, _DECIMALS)}
+    metrics = run.result.metrics
+    for field in fields(RunMetrics):
+        value = getattr(metrics, field.name)
+        record[field.name] = round(value, _DECIMALS) if isinstance(value, float) else value
+    return record
+
+
+def results_document(report: SweepReport) -> dict[str, object]:
+    return {
+        "workload": report.workload,
+        "preset": report.preset,
+        "replicas": report.replicas,
+        "runs": [run_record(run) for run in report.runs],
+    }
+
+
+def write_results_json(path: Path, report: SweepReport) -> None:
+    path.write_bytes(orjson.dumps(results_document(report), option=orjson.OPT_INDENT_2) + b"\n")
+
+
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("completed", "done", "{:d}"),
+    ("failed", "failed", "{:d}"),
+    ("ttft_p50_s", "TTFT p50 (s)", "{:.3f}"),
+    ("ttft_p90_s", "TTFT p90 (s)", "{:.3f}"),
+    ("ttft_p99_s", "TTFT p99 (s)", "{:.3f}"),
+    ("itl_p50_s", "ITL p50 (ms)", "ms"),
+    ("e2e_p90_s", "e2e p90 (s)", "{:.2f}"),
+    ("output_tok_s", "output tok/s", "{:,.0f}"),
+    ("cache_hit_rate", "cache hits", "{:.1%}"),
+    ("max_queue_ratio", "max queue ratio", "{:.2f}"),
+)
+
+
+def _cell(metrics: RunMetrics, name: str, style: str) -> str:
+    value = getattr(metrics, name)
+    if style == "ms":
+        return f"{value * 1e3:.1f}"
+    return style.format(value)
+
+
+def policy_table(runs: Sequence[PolicyRun]) -> list[str]:
+    """A markdown table of one policy's runs, one row per QPS level."""
+    header = "| QPS | " + " | ".join(title for _, title, _ in _COLUMNS) + " |"
+    lines = [header, "|" + " ---: |" * (len(_COLUMNS) + 1)]
+    for run in sorted(runs, key=lambda r: r.qps):
+        cells = [_cell(run.result.metrics, name, style) for name, _, style in _COLUMNS]
+        lines.append(f"| {run.qps:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def comparison_table(report: SweepReport, name: str, style: str) -> list[str]:
+    """One metric, QPS levels down, policies across."""
+    policies = report.policies()
+    by_key = {(run.policy, run.qps): run for run in report.runs}
+    lines = ["| QPS | " + " | ".join(policies) + " |", "|" + " ---: |" * (len(policies) + 1)]
+    for qps in report.levels():
+        cells = []
+        for policy in policies:
+            run = by_key.get((policy, qps))
+            cells.append("-" if run is None else _cell(run.result.metrics, name, style))
+        lines.append(f"| {qps:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report_markdown(report: SweepReport, plots: Sequence[str] = ()) -> str:
+    lines = [
+        f"# Simulated sweep: {report.workload} on {report.replicas} x {report.preset}",
+        "",
+        "```",
+        report.command,
+        "```",
+        "",
+        f"Seed {report.seed}. Virtual time; every number below is reproducible from the command.",
+        "",
+        "Workload parameters: "
+        + ", ".join(f"`{k}={v}`" for k, v in report.parameters.items())
+        + ".",
+        "Simulation settings: " + ", ".join(f"`{k}={v}`" for k, v in report.settings.items()) + ".",
+        "",
+        "## TTFT p90 (s)",
+        "",
+        *comparison_table(report, "ttft_p90_s", "{:.3f}"),
+        "",
+        "## Output throughput (tok/s)",
+        "",
+        *comparison_table(report, "output_tok_s", "{:,.0f}"),
+        "",
+        "## Cache hit rate",
+        "",
+        *comparison_table(report, "cache_hit_rate", "{:.1%}"),
+    ]
+    for policy in report.policies():
+        runs = [run for run in report.runs if run.policy == policy]
+        lines += ["", f"## {policy}", "", *policy_table(runs)]
+    if plots:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{Path(plot).stem}]({plot})" for plot in plots]
+    return "\n".join(lines) + "\n"
+
+
+def write_report_md(path: Path, report: SweepReport, plots: Sequence[str] = ()) -> None:
+    path.write_text(report_markdown(report, plots), encoding="utf-8")

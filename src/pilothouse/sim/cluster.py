@@ -1,0 +1,258 @@
+"""A discrete-event simulation of N engine replicas behind the real scheduler, in virtual time.
+
+The gateway part is the very scheduler the gateway runs (:func:`build_scheduler` with a
+:class:`~pilothouse.clock.ManualClock` that the loop sets to each event's time); the
+engines are :class:`~pilothouse.sim.engine_model.EngineModel` replicas. Two kinds of event
+drive it (:mod:`pilothouse.sim.events`):
+
+- **arrival**: the request is scheduled over the current endpoint snapshots, counted in
+  flight on the chosen replica and added to its engine; a step in flight may end earlier
+  (a fused decode step is cut), which reschedules that replica's step end;
+- **step end**: the step is applied, finished requests leave (their follow-ups are
+  released after their think time) and the replica's next step begins.
+
+Engine-reported metrics are scraped lazily: before an event at or after a scrape tick, the
+replicas whose engine changed since the last scrape are read. No event happened between
+the tick and that event, so this is exactly the state at the tick. Queue samples for
+``max_queue_ratio`` are taken the same way. Work per event is O(1) in the replica count
+except the scheduling cycle itself (its plugins look at every endpoint) and the periodic
+scrape and sample. No wall clock, sets or unseeded randomness: a seed fixes the run.
+
+Requests come from any iterable of :class:`SimRequest` in arrival order; it is consumed
+lazily, one independent arrival ahead. A follow-up (``after`` set) must come after its
+parent and before the next independent request that arrives once that parent could have
+finished (the built-in workloads put follow-ups right after their parent).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import cast
+
+from pilothouse.clock import ManualClock
+from pilothouse.errors import NoEndpointAvailable
+from pilothouse.scheduling import PluginRegistry, SchedulerConfig, build_scheduler
+from pilothouse.scheduling.types import SchedulingRequest
+from pilothouse.sim.cluster_types import ClusterConfig, RunResult, SimRequest
+from pilothouse.sim.engine_model import EngineModel
+from pilothouse.sim.events import ARRIVAL, STEP_END, EventQueue
+from pilothouse.sim.recorder import Progress, RunRecorder
+from pilothouse.sim.replica import SimReplica
+from pilothouse.sim.types import EngineRequest, FinishedRequest
+
+_SEED_STRIDE = 1_000_003
+
+
+class ClusterSimulator:
+    """One run: build it, call :meth:`run` once."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        scheduler: SchedulerConfig,
+        *,
+        registry: PluginRegistry | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self._config = config
+        self._clock = ManualClock()
+        self._scheduler = build_scheduler(
+            scheduler, self._clock, registry=registry, seed=config.seed
+        )
+        self._replicas = [self._replica(i) for i in range(config.replicas)]
+        self._by_name = {r.name: r for r in self._replicas}
+        self._endpoints = [r.endpoint for r in self._replicas]
+        self._queue = EventQueue()
+        self._recorder = RunRecorder(config.replicas, progress)
+        self._in_flight: dict[str, SimRequest] = {}
+        self._parked: dict[str, list[SimRequest]] = {}
+        self._alive: set[str] = set()  # queued, parked or in flight (membership tests only)
+        self._dirty: list[SimReplica] = []
+        self._interval = config.scrape_interval_s
+        self._next_scrape = self._interval if self._interval > 0 else math.inf
+        self._next_sample = 0.0
+        self._last_arrival = 0.0
+        self._stream_done = False  # the workload sent its last independent request
+
+    def _replica(self, index: int) -> SimReplica:
+        config = self._config
+        engine = EngineModel(
+            config.engine,
+            seed=config.seed * _SEED_STRIDE + index,
+            max_fused_iterations=config.max_fused_iterations,
+            record_kv_events=False,
+        )
+        width = len(str(config.replicas - 1))
+        return SimReplica(index, f"replica-{index:0{width}d}", config.model, engine)
+
+    @property
+    def replicas(self) -> list[SimReplica]:
+        return self._replicas
+
+    def run(self, requests: Iterable[SimRequest]) -> RunResult:
+        """Simulate until every request has completed or failed."""
+        stream = iter(requests)
+        self._pull(stream)
+        queue, clock, events = self._queue, self._clock, 0
+        while queue:
+            time, kind, _, ref, tag = queue.pop()
+            if time >= self._next_scrape:
+                self._scrape(time)
+            if time >= self._next_sample:
+                self._sample(time)
+            clock.set(time)
+            events += 1
+            if kind == STEP_END:
+                self._end_step(cast("int", ref), tag, time)
+            else:
+                if tag:  # pull first: this request's follow-ups get parked before it can fail
+                    self._pull(stream)
+                self._arrive(cast("SimRequest", ref), time)
+        self._sample(clock.now())
+        return self._recorder.result(clock.now(), events)
+
+    # -- the workload stream -------------------------------------------------------------
+
+    def _pull(self, stream: Iterator[SimRequest]) -> None:
+        """Queue the next independent arrival; park the follow-ups met on the way."""
+        for request in stream:
+            if request.after is None:
+                if request.arrival_s < self._last_arrival:
+                    raise ValueError(
+                        f"request {request.request_id!r} arrives at {request.arrival_s} s, "
+                        f"before the previous one ({self._last_arrival} s): sort the workload"
+                    )
+                self._last_arrival = request.arrival_s
+                self._alive.add(request.request_id)
+                self._queue.push(request.arrival_s, ARRIVAL, request, 1)
+                return
+            if request.after not in self._alive:
+                raise ValueError(
+                    f"follow-up {request.request_id!r} names {request.after!r}, which is not "
+                    "pending: put follow-ups right after their parent in the workload"
+                )
+            self._alive.add(request.request_id)
+            self._parked.setdefault(request.after, []).append(request)
+        self._stream_done = True
+
+    def _release_followups(self, parent: str, now: float) -> None:
+        for follow in self._parked.pop(parent, ()):
+            self._queue.push(now + follow.arrival_s, ARRIVAL, follow, 0)
+
+    def _fail(self, request: SimRequest) -> None:
+        """Count a request as failed, and its follow-ups (their context never happened)."""
+        self._alive.discard(request.request_id)
+        self._recorder.failed()
+        for follow in self._parked.pop(request.request_id, ()):
+            self._fail(follow)
+
+    # -- events --------------------------------------------------------------------------
+
+    def _arrive(self, request: SimRequest, now: float) -> None:
+        self._recorder.arrival(now)
+        scheduling = SchedulingRequest(
+            request_id=request.request_id,
+            model=self._config.model,
+            prompt=request.prompt,
+            prompt_tokens=request.prompt_tokens,
+            max_tokens=request.max_tokens,
+            session_id=request.session_id,
+            tenant=request.tenant,
+        )
+        try:
+            target = self._scheduler.schedule(scheduling, self._endpoints).target
+        except NoEndpointAvailable:
+            self._fail(request)
+            return
+        replica = self._by_name[target.name]
+        output = request.output_tokens
+        engine_request = EngineRequest(
+            request_id=request.request_id,
+            prompt_tokens=request.prompt_tokens,
+            max_tokens=request.max_tokens,
+            block_hashes=request.block_hashes,
+            stop_after=output if output < request.max_tokens else None,
+        )
+        try:
+            replica.engine.add_request(engine_request, now)
+        except ValueError:  # too long for the model: the engine rejects it (HTTP 400)
+            self._fail(request)
+            return
+        self._in_flight[request.request_id] = request
+        replica.acquire(request.prompt_tokens)
+        self._endpoints[replica.index] = replica.endpoint
+        self._touch(replica, now)
+        self._reschedule(replica, now)
+
+    def _end_step(self, index: int, version: int, now: float) -> None:
+        replica = self._replicas[index]
+        if version != replica.version:
+            return  # superseded: the step was cut and rescheduled
+        result = replica.engine.finish_step()
+        replica.step_end = None
+        self._recorder.step(result)
+        for done in result.finished:
+            self._complete(replica, done, now)
+        if result.finished:
+            self._endpoints[index] = replica.endpoint
+        self._touch(replica, now)
+        self._reschedule(replica, now)
+
+    def _complete(self, replica: SimReplica, done: FinishedRequest, now: float) -> None:
+        request = self._in_flight.pop(done.request_id)
+        self._alive.discard(done.request_id)
+        replica.release(request.prompt_tokens)
+        self._recorder.finished(done)
+        self._release_followups(done.request_id, now)
+
+    def _reschedule(self, replica: SimReplica, now: float) -> None:
+        """Make sure the replica's next step end is queued (once, at its current time)."""
+        engine = replica.engine
+        end = engine.busy_until
+        if end is None:
+            end = engine.begin_step(now)
+            if end is None:
+                return
+        elif end == replica.step_end:
+            return
+        replica.version += 1
+        replica.step_end = end
+        self._queue.push(end, STEP_END, replica.index, replica.version)
+
+    # -- observation ---------------------------------------------------------------------
+
+    def _touch(self, replica: SimReplica, now: float) -> None:
+        if self._interval <= 0:
+            replica.scrape(now)
+            self._endpoints[replica.index] = replica.endpoint
+        elif not replica.dirty:
+            replica.dirty = True
+            self._dirty.append(replica)
+
+    def _scrape(self, now: float) -> None:
+        tick = self._next_scrape
+        for replica in self._dirty:
+            replica.scrape(tick)
+            self._endpoints[replica.index] = replica.endpoint
+        self._dirty.clear()
+        self._next_scrape = (math.floor(now / self._interval) + 1) * self._interval
+
+    def _sample(self, now: float) -> None:
+        period = self._config.queue_sample_s
+        tick = min(self._next_sample, now)
+        self._recorder.sample_queues(tick, self._replicas, in_ratio=not self._stream_done)
+        self._next_sample = (math.floor(now / period) + 1) * period
+
+
+def simulate(
+    config: ClusterConfig,
+    scheduler: SchedulerConfig,
+    requests: Iterable[SimRequest],
+    *,
+    registry: PluginRegistry | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run one simulation of ``requests`` on a fresh cluster and scheduler."""
+    simulator = ClusterSimulator(config, scheduler, registry=registry, progress=progress)
+    return simulator.run(requests)

@@ -1,0 +1,103 @@
+"""Value types at the cluster simulator's boundary: requests in, run results out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pilothouse.sim.config import EngineConfig
+
+
+@dataclass(frozen=True, slots=True)
+class SimRequest:
+    """One client request of a simulated workload.
+
+    ``prompt`` is the text the gateway's scheduler sees; ``block_hashes`` are the chained
+    hashes of the same prompt's full token blocks (what the engine's prefix cache keys on):
+    a workload keeps the two consistent. The model generates ``output_tokens`` (at most
+    ``max_tokens``, which the client asked for).
+
+    A request with ``after`` set is a follow-up (the next turn of a chat, the next step of an
+    agent): it is sent ``arrival_s`` seconds after the request ``after`` completes, so its
+    arrival depends on the simulated latency. Otherwise ``arrival_s`` is absolute.
+    """
+
+    request_id: str
+    arrival_s: float
+    prompt: str
+    prompt_tokens: int
+    block_hashes: tuple[int, ...]
+    output_tokens: int
+    max_tokens: int
+    session_id: str | None = None
+    tenant: str | None = None
+    after: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt_tokens < 1 or self.output_tokens < 1:
+            raise ValueError("SimRequest needs prompt_tokens >= 1 and output_tokens >= 1")
+        if self.max_tokens < self.output_tokens:
+            raise ValueError("SimRequest.max_tokens must be >= output_tokens")
+        if self.arrival_s < 0:
+            raise ValueError("SimRequest.arrival_s must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """N identical replicas behind one scheduler.
+
+    ``scrape_interval_s`` is how stale the engine-reported metrics (waiting, running, KV
+    usage) are: they are refreshed every that many seconds of virtual time, as a metrics
+    scraper would (0 = always current). The gateway's own in-flight counts never lag.
+    ``queue_sample_s`` is the period at which per-replica queues are sampled for
+    ``max_queue_ratio`` and the queue plots.
+    """
+
+    engine: EngineConfig
+    replicas: int
+    seed: int = 0
+    scrape_interval_s: float = 0.05
+    queue_sample_s: float = 0.5
+    max_fused_iterations: int = 1024
+    model: str = "sim-model"
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ValueError("ClusterConfig.replicas must be >= 1")
+        if self.scrape_interval_s < 0:
+            raise ValueError("ClusterConfig.scrape_interval_s must be >= 0")
+        if self.queue_sample_s <= 0:
+            raise ValueError("ClusterConfig.queue_sample_s must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class RunMetrics:
+    """The headline numbers of one run (the ``runs`` entries of results.json)."""
+
+    completed: int
+    failed: int
+    ttft_p50_s: float
+    ttft_p90_s: float
+    ttft_p99_s: float
+    itl_p50_s: float
+    e2e_p90_s: float
+    output_tok_s: float
+    cache_hit_rate: float
+    max_queue_ratio: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTrace:
+    """Engine wait-queue length of every replica, sampled over virtual time."""
+
+    times: tuple[float, ...] = ()
+    queues: tuple[tuple[int, ...], ...] = ()  # one tuple per replica, aligned with times
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """One simulated run: headline metrics plus what the plots need."""
+
+    metrics: RunMetrics
+    queue_trace: QueueTrace = field(default_factory=QueueTrace)
+    duration_s: float = 0.0
+    events: int = 0
