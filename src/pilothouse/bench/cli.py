@@ -32,7 +32,10 @@ _MODES = {"both": (False, True), "plain": (False,), "stream": (True,)}
 
 @click.group(
     cls=LazyGroup,
-    lazy={"sim": "pilothouse.bench.sim_cli:sim_command"},
+    lazy={
+        "sim": "pilothouse.bench.sim_cli:sim_command",
+        "epp": "pilothouse.bench.epp_bench:epp_bench_command",
+    },
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 def bench() -> None:

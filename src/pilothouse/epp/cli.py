@@ -1,0 +1,149 @@
+"""``pilothouse epp``: the click command (registered by :mod:`pilothouse.cli`).
+
+gRPC and the Envoy protos are imported only when the command runs, so ``--help`` works
+without the ``epp`` extra installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pilothouse.endpoints.discovery import EndpointSource
+from pilothouse.errors import ConfigError, PilothouseError
+
+READY_PREFIX = "pilothouse is ready: "
+_PORT = click.IntRange(0, 65535)
+_EXTRA_HINT = "pip install 'pilothouse[epp]' (grpcio, grpcio-health-checking, xds-protos)"
+
+EPILOG = """\b
+Examples:
+  pilothouse epp --endpoints-file endpoints.yaml
+  pilothouse epp --pool-name vllm-llama --pool-namespace default --host 0.0.0.0
+  envoy -c examples/envoy/envoy.yaml   # Envoy in front, see docs/epp.md
+
+Prints "pilothouse is ready: grpc://HOST:PORT" on stdout once listening.
+"""
+
+
+@click.command(name="epp", epilog=EPILOG)
+@click.option(
+    "--endpoints-file", type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML list of model servers (address, name, engine, labels); watched for changes.",
+)  # fmt: skip
+@click.option("--pool-name", help="Kubernetes InferencePool to watch (instead of a file).")
+@click.option(
+    "--pool-namespace", default="default", show_default=True, help="Namespace of the pool."
+)
+@click.option(
+    "--scheduler", default="default", show_default=True,
+    help="Builtin scheduler config name or a YAML file (see docs/scheduling.md).",
+)  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (all ports).")
+@click.option("--port", type=_PORT, default=9002, show_default=True, help="ext_proc gRPC port.")
+@click.option("--health-port", type=_PORT, default=9003, show_default=True, help="gRPC health.")
+@click.option("--metrics-port", type=_PORT, default=9090, show_default=True, help="/metrics.")
+@click.option(
+    "--probe-interval", type=click.FloatRange(0.01, 60.0), default=0.5, show_default=True,
+    help="Seconds between health probes and metrics scrapes of each endpoint.",
+)  # fmt: skip
+@click.option(
+    "--max-body-bytes", type=click.IntRange(min=1), default=10 * 1024 * 1024, show_default=True,
+    help="Largest request body buffered for scheduling (larger: 413).",
+)  # fmt: skip
+@click.option("--seed", type=int, default=None, help="Seed the scheduler's random choices.")
+def epp_command(**options: Any) -> None:
+    """Run the endpoint picker for Envoy-based gateways (Gateway API Inference Extension).
+
+    Envoy's ext_proc filter streams every request to the picker, which schedules it with
+    the same scheduler the standalone gateway uses and answers with the chosen endpoint
+    in the x-gateway-destination-endpoint header. Plaintext gRPC (TLS is not supported
+    yet): keep it on loopback or a trusted network.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        source, pool_key = _source(options)
+        scheduler = _scheduler(options["scheduler"], options["seed"])
+        settings = _settings(options, pool_key)
+        from pilothouse.epp.server import EppServer
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the endpoint picker needs the epp extra: {_EXTRA_HINT}"
+        ) from exc
+    except PilothouseError as exc:
+        raise click.UsageError(str(exc)) from exc
+    asyncio.run(_serve(EppServer(settings, source, scheduler)))
+
+
+def _source(options: dict[str, Any]) -> tuple[EndpointSource, str]:
+    path, pool = options["endpoints_file"], options["pool_name"]
+    if (path is None) == (pool is None):
+        raise ConfigError("give exactly one of --endpoints-file and --pool-name")
+    if path is not None:
+        from pilothouse.endpoints.file_source import FileSource
+
+        source = FileSource(path)
+        source.load()  # fail now on a missing or invalid file
+        return source, "pool"
+    try:
+        from pilothouse.endpoints.kubernetes import InferencePoolSource
+    except ImportError as exc:
+        raise ConfigError(
+            "Kubernetes discovery is not available in this installation "
+            f"(pilothouse.endpoints.kubernetes could not be imported: {exc})"
+        ) from exc
+    return InferencePoolSource(pool, options["pool_namespace"]), pool
+
+
+def _scheduler(name: str, seed: int | None) -> Any:
+    from pilothouse.clock import SystemClock
+    from pilothouse.scheduling.config import resolve_config
+    from pilothouse.scheduling.scheduler import build_scheduler
+
+    return build_scheduler(resolve_config(name), SystemClock(), seed=seed)
+
+
+def _settings(options: dict[str, Any], pool_key: str) -> Any:
+    from pilothouse.epp.server import EppSettings
+
+    return EppSettings(
+        host=options["host"],
+        port=options["port"],
+        health_port=options["health_port"],
+        metrics_port=options["metrics_port"],
+        pool_key=pool_key,
+        max_body_bytes=options["max_body_bytes"],
+        probe_interval_s=options["probe_interval"],
+    )
+
+
+async def _serve(server: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+    except OSError as exc:
+        await server.stop()
+        raise click.ClickException(f"cannot listen: {exc}") from exc
+    host = server.settings.host
+    print(f"{READY_PREFIX}grpc://{host}:{server.port}", flush=True)
+    print(
+        f"health: grpc://{host}:{server.health_port}  metrics: http://{host}:{server.metrics_port}"
+        "/metrics",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

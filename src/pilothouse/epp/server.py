@@ -1,0 +1,223 @@
+"""The endpoint picker process: ext_proc gRPC server, health server, metrics, discovery.
+
+:class:`EppServer` wires the same pieces the standalone gateway uses (one
+:class:`EndpointPool`, one :class:`Router` over the scheduler objects, the
+:class:`EndpointMonitor`) behind Envoy's ext_proc protocol instead of an HTTP proxy::
+
+    EndpointSource ──sync──► EndpointPool ◄── EndpointMonitor (health, /metrics)
+                                  │
+    Envoy ──ext_proc──► ExtProcService ─► Exchange ─► Router ─► Scheduler
+
+Three listeners, plaintext, on ``settings.host``: ext_proc (9002), gRPC health (9003) and
+Prometheus ``/metrics`` over HTTP (9090). Port 0 binds a free port (see the ``*_port``
+attributes once started). TLS is not implemented yet: keep the picker on loopback or a
+trusted pod network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import grpc
+from aiohttp import web
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2_grpc
+
+from pilothouse.clock import Clock, SystemClock
+from pilothouse.endpoints.discovery import EndpointSource
+from pilothouse.endpoints.monitor import EndpointMonitor
+from pilothouse.endpoints.pool import EndpointPool
+from pilothouse.epp.health import EppHealth
+from pilothouse.epp.metrics import EppMetrics, start_metrics_server
+from pilothouse.epp.processor import EppProtocolError, Exchange, PickerContext
+from pilothouse.epp.protocol import ProcessingRequest, ProcessingResponse
+from pilothouse.routing import Router
+from pilothouse.scheduling.scheduler import Scheduler
+from pilothouse.scheduling.types import Endpoint
+
+log = logging.getLogger("pilothouse.epp")
+
+DEFAULT_POOL_KEY = "pool"
+
+
+@dataclass(frozen=True, slots=True)
+class EppSettings:
+    """Where the picker listens and how it treats the pool."""
+
+    host: str = "127.0.0.1"
+    port: int = 9002
+    health_port: int = 9003
+    metrics_port: int = 9090
+    pool_key: str = DEFAULT_POOL_KEY
+    max_body_bytes: int = 10 * 1024 * 1024
+    probe_interval_s: float = 0.5
+    probe_timeout_s: float = 2.0
+    grace_s: float = 5.0
+    grpc_options: tuple[tuple[str, Any], ...] = field(
+        default=(("grpc.max_receive_message_length", 16 * 1024 * 1024),)
+    )
+
+
+class ExtProcService(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
+    """``envoy.service.ext_proc.v3.ExternalProcessor``: one :class:`Exchange` per stream."""
+
+    def __init__(self, ctx: PickerContext) -> None:
+        self._ctx = ctx
+
+    async def Process(  # noqa: N802 - the gRPC method name
+        self, request_iterator: AsyncIterator[ProcessingRequest], context: Any
+    ) -> AsyncIterator[ProcessingResponse]:
+        exchange = Exchange(self._ctx)
+        self._ctx.metrics.streams.inc()
+        try:
+            async for message in request_iterator:
+                try:
+                    responses = exchange.handle(message)
+                except EppProtocolError as exc:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+                for response in responses:
+                    yield response
+                if exchange.done:
+                    return
+        finally:
+            exchange.close()  # also on cancel: Envoy reset the stream, the client went away
+            self._ctx.metrics.streams.dec()
+
+
+def _grpc_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class EppServer:
+    """Owns every listener and background task of one picker; ``async with`` runs it."""
+
+    def __init__(
+        self,
+        settings: EppSettings,
+        source: EndpointSource,
+        scheduler: Scheduler,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = EndpointPool()
+        self.metrics = EppMetrics(self.pool)
+        self.router = Router(self.pool, scheduler, self.metrics.scheduling.observe)
+        self.health = EppHealth()
+        self._source = source
+        self._clock = clock or SystemClock()
+        self._context = PickerContext(
+            self.router, self.metrics, settings.pool_key, settings.max_body_bytes
+        )
+        self._synced = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._grpc: list[grpc.aio.Server] = []
+        self._metrics_runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._monitor: EndpointMonitor | None = None
+        self.port = settings.port
+        self.health_port = settings.health_port
+        self.metrics_port = settings.metrics_port
+
+    async def start(self) -> None:
+        s = self.settings
+        self._session = aiohttp.ClientSession()
+        self._monitor = EndpointMonitor(
+            self.pool,
+            self._session,
+            self._clock,
+            interval_s=s.probe_interval_s,
+            probe_timeout_s=s.probe_timeout_s,
+        )
+        await self.health.start()
+        self.port = await self._serve_grpc(s.port, self._add_ext_proc)
+        self.health_port = await self._serve_grpc(s.health_port, self._add_health)
+        self._metrics_runner = await start_metrics_server(self.metrics, s.host, s.metrics_port)
+        self.metrics_port = int(self._metrics_runner.addresses[0][1])
+        self._spawn(self._discover(), "epp-discovery")
+        self._spawn(self._become_ready(), "epp-readiness")
+
+    async def stop(self) -> None:
+        await self.health.shutdown()
+        await asyncio.gather(*(server.stop(self.settings.grace_s) for server in self._grpc))
+        self._grpc.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._monitor is not None:
+            await self._monitor.stop()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Until discovery reported and the first probe round ran (readiness SERVING)."""
+        async with asyncio.timeout(timeout_s):
+            while not self.health.ready:  # noqa: ASYNC110 - readiness is a flag
+                await asyncio.sleep(0.01)
+
+    async def __aenter__(self) -> EppServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _serve_grpc(self, port: int, add: Any) -> int:
+        server = grpc.aio.server(options=list(self.settings.grpc_options))
+        add(server)
+        bound = server.add_insecure_port(_grpc_address(self.settings.host, port))
+        if bound == 0:
+            raise OSError(f"cannot bind gRPC port {self.settings.host}:{port}")
+        await server.start()
+        self._grpc.append(server)
+        return int(bound)
+
+    def _add_ext_proc(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_ExternalProcessorServicer_to_server(ExtProcService(self._context), server)
+
+    def _add_health(self, server: grpc.aio.Server) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _discover(self) -> None:
+        try:
+            await self._source.run(self._on_endpoints)
+        except Exception:
+            log.exception("endpoint discovery stopped; the picker is no longer ready")
+            await self.health.set_ready(False)
+
+    def _on_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
+        """Every endpoint of the pool serves every request: one pool key for all of them."""
+        key = self.settings.pool_key
+        self.pool.sync([e if e.model == key else e.evolve(model=key) for e in endpoints])
+        log.info("pool has %d endpoint(s)", len(endpoints))
+        if self._synced.is_set() and self._monitor is not None:
+            self._spawn(self._monitor.tick(), "epp-probe-new")  # probe newcomers now
+        self._synced.set()
+
+    async def _become_ready(self) -> None:
+        await self._synced.wait()
+        assert self._monitor is not None
+        await self._monitor.tick()
+        self._monitor.start()
+        await self.health.set_ready(True)
+        log.info("the picker is ready")
