@@ -27,6 +27,7 @@ class Pick:
     endpoint: Endpoint
     fallbacks: tuple[Endpoint, ...]
     headers: dict[str, str]
+    uncached_tokens: int | None = None
 
 
 def scheduling_request(
@@ -59,6 +60,8 @@ class Router:
         self.pool = pool
         self.scheduler = scheduler
         self._on_decision = on_decision
+        # (endpoint, request id) -> prefill tokens still counted in that endpoint's backlog
+        self._backlog: dict[tuple[str, str], int] = {}
 
     def pick(
         self,
@@ -81,10 +84,26 @@ class Router:
         result = self.scheduler.schedule(request, candidates)
         if self._on_decision is not None:
             self._on_decision(time.perf_counter() - started)
-        return Pick(result.target, result.fallbacks, dict(result.headers))
+        return Pick(result.target, result.fallbacks, dict(result.headers), result.uncached_tokens)
 
-    def started(self, endpoint: Endpoint, request: SchedulingRequest) -> None:
-        self.pool.acquire(endpoint.name, request.prompt_tokens)
+    def started(
+        self, endpoint: Endpoint, request: SchedulingRequest, uncached_tokens: int | None = None
+    ) -> None:
+        """Count ``request`` in flight on ``endpoint`` with its prefill backlog.
+
+        ``uncached_tokens`` is the scheduler's estimate (``Pick.uncached_tokens``); without
+        one, the whole prompt counts.
+        """
+        tokens = request.prompt_tokens if uncached_tokens is None else uncached_tokens
+        self._backlog[(endpoint.name, request.request_id)] = tokens
+        self.pool.acquire(endpoint.name, tokens)
+
+    def first_token(self, endpoint: Endpoint, request: SchedulingRequest) -> None:
+        """The first byte of the answer arrived: the replica has prefilled the prompt."""
+        tokens = self._backlog.pop((endpoint.name, request.request_id), None)
+        if tokens is not None:
+            self.pool.prefilled(endpoint.name, tokens)
 
     def finished(self, endpoint: Endpoint, request: SchedulingRequest) -> None:
-        self.pool.release(endpoint.name, request.prompt_tokens)
+        tokens = self._backlog.pop((endpoint.name, request.request_id), None)
+        self.pool.release(endpoint.name, tokens)

@@ -20,6 +20,7 @@ class _State:
     draining: bool = False
     in_flight: int = 0
     in_flight_tokens: int = 0
+    awaiting: int = 0
     metrics: EndpointMetrics = field(default_factory=EndpointMetrics)
 
     def snapshot(self) -> Endpoint:
@@ -33,6 +34,7 @@ class _State:
             labels=b.labels,
             in_flight=self.in_flight,
             in_flight_tokens=self.in_flight_tokens,
+            awaiting_first_token=self.awaiting,
             metrics=self.metrics,
         )
 
@@ -111,18 +113,32 @@ class EndpointPool:
         if state is not None:
             state.metrics = metrics
 
-    def acquire(self, name: str, prompt_tokens: int) -> None:
-        """Count a request as in flight on ``name`` (call :meth:`release` when it ends)."""
+    def acquire(self, name: str, backlog_tokens: int) -> None:
+        """Count a request in flight on ``name`` that must prefill ``backlog_tokens``.
+
+        Call :meth:`prefilled` at its first token (if it is seen) and :meth:`release` at its
+        end, with the backlog still counted (``None`` once prefilled).
+        """
         state = self._states.get(name)
         if state is not None:
             state.in_flight += 1
-            state.in_flight_tokens += prompt_tokens
+            state.in_flight_tokens += backlog_tokens
+            state.awaiting += 1
 
-    def release(self, name: str, prompt_tokens: int) -> None:
+    def prefilled(self, name: str, backlog_tokens: int) -> None:
+        """The request's first token arrived: its prefill leaves the backlog."""
+        state = self._states.get(name)
+        if state is not None:
+            state.in_flight_tokens = max(0, state.in_flight_tokens - backlog_tokens)
+            state.awaiting = max(0, state.awaiting - 1)
+
+    def release(self, name: str, backlog_tokens: int | None) -> None:
         state = self._states.get(name)
         if state is not None:
             state.in_flight = max(0, state.in_flight - 1)
-            state.in_flight_tokens = max(0, state.in_flight_tokens - prompt_tokens)
+            if backlog_tokens is not None:
+                state.in_flight_tokens = max(0, state.in_flight_tokens - backlog_tokens)
+                state.awaiting = max(0, state.awaiting - 1)
 
     def in_flight(self, name: str) -> int:
         state = self._states.get(name)

@@ -153,7 +153,7 @@ class Exchange:
             return self._reject(exc, "no_endpoint")
         except SchedulingError as exc:
             return self._reject(exc, "error")
-        self._hold(pick.endpoint, request)
+        self._hold(pick.endpoint, request, pick.uncached_tokens)
         out = self._forward(pick, None if body is None else forward, body_end)
         self._ctx.metrics.decision.observe(time.perf_counter() - started)
         self._ctx.metrics.requests.labels("routed").inc()
@@ -242,6 +242,8 @@ class Exchange:
     def _observe(self, chunk: bytes) -> None:
         if chunk and not self._first_byte:
             self._first_byte = True
+            if self.endpoint is not None and self._request is not None:
+                self._ctx.router.first_token(self.endpoint, self._request)
             self._ctx.metrics.first_byte.observe(time.perf_counter() - self._started)
         if self._streaming:
             self._tail = keep_tail(self._tail, chunk)
@@ -265,8 +267,10 @@ class Exchange:
 
     # -- accounting --------------------------------------------------------------------
 
-    def _hold(self, endpoint: Endpoint, request: SchedulingRequest) -> None:
-        self._ctx.router.started(endpoint, request)
+    def _hold(
+        self, endpoint: Endpoint, request: SchedulingRequest, uncached: int | None = None
+    ) -> None:
+        self._ctx.router.started(endpoint, request, uncached)
         self.endpoint, self._request = endpoint, request
 
     def _release(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import partial
 
 import aiohttp
 import orjson
@@ -98,7 +99,7 @@ class ProxyEndpoint:
         ctx = self.ctx
         endpoint, request_id = pick.endpoint, request.request_id
         url = f"http://{endpoint.address}{self.route.value}"
-        ctx.router.started(endpoint, request)
+        ctx.router.started(endpoint, request, pick.uncached_tokens)
         gauge = ctx.metrics.in_flight.labels(endpoint.name)
         gauge.inc()
         try:
@@ -123,7 +124,8 @@ class ProxyEndpoint:
                 ]
                 if parsed.stream and resp.status == 200:
                     itl = ctx.metrics.itl.labels(parsed.model).observe
-                    return await relay_stream(resp, send, out_headers, started, itl)
+                    first = partial(ctx.router.first_token, endpoint, request)
+                    return await relay_stream(resp, send, out_headers, started, itl, first)
                 return await relay_whole(resp, send, out_headers)
         finally:
             gauge.dec()

@@ -7,6 +7,7 @@ tail of a stream is kept, to read the engine's usage chunk once the stream ends.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -70,23 +71,23 @@ async def relay_stream(
     send: Send,
     headers: list[tuple[bytes, bytes]],
     started: float,
-    itl_observe: object,
+    observe_itl: Callable[[float], None],
+    on_first_chunk: Callable[[], None],
 ) -> Outcome:
     """Relay an SSE stream chunk by chunk; on a broken upstream, end with an error event."""
     content_type = resp.headers.get("Content-Type", "text/event-stream").encode()
     await send(_start(resp.status, content_type, [(b"cache-control", b"no-cache"), *headers]))
     outcome = Outcome(status=resp.status)
-    observe = itl_observe if callable(itl_observe) else None
     tail = b""
     last = 0.0
     try:
         async for chunk in resp.content.iter_any():
             now = time.perf_counter()
             if last:
-                if observe is not None:
-                    observe(now - last)
+                observe_itl(now - last)
             else:
                 outcome.ttft_s = now - started
+                on_first_chunk()
             last = now
             tail = (
                 (tail + chunk)[-_TAIL_BYTES:] if len(chunk) < _TAIL_BYTES else chunk[-_TAIL_BYTES:]

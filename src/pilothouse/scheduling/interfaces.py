@@ -22,6 +22,15 @@ from pilothouse.scheduling.types import (
     ScoredEndpoint,
 )
 
+PREFIX_MATCH_KEY = "prefix-match"
+"""``CycleState.data`` key: ``dict[endpoint name, float]``, the fraction of the request's prompt
+each endpoint is estimated to hold in its prefix cache. Written by prefix plugins
+(``approx-prefix``), read by cost estimators (``estimated-ttft``)."""
+
+UNCACHED_TOKENS_KEY = "uncached-tokens"
+"""``CycleState.data`` key: ``dict[endpoint name, int]``, prompt tokens each endpoint would have
+to prefill; the scheduler copies the target's value into ``SchedulingResult.uncached_tokens``."""
+
 
 @dataclass(slots=True)
 class CycleState:

@@ -9,13 +9,20 @@ that implements :class:`PostSchedule`. The gateway, the EPP and the simulator al
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from pilothouse.clock import Clock, ManualClock
 from pilothouse.errors import NoEndpointAvailable, SchedulingError
 from pilothouse.scheduling.builder import SchedulerParts, build_parts
 from pilothouse.scheduling.config import SchedulerConfig
 from pilothouse.scheduling.context import PluginContext
-from pilothouse.scheduling.interfaces import CycleState, Plugin, PostSchedule, ProfileHandler
+from pilothouse.scheduling.interfaces import (
+    UNCACHED_TOKENS_KEY,
+    CycleState,
+    Plugin,
+    PostSchedule,
+    ProfileHandler,
+)
 from pilothouse.scheduling.profile import EXHAUSTED_KEY, Profile
 from pilothouse.scheduling.registry import PluginRegistry, default_registry
 from pilothouse.scheduling.types import (
@@ -73,6 +80,9 @@ class Scheduler:
                 f"no endpoint available for model {request.model!r} "
                 f"among {len(endpoints)} endpoint(s): {reason}"
             )
+        uncached = state.data.get(UNCACHED_TOKENS_KEY)
+        if result.uncached_tokens is None and isinstance(uncached, dict):
+            result = replace(result, uncached_tokens=uncached.get(primary.targets[0].name))
         for plugin in self._post:
             plugin.post_schedule(state, request, result)
         return result

@@ -43,8 +43,10 @@ class EndpointMetrics:
 class Endpoint:
     """An immutable snapshot of one model-server replica.
 
-    ``in_flight`` and ``in_flight_tokens`` are the gateway's own counts (they never lag);
-    ``metrics`` is what the engine last reported.
+    ``in_flight``, ``in_flight_tokens`` and ``awaiting_first_token`` are the gateway's own
+    counts (they never lag): requests in flight, the estimated uncached prompt tokens of those
+    that have not produced a first token yet (the replica's prefill backlog), and how many
+    requests that is. ``metrics`` is what the engine last reported.
     """
 
     name: str
@@ -55,6 +57,7 @@ class Endpoint:
     labels: Mapping[str, str] = field(default_factory=_no_strings)
     in_flight: int = 0
     in_flight_tokens: int = 0
+    awaiting_first_token: int = 0
     metrics: EndpointMetrics = field(default_factory=EndpointMetrics)
 
     def evolve(self, **changes: object) -> Endpoint:
@@ -101,10 +104,15 @@ class ProfileResult:
 
 @dataclass(frozen=True, slots=True)
 class SchedulingResult:
-    """The outcome of one scheduling cycle: one result per profile that ran."""
+    """The outcome of one scheduling cycle: one result per profile that ran.
+
+    ``uncached_tokens`` is the scheduler's estimate of the prompt tokens the primary target
+    must prefill (not served by its prefix cache), when a plugin estimated it; data producers
+    count it as that replica's prefill backlog until the first token arrives."""
 
     primary_profile: str
     profiles: Mapping[str, ProfileResult]
+    uncached_tokens: int | None = None
     headers: Mapping[str, str] = field(default_factory=_no_strings)
 
     @property

@@ -66,6 +66,7 @@ class ClusterSimulator:
         self._queue = EventQueue()
         self._recorder = RunRecorder(config.replicas, progress)
         self._in_flight: dict[str, SimRequest] = {}
+        self._backlog: dict[str, int] = {}  # uncached prompt tokens of requests not yet prefilled
         self._parked: dict[str, list[SimRequest]] = {}
         self._alive: set[str] = set()  # queued, parked or in flight (membership tests only)
         self._dirty: list[SimReplica] = []
@@ -161,7 +162,8 @@ class ClusterSimulator:
             tenant=request.tenant,
         )
         try:
-            target = self._scheduler.schedule(scheduling, self._endpoints).target
+            result = self._scheduler.schedule(scheduling, self._endpoints)
+            target = result.target
         except NoEndpointAvailable:
             self._fail(request)
             return
@@ -180,7 +182,10 @@ class ClusterSimulator:
             self._fail(request)
             return
         self._in_flight[request.request_id] = request
-        replica.acquire(request.prompt_tokens)
+        uncached = result.uncached_tokens
+        backlog = request.prompt_tokens if uncached is None else uncached
+        self._backlog[request.request_id] = backlog
+        replica.acquire(backlog)
         self._endpoints[replica.index] = replica.endpoint
         self._touch(replica, now)
         self._reschedule(replica, now)
@@ -192,17 +197,21 @@ class ClusterSimulator:
         result = replica.engine.finish_step()
         replica.step_end = None
         self._recorder.step(result)
+        for request_id in result.first_tokens:
+            backlog = self._backlog.pop(request_id, None)
+            if backlog is not None:
+                replica.prefilled(backlog)
         for done in result.finished:
             self._complete(replica, done, now)
-        if result.finished:
+        if result.finished or result.first_tokens:
             self._endpoints[index] = replica.endpoint
         self._touch(replica, now)
         self._reschedule(replica, now)
 
     def _complete(self, replica: SimReplica, done: FinishedRequest, now: float) -> None:
-        request = self._in_flight.pop(done.request_id)
+        self._in_flight.pop(done.request_id)
         self._alive.discard(done.request_id)
-        replica.release(request.prompt_tokens)
+        replica.release(self._backlog.pop(done.request_id, None))
         self._recorder.finished(done)
         self._release_followups(done.request_id, now)
 

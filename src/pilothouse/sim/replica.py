@@ -18,6 +18,7 @@ class SimReplica:
     """Mutable bookkeeping of one replica inside the cluster loop."""
 
     __slots__ = (
+        "awaiting",
         "dirty",
         "endpoint",
         "engine",
@@ -38,6 +39,7 @@ class SimReplica:
         self.engine = engine
         self.in_flight = 0
         self.in_flight_tokens = 0
+        self.awaiting = 0
         config = engine.config
         self.metrics = EndpointMetrics(
             block_size=config.block_size,
@@ -58,19 +60,29 @@ class SimReplica:
             engine="sim",
             in_flight=self.in_flight,
             in_flight_tokens=self.in_flight_tokens,
+            awaiting_first_token=self.awaiting,
             metrics=self.metrics,
         )
 
-    def acquire(self, prompt_tokens: int) -> None:
-        """The gateway routed a request here."""
+    def acquire(self, uncached_tokens: int) -> None:
+        """The gateway routed a request here that must prefill ``uncached_tokens``."""
         self.in_flight += 1
-        self.in_flight_tokens += prompt_tokens
+        self.in_flight_tokens += uncached_tokens
+        self.awaiting += 1
         self.endpoint = self._snapshot()
 
-    def release(self, prompt_tokens: int) -> None:
-        """A request routed here completed."""
+    def prefilled(self, tokens: int) -> None:
+        """A request routed here produced its first token: its prefill left the backlog."""
+        self.in_flight_tokens -= tokens
+        self.awaiting -= 1
+        self.endpoint = self._snapshot()
+
+    def release(self, backlog_tokens: int | None) -> None:
+        """A request routed here completed (``backlog_tokens``: its prefill still counted)."""
         self.in_flight -= 1
-        self.in_flight_tokens -= prompt_tokens
+        if backlog_tokens is not None:
+            self.in_flight_tokens -= backlog_tokens
+            self.awaiting -= 1
         self.endpoint = self._snapshot()
 
     def scrape(self, now: float) -> None:

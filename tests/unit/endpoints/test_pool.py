@@ -81,3 +81,16 @@ def test_sync_reconciles_to_the_discovered_set() -> None:
     assert pool.get("a-1").address == "127.0.0.1:99"
     assert not pool.get("a-1").ready  # new endpoints wait for their health probe
     assert not pool.has_model("b")
+
+
+def test_prefill_backlog_is_counted_until_the_first_token() -> None:
+    pool = _pool()
+    pool.acquire("a-0", 300)
+    pool.acquire("a-0", 50)
+    assert (pool.get("a-0").in_flight_tokens, pool.get("a-0").awaiting_first_token) == (350, 2)
+    pool.prefilled("a-0", 300)
+    assert (pool.get("a-0").in_flight_tokens, pool.get("a-0").awaiting_first_token) == (50, 1)
+    pool.release("a-0", None)  # the prefilled one ends
+    pool.release("a-0", 50)  # the other ends before its first token was seen
+    snap = pool.get("a-0")
+    assert (snap.in_flight, snap.in_flight_tokens, snap.awaiting_first_token) == (0, 0, 0)

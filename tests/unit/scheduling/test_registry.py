@@ -21,6 +21,7 @@ from pilothouse.scheduling.validation import ParametersModel, parse_parameters
 BUILTINS = [
     "approx-prefix",
     "cache-aware-sglang",
+    "estimated-ttft",
     "kv-cache-usage",
     "least-requests",
     "max-in-flight",

@@ -12,6 +12,7 @@ from pilothouse.scheduling.plugins.pickers.random_picker import RandomPicker
 from pilothouse.scheduling.plugins.pickers.round_robin import RoundRobinPicker
 from pilothouse.scheduling.plugins.profiles.single import SingleProfileHandler
 from pilothouse.scheduling.plugins.scorers.approx_prefix import ApproxPrefixScorer
+from pilothouse.scheduling.plugins.scorers.estimated_ttft import EstimatedTtftScorer
 from pilothouse.scheduling.plugins.scorers.kv_cache_usage import KvCacheUsageScorer
 from pilothouse.scheduling.plugins.scorers.least_requests import LeastRequestsScorer
 from pilothouse.scheduling.plugins.scorers.queue_depth import QueueDepthScorer
@@ -19,6 +20,7 @@ from pilothouse.scheduling.plugins.scorers.queue_depth import QueueDepthScorer
 __all__ = [
     "ApproxPrefixScorer",
     "CacheAwareSglangPicker",
+    "EstimatedTtftScorer",
     "KvCacheUsageScorer",
     "LeastRequestsScorer",
     "MaxInFlightFilter",
@@ -41,6 +43,7 @@ def builtin_factories() -> dict[str, PluginFactory]:
         "max-in-flight": MaxInFlightFilter.create,
         "least-requests": LeastRequestsScorer.create,
         "queue-depth": QueueDepthScorer.create,
+        "estimated-ttft": EstimatedTtftScorer.create,
         "kv-cache-usage": KvCacheUsageScorer.create,
         "approx-prefix": ApproxPrefixScorer.create,
         "max-score": MaxScorePicker.create,

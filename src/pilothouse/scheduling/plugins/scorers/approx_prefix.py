@@ -20,7 +20,7 @@ from typing import cast
 from pydantic import Field
 
 from pilothouse.scheduling.context import PluginContext
-from pilothouse.scheduling.interfaces import CycleState
+from pilothouse.scheduling.interfaces import PREFIX_MATCH_KEY, CycleState
 from pilothouse.scheduling.plugins.base import NamedPlugin
 from pilothouse.scheduling.plugins.scorers._block_index import BlockIndex
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest, SchedulingResult
@@ -86,7 +86,9 @@ class ApproxPrefixScorer(NamedPlugin):
             return [0.0] * len(endpoints)
         total = len(hashes)
         match = self._index.match
-        return [match(e.name, hashes) / total for e in endpoints]
+        scores = [match(e.name, hashes) / total for e in endpoints]
+        state.data[PREFIX_MATCH_KEY] = {e.name: s for e, s in zip(endpoints, scores, strict=True)}
+        return scores
 
     def post_schedule(
         self, state: CycleState, request: SchedulingRequest, result: SchedulingResult

@@ -1,0 +1,72 @@
+"""``estimated-ttft`` scorer: "sticky until saturated" prefix affinity, from one estimate.
+
+For each endpoint the time to first token of this request is estimated, in prompt tokens to
+prefill before it (the unit cancels out between identical replicas, so no throughput
+constant is needed to rank them):
+
+    cost(e) = backlog(e) + uncached(request, e)
+
+``backlog(e)`` is ``Endpoint.in_flight_tokens``: the uncached prompt tokens of requests the
+gateway sent to ``e`` that have not produced their first token yet (the gateway counts
+them itself, so they never lag). ``uncached(request, e)`` is the request's prompt tokens
+minus what ``e`` is estimated to hold in its prefix cache, read from the prefix-match
+fraction a prefix plugin (``approx-prefix``) published in the cycle. The replica that holds
+a prompt's prefix is therefore preferred until its backlog exceeds a cold replica's by
+more than what the cache saves; then load spreads by prefill work, which also replicates a
+hot prefix onto a second replica. ``affinity_margin`` (a fraction of the request's prompt)
+makes a warm replica stickier than the bare estimate, trading a little TTFT now for cache
+locality later.
+
+The score is ``(min_cost + 1) / (cost + 1)``: 1.0 for the cheapest endpoint. The estimate
+for each endpoint is published as ``uncached-tokens`` so the scheduler reports it and the
+gateway can count the picked replica's backlog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pydantic import Field
+
+from pilothouse.scheduling.context import PluginContext
+from pilothouse.scheduling.interfaces import PREFIX_MATCH_KEY, UNCACHED_TOKENS_KEY, CycleState
+from pilothouse.scheduling.plugins.base import NamedPlugin
+from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+from pilothouse.scheduling.validation import ParametersModel, parse_parameters
+
+
+class EstimatedTtftParameters(ParametersModel):
+    affinity_margin: float = Field(default=0.0, ge=0.0, le=100.0)
+
+
+class EstimatedTtftScorer(NamedPlugin):
+    __slots__ = ("_margin",)
+
+    def __init__(self, name: str, parameters: EstimatedTtftParameters | None = None) -> None:
+        super().__init__(name)
+        self._margin = (parameters or EstimatedTtftParameters()).affinity_margin
+
+    @classmethod
+    def create(
+        cls, name: str, parameters: Mapping[str, object], ctx: PluginContext
+    ) -> EstimatedTtftScorer:
+        return cls(name, parse_parameters(EstimatedTtftParameters, parameters))
+
+    def score(
+        self, state: CycleState, request: SchedulingRequest, endpoints: Sequence[Endpoint]
+    ) -> Sequence[float]:
+        match = state.data.get(PREFIX_MATCH_KEY)
+        matched: Mapping[str, float] = match if isinstance(match, dict) else {}
+        prompt = request.prompt_tokens
+        cold_penalty = self._margin * prompt
+        uncached: dict[str, int] = {}
+        costs: list[float] = []
+        for e in endpoints:
+            fraction = matched.get(e.name, 0.0)
+            tokens = round(prompt * (1.0 - fraction))
+            uncached[e.name] = tokens
+            cost = e.in_flight_tokens + tokens
+            costs.append(cost + cold_penalty if fraction == 0.0 else cost)
+        state.data[UNCACHED_TOKENS_KEY] = uncached
+        best = min(costs)
+        return [(best + 1.0) / (cost + 1.0) for cost in costs]
