@@ -27,6 +27,10 @@ PREFIX_MATCH_KEY = "prefix-match"
 each endpoint is estimated to hold in its prefix cache. Written by prefix plugins
 (``approx-prefix``), read by cost estimators (``estimated-ttft``)."""
 
+PREFIX_INDEX_SIZE_KEY = "prefix-index-size"
+"""``CycleState.data`` key: ``dict[endpoint name, int]``, how many prefix blocks each endpoint is
+known to hold (a proxy for how many tenants it already serves). Written by prefix plugins."""
+
 UNCACHED_TOKENS_KEY = "uncached-tokens"
 """``CycleState.data`` key: ``dict[endpoint name, int]``, prompt tokens each endpoint would have
 to prefill; the scheduler copies the target's value into ``SchedulingResult.uncached_tokens``."""

@@ -6,7 +6,12 @@ import pytest
 
 from pilothouse.clock import ManualClock
 from pilothouse.scheduling.config import load_scheduler_config
-from pilothouse.scheduling.interfaces import PREFIX_MATCH_KEY, UNCACHED_TOKENS_KEY, CycleState
+from pilothouse.scheduling.interfaces import (
+    PREFIX_INDEX_SIZE_KEY,
+    PREFIX_MATCH_KEY,
+    UNCACHED_TOKENS_KEY,
+    CycleState,
+)
 from pilothouse.scheduling.plugins.scorers.estimated_ttft import (
     EstimatedTtftParameters,
     EstimatedTtftScorer,
@@ -81,3 +86,13 @@ def test_scheduler_reports_the_targets_uncached_tokens() -> None:
     again = scheduler.schedule(_req(100, "x" * 400), endpoints)
     assert again.target.name == first.target.name
     assert again.uncached_tokens == 0  # routing history: the whole prompt is there
+
+
+def test_new_prefixes_go_where_the_least_is_cached() -> None:
+    scorer = EstimatedTtftScorer("t", EstimatedTtftParameters(affinity_margin=3.0))
+    state = CycleState(now=0.0)
+    state.data[PREFIX_MATCH_KEY] = {}
+    state.data[PREFIX_INDEX_SIZE_KEY] = {"a": 500, "b": 20}
+    scores = scorer.score(state, _req(), [_ep("a", 0), _ep("b", 0)])
+    assert scores[1] == 1.0
+    assert scores[0] < 1.0

@@ -20,7 +20,7 @@ from typing import cast
 from pydantic import Field
 
 from pilothouse.scheduling.context import PluginContext
-from pilothouse.scheduling.interfaces import PREFIX_MATCH_KEY, CycleState
+from pilothouse.scheduling.interfaces import PREFIX_INDEX_SIZE_KEY, PREFIX_MATCH_KEY, CycleState
 from pilothouse.scheduling.plugins.base import NamedPlugin
 from pilothouse.scheduling.plugins.scorers._block_index import BlockIndex
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest, SchedulingResult
@@ -88,6 +88,7 @@ class ApproxPrefixScorer(NamedPlugin):
         match = self._index.match
         scores = [match(e.name, hashes) / total for e in endpoints]
         state.data[PREFIX_MATCH_KEY] = {e.name: s for e, s in zip(endpoints, scores, strict=True)}
+        state.data[PREFIX_INDEX_SIZE_KEY] = {e.name: self._index.size(e.name) for e in endpoints}
         return scores
 
     def post_schedule(

@@ -29,10 +29,17 @@ from collections.abc import Mapping, Sequence
 from pydantic import Field
 
 from pilothouse.scheduling.context import PluginContext
-from pilothouse.scheduling.interfaces import PREFIX_MATCH_KEY, UNCACHED_TOKENS_KEY, CycleState
+from pilothouse.scheduling.interfaces import (
+    PREFIX_INDEX_SIZE_KEY,
+    PREFIX_MATCH_KEY,
+    UNCACHED_TOKENS_KEY,
+    CycleState,
+)
 from pilothouse.scheduling.plugins.base import NamedPlugin
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
 from pilothouse.scheduling.validation import ParametersModel, parse_parameters
+
+_SIZE_TIE_BREAK = 1e-3  # tokens of cost per cached block: only ever breaks ties
 
 
 class EstimatedTtftParameters(ParametersModel):
@@ -59,14 +66,20 @@ class EstimatedTtftScorer(NamedPlugin):
         matched: Mapping[str, float] = match if isinstance(match, dict) else {}
         prompt = request.prompt_tokens
         cold_penalty = self._margin * prompt
+        sizes = state.data.get(PREFIX_INDEX_SIZE_KEY)
+        size: Mapping[str, int] = sizes if isinstance(sizes, dict) else {}
         uncached: dict[str, int] = {}
         costs: list[float] = []
         for e in endpoints:
             fraction = matched.get(e.name, 0.0)
             tokens = round(prompt * (1.0 - fraction))
             uncached[e.name] = tokens
-            cost = e.in_flight_tokens + tokens
-            costs.append(cost + cold_penalty if fraction == 0.0 else cost)
+            cost: float = e.in_flight_tokens + tokens
+            if fraction == 0.0:
+                # Cold: pay for lost locality; among equals, place new prefixes where the
+                # least is cached (balances tenants, as SGLang's smallest-tree rule does).
+                cost += cold_penalty + _SIZE_TIE_BREAK * size.get(e.name, 0)
+            costs.append(cost)
         state.data[UNCACHED_TOKENS_KEY] = uncached
         best = min(costs)
         return [(best + 1.0) / (cost + 1.0) for cost in costs]
