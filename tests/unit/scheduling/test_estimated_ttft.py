@@ -96,3 +96,27 @@ def test_new_prefixes_go_where_the_least_is_cached() -> None:
     scores = scorer.score(state, _req(), [_ep("a", 0), _ep("b", 0)])
     assert scores[1] == 1.0
     assert scores[0] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("params", "backlogs", "awaiting", "winner"),
+    [
+        pytest.param({}, (3000, 0), (0, 0), "b", id="cold-is-cheaper"),
+        pytest.param({"cold_factor": 3.0}, (3000, 1000), (0, 0), "a", id="relative-stickiness"),
+        pytest.param(
+            {"queued_request_tokens": 5000.0}, (0, 0), (3, 0), "b", id="queued-requests-count"
+        ),
+    ],
+)
+def test_parameters_move_the_spill_point(
+    params: dict[str, float], backlogs: tuple[int, int], awaiting: tuple[int, int], winner: str
+) -> None:
+    scorer = EstimatedTtftScorer("t", EstimatedTtftParameters(**params))
+    state = CycleState(now=0.0)
+    state.data[PREFIX_MATCH_KEY] = {"a": 0.9}  # a holds the prefix, b is cold
+    endpoints = [
+        Endpoint(name=n, address=f"{n}:1", model="m", in_flight_tokens=b, awaiting_first_token=w)
+        for n, b, w in zip("ab", backlogs, awaiting, strict=True)
+    ]
+    scores = list(scorer.score(state, _req(), endpoints))
+    assert "ab"[scores.index(max(scores))] == winner

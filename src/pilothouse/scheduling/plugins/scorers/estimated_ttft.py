@@ -44,14 +44,19 @@ _SIZE_TIE_BREAK = 1e-3  # tokens of cost per cached block: only ever breaks ties
 
 class EstimatedTtftParameters(ParametersModel):
     affinity_margin: float = Field(default=0.0, ge=0.0, le=100.0)
+    cold_factor: float = Field(default=1.0, ge=1.0, le=100.0)
+    queued_request_tokens: float = Field(default=0.0, ge=0.0)
 
 
 class EstimatedTtftScorer(NamedPlugin):
-    __slots__ = ("_margin",)
+    __slots__ = ("_cold_factor", "_margin", "_queued")
 
     def __init__(self, name: str, parameters: EstimatedTtftParameters | None = None) -> None:
         super().__init__(name)
-        self._margin = (parameters or EstimatedTtftParameters()).affinity_margin
+        p = parameters or EstimatedTtftParameters()
+        self._margin = p.affinity_margin
+        self._cold_factor = p.cold_factor
+        self._queued = p.queued_request_tokens
 
     @classmethod
     def create(
@@ -74,11 +79,13 @@ class EstimatedTtftScorer(NamedPlugin):
             fraction = matched.get(e.name, 0.0)
             tokens = round(prompt * (1.0 - fraction))
             uncached[e.name] = tokens
-            cost: float = e.in_flight_tokens + tokens
+            cost: float = e.in_flight_tokens + tokens + self._queued * e.awaiting_first_token
             if fraction == 0.0:
                 # Cold: pay for lost locality; among equals, place new prefixes where the
                 # least is cached (balances tenants, as SGLang's smallest-tree rule does).
-                cost += cold_penalty + _SIZE_TIE_BREAK * size.get(e.name, 0)
+                cost = (
+                    cost * self._cold_factor + cold_penalty + _SIZE_TIE_BREAK * size.get(e.name, 0)
+                )
             costs.append(cost)
         state.data[UNCACHED_TOKENS_KEY] = uncached
         best = min(costs)
