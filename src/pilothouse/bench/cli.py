@@ -7,7 +7,7 @@ import math
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
@@ -15,14 +15,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pilothouse.bench.overhead import (
-    OverheadConfig,
-    OverheadReport,
-    TargetStats,
-    run_overhead,
-)
 from pilothouse.cli_lazy import LazyGroup
 from pilothouse.errors import PilothouseError
+
+if TYPE_CHECKING:  # the overhead harness (aiohttp, yaml) loads only when its command runs
+    from pilothouse.bench.overhead import OverheadConfig, OverheadReport, TargetStats
 
 T = TypeVar("T")
 _REPORT_WIDTH = 160
@@ -35,6 +32,7 @@ _MODES = {"both": (False, True), "plain": (False,), "stream": (True,)}
     lazy={
         "sim": "pilothouse.bench.sim_cli:sim_command",
         "epp": "pilothouse.bench.epp_bench:epp_bench_command",
+        "live": "pilothouse.bench.live_cli:live_command",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -128,6 +126,8 @@ def overhead(
     directly and through the gateway. Reports requests/s, p50/p99 latency, the latency the
     gateway adds, and the gateway's CPU time per request, with a verdict per target.
     """
+    from pilothouse.bench.overhead import OverheadConfig
+
     config = OverheadConfig(
         concurrency=tuple(dict.fromkeys(concurrency)),
         streams=_MODES[mode],
@@ -159,6 +159,8 @@ def overhead(
 
 
 def _run_with_progress(config: OverheadConfig, console: Console) -> OverheadReport:
+    from pilothouse.bench.overhead import run_overhead
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

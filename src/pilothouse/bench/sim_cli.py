@@ -160,7 +160,7 @@ def _policies(policies: str) -> list[str]:
     return names
 
 
-def _parse_settings(settings: Sequence[str]) -> tuple[tuple[str, str], ...]:
+def parse_settings(settings: Sequence[str]) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in settings:
         name, sep, value = item.partition("=")
@@ -283,7 +283,7 @@ def sim_command(
         names = _policies(policies)
         plan = SimPlan(
             workload,
-            _parse_settings(settings),
+            parse_settings(settings),
             ArrivalSpec(arrival, burstiness),
             preset,
             replicas,

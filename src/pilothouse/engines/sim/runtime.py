@@ -94,19 +94,32 @@ class EngineRuntime:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        busy = False
+        last_duration = 0.0
         while True:
             if not self.model.has_work:
+                busy = False
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            result = self.model.step(max(self.now(), self._last_end))
+            result = self.model.step(self._next_start(busy, last_duration))
             if result is None:
+                busy = False
                 continue
+            busy, last_duration = True, result.duration
             self._last_end = result.end
             delay = self._started + result.end / self._scale - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             await self._deliver(result)
+
+    def _next_start(self, busy: bool, last_duration: float) -> float:
+        """Back to back while busy, so event-loop wake-up delays do not add up step after
+        step; resynchronised to the clock after idling or when more than a step behind."""
+        now = self.now()
+        if busy and now - self._last_end <= last_duration:
+            return self._last_end
+        return max(now, self._last_end)
 
     async def _deliver(self, result: StepResult) -> None:
         pending, metrics = self._pending, self.metrics

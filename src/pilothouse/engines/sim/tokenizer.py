@@ -5,6 +5,12 @@ punctuation marks and runs of whitespace-free symbols; each piece maps to an id 
 CRC-32, so the same text always yields the same ids in every process. Generated text is
 drawn from a fixed word list, one word per token, deterministically from the prompt's ids
 and the server seed.
+
+One exception keeps the benchmark workloads' token counts and block boundaries: a whole
+word of lower-case hex digits whose length is a multiple of four (at least eight) is the
+text of workload tokens (:mod:`pilothouse.bench.workloads.tokens` writes token ``t`` as
+``f"{t:04x}"``), so it is split into four-character tokens whose ids are their hex values:
+the same ids, counts and block hashes as the workload's.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from dataclasses import dataclass
 
 VOCAB_SIZE = 32_000
 _RESERVED = 256  # ids below this are never produced
-_PIECE = re.compile(r"<\|[^|<>\s]{1,32}\|>|\w{1,6}|[^\w\s]")
+_HEX_WORD = r"(?<!\w)(?:[0-9a-f]{4}){2,}(?!\w)"
+_PIECE = re.compile(rf"<\|[^|<>\s]{{1,32}}\|>|{_HEX_WORD}|\w{{1,6}}|[^\w\s]")
+_HEX_CHARS = 4
 
 FILLER_WORDS = (
     "the", "model", "engine", "token", "cache", "block", "batch", "prefix", "router",
@@ -38,12 +46,23 @@ class DummyTokenizer:
     __slots__ = ()
 
     def encode(self, text: str) -> list[int]:
-        return [_piece_id(piece) for piece in _PIECE.findall(text)]
+        ids: list[int] = []
+        for piece in _PIECE.findall(text):
+            if len(piece) >= 2 * _HEX_CHARS and not piece.startswith("<|"):
+                ids.extend(_hex_ids(piece))  # \w{1,6} pieces are shorter
+            else:
+                ids.append(_piece_id(piece))
+        return ids
 
     def apply_chat_template(self, messages: Sequence[ChatMessage]) -> str:
         """ChatML-like flattening, ending with the assistant's turn."""
         turns = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages]
         return "".join(turns) + "<|im_start|>assistant\n"
+
+
+def _hex_ids(word: str) -> list[int]:
+    """Workload token text: one id (its hex value) per four characters."""
+    return [int(word[i : i + _HEX_CHARS], 16) for i in range(0, len(word), _HEX_CHARS)]
 
 
 def _piece_id(piece: str) -> int:
