@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # the overhead harness (aiohttp, yaml) loads only when its co
 
 T = TypeVar("T")
 _REPORT_WIDTH = 160
-_BUSY_CORES = 0.1
 _MODES = {"both": (False, True), "plain": (False,), "stream": (True,)}
 
 
@@ -145,7 +144,7 @@ def overhead(
     console.print(render_table(report))
     for line in verdict_lines(report):
         console.print(line)
-    if report.other_load_cores > _BUSY_CORES:
+    if report.other_load_cores > report.config.max_other_load:
         console.print(
             f"[yellow]warning[/yellow]: other processes kept up to "
             f"{report.other_load_cores:.2f} cores busy during the measurement; "
@@ -178,12 +177,18 @@ def _run_with_progress(config: OverheadConfig, console: Console) -> OverheadRepo
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on uvloop; SIGTERM cancels it so cleanup (child processes) still runs."""
+    terminated: list[bool] = []
 
     async def guarded() -> T:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
-        if task is not None:
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+
+        def on_sigterm() -> None:
+            terminated.append(True)
+            if task is not None:
+                task.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
         try:
             return await coro
         finally:
@@ -199,6 +204,11 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return runner(guarded())
     except PilothouseError as exc:
         raise click.ClickException(str(exc)) from exc
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        click.echo("terminated; the mock upstream and the gateway were stopped", err=True)
+        raise SystemExit(128 + signal.SIGTERM) from None
 
 
 def _ms(value: float) -> str:

@@ -40,9 +40,10 @@ TARGETS = ("direct", "gateway")
 _CHAT = "/v1/chat/completions"
 _TICKS = os.sysconf("SC_CLK_TCK")
 _STOP_GRACE_S = 10.0
+_LOADED = 16  # the concurrency from which reference tables quote CPU per request
 
 Progress = Callable[[str, int, int], None]
-"""Called before each run with (description, runs done, runs in total)."""
+"""Called before each direct/gateway pair with (description, pairs done, pairs in total)."""
 
 
 class BenchError(PilothouseError):
@@ -457,6 +458,17 @@ def _worst(levels: list[LevelResult], key: Callable[[LevelResult], float]) -> Le
     return max(levels, key=key)
 
 
+def _cpu_verdict(label: str, limit: float, levels: list[LevelResult]) -> Verdict:
+    """Judged on the worst level; the detail adds the worst at c>=16 (what references quote)."""
+    worst = _worst(levels, lambda lv: lv.gateway_cpu_ms)
+    detail = f"worst level c={worst.concurrency}"
+    loaded = [lv for lv in levels if lv.concurrency >= _LOADED]
+    if loaded and worst.concurrency < _LOADED:
+        under_load = _worst(loaded, lambda lv: lv.gateway_cpu_ms).gateway_cpu_ms
+        detail += f"; worst at c>={_LOADED}: {under_load:.3f} ms"
+    return Verdict(label, worst.gateway_cpu_ms, limit, "ms", worst.gateway_cpu_ms <= limit, detail)
+
+
 def judge(levels: list[LevelResult]) -> list[Verdict]:
     """The pass/fail verdicts against the issue's targets, on the worst level of each."""
     verdicts: list[Verdict] = []
@@ -466,17 +478,7 @@ def judge(levels: list[LevelResult]) -> list[Verdict]:
     ):
         chosen = [lv for lv in levels if lv.stream is stream]
         if chosen:
-            worst = _worst(chosen, lambda lv: lv.gateway_cpu_ms)
-            verdicts.append(
-                Verdict(
-                    label,
-                    worst.gateway_cpu_ms,
-                    limit,
-                    "ms",
-                    worst.gateway_cpu_ms <= limit,
-                    f"worst level c={worst.concurrency}",
-                )
-            )
+            verdicts.append(_cpu_verdict(label, limit, chosen))
     if levels:
         top = max(lv.concurrency for lv in levels)
         worst = _worst([lv for lv in levels if lv.concurrency == top], lambda lv: lv.added_p99_ms)
