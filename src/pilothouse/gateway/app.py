@@ -15,14 +15,18 @@ from starlette.routing import Route
 
 from pilothouse.clock import Clock, SystemClock
 from pilothouse.config.fleet import GatewaySpec
+from pilothouse.endpoints.kv_subscriber import KVEventSubscriber, build_kv_scheduler
 from pilothouse.endpoints.monitor import EndpointMonitor
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import RequestError
+from pilothouse.gateway.asgi import Receive, Scope, Send
 from pilothouse.gateway.context import GatewayContext
 from pilothouse.gateway.metrics import GatewayMetrics
 from pilothouse.gateway.proxy import ProxyEndpoint
 from pilothouse.openai.errors import error_body, error_from_exception
 from pilothouse.openai.requests import Route as OpenAIRoute
+from pilothouse.scheduling.config import resolve_config
+from pilothouse.scheduling.plugins.scorers.precise_prefix import PromptTokenizer
 from pilothouse.scheduling.scheduler import Scheduler
 
 _JSON = "application/json"
@@ -35,8 +39,13 @@ def create_app(
     *,
     clock: Clock | None = None,
     monitor: bool = True,
-) -> Starlette:
-    """Build a gateway; the monitor probes endpoints unless ``monitor`` is False (tests)."""
+    kv_events: KVEventSubscriber | None = None,
+) -> GatewayApp:
+    """Build a gateway; the monitor probes endpoints unless ``monitor`` is False (tests).
+
+    ``kv_events`` (from :func:`build_gateway_scheduler`) follows the pool's endpoints while
+    the app runs.
+    """
     ctx = GatewayContext(
         settings=settings,
         pool=pool,
@@ -44,7 +53,8 @@ def create_app(
         metrics=GatewayMetrics(),
         clock=clock or SystemClock(),
     )
-    routes = [Route(r.value, ProxyEndpoint(r, ctx), methods=["POST"]) for r in OpenAIRoute]
+    proxies = {r.value: ProxyEndpoint(r, ctx) for r in OpenAIRoute}
+    routes = [Route(path, proxy, methods=["POST"]) for path, proxy in proxies.items()]
     routes += [
         Route("/v1/models", _models(ctx), methods=["GET"]),
         Route("/health", _health, methods=["GET"]),
@@ -53,14 +63,52 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        lifespan=_lifespan(ctx, monitor),
+        lifespan=_lifespan(ctx, monitor, kv_events),
         exception_handlers={HTTPException: _http_error},
     )
     app.state.ctx = ctx
-    return app
+    return GatewayApp(app, proxies, ctx)
 
 
-def _lifespan(ctx: GatewayContext, monitor: bool):  # type: ignore[no-untyped-def]
+class GatewayApp:
+    """The ASGI entry point: OpenAI POSTs go straight to their proxy endpoint.
+
+    Starlette's router builds a request object and walks its routes for every call; the hot
+    routes skip it (a dict lookup on the path), everything else (GETs, lifespan, 404/405)
+    goes through Starlette.
+    """
+
+    def __init__(self, app: Starlette, proxies: dict[str, ProxyEndpoint], ctx: GatewayContext):
+        self.app = app
+        self.ctx = ctx
+        self._proxies = proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            proxy = self._proxies.get(scope["path"])
+            if proxy is not None:
+                await proxy(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def build_gateway_scheduler(
+    settings: GatewaySpec,
+    clock: Clock,
+    *,
+    tokenizer: PromptTokenizer | None = None,
+    seed: int | None = None,
+) -> tuple[Scheduler, KVEventSubscriber | None]:
+    """The gateway's scheduler and, with ``settings.kv_events``, its KV-event subscriber."""
+    config = resolve_config(settings.scheduler)
+    return build_kv_scheduler(
+        config, clock, kv_events=settings.kv_events, tokenizer=tokenizer, seed=seed
+    )
+
+
+def _lifespan(  # type: ignore[no-untyped-def]
+    ctx: GatewayContext, monitor: bool, kv_events: KVEventSubscriber | None
+):
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
@@ -79,10 +127,14 @@ def _lifespan(ctx: GatewayContext, monitor: bool):  # type: ignore[no-untyped-de
             if monitor:
                 await watcher.tick()
                 watcher.start()
+            if kv_events is not None:
+                kv_events.watch(ctx.pool.endpoints, ctx.settings.probe_interval_s)
             try:
                 yield
             finally:
                 await watcher.stop()
+                if kv_events is not None:
+                    await kv_events.close()
                 ctx.session = None
 
     return lifespan
@@ -104,7 +156,7 @@ def _models(ctx: GatewayContext):  # type: ignore[no-untyped-def]
             return Response(body, status, media_type=_JSON)
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": "pilothouse"}
-            for name in ctx.pool.models()
+            for name in sorted(set(ctx.pool.models()) | ctx.holding.models())
         ]
         return Response(_dumps({"object": "list", "data": data}), media_type=_JSON)
 

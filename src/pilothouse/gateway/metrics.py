@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+class _Children(Generic[M]):
+    """A labelled metric whose children are looked up once per label set.
+
+    ``prometheus_client``'s ``labels()`` validates and locks on every call; the request path
+    calls it several times per request for a handful of label sets.
+    """
+
+    __slots__ = ("_cache", "metric")
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+        self._cache: dict[tuple[str, ...], M] = {}
+
+    def labels(self, *values: str) -> M:
+        child = self._cache.get(values)
+        if child is None:
+            child = self._cache[values] = self.metric.labels(*values)
+        return child
+
 
 _LATENCY_BUCKETS = (
     0.005,
@@ -30,38 +55,48 @@ class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "pilothouse_requests",
-            "Requests answered, by model, route and status code.",
-            ["model", "route", "status"],
-            registry=r,
+        self.requests = _Children(
+            Counter(
+                "pilothouse_requests",
+                "Requests answered, by model, route and status code.",
+                ["model", "route", "status"],
+                registry=r,
+            )
         )
-        self.ttft = Histogram(
-            "pilothouse_time_to_first_token_seconds",
-            "Time from receiving a request to the first byte of the engine's answer.",
-            ["model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.ttft = _Children(
+            Histogram(
+                "pilothouse_time_to_first_token_seconds",
+                "Time from receiving a request to the first byte of the engine's answer.",
+                ["model"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            )
         )
-        self.itl = Histogram(
-            "pilothouse_inter_token_latency_seconds",
-            "Time between successive streamed chunks.",
-            ["model"],
-            buckets=_ITL_BUCKETS,
-            registry=r,
+        self.itl = _Children(
+            Histogram(
+                "pilothouse_inter_token_latency_seconds",
+                "Time between successive streamed chunks.",
+                ["model"],
+                buckets=_ITL_BUCKETS,
+                registry=r,
+            )
         )
-        self.e2e = Histogram(
-            "pilothouse_e2e_request_latency_seconds",
-            "Time from receiving a request to sending its last byte.",
-            ["model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.e2e = _Children(
+            Histogram(
+                "pilothouse_e2e_request_latency_seconds",
+                "Time from receiving a request to sending its last byte.",
+                ["model"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            )
         )
-        self.in_flight = Gauge(
-            "pilothouse_endpoint_in_flight_requests",
-            "Requests the gateway has in flight on each endpoint.",
-            ["endpoint"],
-            registry=r,
+        self.in_flight = _Children(
+            Gauge(
+                "pilothouse_endpoint_in_flight_requests",
+                "Requests the gateway has in flight on each endpoint.",
+                ["endpoint"],
+                registry=r,
+            )
         )
         self.decision = Histogram(
             "pilothouse_scheduling_decision_seconds",
@@ -69,15 +104,19 @@ class GatewayMetrics:
             buckets=_DECISION_BUCKETS,
             registry=r,
         )
-        self.retries = Counter(
-            "pilothouse_upstream_retries",
-            "Requests retried on another endpoint.",
-            ["model"],
-            registry=r,
+        self.retries = _Children(
+            Counter(
+                "pilothouse_upstream_retries",
+                "Requests retried on another endpoint.",
+                ["model"],
+                registry=r,
+            )
         )
-        self.tokens = Counter(
-            "pilothouse_tokens",
-            "Tokens reported by engines, by model and kind.",
-            ["model", "kind"],
-            registry=r,
+        self.tokens = _Children(
+            Counter(
+                "pilothouse_tokens",
+                "Tokens reported by engines, by model and kind.",
+                ["model", "kind"],
+                registry=r,
+            )
         )
