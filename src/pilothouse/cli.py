@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from pilothouse.cli_lazy import LazyGroup
-from pilothouse.errors import PilothouseError
+from pilothouse.errors import ConfigError, PilothouseError
 
 API_KEY_ENV = "PILOTHOUSE_API_KEY"
 
@@ -138,16 +138,31 @@ def gateway(
     help="Fleet spec to check.",
 )
 def validate(fleet_file: Path) -> None:
-    """Check a fleet spec (and its scheduler config); print every problem with its path."""
+    """Check a fleet spec (and its scheduler config); print every problem with its path.
+
+    One line per problem, ``FILE: path: message``; the exit status is 1 if there is any.
+    """
     from pilothouse.config.fleet import load_fleet
+    from pilothouse.controlplane.features import pending_features
     from pilothouse.scheduling.config import resolve_config
 
     try:
         spec = load_fleet(fleet_file)
+    except ConfigError as exc:
+        _fail_with(fleet_file, exc.problems if exc.path else (str(exc),))
+    try:
         resolve_config(spec.gateway.scheduler)
-    except PilothouseError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except ConfigError as exc:
+        _fail_with(fleet_file, [f"gateway.scheduler: {p}" for p in exc.problems])
+    for note in pending_features(spec):
+        click.echo(f"note: {note}", err=True)
     click.echo(f"{fleet_file}: valid ({len(spec.models)} model(s))")
+
+
+def _fail_with(fleet_file: Path, problems: Sequence[str]) -> NoReturn:
+    for problem in problems:
+        click.echo(f"{fleet_file}: {problem}", err=True)
+    raise SystemExit(1)
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:

@@ -20,18 +20,26 @@ OpenAI error bodies in one place (:mod:`pilothouse.openai.errors`)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class PilothouseError(Exception):
     """Base of every error pilothouse raises on purpose."""
 
 
 class ConfigError(PilothouseError):
-    """A configuration value is invalid; ``path`` names the field (``plugins[1].type``)."""
+    """A configuration value is invalid; ``path`` names the field (``plugins[1].type``).
 
-    def __init__(self, message: str, path: str = "") -> None:
+    ``problems`` lists every problem found, one ``path: message`` line each (``path`` is
+    the first one's); a single problem is its own list.
+    """
+
+    def __init__(self, message: str, path: str = "", problems: Sequence[str] = ()) -> None:
         self.path = path
         self.message = message
-        super().__init__(f"{path}: {message}" if path else message)
+        text = f"{path}: {message}" if path else message
+        self.problems: tuple[str, ...] = tuple(problems) or (text,)
+        super().__init__(text)
 
 
 class EngineError(PilothouseError):

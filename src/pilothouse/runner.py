@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from starlette.applications import Starlette
 
-from pilothouse.config.fleet import FleetSpec, embedded_fleet, load_fleet
-from pilothouse.controlplane.local import LocalFleet, default_log_dir
+from pilothouse.config.fleet import FleetSpec, ModelSpec, embedded_fleet, load_fleet
+from pilothouse.controlplane.admin import admin_routes
+from pilothouse.controlplane.changes import ApplyReport
+from pilothouse.controlplane.executor import LocalExecutor
+from pilothouse.controlplane.features import pending_features
+from pilothouse.controlplane.local import default_log_dir
+from pilothouse.controlplane.signals import GatewaySignals
+from pilothouse.controlplane.watch import watch_spec
 from pilothouse.errors import ConfigError
+from pilothouse.gateway.context import GatewayContext
 from pilothouse.gateway.serve import build_gateway, serve
 from pilothouse.scheduling.config import resolve_config
 
 
 @dataclass(frozen=True, slots=True)
 class FleetOverrides:
-    """Command-line values that win over the fleet file."""
+    """Command-line values that win over the fleet file (and over every reload of it)."""
 
     replicas: int | None = None
     port: int | None = None
@@ -37,13 +49,20 @@ class FleetOverrides:
         }
         models = spec.models
         if self.replicas is not None:
-            models = [
-                m.model_copy(update={"replicas": self.replicas}) if m.launched else m
-                for m in models
-            ]
+            models = [self._replicas(m) if m.launched else m for m in models]
         return spec.model_copy(
             update={"models": models, "gateway": spec.gateway.model_copy(update=gateway)}
         )
+
+    def _replicas(self, model: ModelSpec) -> ModelSpec:
+        """``--replicas``: the fixed count, or the start count within autoscaling's bounds."""
+        assert self.replicas is not None
+        low, high = model.bounds if model.autoscaling is not None else (0, 64)
+        return model.model_copy(update={"replicas": min(max(self.replicas, low), high)})
+
+
+def launched_models(spec: FleetSpec) -> list[str]:
+    return [m.name for m in spec.models if m.launched]
 
 
 def _console() -> Console:
@@ -56,18 +75,58 @@ async def run_up(
     spec = overrides.apply(load_fleet(fleet_file) if fleet_file else embedded_fleet())
     resolve_config(spec.gateway.scheduler)  # fail before starting anything
     console = _console()
-    fleet = LocalFleet(spec, log_dir or default_log_dir())
+    for note in pending_features(spec):
+        console.log(f"note: {note}")
+    app = build_gateway(spec, [])
+    ctx = app.ctx
+    executor = LocalExecutor(
+        spec,
+        ctx.pool,
+        log_dir or default_log_dir(),
+        signals=GatewaySignals(ctx.pool, ctx.holding, ctx.metrics.registry),
+    )
+    _wire(app.app, ctx, executor, overrides)
+    tasks: list[asyncio.Task[None]] = []
     try:
-        endpoints = await fleet.start()
-        with console.status(f"starting {len(endpoints)} replica(s); logs in {fleet.log_dir}"):
-            await fleet.wait_ready(
-                ready_timeout, lambda e: console.log(f"replica {e.name} ready on {e.address}")
+        with console.status(f"starting replicas; logs in {executor.log_dir}"):
+            await executor.start(
+                ready_timeout,
+                lambda name, address: console.log(f"replica {name} ready on {address}"),
             )
-        app = build_gateway(spec, endpoints, ready=True)
+        tasks.append(_task(executor.run()))
+        if fleet_file is not None:
+            apply = _applier(executor, overrides)
+            tasks.append(_task(watch_spec(fleet_file, spec.local, apply)))
         await serve(app, spec.gateway.host, spec.gateway.port, _announce, _stopping(console))
     finally:
-        await fleet.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await executor.stop()
         console.log("stopped every replica")
+
+
+def _wire(
+    app: Starlette, ctx: GatewayContext, executor: LocalExecutor, overrides: FleetOverrides
+) -> None:
+    """Hold requests for launched models, follow applied specs, and serve /admin/fleet."""
+    ctx.holding.attach(launched_models(executor.spec), executor.demand)
+    executor.on_apply(lambda spec: ctx.holding.set_models(launched_models(spec)))
+    routes = admin_routes(ctx, _applier(executor, overrides), executor.status)
+    app.router.routes.extend(routes)
+
+
+def _applier(
+    executor: LocalExecutor, overrides: FleetOverrides
+) -> Callable[[FleetSpec], ApplyReport]:
+    def apply(spec: FleetSpec) -> ApplyReport:
+        return executor.apply(overrides.apply(spec))
+
+    return apply
+
+
+def _task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    return asyncio.get_running_loop().create_task(coro)
 
 
 async def run_gateway(fleet_file: Path, overrides: FleetOverrides) -> None:
@@ -86,8 +145,9 @@ def _announce(url: str) -> None:
     print(f"pilothouse is ready: {url}", flush=True)
 
 
-def _stopping(console: Console):  # type: ignore[no-untyped-def]
+def _stopping(console: Console) -> Callable[[], Awaitable[None]]:
     async def stopping() -> None:
-        console.log("gateway drained; stopping replicas")
+        with contextlib.suppress(Exception):
+            console.log("gateway drained; stopping replicas")
 
     return stopping

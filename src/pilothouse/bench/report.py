@@ -8,6 +8,10 @@
                "itl_p50_s": float, "e2e_p90_s": float, "output_tok_s": float,
                "cache_hit_rate": float, "max_queue_ratio": float}, ...]}
 
+Runs of ``--autoscale`` add ``replica_seconds``, ``mean_replicas``, ``peak_replicas``,
+``ttft_slo_s``, ``slo_attainment`` (``null`` without ``--ttft-slo``) and ``timeline``
+(``[time, replicas, ready]`` at every change) to each entry.
+
 Runs are ordered by policy (as given), then QPS. Floats are rounded to 6 decimals. Nothing
 in either file depends on the wall clock, so the same command and seed write the same bytes.
 """
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-from pilothouse.sim.cluster_types import RunMetrics, RunResult
+from pilothouse.sim.cluster_types import RunMetrics, RunResult, ScalingRun
 
 _DECIMALS = 6
 
@@ -61,7 +65,43 @@ def run_record(run: PolicyRun) -> dict[str, object]:
     for field in fields(RunMetrics):
         value = getattr(metrics, field.name)
         record[field.name] = round(value, _DECIMALS) if isinstance(value, float) else value
+    scaling = run.result.scaling
+    if scaling is not None:
+        record.update(scaling_record(scaling))
     return record
+
+
+def scaling_record(scaling: ScalingRun) -> dict[str, object]:
+    """The autoscaling fields of a ``runs`` entry."""
+    attainment = scaling.slo_attainment
+    return {
+        "replica_seconds": round(scaling.replica_seconds, _DECIMALS),
+        "mean_replicas": round(scaling.mean_replicas, _DECIMALS),
+        "peak_replicas": scaling.peak_replicas,
+        "ttft_slo_s": scaling.ttft_slo_s,
+        "slo_attainment": None if attainment is None else round(attainment, _DECIMALS),
+        "timeline": [[round(t, _DECIMALS), n, ready] for t, n, ready in scaling.timeline],
+    }
+
+
+def autoscaling_table(runs: Sequence[PolicyRun]) -> list[str]:
+    """Cost against service: one row per autoscaled run."""
+    lines = [
+        "| policy | QPS | replica-seconds | mean replicas | peak | TTFT SLO met | "
+        "TTFT p90 (s) | failed |",
+        "| --- |" + " ---: |" * 7,
+    ]
+    for run in runs:
+        scaling, metrics = run.result.scaling, run.result.metrics
+        if scaling is None:
+            continue
+        met = "-" if scaling.slo_attainment is None else f"{scaling.slo_attainment:.1%}"
+        lines.append(
+            f"| {run.policy} | {run.qps:g} | {scaling.replica_seconds:,.0f} | "
+            f"{scaling.mean_replicas:.2f} | {scaling.peak_replicas} | {met} | "
+            f"{metrics.ttft_p90_s:.3f} | {metrics.failed} |"
+        )
+    return lines
 
 
 def results_document(report: SweepReport) -> dict[str, object]:
@@ -137,6 +177,7 @@ def report_markdown(report: SweepReport, plots: Sequence[str] = ()) -> str:
         + ".",
         "Simulation settings: " + ", ".join(f"`{k}={v}`" for k, v in report.settings.items()) + ".",
         "",
+        *_autoscaling_section(report),
         "## TTFT p90 (s)",
         "",
         *comparison_table(report, "ttft_p90_s", "{:.3f}"),
@@ -156,6 +197,22 @@ def report_markdown(report: SweepReport, plots: Sequence[str] = ()) -> str:
         lines += ["", "## Plots", ""]
         lines += [f"![{Path(plot).stem}]({plot})" for plot in plots]
     return "\n".join(lines) + "\n"
+
+
+def _autoscaling_section(report: SweepReport) -> list[str]:
+    if not any(run.result.scaling is not None for run in report.runs):
+        return []
+    slo = report.settings.get("ttft_slo_s")
+    target = f"TTFT at most {slo} s" if slo is not None else "no --ttft-slo given"
+    return [
+        "## Autoscaling: cost against service",
+        "",
+        f"Replica-seconds spent (starting, ready and draining replicas) and the share of "
+        f"requests served within the SLO ({target}; a failed request misses it).",
+        "",
+        *autoscaling_table(report.runs),
+        "",
+    ]
 
 
 def write_report_md(path: Path, report: SweepReport, plots: Sequence[str] = ()) -> None:

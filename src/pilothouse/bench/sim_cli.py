@@ -4,6 +4,12 @@ Every policy is an ordinary scheduler config (a built-in name or a YAML file) ru
 real scheduler over N :class:`~pilothouse.sim.engine_model.EngineModel` replicas
 (:mod:`pilothouse.sim.cluster`), at each QPS level of a sweep, on the same request stream.
 Writes ``results.json``, ``report.md`` and PNG plots into ``--out``.
+
+With ``--autoscale``, the policies compared are autoscaling policies instead
+(:mod:`pilothouse.bench.autoscale_policies`), under one scheduler: each run's replica count
+follows the autoscaler (:mod:`pilothouse.sim.autoscaling`), and the report adds the
+replica-seconds spent and the TTFT SLO attainment (``--ttft-slo``). Pair it with a load
+that changes over time, ``--arrival diurnal``.
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pilothouse.bench.autoscale_policies import autoscale_label, resolve_autoscale
 from pilothouse.bench.report import PolicyRun, SweepReport, write_report_md, write_results_json
 from pilothouse.bench.workloads import ARRIVAL_KINDS, ArrivalSpec, Workload, build_workload
 from pilothouse.errors import ConfigError, PilothouseError
 from pilothouse.scheduling import builtin_config_names, resolve_config
+from pilothouse.sim.autoscaling import ScalingConfig
 from pilothouse.sim.capacity import default_qps_sweep
 from pilothouse.sim.cluster import simulate
 from pilothouse.sim.cluster_types import ClusterConfig
@@ -45,6 +53,9 @@ class SimPlan:
     seed: int
     scrape_interval_s: float
     levels: tuple[float | None, ...]
+    autoscale: tuple[str, ...] = ()
+    startup_delay_s: float = 30.0
+    ttft_slo_s: float | None = None
 
     def build_workload(self) -> Workload:
         block_size = get_preset(self.preset).block_size
@@ -52,16 +63,34 @@ class SimPlan:
             self.workload, block_size=block_size, seed=self.seed, overrides=dict(self.overrides)
         )
 
-    def cluster(self, qps: float | None, workload: Workload) -> ClusterConfig:
+    def cluster(
+        self, qps: float | None, workload: Workload, replicas: int | None = None
+    ) -> ClusterConfig:
         rate = qps or workload.native_qps() or 1.0
         sample = max(0.1, self.requests / rate / _QUEUE_SAMPLES)
         return ClusterConfig(
             get_preset(self.preset),
-            self.replicas,
+            replicas or self.replicas,
             seed=self.seed,
             scrape_interval_s=self.scrape_interval_s,
             queue_sample_s=sample,
         )
+
+    def scalings(self) -> list[tuple[str, ScalingConfig | None]]:
+        """(label, hook config) per autoscaling policy; one unscaled run without any."""
+        if not self.autoscale:
+            return [("", None)]
+        return [
+            (
+                autoscale_label(name),
+                ScalingConfig(
+                    resolve_autoscale(name, self.replicas, self.ttft_slo_s),
+                    self.startup_delay_s,
+                    self.ttft_slo_s,
+                ),
+            )
+            for name in self.autoscale
+        ]
 
 
 def _policy_label(policy: str) -> str:
@@ -74,15 +103,19 @@ def run_policy(
     workload: Workload | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[PolicyRun]:
-    """Every QPS level of one policy (a fresh cluster and scheduler per level)."""
+    """Every QPS level of one policy (a fresh cluster and scheduler per level), once per
+    autoscaling policy of the plan."""
     workload = workload or plan.build_workload()
     scheduler = resolve_config(policy)
     runs = []
-    for qps in plan.levels:
-        requests = workload.requests(qps, plan.requests, plan.arrivals)
-        result = simulate(plan.cluster(qps, workload), scheduler, requests, progress=progress)
-        rate = qps if qps is not None else workload.native_qps() or 0.0
-        runs.append(PolicyRun(_policy_label(policy), rate, result))
+    for label, scaling in plan.scalings():
+        size = scaling.policy.max_replicas if scaling and scaling.policy else None
+        for qps in plan.levels:
+            requests = workload.requests(qps, plan.requests, plan.arrivals)
+            config = plan.cluster(qps, workload, size)
+            result = simulate(config, scheduler, requests, progress=progress, scaling=scaling)
+            rate = qps if qps is not None else workload.native_qps() or 0.0
+            runs.append(PolicyRun(label or _policy_label(policy), rate, result))
     return runs
 
 
@@ -115,9 +148,18 @@ def _command(plan: SimPlan, policies: Sequence[str], out: Path) -> str:
     args = ["pilothouse", "bench", "sim", "--workload", plan.workload]
     for name, value in plan.overrides:
         args += ["--set", f"{name}={value}"]
-    if plan.arrivals.kind != "poisson":
-        args += ["--arrival", plan.arrivals.kind, "--burstiness", f"{plan.arrivals.burstiness:g}"]
+    arrivals = plan.arrivals
+    if arrivals.kind == "diurnal":
+        args += ["--arrival", "diurnal", "--period", f"{arrivals.period_s:g}"]
+        args += ["--amplitude", f"{arrivals.amplitude:g}"]
+    elif arrivals.kind != "poisson":
+        args += ["--arrival", arrivals.kind, "--burstiness", f"{arrivals.burstiness:g}"]
     args += ["--policies", ",".join(policies), "--replicas", str(plan.replicas)]
+    if plan.autoscale:
+        args += ["--autoscale", ",".join(plan.autoscale)]
+        args += ["--startup-delay", f"{plan.startup_delay_s:g}"]
+    if plan.ttft_slo_s is not None:
+        args += ["--ttft-slo", f"{plan.ttft_slo_s:g}"]
     args += ["--preset", plan.preset]
     if plan.levels != (None,):
         args += ["--qps", ",".join(f"{q:g}" for q in plan.levels if q is not None)]
@@ -130,7 +172,7 @@ def _command(plan: SimPlan, policies: Sequence[str], out: Path) -> str:
 def _run_all(
     plan: SimPlan, policies: Sequence[str], workload: Workload, jobs: int, console: Console
 ) -> list[PolicyRun]:
-    total = plan.requests * len(plan.levels) * len(policies)
+    total = plan.requests * len(plan.levels) * len(policies) * len(plan.scalings())
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=False) as bar:
         task = bar.add_task("simulating requests", total=total)
@@ -140,7 +182,7 @@ def _run_all(
                 bar.update(task, description=f"simulating {_policy_label(policy)}")
                 runs += run_policy(plan, policy, workload, lambda n: bar.advance(task, n))
             return runs
-        per_policy = plan.requests * len(plan.levels)
+        per_policy = plan.requests * len(plan.levels) * len(plan.scalings())
         with ProcessPoolExecutor(max_workers=min(jobs, len(policies))) as pool:
             futures = [pool.submit(run_policy, plan, policy) for policy in policies]
             results = []
@@ -150,13 +192,36 @@ def _run_all(
         return [run for runs in results for run in runs]
 
 
-def _policies(policies: str) -> list[str]:
-    """The policy list; every config is resolved (and validated) before anything runs."""
-    names = [p.strip() for p in policies.split(",") if p.strip()]
+def _policies(policies: str | None, autoscale: tuple[str, ...]) -> list[str]:
+    """The policy list; every config is resolved (and validated) before anything runs.
+
+    Without ``--policies``: the four default routing policies, or, with ``--autoscale``,
+    the gateway's ``default`` scheduler alone.
+    """
+    given = policies if policies is not None else ("default" if autoscale else DEFAULT_POLICIES)
+    names = [p.strip() for p in given.split(",") if p.strip()]
     if not names:
         raise ConfigError("--policies names no policy", "policies")
+    if autoscale and len(names) > 1:
+        raise ConfigError(
+            "--autoscale compares autoscaling policies under one scheduler: "
+            "give a single --policies value",
+            "policies",
+        )
     for name in names:
         resolve_config(name)
+    return names
+
+
+def _autoscale(value: str | None, replicas: int, ttft_slo: float | None) -> tuple[str, ...]:
+    """The ``--autoscale`` names, each resolved (and validated) before anything runs."""
+    if value is None:
+        return ()
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise ConfigError("--autoscale names no policy", "autoscale")
+    for name in names:
+        resolve_autoscale(name, replicas, ttft_slo)
     return names
 
 
@@ -168,6 +233,23 @@ def parse_settings(settings: Sequence[str]) -> tuple[tuple[str, str], ...]:
             raise ConfigError(f"--set expects NAME=VALUE, got {item!r}", "set")
         pairs.append((name.strip(), value.strip()))
     return tuple(pairs)
+
+
+def _settings(plan: SimPlan, schedulers: Sequence[str]) -> dict[str, object]:
+    settings: dict[str, object] = {
+        "requests_per_level": plan.requests,
+        "arrival": plan.arrivals.kind,
+        "scrape_interval_s": plan.scrape_interval_s,
+    }
+    if plan.arrivals.kind == "diurnal":
+        settings["period_s"] = plan.arrivals.period_s
+        settings["amplitude"] = plan.arrivals.amplitude
+    if plan.autoscale:
+        settings["scheduler"] = schedulers[0]
+        settings["startup_delay_s"] = plan.startup_delay_s
+    if plan.ttft_slo_s is not None:
+        settings["ttft_slo_s"] = plan.ttft_slo_s
+    return settings
 
 
 def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
@@ -212,10 +294,43 @@ def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
     help="Gamma shape of --arrival bursty (1 = Poisson; smaller is burstier).",
 )
 @click.option(
-    "--policies",
-    default=DEFAULT_POLICIES,
+    "--period",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
     show_default=True,
-    help="Comma-separated scheduler configs: built-in names or YAML paths.",
+    help="Seconds of one load cycle of --arrival diurnal.",
+)
+@click.option(
+    "--amplitude",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.8,
+    show_default=True,
+    help="Swing of --arrival diurnal: the rate goes from (1-A) to (1+A) x QPS.",
+)
+@click.option(
+    "--policies",
+    default=None,
+    help="Comma-separated scheduler configs: built-in names or YAML paths "
+    f"[default: {DEFAULT_POLICIES}; with --autoscale: default].",
+)
+@click.option(
+    "--autoscale",
+    default=None,
+    help="Compare autoscaling policies: built-in names (fixed, queue-depth, kv-cache, ttft) "
+    "or YAML files of an autoscaling block; --replicas is then the maximum.",
+)
+@click.option(
+    "--startup-delay",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="With --autoscale: seconds before a started replica takes requests.",
+)
+@click.option(
+    "--ttft-slo",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Report the share of requests whose TTFT is at most this many seconds.",
 )
 @click.option("--replicas", type=click.IntRange(1, 4096), default=8, show_default=True)
 @click.option(
@@ -266,7 +381,12 @@ def sim_command(
     settings: tuple[str, ...],
     arrival: str,
     burstiness: float,
-    policies: str,
+    period: float,
+    amplitude: float,
+    policies: str | None,
+    autoscale: str | None,
+    startup_delay: float,
+    ttft_slo: float | None,
     replicas: int,
     preset: str,
     qps: str | None,
@@ -280,17 +400,21 @@ def sim_command(
     """Compare routing policies on a simulated cluster in virtual time."""
     console = Console(stderr=True)
     try:
-        names = _policies(policies)
+        scaled = _autoscale(autoscale, replicas, ttft_slo)
+        names = _policies(policies, scaled)
         plan = SimPlan(
             workload,
             parse_settings(settings),
-            ArrivalSpec(arrival, burstiness),
+            ArrivalSpec(arrival, burstiness, period, amplitude),
             preset,
             replicas,
             requests,
             seed,
             scrape_interval,
             (),
+            scaled,
+            startup_delay,
+            ttft_slo,
         )
         built = plan.build_workload()
         plan = replace(plan, levels=_levels(qps, built, preset, replicas))
@@ -303,11 +427,7 @@ def sim_command(
             seed=seed,
             command=_command(plan, names, out),
             parameters=built.parameters(),
-            settings={
-                "requests_per_level": requests,
-                "arrival": arrival,
-                "scrape_interval_s": scrape_interval,
-            },
+            settings=_settings(plan, names),
             runs=runs,
         )
         plots = _write(report, out, not no_plots)

@@ -12,7 +12,16 @@ A minimal example (``examples/fleet-embedded.yaml``)::
       port: 8000
       scheduler: default
 
-Every field is documented in ``docs/configuration.md``.
+An autoscaled model that scales to zero (``examples/fleet-sim-autoscale.yaml``)::
+
+    models:
+      - name: chat
+        engine: sim
+        autoscaling: {min_replicas: 0, max_replicas: 4, metric: queue_depth, target: 8,
+                      idle_timeout_s: 120}
+
+Every field is documented in ``docs/configuration.md``. One file drives ``pilothouse up``,
+``pilothouse render k8s`` and ``pilothouse apply``.
 """
 
 from __future__ import annotations
@@ -23,13 +32,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pilothouse.config.loader import read_yaml, validate_model
+from pilothouse.config.autoscaling import AutoscalingSpec
+from pilothouse.config.deploy import K8S_NAME, KubernetesSpec, LocalSpec, ResourcesSpec
+from pilothouse.config.loader import SpecProblems, read_yaml, validate_model
+from pilothouse.config.sources import ModelSource, parse_source
+from pilothouse.config.traffic import MODEL_NAME, AdapterSpec, TrafficSplit
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+DEFAULT_REPLICAS = 2
 _ADDRESS = re.compile(r"^(https?://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}/?$")
 
 EngineKind = Literal["llamacpp", "vllm", "sim", "sglang", "openai"]
 ArgValue = str | int | float | bool
+_ADAPTER_ENGINES = ("vllm", "sim")
 
 
 class _Spec(BaseModel):
@@ -39,12 +54,27 @@ class _Spec(BaseModel):
 class ModelSpec(_Spec):
     """One served model: launched replicas, or addresses of servers already running."""
 
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$")
+    name: str = Field(min_length=1, max_length=128, pattern=MODEL_NAME)
     engine: EngineKind = "llamacpp"
     source: str = "embedded"
-    replicas: int = Field(default=2, ge=0, le=64)
+    replicas: int | None = Field(default=None, ge=0, le=64)
+    """A fixed count; with ``autoscaling``, the count to start with (within its bounds)."""
+    autoscaling: AutoscalingSpec | None = None
     args: dict[str, ArgValue] = Field(default_factory=dict)
     endpoints: list[str] = Field(default_factory=list)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    image: str | None = Field(default=None, min_length=1)
+    """Container image on Kubernetes (default: ``kubernetes.vllm_image`` or
+    ``kubernetes.pilothouse_image`` by engine)."""
+    kubernetes_name: str | None = Field(default=None, pattern=K8S_NAME)
+    """Name of this model's Kubernetes objects (default: derived from ``name``)."""
+    adapters: list[AdapterSpec] = Field(default_factory=list)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        parse_source(value)
+        return value
 
     @field_validator("endpoints")
     @classmethod
@@ -54,10 +84,97 @@ class ModelSpec(_Spec):
                 raise ValueError(f"endpoints[{i}] '{address}' is not host:port or http://host:port")
         return [a.removeprefix("http://").removeprefix("https://").rstrip("/") for a in value]
 
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        problems = SpecProblems()
+        auto = self.autoscaling
+        if auto is not None and self.endpoints:
+            problems.add(("autoscaling",), "applies to launched replicas, not to 'endpoints'")
+        if auto is not None and self.replicas is not None:
+            if not auto.min_replicas <= self.replicas <= auto.max_replicas:
+                problems.add(
+                    ("replicas",),
+                    f"{self.replicas} is outside autoscaling's "
+                    f"[{auto.min_replicas}, {auto.max_replicas}]",
+                )
+        kind = self.source_info.kind
+        if self.engine == "llamacpp" and kind in ("hf", "s3") and self.launched:
+            problems.add(("source",), "llama.cpp runs 'embedded' or a local GGUF path")
+        if self.adapters and self.engine not in _ADAPTER_ENGINES:
+            problems.add(("adapters",), "LoRA adapters need engine vllm or sim")
+        seen: set[str] = set()
+        for i, adapter in enumerate(self.adapters):
+            if adapter.name in seen or adapter.name == self.name:
+                problems.add(("adapters", i, "name"), f"'{adapter.name}' is already a name here")
+            seen.add(adapter.name)
+        problems.raise_if_any()
+        return self
+
     @property
     def launched(self) -> bool:
         """True when pilothouse starts this model's replicas itself."""
         return not self.endpoints
+
+    @property
+    def source_info(self) -> ModelSource:
+        return parse_source(self.source)
+
+    @property
+    def initial_replicas(self) -> int:
+        """Replicas to start with: ``replicas``, else the autoscaling minimum, else 2."""
+        if self.replicas is not None:
+            return self.replicas
+        if self.autoscaling is not None:
+            return self.autoscaling.min_replicas
+        return DEFAULT_REPLICAS
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """(min, max) replicas: the autoscaling bounds, or the fixed count twice."""
+        if self.autoscaling is not None:
+            return self.autoscaling.min_replicas, self.autoscaling.max_replicas
+        return self.initial_replicas, self.initial_replicas
+
+
+class SaturationSpec(_Spec):
+    """When a replica is saturated; flow control queues only when every replica is."""
+
+    max_in_flight_per_replica: int = Field(default=32, gt=0)
+    """Requests the gateway has in flight on a replica (its own count, never stale)."""
+    max_waiting: int | None = Field(default=None, gt=0)
+    """Engine-reported queue (``vllm:num_requests_waiting``) at which a replica is full."""
+    max_kv_cache_usage: float | None = Field(default=None, gt=0, le=1)
+    """Engine-reported KV-cache usage (0..1] at which a replica is full."""
+
+
+class FlowControlSpec(_Spec):
+    """Priority and per-tenant fair queueing in the gateway while every replica is saturated.
+
+    Requests wait in a bounded queue per model, dispatched by priority, then round-robin
+    across tenants. The lowest priority is shed first (429 with ``retry-after``) when the
+    queue is full, and any request that waits longer than ``queue_timeout_s`` is shed.
+    """
+
+    enabled: bool = False
+    """Off: requests go straight to the scheduler, as without flow control."""
+    max_queue: int = Field(default=256, ge=0)
+    """Requests that may wait per model; 0 sheds at once whenever the pool is saturated."""
+    queue_timeout_s: float = Field(default=30.0, gt=0)
+    """Longest wait in the queue before the request is shed."""
+    retry_after_s: float = Field(default=1.0, gt=0)
+    """The ``retry-after`` a shed request is told (whole seconds, at least 1)."""
+    saturation: SaturationSpec = Field(default_factory=SaturationSpec)
+    objectives: dict[str, int] = Field(default_factory=dict)
+    """Priority of each named objective (``x-gateway-inference-objective: batch``)."""
+
+
+class HoldSpec(_Spec):
+    """Requests held while a model has no ready replica and one is starting (scale from zero)."""
+
+    max_queue: int = Field(default=256, ge=0)
+    """Requests held per model; one more gets 503 at once."""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """A request still held after this long gets 503."""
 
 
 class GatewaySpec(_Spec):
@@ -73,32 +190,66 @@ class GatewaySpec(_Spec):
     probe_interval_s: float = Field(default=0.5, gt=0)
     access_log: bool = True
     log_prompts: bool = False
+    flow_control: FlowControlSpec = Field(default_factory=FlowControlSpec)
+    kv_events: bool = False
+    """Follow the endpoints' KV-cache events for the scheduler's ``precise-prefix`` plugin."""
+    hold: HoldSpec = Field(default_factory=HoldSpec)
 
 
 class FleetSpec(_Spec):
-    """The whole fleet: models and the gateway in front of them."""
+    """The whole fleet: models, traffic splits, the gateway, and executor settings."""
 
     api_version: Literal["pilothouse.dev/v1alpha1"] = Field(
         default="pilothouse.dev/v1alpha1", alias="apiVersion"
     )
     kind: Literal["Fleet"] = "Fleet"
     models: list[ModelSpec] = Field(min_length=1)
+    traffic: list[TrafficSplit] = Field(default_factory=list)
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
+    local: LocalSpec = Field(default_factory=LocalSpec)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> FleetSpec:
-        seen: set[str] = set()
-        for model in self.models:
-            if model.name in seen:
-                raise ValueError(f"model name '{model.name}' is declared twice")
-            seen.add(model.name)
+    def _names(self) -> FleetSpec:
+        """Model, adapter and public traffic names are unique; splits name real models."""
+        problems = SpecProblems()
+        owner: dict[str, str] = {}
+
+        def claim(name: str, loc: tuple[int | str, ...], what: str) -> None:
+            if name in owner:
+                problems.add(loc, f"'{name}' is already declared as {owner[name]}")
+            else:
+                owner[name] = what
+
+        for i, model in enumerate(self.models):
+            claim(model.name, ("models", i, "name"), "a model")
+        for i, model in enumerate(self.models):
+            for j, adapter in enumerate(model.adapters):
+                claim(adapter.name, ("models", i, "adapters", j, "name"), "an adapter")
+        models = {m.name for m in self.models}
+        for i, split in enumerate(self.traffic):
+            claim(split.name, ("traffic", i, "name"), "a traffic split")
+            for j, version in enumerate(split.versions):
+                if version.model not in models:
+                    problems.add(
+                        ("traffic", i, "versions", j, "model"), f"no model named '{version.model}'"
+                    )
+        problems.raise_if_any()
         return self
+
+    def model(self, name: str) -> ModelSpec | None:
+        return next((m for m in self.models if m.name == name), None)
 
 
 def load_fleet(path: str | Path) -> FleetSpec:
     return validate_model(FleetSpec, read_yaml(path), source=str(path))
+
+
+def parse_fleet(data: object, source: str = "") -> FleetSpec:
+    """A fleet from already-parsed YAML or JSON (``pilothouse apply`` sends it so)."""
+    return validate_model(FleetSpec, data, source=source)
 
 
 def embedded_fleet(replicas: int = 2, port: int = 8000) -> FleetSpec:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,6 +12,28 @@ from pydantic import BaseModel, ValidationError
 from pilothouse.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+Loc = tuple[int | str, ...]
+
+
+class SpecProblems(ValueError):
+    """Every problem one validator found, each at a path relative to where it runs.
+
+    A cross-field validator collects with :meth:`add` and ends with :meth:`raise_if_any`;
+    :func:`config_error_from` turns each problem into its own line with its full path
+    (``models[1].autoscaling.max_replicas: ...``) instead of one message at the parent.
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[Loc, str]] = []
+        super().__init__("")
+
+    def add(self, loc: Loc, message: str) -> None:
+        self.problems.append((loc, message))
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            self.args = ("; ".join(f"{format_loc(loc)}: {msg}" for loc, msg in self.problems),)
+            raise self
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -39,14 +61,29 @@ def validate_model(model: type[M], data: Any, source: str = "") -> M:
 
 
 def config_error_from(exc: ValidationError, source: str = "") -> ConfigError:
-    """One :class:`ConfigError` listing every problem pydantic found, each with its path."""
-    problems = [f"{format_loc(e['loc'])}: {_message(e)}" for e in exc.errors()]
-    first = exc.errors()[0]
+    """One :class:`ConfigError` listing every problem pydantic found, each with its path.
+
+    ``problems`` holds one ``path: message`` line per problem, in document order.
+    """
+    found = list(_problems(exc))
+    problems = [f"{format_loc(loc)}: {message}" for loc, message in found]
     prefix = f"{source}: " if source else ""
-    return ConfigError(prefix + "; ".join(problems), path=format_loc(first["loc"]))
+    return ConfigError(
+        prefix + "; ".join(problems), path=format_loc(found[0][0]), problems=problems
+    )
 
 
-def format_loc(loc: tuple[int | str, ...]) -> str:
+def _problems(exc: ValidationError) -> Iterator[tuple[Loc, str]]:
+    for error in exc.errors():
+        nested = error.get("ctx", {}).get("error")
+        if isinstance(nested, SpecProblems):
+            for loc, message in nested.problems:
+                yield (*error["loc"], *loc), message
+        else:
+            yield tuple(error["loc"]), _message(error)
+
+
+def format_loc(loc: Loc) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -59,4 +96,7 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
 def _message(error: Mapping[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
+    cause = error.get("ctx", {}).get("error")
+    if error["type"] == "value_error" and isinstance(cause, ValueError):
+        return str(cause)  # without pydantic's "Value error, " prefix
     return str(error["msg"])

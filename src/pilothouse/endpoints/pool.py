@@ -86,6 +86,9 @@ class EndpointPool:
     def has_model(self, model: str) -> bool:
         return model in self._by_model
 
+    def has_endpoint(self, name: str) -> bool:
+        return name in self._states
+
     def endpoints(self) -> list[Endpoint]:
         return [state.snapshot() for state in self._states.values()]
 

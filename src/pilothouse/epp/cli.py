@@ -59,6 +59,11 @@ Prints "pilothouse is ready: grpc://HOST:PORT" on stdout once listening.
     help="Largest request body buffered for scheduling (larger: 413).",
 )  # fmt: skip
 @click.option("--seed", type=int, default=None, help="Seed the scheduler's random choices.")
+@click.option(
+    "--kv-events", is_flag=True,
+    help="Follow the endpoints' KV-cache events (labels pilothouse.dev/kv-events, kv-replay) "
+    "for a precise-prefix scorer in the scheduler config; see docs/kv-events.md.",
+)  # fmt: skip
 def epp_command(**options: Any) -> None:
     """Run the endpoint picker for Envoy-based gateways (Gateway API Inference Extension).
 
@@ -70,7 +75,9 @@ def epp_command(**options: Any) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         source, pool_key = _source(options)
-        scheduler = _scheduler(options["scheduler"], options["seed"])
+        scheduler, kv_events = _scheduler(
+            options["scheduler"], options["seed"], options["kv_events"]
+        )
         settings = _settings(options, pool_key)
         from pilothouse.epp.server import EppServer
     except ImportError as exc:
@@ -79,7 +86,7 @@ def epp_command(**options: Any) -> None:
         ) from exc
     except PilothouseError as exc:
         raise click.UsageError(str(exc)) from exc
-    asyncio.run(_serve(EppServer(settings, source, scheduler)))
+    asyncio.run(_serve(EppServer(settings, source, scheduler, kv_events=kv_events)))
 
 
 def _source(options: dict[str, Any]) -> tuple[EndpointSource, str]:
@@ -102,12 +109,12 @@ def _source(options: dict[str, Any]) -> tuple[EndpointSource, str]:
     return InferencePoolSource(pool, options["pool_namespace"]), pool
 
 
-def _scheduler(name: str, seed: int | None) -> Any:
+def _scheduler(name: str, seed: int | None, kv_events: bool) -> tuple[Any, Any]:
     from pilothouse.clock import SystemClock
+    from pilothouse.endpoints.kv_subscriber import build_kv_scheduler
     from pilothouse.scheduling.config import resolve_config
-    from pilothouse.scheduling.scheduler import build_scheduler
 
-    return build_scheduler(resolve_config(name), SystemClock(), seed=seed)
+    return build_kv_scheduler(resolve_config(name), SystemClock(), kv_events=kv_events, seed=seed)
 
 
 def _settings(options: dict[str, Any], pool_key: str) -> Any:

@@ -31,6 +31,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from pilothouse.clock import Clock, SystemClock
 from pilothouse.endpoints.discovery import EndpointSource
+from pilothouse.endpoints.kv_subscriber import KVEventSubscriber
 from pilothouse.endpoints.monitor import EndpointMonitor
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.epp.health import EppHealth
@@ -104,6 +105,7 @@ class EppServer:
         scheduler: Scheduler,
         *,
         clock: Clock | None = None,
+        kv_events: KVEventSubscriber | None = None,
     ) -> None:
         self.settings = settings
         self.pool = EndpointPool()
@@ -121,6 +123,7 @@ class EppServer:
         self._metrics_runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._monitor: EndpointMonitor | None = None
+        self._kv_events = kv_events  # follows the pool's endpoints while running
         self.port = settings.port
         self.health_port = settings.health_port
         self.metrics_port = settings.metrics_port
@@ -142,6 +145,8 @@ class EppServer:
         self.metrics_port = int(self._metrics_runner.addresses[0][1])
         self._spawn(self._discover(), "epp-discovery")
         self._spawn(self._become_ready(), "epp-readiness")
+        if self._kv_events is not None:
+            self._kv_events.watch(self.pool.endpoints, s.probe_interval_s)
 
     async def stop(self) -> None:
         await self.health.shutdown()
@@ -152,6 +157,8 @@ class EppServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._monitor is not None:
             await self._monitor.stop()
+        if self._kv_events is not None:
+            await self._kv_events.close()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
             self._metrics_runner = None

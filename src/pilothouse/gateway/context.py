@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -12,6 +15,8 @@ from pilothouse.clock import Clock
 from pilothouse.config.fleet import GatewaySpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import Unauthorized
+from pilothouse.gateway.admission import Admission
+from pilothouse.gateway.holding import Holding
 from pilothouse.gateway.metrics import GatewayMetrics
 from pilothouse.routing import Router
 from pilothouse.scheduling.scheduler import Scheduler
@@ -29,9 +34,23 @@ class GatewayContext:
     )
     session: aiohttp.ClientSession | None = None
     router: Router = field(init=False)
+    admission: Admission = field(init=False)
+    holding: Holding = field(init=False)
+    _id_prefix: str = field(init=False, default_factory=lambda: os.urandom(6).hex())
+    _ids: Iterator[int] = field(init=False, default_factory=itertools.count)
 
     def __post_init__(self) -> None:
-        self.router = Router(self.pool, self.scheduler, self.metrics.decision.observe)
+        self.holding = Holding(self.settings.hold, self.pool, self.clock)
+        self.admission = Admission(
+            self.settings.flow_control, self.pool, self.clock, self.settings.probe_interval_s
+        )
+        self.router = Router(
+            self.pool, self.scheduler, self.metrics.decision.observe, self.admission.wake
+        )
+
+    def new_request_id(self) -> str:
+        """A process-unique id: a random prefix per gateway and a counter (cheap, sortable)."""
+        return f"{self._id_prefix}-{next(self._ids):x}"
 
     def upstream(self) -> aiohttp.ClientSession:
         if self.session is None:

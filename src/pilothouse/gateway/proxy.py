@@ -8,7 +8,6 @@ another replica; a failure after it ends the stream with an SSE error event.
 from __future__ import annotations
 
 import time
-import uuid
 from functools import partial
 
 import aiohttp
@@ -42,7 +41,7 @@ class ProxyEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = header_map(scope)
-        request_id = headers.get(b"x-request-id", b"").decode() or uuid.uuid4().hex
+        request_id = headers.get(b"x-request-id", b"").decode() or self.ctx.new_request_id()
         reply_headers = [(b"x-request-id", request_id.encode())]
         parsed: ParsedRequest | None = None
         outcome = Outcome(status=500)
@@ -51,7 +50,9 @@ class ProxyEndpoint:
             self.ctx.check_api_key(headers.get(b"authorization"))
             raw = await read_body(receive, headers, self.ctx.settings.max_body_bytes)
             parsed = parse_request(self.route, raw)
-            if not self.ctx.pool.has_model(parsed.model):
+            if not self.ctx.pool.has_model(parsed.model) and not self.ctx.holding.holds(
+                parsed.model
+            ):
                 raise ModelNotFound(
                     f"model '{parsed.model}' does not exist; see GET /v1/models", param="model"
                 )
@@ -68,7 +69,10 @@ class ProxyEndpoint:
         send: Send,
         started: float,
     ) -> tuple[Endpoint, Outcome]:
-        request = scheduling_request(parsed, _lookup(headers), request_id)
+        objectives = self.ctx.settings.flow_control.objectives
+        request = scheduling_request(parsed, _lookup(headers), request_id, objectives)
+        await self.ctx.holding.wait_for_replica(request)  # waits while a replica starts
+        await self.ctx.admission.admit(request)  # waits while every replica is saturated
         tried: set[str] = set()
         failure: RequestError | None = None
         for _attempt in range(2):
@@ -140,7 +144,8 @@ class ProxyEndpoint:
         started: float,
     ) -> None:
         metrics = self.ctx.metrics
-        model = parsed.model if parsed is not None else ""
+        # Only served names become label values: a client cannot grow the series count.
+        model = parsed.model if parsed is not None and endpoint is not None else ""
         elapsed = time.perf_counter() - started
         metrics.requests.labels(model, self.route.value, str(outcome.status)).inc()
         if parsed is not None and endpoint is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 
 from pilothouse.clock import Clock, ManualClock
 from pilothouse.errors import NoEndpointAvailable, SchedulingError
@@ -111,9 +112,14 @@ def build_scheduler(
     *,
     registry: PluginRegistry | None = None,
     seed: int | None = None,
+    services: Mapping[str, object] | None = None,
 ) -> Scheduler:
-    """Build a scheduler from a config; every config problem raises ConfigError with a path."""
-    ctx = PluginContext(clock=clock, seed=seed)
+    """Build a scheduler from a config; every config problem raises ConfigError with a path.
+
+    ``services`` become :attr:`PluginContext.services` (read-only data sources such as a
+    KV-event prefix index and a tokenizer).
+    """
+    ctx = PluginContext(clock=clock, seed=seed, services=MappingProxyType(dict(services or {})))
     parts: SchedulerParts = build_parts(config, registry or default_registry(), ctx)
     return Scheduler(clock, parts.profiles, parts.handler, parts.post_schedule, parts.plugins)
 

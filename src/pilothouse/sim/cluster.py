@@ -9,7 +9,12 @@ drive it (:mod:`pilothouse.sim.events`):
   flight on the chosen replica and added to its engine; a step in flight may end earlier
   (a fused decode step is cut), which reschedules that replica's step end;
 - **step end**: the step is applied, finished requests leave (their follow-ups are
-  released after their think time) and the replica's next step begins.
+  released after their think time) and the replica's next step begins;
+- **KV transfer**: a request prefilled on another replica (the scheduler returned
+  ``x-prefiller-host-port``) reaches its decode replica (:mod:`pilothouse.sim.pd`);
+- **scale**: with an autoscaling hook (``scaling``), its tick or a started replica becoming
+  ready (:mod:`pilothouse.sim.autoscaling`); the hook then says which replicas the
+  scheduler sees, and holds requests while none is ready.
 
 Engine-reported metrics are scraped lazily: before an event at or after a scrape tick, the
 replicas whose engine changed since the last scrape are read. No event happened between
@@ -28,15 +33,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import cast
 
 from pilothouse.clock import ManualClock
 from pilothouse.errors import NoEndpointAvailable
 from pilothouse.scheduling import PluginRegistry, SchedulerConfig, build_scheduler
 from pilothouse.scheduling.types import SchedulingRequest
+from pilothouse.sim.autoscaling import ClusterHandles, ScalingConfig, SimScaling
 from pilothouse.sim.cluster_types import ClusterConfig, RunResult, SimRequest
 from pilothouse.sim.engine_model import EngineModel
-from pilothouse.sim.events import ARRIVAL, STEP_END, EventQueue
+from pilothouse.sim.events import ARRIVAL, KV_TRANSFER, SCALE, STEP_END, EventQueue
+from pilothouse.sim.pd import Disaggregation, Handoff, receive_kv, role_labels
 from pilothouse.sim.recorder import Progress, RunRecorder
 from pilothouse.sim.replica import SimReplica
 from pilothouse.sim.types import EngineRequest, FinishedRequest
@@ -54,6 +62,7 @@ class ClusterSimulator:
         *,
         registry: PluginRegistry | None = None,
         progress: Progress | None = None,
+        scaling: ScalingConfig | None = None,
     ) -> None:
         self._config = config
         self._clock = ManualClock()
@@ -63,6 +72,7 @@ class ClusterSimulator:
         self._replicas = [self._replica(i) for i in range(config.replicas)]
         self._by_name = {r.name: r for r in self._replicas}
         self._endpoints = [r.endpoint for r in self._replicas]
+        self._pd = Disaggregation(config, {r.endpoint.address: r.index for r in self._replicas})
         self._queue = EventQueue()
         self._recorder = RunRecorder(config.replicas, progress)
         self._in_flight: dict[str, SimRequest] = {}
@@ -75,6 +85,12 @@ class ClusterSimulator:
         self._next_sample = 0.0
         self._last_arrival = 0.0
         self._stream_done = False  # the workload sent its last independent request
+        self._scaling: SimScaling | None = None
+        if scaling is not None:
+            handles = ClusterHandles(
+                self._replicas, self._queue.push, self._queue.__len__, self._renew
+            )
+            self._scaling = SimScaling(scaling, handles)
 
     def _replica(self, index: int) -> SimReplica:
         config = self._config
@@ -85,7 +101,17 @@ class ClusterSimulator:
             record_kv_events=False,
         )
         width = len(str(config.replicas - 1))
-        return SimReplica(index, f"replica-{index:0{width}d}", config.model, engine)
+        name = f"replica-{index:0{width}d}"
+        return SimReplica(index, name, config.model, engine, role_labels(config, index))
+
+    def _renew(self, index: int) -> None:
+        """A fresh replica ``index`` (empty cache) for the autoscaling hook to start."""
+        old, fresh = self._replicas[index], self._replica(index)
+        fresh.version = old.version + 1  # stale step-end events of the old one never match
+        if old.dirty:
+            self._dirty.remove(old)
+        self._replicas[index] = self._by_name[fresh.name] = fresh
+        self._endpoints[index] = fresh.endpoint
 
     @property
     def replicas(self) -> list[SimReplica]:
@@ -95,6 +121,8 @@ class ClusterSimulator:
         """Simulate until every request has completed or failed."""
         stream = iter(requests)
         self._pull(stream)
+        if self._scaling is not None:
+            self._scaling.start(0.0)
         queue, clock, events = self._queue, self._clock, 0
         while queue:
             time, kind, _, ref, tag = queue.pop()
@@ -106,12 +134,23 @@ class ClusterSimulator:
             events += 1
             if kind == STEP_END:
                 self._end_step(cast("int", ref), tag, time)
+            elif kind == KV_TRANSFER:
+                self._transferred(cast("Handoff", ref), time)
+            elif kind == SCALE:
+                assert self._scaling is not None
+                for held in self._scaling.on_event(cast("int", ref), tag, time):
+                    self._arrive(held, time)
             else:
                 if tag:  # pull first: this request's follow-ups get parked before it can fail
                     self._pull(stream)
                 self._arrive(cast("SimRequest", ref), time)
         self._sample(clock.now())
-        return self._recorder.result(clock.now(), events)
+        result = self._recorder.result(clock.now(), events)
+        if self._scaling is None:
+            return result
+        metrics = result.metrics
+        scaling = self._scaling.result(clock.now(), metrics.completed + metrics.failed)
+        return replace(result, scaling=scaling)
 
     # -- the workload stream -------------------------------------------------------------
 
@@ -161,23 +200,25 @@ class ClusterSimulator:
             session_id=request.session_id,
             tenant=request.tenant,
         )
+        endpoints = self._endpoints
+        if self._scaling is not None:
+            admitted = self._scaling.admit(request, endpoints, now)
+            if admitted is None:
+                return  # held until a replica is ready
+            endpoints = admitted
         try:
-            result = self._scheduler.schedule(scheduling, self._endpoints)
+            result = self._scheduler.schedule(scheduling, endpoints)
             target = result.target
         except NoEndpointAvailable:
             self._fail(request)
             return
         replica = self._by_name[target.name]
-        output = request.output_tokens
-        engine_request = EngineRequest(
-            request_id=request.request_id,
-            prompt_tokens=request.prompt_tokens,
-            max_tokens=request.max_tokens,
-            block_hashes=request.block_hashes,
-            stop_after=output if output < request.max_tokens else None,
-        )
+        prefiller = self._pd.prefiller(result)
         try:
-            replica.engine.add_request(engine_request, now)
+            if prefiller is None:
+                replica.engine.add_request(_engine_request(request), now)
+            else:
+                self._prefill(request, self._replicas[prefiller], replica, now)
         except ValueError:  # too long for the model: the engine rejects it (HTTP 400)
             self._fail(request)
             return
@@ -187,6 +228,24 @@ class ClusterSimulator:
         self._backlog[request.request_id] = backlog
         replica.acquire(backlog)
         self._endpoints[replica.index] = replica.endpoint
+        self._touch(replica, now)
+        self._reschedule(replica, now)
+
+    def _prefill(
+        self, request: SimRequest, prefill: SimReplica, decode: SimReplica, now: float
+    ) -> None:
+        """Start a disaggregated request's prefill leg (its decode leg waits for the KV)."""
+        if request.prompt_tokens + request.max_tokens > decode.engine.config.max_model_len:
+            raise ValueError(f"request {request.request_id!r} is too long for {decode.name}")
+        prefill.engine.add_request(self._pd.start(request, decode.index, now), now)
+        self._touch(prefill, now)
+        self._reschedule(prefill, now)
+
+    def _transferred(self, handoff: Handoff, now: float) -> None:
+        """The prompt's KV cache reached the decode replica: its decode leg starts."""
+        replica = self._replicas[handoff.decode]
+        receive_kv(replica.engine, handoff.request.block_hashes)
+        replica.engine.add_request(_engine_request(handoff.request), now)
         self._touch(replica, now)
         self._reschedule(replica, now)
 
@@ -202,7 +261,11 @@ class ClusterSimulator:
             if backlog is not None:
                 replica.prefilled(backlog)
         for done in result.finished:
-            self._complete(replica, done, now)
+            if self._pd.is_prefill(done.request_id):
+                at, handoff = self._pd.prefilled(done, now)
+                self._queue.push(at, KV_TRANSFER, handoff)
+            else:
+                self._complete(replica, done, now)
         if result.finished or result.first_tokens:
             self._endpoints[index] = replica.endpoint
         self._touch(replica, now)
@@ -212,7 +275,8 @@ class ClusterSimulator:
         self._in_flight.pop(done.request_id)
         self._alive.discard(done.request_id)
         replica.release(self._backlog.pop(done.request_id, None))
-        self._recorder.finished(done)
+        done = self._pd.finished(done)
+        self._recorder.finished(done if self._scaling is None else self._scaling.finished(done))
         self._release_followups(done.request_id, now)
 
     def _reschedule(self, replica: SimReplica, now: float) -> None:
@@ -254,6 +318,17 @@ class ClusterSimulator:
         self._next_sample = (math.floor(now / period) + 1) * period
 
 
+def _engine_request(request: SimRequest) -> EngineRequest:
+    output = request.output_tokens
+    return EngineRequest(
+        request_id=request.request_id,
+        prompt_tokens=request.prompt_tokens,
+        max_tokens=request.max_tokens,
+        block_hashes=request.block_hashes,
+        stop_after=output if output < request.max_tokens else None,
+    )
+
+
 def simulate(
     config: ClusterConfig,
     scheduler: SchedulerConfig,
@@ -261,7 +336,10 @@ def simulate(
     *,
     registry: PluginRegistry | None = None,
     progress: Progress | None = None,
+    scaling: ScalingConfig | None = None,
 ) -> RunResult:
     """Run one simulation of ``requests`` on a fresh cluster and scheduler."""
-    simulator = ClusterSimulator(config, scheduler, registry=registry, progress=progress)
+    simulator = ClusterSimulator(
+        config, scheduler, registry=registry, progress=progress, scaling=scaling
+    )
     return simulator.run(requests)

@@ -50,6 +50,12 @@ class ClusterConfig:
     scraper would (0 = always current). The gateway's own in-flight counts never lag.
     ``queue_sample_s`` is the period at which per-replica queues are sampled for
     ``max_queue_ratio`` and the queue plots.
+
+    Prefill/decode disaggregation (:mod:`pilothouse.sim.pd`): the first
+    ``prefill_replicas`` replicas are labelled ``llm-d.ai/role: prefill`` and the others
+    ``decode`` (0: no role labels); a request prefilled on another replica reaches its
+    decode replica ``kv_transfer_overhead_s + kv_transfer_s_per_token x prompt tokens``
+    after its prefill ends.
     """
 
     engine: EngineConfig
@@ -59,10 +65,17 @@ class ClusterConfig:
     queue_sample_s: float = 0.5
     max_fused_iterations: int = 1024
     model: str = "sim-model"
+    prefill_replicas: int = 0
+    kv_transfer_s_per_token: float = 0.0
+    kv_transfer_overhead_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
             raise ValueError("ClusterConfig.replicas must be >= 1")
+        if not 0 <= self.prefill_replicas < self.replicas:
+            raise ValueError("ClusterConfig.prefill_replicas must be >= 0 and < replicas")
+        if self.kv_transfer_s_per_token < 0 or self.kv_transfer_overhead_s < 0:
+            raise ValueError("ClusterConfig KV transfer latencies must be >= 0")
         if self.scrape_interval_s < 0:
             raise ValueError("ClusterConfig.scrape_interval_s must be >= 0")
         if self.queue_sample_s <= 0:
@@ -94,6 +107,19 @@ class QueueTrace:
 
 
 @dataclass(frozen=True, slots=True)
+class ScalingRun:
+    """What an autoscaled run cost and delivered (:mod:`pilothouse.sim.autoscaling`)."""
+
+    replica_seconds: float
+    mean_replicas: float
+    peak_replicas: int
+    ttft_slo_s: float | None
+    slo_attainment: float | None
+    timeline: tuple[tuple[float, int, int], ...] = ()
+    """(time, replicas existing, replicas ready) at every change."""
+
+
+@dataclass(frozen=True, slots=True)
 class RunResult:
     """One simulated run: headline metrics plus what the plots need."""
 
@@ -101,3 +127,4 @@ class RunResult:
     queue_trace: QueueTrace = field(default_factory=QueueTrace)
     duration_s: float = 0.0
     events: int = 0
+    scaling: ScalingRun | None = None

@@ -15,6 +15,12 @@ STEP_END = 0
 #: A request arrives at the gateway; ``ref`` is the request, ``tag`` 1 when it came from the
 #: workload stream (the next one is pulled then) and 0 for a released follow-up.
 ARRIVAL = 1
+#: A disaggregated request's KV cache reached its decode replica; ``ref`` is the
+#: :class:`~pilothouse.sim.pd.Handoff`.
+KV_TRANSFER = 2
+#: The autoscaling hook's tick (``ref`` -1) or a started replica becoming ready (``ref`` its
+#: index, ``tag`` its start's version); see :mod:`pilothouse.sim.autoscaling`.
+SCALE = 3
 
 Event = tuple[float, int, int, object, int]
 """``(time, kind, order, ref, tag)``."""

@@ -10,6 +10,9 @@ as real scrapes do. ``metrics.updated_at`` is the scrape at which the values las
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from pilothouse.scheduling.types import Endpoint, EndpointMetrics
 from pilothouse.sim.engine_model import EngineModel
 
@@ -25,6 +28,7 @@ class SimReplica:
         "in_flight",
         "in_flight_tokens",
         "index",
+        "labels",
         "metrics",
         "model",
         "name",
@@ -32,8 +36,16 @@ class SimReplica:
         "version",
     )
 
-    def __init__(self, index: int, name: str, model: str, engine: EngineModel) -> None:
+    def __init__(
+        self,
+        index: int,
+        name: str,
+        model: str,
+        engine: EngineModel,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
         self.index = index
+        self.labels: Mapping[str, str] = MappingProxyType(dict(labels or {}))
         self.name = name
         self.model = model
         self.engine = engine
@@ -58,6 +70,7 @@ class SimReplica:
             address=f"sim://{self.name}",
             model=self.model,
             engine="sim",
+            labels=self.labels,
             in_flight=self.in_flight,
             in_flight_tokens=self.in_flight_tokens,
             awaiting_first_token=self.awaiting,

@@ -35,12 +35,16 @@ def test_the_vllm_and_sim_examples_are_covered() -> None:
 @pytest.mark.parametrize("autoscaling", AUTOSCALERS)
 def test_every_manifest_validates(example: Path, autoscaling: str) -> None:
     require_schemas()
+    fleet = load_fleet(example)
+    # An HPA cannot scale to zero: a scale-to-zero fleet forced onto one needs --min-replicas 1.
+    to_zero = any(m.bounds[0] == 0 for m in fleet.models)
+    floor = 1 if autoscaling == "hpa" and to_zero else None
     options = RenderOptions(
         namespace="inference",
         with_gateway=True,
-        autoscaling=Autoscaling(kind=autoscaling),  # type: ignore[arg-type]
+        autoscaling=Autoscaling(kind=autoscaling, min_replicas=floor),  # type: ignore[arg-type]
     )
-    rendered = render_fleet(load_fleet(example), options, base_dir=example.parent)
+    rendered = render_fleet(fleet, options, base_dir=example.parent)
     kinds = {m["kind"] for m in rendered.manifests}
     assert {"InferencePool", "HTTPRoute", "Gateway", "Deployment", "Role"} <= kinds
     for manifest in rendered.manifests:

@@ -162,6 +162,7 @@ def test_builtin_names() -> None:
         "cache-aware-sglang",
         "default",
         "least-requests",
+        "pd",
         "prefix-load",
         "random",
         "round-robin",
@@ -176,7 +177,7 @@ def test_every_builtin_loads(name: str) -> None:
 
 
 def test_unknown_builtin_lists_names() -> None:
-    with pytest.raises(ConfigError, match="default, least-requests, prefix-load"):
+    with pytest.raises(ConfigError, match="default, least-requests, pd, prefix-load"):
         builtin_config("fastest")
 
 

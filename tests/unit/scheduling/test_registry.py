@@ -24,13 +24,18 @@ BUILTINS = [
     "estimated-ttft",
     "kv-cache-usage",
     "least-requests",
+    "lora-affinity",
     "max-in-flight",
     "max-score",
     "not-saturated",
+    "pd-disaggregation",
+    "precise-prefix",
     "queue-depth",
     "random",
     "ready",
+    "role",
     "round-robin",
+    "session-affinity",
     "single",
 ]
 

@@ -1,14 +1,33 @@
-"""Autoscaling on the queue, not on CPU: an HPA (``autoscaling/v2``, default) on the per-pod
-custom metric a Prometheus adapter exposes for ``vllm:num_requests_waiting``, or a KEDA
-ScaledObject running the Prometheus query itself (``--autoscaling keda``)."""
+"""Autoscaling on LLM signals, not on CPU: an HPA (``autoscaling/v2``, default) on a per-pod
+custom metric that a Prometheus adapter exposes, or a KEDA ScaledObject running the
+Prometheus query itself (``kubernetes.autoscaler: keda``, which can also scale to zero).
+
+A model's ``autoscaling`` block picks the signal (docs/control-plane.md lists the adapter
+rules the HPA metrics need):
+
+==================  ==================================  ==========================
+metric              KEDA query (per model)              HPA per-pod metric
+==================  ==================================  ==========================
+``queue_depth``     running + waiting requests          ``pilothouse_queue_depth``
+``kv_cache_usage``  ``vllm:kv_cache_usage_perc``        ``vllm_kv_cache_usage_perc``
+``ttft``            p90 of ``vllm:time_to_first_token`` (KEDA only)
+==================  ==================================  ==========================
+
+A model without one is scaled on ``vllm:num_requests_waiting`` (target 2 per replica).
+"""
 
 from __future__ import annotations
 
 from pilothouse.controlplane.render.meta import Manifest, metadata
-from pilothouse.controlplane.render.options import ModelPlan, RenderOptions
+from pilothouse.controlplane.render.options import LEGACY_METRIC, ModelPlan, RenderOptions
 from pilothouse.controlplane.render.params import Binder
 
 COMPONENT = "autoscaler"
+HPA_METRICS = {
+    "queue_depth": "pilothouse_queue_depth",
+    "kv_cache_usage": "vllm_kv_cache_usage_perc",
+}
+_LEGACY_UP_S, _LEGACY_DOWN_S, _LEGACY_COOLDOWN_S = 0, 300, 300
 
 
 def _target(plan: ModelPlan) -> Manifest:
@@ -24,9 +43,27 @@ def autoscaler(plan: ModelPlan, options: RenderOptions, bind: Binder) -> Manifes
     return None
 
 
+def _threshold(plan: ModelPlan, bind: Binder) -> str:
+    path = ("models", plan.slug, "autoscaling")
+    if plan.metric == LEGACY_METRIC:
+        return bind(f"{plan.target:g}", *path, "targetWaiting")
+    return bind(f"{plan.target:g}", *path, "target")
+
+
+def _windows(plan: ModelPlan) -> tuple[int, int]:
+    policy = plan.policy
+    if policy is None:
+        return _LEGACY_UP_S, _LEGACY_DOWN_S
+    return round(policy.scale_up_stabilization_s), round(policy.scale_down_stabilization_s)
+
+
 def hpa(plan: ModelPlan, options: RenderOptions, bind: Binder) -> Manifest:
     auto = options.autoscaling
     path = ("models", plan.slug, "autoscaling")
+    metric = bind(auto.hpa_metric, "autoscaling", "hpaMetric")
+    if plan.metric != LEGACY_METRIC:
+        metric = HPA_METRICS[plan.metric]
+    up, down = _windows(plan)
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -39,21 +76,18 @@ def hpa(plan: ModelPlan, options: RenderOptions, bind: Binder) -> Manifest:
                 {
                     "type": "Pods",
                     "pods": {
-                        "metric": {"name": bind(auto.hpa_metric, "autoscaling", "hpaMetric")},
-                        "target": {
-                            "type": "AverageValue",
-                            "averageValue": bind(str(auto.target_waiting), *path, "targetWaiting"),
-                        },
+                        "metric": {"name": metric},
+                        "target": {"type": "AverageValue", "averageValue": _threshold(plan, bind)},
                     },
                 }
             ],
             "behavior": {
                 "scaleUp": {
-                    "stabilizationWindowSeconds": 0,
+                    "stabilizationWindowSeconds": up,
                     "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
                 },
                 "scaleDown": {
-                    "stabilizationWindowSeconds": 300,
+                    "stabilizationWindowSeconds": down,
                     "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
                 },
             },
@@ -61,30 +95,56 @@ def hpa(plan: ModelPlan, options: RenderOptions, bind: Binder) -> Manifest:
     }
 
 
+def keda_query(plan: ModelPlan) -> tuple[str, str]:
+    """The Prometheus query of a model's metric, and KEDA's metric type for it."""
+    match = f'{{model_name="{plan.spec.name}"}}'
+    if plan.metric == "queue_depth":
+        running, waiting = f"vllm:num_requests_running{match}", f"vllm:num_requests_waiting{match}"
+        return f"sum({running}) + sum({waiting})", "AverageValue"
+    if plan.metric == "kv_cache_usage":
+        return f"sum(vllm:kv_cache_usage_perc{match})", "AverageValue"
+    if plan.metric == "ttft":
+        buckets = f"rate(vllm:time_to_first_token_seconds_bucket{match}[2m])"
+        return f"histogram_quantile(0.9, sum by (le) ({buckets}))", "Value"
+    return f"sum(vllm:num_requests_waiting{match})", "AverageValue"
+
+
 def scaled_object(plan: ModelPlan, options: RenderOptions, bind: Binder) -> Manifest:
     auto = options.autoscaling
     path = ("models", plan.slug, "autoscaling")
-    query = f'sum(vllm:num_requests_waiting{{model_name="{plan.spec.name}"}})'
+    query, metric_type = keda_query(plan)
+    trigger: Manifest = {
+        "type": "prometheus",
+        "metadata": {
+            "serverAddress": bind(auto.prometheus_url, "autoscaling", "prometheusUrl"),
+            "query": bind(query, *path, "query"),
+            # KEDA's default metric type is AverageValue: a threshold per replica.
+            "threshold": _threshold(plan, bind),
+        },
+    }
+    if metric_type != "AverageValue":
+        trigger["metricType"] = metric_type
+    spec: Manifest = {
+        "scaleTargetRef": _target(plan),
+        "minReplicaCount": bind(plan.min_replicas, *path, "minReplicas"),
+        "maxReplicaCount": bind(plan.max_replicas, *path, "maxReplicas"),
+        "pollingInterval": 15,
+        "cooldownPeriod": _LEGACY_COOLDOWN_S,
+        "triggers": [trigger],
+    }
+    policy = plan.policy
+    if policy is not None:
+        idle = policy.scale_to_zero_after_s
+        spec["cooldownPeriod"] = round(idle) if idle is not None else _LEGACY_COOLDOWN_S
+        up, down = _windows(plan)
+        behavior = {
+            "scaleUp": {"stabilizationWindowSeconds": up},
+            "scaleDown": {"stabilizationWindowSeconds": down},
+        }
+        spec["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": behavior}}
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
         "metadata": metadata(plan.slug, options.namespace, bind, COMPONENT, plan.slug),
-        "spec": {
-            "scaleTargetRef": _target(plan),
-            "minReplicaCount": bind(plan.min_replicas, *path, "minReplicas"),
-            "maxReplicaCount": bind(plan.max_replicas, *path, "maxReplicas"),
-            "pollingInterval": 15,
-            "cooldownPeriod": 300,
-            "triggers": [
-                {
-                    "type": "prometheus",
-                    "metadata": {
-                        "serverAddress": bind(auto.prometheus_url, "autoscaling", "prometheusUrl"),
-                        "query": bind(query, *path, "query"),
-                        # KEDA's default metric type is AverageValue: a threshold per replica.
-                        "threshold": bind(str(auto.target_waiting), *path, "targetWaiting"),
-                    },
-                }
-            ],
-        },
+        "spec": spec,
     }

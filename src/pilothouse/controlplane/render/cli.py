@@ -9,7 +9,9 @@ from typing import Any
 
 import click
 
-from pilothouse.controlplane.render.options import Autoscaling, Images, RenderOptions, Resources
+from pilothouse.config.fleet import FleetSpec
+from pilothouse.controlplane.render.options import RenderOptions
+from pilothouse.controlplane.render.spec_options import options_from_fleet
 from pilothouse.errors import PilothouseError
 
 EPILOG = """\b
@@ -22,6 +24,8 @@ Examples:
 
 
 def _options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The render flags; each one given overrides the Fleet's ``kubernetes`` settings (or,
+    for bounds, target and resources, every model's own values)."""
     fleet_file = click.Path(exists=True, dir_okay=False, path_type=Path)
     options = [
         click.option(
@@ -30,88 +34,83 @@ def _options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--gateway",
             "gateway_name",
-            default="inference-gateway",
-            show_default=True,
-            help="Gateway the HTTPRoutes attach to.",
+            help="Gateway the HTTPRoutes attach to [default: kubernetes.gateway_name, "
+            "inference-gateway].",
         ),
         click.option(
             "--with-gateway", is_flag=True, help="Also render an example Gateway with that name."
         ),
         click.option(
             "--gateway-class",
-            default="istio",
-            show_default=True,
-            help="gatewayClassName of --with-gateway (istio, kgateway, agentgateway, ...).",
+            help="gatewayClassName of --with-gateway (istio, kgateway, agentgateway, ...) "
+            "[default: kubernetes.gateway_class, istio].",
         ),
         click.option(
             "--autoscaling",
             type=click.Choice(["hpa", "keda", "none"]),
-            default="hpa",
-            show_default=True,
-            help="HPA on a custom metric, KEDA on a Prometheus query, or fixed replicas.",
+            help="HPA on a custom metric, KEDA on a Prometheus query, or fixed replicas "
+            "[default: kubernetes.autoscaler, hpa].",
         ),
         click.option(
             "--min-replicas",
             type=click.IntRange(0, 1000),
-            help="Autoscaler minimum (default: the model's replicas, at least 1).",
+            help="Autoscaler minimum of every model (default: its autoscaling.min_replicas, "
+            "else its replicas, at least 1).",
         ),
         click.option(
             "--max-replicas",
             type=click.IntRange(1, 1000),
-            help="Autoscaler maximum (default: twice the minimum).",
+            help="Autoscaler maximum of every model (default: its autoscaling.max_replicas, "
+            "else twice the minimum).",
         ),
         click.option(
             "--target-waiting",
             type=click.IntRange(1),
-            default=2,
-            show_default=True,
-            help="Waiting requests per replica the autoscaler aims for.",
+            help="Autoscaler target of every model (default: its autoscaling.target, else 2 "
+            "waiting requests per replica).",
         ),
         click.option(
             "--prometheus-url",
-            default="http://prometheus-operated.monitoring.svc:9090",
-            show_default=True,
-            help="Prometheus that KEDA queries.",
+            help="Prometheus that KEDA queries [default: kubernetes.prometheus_url].",
         ),
         click.option(
             "--vllm-image",
-            default="vllm/vllm-openai:latest",
-            show_default=True,
-            help="Image of vLLM model servers.",
+            help="Image of vLLM model servers [default: kubernetes.vllm_image, "
+            "vllm/vllm-openai:latest].",
         ),
         click.option(
             "--pilothouse-image",
-            default="ghcr.io/pilothouse/pilothouse:latest",
-            show_default=True,
-            help="Image of the picker and of sim servers (see docs/deploy-kubernetes.md).",
+            help="Image of the picker and of sim servers [default: kubernetes.pilothouse_image].",
         ),
         click.option(
             "--image-pull-policy",
             type=click.Choice(["Always", "IfNotPresent", "Never"]),
-            default="IfNotPresent",
-            show_default=True,
-            help="imagePullPolicy of every container.",
+            help="imagePullPolicy of every container [default: kubernetes.image_pull_policy, "
+            "IfNotPresent].",
         ),
         click.option(
             "--gpus",
             type=click.IntRange(0),
-            help="GPUs per vLLM replica (default: tensor-parallel x pipeline-parallel size, or 1).",
+            help="GPUs per vLLM replica (default: resources.gpus, else tensor-parallel x "
+            "pipeline-parallel size, or 1).",
         ),
-        click.option("--cpu", help="CPU request per model replica (default: vllm 4, sim 250m)."),
-        click.option("--memory", help="Memory per model replica (default: vllm 16Gi, sim 256Mi)."),
+        click.option(
+            "--cpu", help="CPU request per replica (default: resources.cpu, else vllm 4, sim 250m)."
+        ),
+        click.option(
+            "--memory",
+            help="Memory per replica (default: resources.memory, else vllm 16Gi, sim 256Mi).",
+        ),
         click.option(
             "--epp-replicas",
             type=click.IntRange(1),
-            default=1,
-            show_default=True,
-            help="Endpoint-picker replicas per pool.",
+            help="Endpoint-picker replicas per pool [default: kubernetes.picker_replicas, 1].",
         ),
         click.option(
             "--failure-mode",
             type=click.Choice(["FailClose", "FailOpen"]),
-            default="FailClose",
-            show_default=True,
-            help="What the gateway does when the picker is down.",
+            help="What the gateway does when the picker is down "
+            "[default: kubernetes.failure_mode, FailClose].",
         ),
     ]
     for option in reversed(options):
@@ -119,27 +118,9 @@ def _options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-def render_options(params: dict[str, Any], namespace: str = "default") -> RenderOptions:
-    """:class:`RenderOptions` from the command's keyword options."""
-    return RenderOptions(
-        namespace=namespace,
-        gateway_name=params["gateway_name"],
-        with_gateway=params["with_gateway"],
-        gateway_class=params["gateway_class"],
-        epp_replicas=params["epp_replicas"],
-        failure_mode=params["failure_mode"],
-        images=Images(
-            params["vllm_image"], params["pilothouse_image"], params["image_pull_policy"]
-        ),
-        autoscaling=Autoscaling(
-            kind=params["autoscaling"],
-            min_replicas=params["min_replicas"],
-            max_replicas=params["max_replicas"],
-            target_waiting=params["target_waiting"],
-            prometheus_url=params["prometheus_url"],
-        ),
-        resources=Resources(gpus=params["gpus"], cpu=params["cpu"], memory=params["memory"]),
-    )
+def render_options(params: dict[str, Any], fleet: FleetSpec) -> RenderOptions:
+    """:class:`RenderOptions` from the Fleet (its ``kubernetes`` section) and the flags given."""
+    return options_from_fleet(fleet, params)
 
 
 @click.group(name="render", epilog=EPILOG)
@@ -149,13 +130,13 @@ def render_group() -> None:
 
 @render_group.command(name="k8s", epilog=EPILOG)
 @_options
-@click.option("-n", "--namespace", default="default", show_default=True, help="Target namespace.")
+@click.option("-n", "--namespace", help="Target namespace [default: kubernetes.namespace].")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     help="Write one YAML file per model into this directory instead of stdout.",
 )
-def k8s(namespace: str, out: Path | None, **params: Any) -> None:
+def k8s(out: Path | None, **params: Any) -> None:
     """Model servers, pickers, InferencePools, HTTPRoutes and autoscalers as YAML."""
     from pilothouse.config.fleet import load_fleet
     from pilothouse.controlplane.render.bundle import grouped, render_fleet, to_yaml
@@ -163,9 +144,7 @@ def k8s(namespace: str, out: Path | None, **params: Any) -> None:
     fleet_file: Path = params["fleet_file"]
     try:
         fleet = load_fleet(fleet_file)
-        rendered = render_fleet(
-            fleet, render_options(params, namespace), base_dir=fleet_file.parent
-        )
+        rendered = render_fleet(fleet, render_options(params, fleet), base_dir=fleet_file.parent)
     except PilothouseError as exc:
         raise click.ClickException(str(exc)) from exc
     _note_skipped(rendered.skipped)
@@ -198,7 +177,7 @@ def helm(out: Path, chart_name: str, **params: Any) -> None:
         fleet = load_fleet(fleet_file)
         written = write_chart(
             fleet,
-            render_options(params),
+            render_options(params, fleet),
             out,
             command=command,
             base_dir=fleet_file.parent,

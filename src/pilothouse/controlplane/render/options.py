@@ -1,8 +1,11 @@
-"""Render-only settings (images, resources, autoscaling, gateway) and the per-model plan.
+"""Render settings (images, resources, autoscaling, gateway) and the per-model plan.
 
-These are command-line options of ``pilothouse render`` until the Fleet spec grows the
-matching fields; :func:`plan_models` merges them with the Fleet spec into one frozen
-:class:`ModelPlan` per rendered model.
+:class:`RenderOptions` holds the fleet-wide settings: the Fleet's ``kubernetes`` section,
+with the ``pilothouse render`` flags given on the command line winning
+(:func:`pilothouse.controlplane.render.spec_options.options_from_fleet`). Its
+``autoscaling`` bounds and target and its ``resources`` are *overrides*: when unset, each
+model's own ``autoscaling`` and ``resources`` apply. :func:`plan_models` merges them into
+one frozen :class:`ModelPlan` per rendered model.
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pilothouse.config.autoscaling import AutoscalingSpec
 from pilothouse.config.fleet import ArgValue, FleetSpec, ModelSpec
 from pilothouse.errors import ConfigError
 
 AutoscalerKind = Literal["hpa", "keda", "none"]
+#: What a model without an ``autoscaling`` block is scaled on: the engine queue length.
+LEGACY_METRIC = "waiting"
+LEGACY_TARGET = 2.0
 FailureMode = Literal["FailOpen", "FailClose"]
 RENDERED_ENGINES = ("vllm", "sim")
 MODEL_PORT = 8000
@@ -34,9 +41,9 @@ class Images:
 @dataclass(frozen=True, slots=True)
 class Autoscaling:
     kind: AutoscalerKind = "hpa"
-    min_replicas: int | None = None  # default: the model's replicas (at least 1)
-    max_replicas: int | None = None  # default: twice the minimum
-    target_waiting: int = 2  # vllm:num_requests_waiting per replica before scaling out
+    min_replicas: int | None = None  # default: the model's autoscaling, else its replicas (>= 1)
+    max_replicas: int | None = None  # default: the model's autoscaling, else twice the minimum
+    target_waiting: float | None = None  # default: the model's autoscaling target, else 2
     hpa_metric: str = "vllm_num_requests_waiting"  # as a metrics adapter exposes it
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
 
@@ -74,10 +81,16 @@ class ModelPlan:
     gpus: int
     cpu: str
     memory: str
+    metric: str = LEGACY_METRIC  # the model's autoscaling metric, or the engine queue
+    target: float = LEGACY_TARGET
 
     @property
     def engine(self) -> str:
         return self.spec.engine
+
+    @property
+    def policy(self) -> AutoscalingSpec | None:
+        return self.spec.autoscaling
 
     @property
     def args(self) -> dict[str, ArgValue]:
@@ -118,24 +131,47 @@ def plan_models(fleet: FleetSpec, options: RenderOptions) -> tuple[list[ModelPla
 
 def _plan(index: int, model: ModelSpec, options: RenderOptions) -> ModelPlan:
     auto, res = options.autoscaling, options.resources
-    minimum = auto.min_replicas if auto.min_replicas is not None else max(1, model.replicas)
+    low, high, metric, target = _scaling(model)
+    minimum = auto.min_replicas if auto.min_replicas is not None else low
+    where = f"models[{index}]"
     if auto.kind == "hpa" and minimum < 1:
-        raise ConfigError("an HPA needs at least 1 replica; use --autoscaling keda for 0")
-    maximum = auto.max_replicas if auto.max_replicas is not None else max(1, 2 * minimum)
+        raise ConfigError(
+            "an HPA needs at least 1 replica; set kubernetes.autoscaler: keda "
+            "(or --autoscaling keda) to scale to 0",
+            path=f"{where}.autoscaling.min_replicas",
+        )
+    maximum = auto.max_replicas if auto.max_replicas is not None else high or max(1, 2 * minimum)
     if maximum < minimum:
         raise ConfigError(f"--max-replicas {maximum} is below the minimum {minimum}")
+    if auto.kind == "hpa" and metric == "ttft":
+        raise ConfigError(
+            "an HPA cannot follow TTFT (no per-pod gauge); set kubernetes.autoscaler: keda",
+            path=f"{where}.autoscaling.metric",
+        )
     vllm = model.engine == "vllm"
+    spec_res = model.resources
+    gpus = res.gpus if res.gpus is not None else spec_res.gpus
     return ModelPlan(
         index=index,
         spec=model,
-        slug=slug(model.name),
-        replicas=model.replicas,
+        slug=model.kubernetes_name or slug(model.name),
+        replicas=model.initial_replicas,
         min_replicas=minimum,
         max_replicas=maximum,
-        gpus=(res.gpus if res.gpus is not None else _parallel_size(model)) if vllm else 0,
-        cpu=res.cpu or ("4" if vllm else "250m"),
-        memory=res.memory or ("16Gi" if vllm else "256Mi"),
+        gpus=(gpus if gpus is not None else _parallel_size(model)) if vllm else 0,
+        cpu=res.cpu or spec_res.cpu or ("4" if vllm else "250m"),
+        memory=res.memory or spec_res.memory or ("16Gi" if vllm else "256Mi"),
+        metric=metric,
+        target=auto.target_waiting if auto.target_waiting is not None else target,
     )
+
+
+def _scaling(model: ModelSpec) -> tuple[int, int | None, str, float]:
+    """(min, max or None, metric, target) from the model's own autoscaling, or the legacy."""
+    policy = model.autoscaling
+    if policy is None:
+        return max(1, model.initial_replicas), None, LEGACY_METRIC, LEGACY_TARGET
+    return policy.min_replicas, policy.max_replicas, policy.metric, policy.effective_target
 
 
 def _parallel_size(model: ModelSpec) -> int:

@@ -69,9 +69,7 @@ def _pod_spec(plan: ModelPlan, options: RenderOptions, bind: Binder) -> Manifest
     vllm = plan.engine == "vllm"
     container: Manifest = {
         "name": "server",
-        "image": bind(options.images.vllm, "images", "vllm")
-        if vllm
-        else bind(options.images.pilothouse, "images", "pilothouse"),
+        "image": _image(plan, options, bind),
         "imagePullPolicy": bind(options.images.pull_policy, "images", "pullPolicy"),
         "command": ["vllm", "serve"] if vllm else ["python", "-m", "pilothouse", "engine", "sim"],
         "args": _vllm_args(plan) if vllm else _sim_args(plan),
@@ -100,6 +98,15 @@ def _pod_spec(plan: ModelPlan, options: RenderOptions, bind: Binder) -> Manifest
     return spec
 
 
+def _image(plan: ModelPlan, options: RenderOptions, bind: Binder) -> str:
+    """The model's own ``image``, else the fleet's image for its engine."""
+    if plan.spec.image is not None:
+        return bind(plan.spec.image, "models", plan.slug, "image")
+    if plan.engine == "vllm":
+        return bind(options.images.vllm, "images", "vllm")
+    return bind(options.images.pilothouse, "images", "pilothouse")
+
+
 def _vllm_args(plan: ModelPlan) -> list[str]:
     source = plan.spec.source.removeprefix("hf://")
     if source == "embedded":
@@ -116,6 +123,8 @@ def _vllm_args(plan: ModelPlan) -> list[str]:
     }
     extra = _user_args(plan)
     extra.pop("enable-prefix-caching", None)
+    if plan.spec.source_info.kind == "s3":
+        extra.setdefault("load-format", "runai_streamer")  # how vLLM streams from s3://
     return [
         source,
         "--served-model-name",

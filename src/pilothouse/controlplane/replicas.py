@@ -1,0 +1,113 @@
+"""One engine replica as a child process on a loopback port: spawn, probe, terminate.
+
+Every child gets ``PR_SET_PDEATHSIG`` (SIGTERM) on Linux, so even a SIGKILLed parent leaves
+no orphan engines; a normal stop sends SIGTERM, waits, then SIGKILLs stragglers. The
+replica's stdout and stderr go to ``<log_dir>/<name>.log`` (appended across restarts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from pilothouse.config.fleet import ModelSpec
+from pilothouse.engines.adapters import adapter_for
+from pilothouse.engines.launch import replica_command
+from pilothouse.errors import EngineError
+from pilothouse.scheduling.types import Endpoint
+
+_PROBE = aiohttp.ClientTimeout(total=2)
+
+
+@dataclass(slots=True)
+class ReplicaProcess:
+    endpoint: Endpoint
+    process: asyncio.subprocess.Process
+    log_path: Path
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.name
+
+    @property
+    def exited(self) -> bool:
+        return self.process.returncode is not None
+
+    def describe_exit(self) -> str:
+        return (
+            f"replica {self.name} exited with code {self.process.returncode}; see {self.log_path}"
+        )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+async def spawn_replica(
+    model: ModelSpec, name: str, log_dir: Path, host: str = "127.0.0.1"
+) -> ReplicaProcess:
+    """Start one replica of ``model`` named ``name`` on a free port of ``host``."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port(host)
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("ab") as log:
+        log.write(f"--- {time.strftime('%H:%M:%S')} starting {name} on port {port}\n".encode())
+        log.flush()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *replica_command(model, host, port),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=die_with_parent,
+            )
+        except OSError as exc:
+            raise EngineError(f"cannot start replica {name}: {exc}") from exc
+    endpoint = Endpoint(name=name, address=f"{host}:{port}", model=model.name, engine=model.engine)
+    return ReplicaProcess(endpoint, process, log_path)
+
+
+async def probe(session: aiohttp.ClientSession, replica: ReplicaProcess) -> bool:
+    """True when the replica answers its engine's health path with 200."""
+    endpoint = replica.endpoint
+    url = f"http://{endpoint.address}{adapter_for(endpoint.engine).health_path}"
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        async with session.get(url, timeout=_PROBE) as resp:
+            await resp.read()
+            return resp.status == 200
+    return False
+
+
+async def terminate(replicas: Iterable[ReplicaProcess], grace_s: float = 10.0) -> None:
+    """SIGTERM the running ones, wait up to ``grace_s``, then SIGKILL what is left."""
+    running = [r.process for r in replicas if not r.exited]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in running)), grace_s)
+    except TimeoutError:
+        for process in running:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        await asyncio.gather(*(p.wait() for p in running))

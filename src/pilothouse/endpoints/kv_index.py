@@ -1,0 +1,257 @@
+"""The precise prefix index: which replica holds which prompt blocks, from its KV events.
+
+vLLM (and the simulator) publish ``BlockStored`` / ``BlockRemoved`` / ``AllBlocksCleared``
+events keyed by the engine's own block hashes, which a router cannot reproduce in general
+(the algorithm and its seed are engine settings). So, as ``protocols.md`` 5.2 suggests, the
+index keys every block by a *request key* of its own instead: a hash chained over the block's
+token ids, computed from the ``token_ids`` each ``BlockStored`` carries and the parent's key
+(looked up through ``parent_block_hash``). A request is then matched by hashing its own
+tokens the same way (:meth:`KVBlockIndex.block_keys`) and walking the chain
+(:meth:`KVBlockIndex.match`).
+
+Per endpoint the index keeps ``engine hash → request key`` (bounded, oldest first out) and a
+reference count per request key; globally ``request key → endpoints``. A block stored twice
+(another medium such as a CPU tier, or two physical copies) counts twice and stays held until
+removed twice, as vLLM reports each copy. Blocks whose parent is unknown (stored before we
+subscribed, or evicted from our bound) cannot be keyed and are skipped (``unresolved``).
+
+Request keys use Python's ``hash`` of tuples: salted per process for strings, which is fine
+because the index and the requests it matches live in the same process. Keys ignore
+``extra_keys`` (multimodal hashes, cache salts) except the LoRA name, which seeds the chain.
+
+Pure and synchronous: the subscriber applies batches, the scheduler reads between them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pilothouse.engines.sim.kv_events import (
+    AllBlocksCleared,
+    BlockRemoved,
+    BlockStored,
+    ExternalBlockHash,
+    KVEventBatch,
+)
+
+_ROOT = "pilothouse.kv-index"
+
+
+def root_key(lora: str | None) -> int:
+    """The parent key of every first block (per LoRA adapter: adapters never share)."""
+    return hash((_ROOT, lora))
+
+
+def block_keys(
+    token_ids: Sequence[int],
+    block_size: int,
+    lora: str | None = None,
+    *,
+    parent: int | None = None,
+    max_blocks: int | None = None,
+) -> list[int]:
+    """Chained request keys of the full blocks of ``token_ids`` (a partial tail has none)."""
+    if block_size < 1:
+        raise ValueError("block_size must be positive")
+    blocks = len(token_ids) // block_size
+    if max_blocks is not None:
+        blocks = min(blocks, max_blocks)
+    key = root_key(lora) if parent is None else parent
+    keys: list[int] = []
+    for start in range(0, blocks * block_size, block_size):
+        key = hash((key, *token_ids[start : start + block_size]))
+        keys.append(key)
+    return keys
+
+
+@dataclass(slots=True)
+class _Endpoint:
+    """One endpoint's blocks: engine hash → request key, oldest first."""
+
+    blocks: OrderedDict[ExternalBlockHash, int] = field(default_factory=OrderedDict)
+    copies: dict[ExternalBlockHash, int] = field(default_factory=dict)  # extra copies only
+    key_refs: dict[int, int] = field(default_factory=dict)
+    block_size: int | None = None
+    unresolved: int = 0
+
+
+class KVBlockIndex:
+    """Request key → endpoints holding that block, maintained from KV-event batches."""
+
+    __slots__ = ("_capacity", "_endpoints", "_holders", "_max_endpoints")
+
+    def __init__(self, max_blocks_per_endpoint: int = 500_000, max_endpoints: int = 4096) -> None:
+        if max_blocks_per_endpoint <= 0 or max_endpoints <= 0:
+            raise ValueError("capacities must be positive")
+        self._capacity = max_blocks_per_endpoint
+        self._max_endpoints = max_endpoints
+        self._endpoints: OrderedDict[str, _Endpoint] = OrderedDict()
+        self._holders: dict[int, set[str]] = {}
+
+    # -- writes (the subscriber) -----------------------------------------------------------
+
+    def apply(self, endpoint: str, batch: KVEventBatch) -> None:
+        """Apply one batch of ``endpoint``'s events, in order; the endpoint becomes tracked."""
+        state = self._state(endpoint)
+        for event in batch.events:
+            if isinstance(event, BlockStored):
+                self._store(endpoint, state, event)
+            elif isinstance(event, BlockRemoved):
+                for block in event.block_hashes:
+                    self._remove(endpoint, state, block)
+            elif isinstance(event, AllBlocksCleared):
+                self._forget(endpoint, state)
+
+    def drop(self, endpoint: str) -> None:
+        """Forget ``endpoint`` entirely (it left, restarted or lost its stream)."""
+        state = self._endpoints.pop(endpoint, None)
+        if state is not None:
+            self._forget(endpoint, state)
+
+    # -- reads (the scheduler) -------------------------------------------------------------
+
+    def tracks(self, endpoint: str) -> bool:
+        """Whether events of ``endpoint`` were applied since it was last dropped."""
+        return endpoint in self._endpoints
+
+    def block_size(self, endpoint: str) -> int | None:
+        """The block size ``endpoint``'s events declared (``None`` before its first store)."""
+        state = self._endpoints.get(endpoint)
+        return None if state is None else state.block_size
+
+    def block_keys(
+        self,
+        token_ids: Sequence[int],
+        block_size: int,
+        lora: str | None = None,
+        max_blocks: int | None = None,
+    ) -> list[int]:
+        """The request keys of a prompt's tokens, as :meth:`match` expects them."""
+        return block_keys(token_ids, block_size, lora, max_blocks=max_blocks)
+
+    def match(self, keys: Sequence[int]) -> dict[str, int]:
+        """Per endpoint, how many of ``keys`` it holds from the first (endpoints with ≥ 1)."""
+        matched: dict[str, int] = {}
+        if not keys:
+            return matched
+        alive = self._holders.get(keys[0])
+        if not alive:
+            return matched
+        current = set(alive)
+        depth = 1
+        for key in keys[1:]:
+            holders = self._holders.get(key)
+            kept = current & holders if holders else set()
+            for name in current - kept:
+                matched[name] = depth
+            current = kept
+            if not current:
+                return matched
+            depth += 1
+        for name in current:
+            matched[name] = depth
+        return matched
+
+    def endpoints(self) -> list[str]:
+        """Tracked endpoints, least recently updated first."""
+        return list(self._endpoints)
+
+    def size(self, endpoint: str) -> int:
+        """Engine blocks currently held by ``endpoint``."""
+        state = self._endpoints.get(endpoint)
+        return 0 if state is None else len(state.blocks)
+
+    def unresolved(self, endpoint: str) -> int:
+        """Stored blocks skipped because their parent or token ids were unknown."""
+        state = self._endpoints.get(endpoint)
+        return 0 if state is None else state.unresolved
+
+    def __len__(self) -> int:
+        """Distinct request keys held by any endpoint."""
+        return len(self._holders)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _state(self, endpoint: str) -> _Endpoint:
+        state = self._endpoints.get(endpoint)
+        if state is not None:
+            self._endpoints.move_to_end(endpoint)
+            return state
+        while len(self._endpoints) >= self._max_endpoints:
+            oldest, old_state = self._endpoints.popitem(last=False)
+            self._forget(oldest, old_state)
+        state = self._endpoints[endpoint] = _Endpoint()
+        return state
+
+    def _store(self, endpoint: str, state: _Endpoint, event: BlockStored) -> None:
+        size = event.block_size
+        hashes = event.block_hashes
+        tokens = event.token_ids
+        if size < 1 or len(tokens) != len(hashes) * size:
+            state.unresolved += len(hashes)
+            return
+        if event.parent_block_hash is None:
+            key = root_key(event.lora_name)
+        else:
+            parent = state.blocks.get(event.parent_block_hash)
+            if parent is None:
+                state.unresolved += len(hashes)
+                return
+            key = parent
+        state.block_size = size
+        for i, block in enumerate(hashes):
+            key = hash((key, *tokens[i * size : (i + 1) * size]))
+            self._add(endpoint, state, block, key)
+
+    def _add(self, endpoint: str, state: _Endpoint, block: ExternalBlockHash, key: int) -> None:
+        if block in state.blocks:
+            state.copies[block] = state.copies.get(block, 0) + 1
+            state.blocks.move_to_end(block)
+            return
+        state.blocks[block] = key
+        refs = state.key_refs.get(key, 0)
+        state.key_refs[key] = refs + 1
+        if refs == 0:
+            self._holders.setdefault(key, set()).add(endpoint)
+        while len(state.blocks) > self._capacity:
+            oldest, old_key = state.blocks.popitem(last=False)
+            state.copies.pop(oldest, None)
+            self._unref(endpoint, state, old_key)
+
+    def _remove(self, endpoint: str, state: _Endpoint, block: ExternalBlockHash) -> None:
+        key = state.blocks.get(block)
+        if key is None:
+            return
+        extra = state.copies.get(block)
+        if extra:
+            if extra == 1:
+                del state.copies[block]
+            else:
+                state.copies[block] = extra - 1
+            return
+        del state.blocks[block]
+        self._unref(endpoint, state, key)
+
+    def _unref(self, endpoint: str, state: _Endpoint, key: int) -> None:
+        refs = state.key_refs[key] - 1
+        if refs:
+            state.key_refs[key] = refs
+            return
+        del state.key_refs[key]
+        self._release(endpoint, key)
+
+    def _release(self, endpoint: str, key: int) -> None:
+        holders = self._holders.get(key)
+        if holders is not None:
+            holders.discard(endpoint)
+            if not holders:
+                del self._holders[key]
+
+    def _forget(self, endpoint: str, state: _Endpoint) -> None:
+        for key in state.key_refs:
+            self._release(endpoint, key)
+        state.blocks.clear()
+        state.copies.clear()
+        state.key_refs.clear()

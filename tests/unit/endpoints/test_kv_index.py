@@ -1,0 +1,197 @@
+"""The precise prefix index: stores, removals, clears, parent chaining, drops and bounds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from pilothouse.endpoints.kv_index import KVBlockIndex, block_keys
+from pilothouse.engines.sim.kv_events import (
+    AllBlocksCleared,
+    BlockRemoved,
+    BlockStored,
+    ExternalBlockHash,
+    KVEventBatch,
+)
+
+BS = 4
+PROMPT = list(range(100, 116))  # four blocks of four tokens
+OTHER = list(range(200, 216))
+
+
+def stored(
+    hashes: Sequence[ExternalBlockHash],
+    tokens: Sequence[int],
+    parent: ExternalBlockHash | None = None,
+    *,
+    lora: str | None = None,
+    medium: str = "GPU",
+    block_size: int = BS,
+) -> BlockStored:
+    return BlockStored(
+        block_hashes=list(hashes),
+        parent_block_hash=parent,
+        token_ids=list(tokens),
+        block_size=block_size,
+        lora_id=None,
+        medium=medium,
+        lora_name=lora,
+    )
+
+
+def removed(*hashes: ExternalBlockHash) -> BlockRemoved:
+    return BlockRemoved(block_hashes=list(hashes), medium="GPU")
+
+
+Event = BlockStored | BlockRemoved | AllBlocksCleared
+
+
+def apply(index: KVBlockIndex, endpoint: str, *events: Event) -> None:
+    index.apply(endpoint, KVEventBatch(0.0, list(events), 0))
+
+
+def keys(tokens: Sequence[int], lora: str | None = None) -> list[int]:
+    return block_keys(tokens, BS, lora)
+
+
+# Engine hashes are opaque: these are deliberately unrelated to the tokens.
+CHAIN = [
+    stored([11, 12], PROMPT[:8]),
+    stored([13, 14], PROMPT[8:], parent=12),
+]
+
+
+@pytest.mark.parametrize(
+    ("events", "query", "expected"),
+    [
+        pytest.param([], PROMPT, {}, id="empty"),
+        pytest.param(CHAIN, PROMPT, {"a": 4}, id="parent-chaining"),
+        pytest.param(CHAIN[:1], PROMPT, {"a": 2}, id="prefix-only"),
+        pytest.param(CHAIN, PROMPT[:10], {"a": 2}, id="partial-tail-ignored"),
+        pytest.param(CHAIN, OTHER, {}, id="other-prompt"),
+        pytest.param(CHAIN, PROMPT[4:], {}, id="suffix-is-not-a-prefix"),
+        pytest.param([stored([11, 12, 13, 14], PROMPT)], PROMPT, {"a": 4}, id="one-event"),
+        pytest.param(CHAIN[1:], PROMPT, {}, id="unknown-parent-unresolved"),
+        pytest.param([*CHAIN, removed(13)], PROMPT, {"a": 2}, id="removed-middle-cuts"),
+        pytest.param([*CHAIN, removed(11)], PROMPT, {}, id="removed-first-cuts-all"),
+        pytest.param([*CHAIN, removed(99)], PROMPT, {"a": 4}, id="removing-unknown-is-noop"),
+        pytest.param([*CHAIN, AllBlocksCleared()], PROMPT, {}, id="all-cleared"),
+        pytest.param(
+            [*CHAIN, AllBlocksCleared(), stored([21], PROMPT[:4])],
+            PROMPT,
+            {"a": 1},
+            id="stored-after-clear",
+        ),
+        pytest.param(
+            [*CHAIN, stored([11], PROMPT[:4], medium="CPU"), removed(11)],
+            PROMPT,
+            {"a": 4},
+            id="second-copy-survives-one-removal",
+        ),
+        pytest.param(
+            [*CHAIN, stored([11], PROMPT[:4], medium="CPU"), removed(11), removed(11)],
+            PROMPT,
+            {},
+            id="both-copies-removed",
+        ),
+        pytest.param(
+            [*CHAIN, stored([31], PROMPT[:4]), removed(11)],
+            PROMPT,
+            {"a": 4},
+            id="same-key-two-engine-hashes",  # e.g. a cache salt the router cannot see
+        ),
+        pytest.param([stored([11], PROMPT[:3])], PROMPT, {}, id="token-count-mismatch"),
+        pytest.param([stored([b"\x01" * 32], PROMPT[:4])], PROMPT, {"a": 1}, id="bytes-hashes"),
+    ],
+)
+def test_match_after_events(
+    events: list[Event], query: list[int], expected: dict[str, int]
+) -> None:
+    index = KVBlockIndex()
+    if events:
+        apply(index, "a", *events)
+    assert index.match(keys(query)) == expected
+
+
+def test_match_counts_per_endpoint_from_the_first_block() -> None:
+    index = KVBlockIndex()
+    apply(index, "a", *CHAIN)
+    apply(index, "b", stored([51, 52], PROMPT[:8]), stored([53], OTHER[:4], parent=52))
+    apply(index, "c", stored([61], OTHER[:4]))  # does not hold the first block
+    assert index.match(keys(PROMPT)) == {"a": 4, "b": 2}
+    assert index.match(keys(OTHER)) == {"c": 1}
+    assert index.match([]) == {}
+
+
+def test_unresolved_and_block_size_are_reported() -> None:
+    index = KVBlockIndex()
+    assert index.block_size("a") is None
+    apply(index, "a", CHAIN[1], stored([7], [1, 2]))
+    assert index.unresolved("a") == 3
+    assert index.block_size("a") is None
+    apply(index, "a", stored([8], list(range(16)), block_size=16))
+    assert index.block_size("a") == 16
+
+
+def test_lora_adapters_never_share_blocks() -> None:
+    index = KVBlockIndex()
+    apply(index, "a", stored([1, 2], PROMPT[:8], lora="sql"))
+    assert index.match(keys(PROMPT)) == {}
+    assert index.match(keys(PROMPT, lora="sql")) == {"a": 2}
+    assert index.match(keys(PROMPT, lora="chat")) == {}
+
+
+def test_drop_forgets_an_endpoint_and_its_blocks() -> None:
+    index = KVBlockIndex()
+    apply(index, "a", *CHAIN)
+    apply(index, "b", *CHAIN)
+    assert index.tracks("a")
+    assert len(index) == 4
+    index.drop("a")
+    assert not index.tracks("a")
+    assert index.size("a") == 0
+    assert index.match(keys(PROMPT)) == {"b": 4}
+    index.drop("b")
+    assert len(index) == 0
+    index.drop("never-seen")  # harmless
+
+
+def test_clear_keeps_the_endpoint_tracked() -> None:
+    index = KVBlockIndex()
+    apply(index, "a", *CHAIN, AllBlocksCleared())
+    assert index.tracks("a")
+    assert index.size("a") == 0
+    assert len(index) == 0
+
+
+def test_blocks_per_endpoint_are_bounded_oldest_first() -> None:
+    index = KVBlockIndex(max_blocks_per_endpoint=3)
+    apply(index, "a", *CHAIN)  # four blocks: the oldest (the first) is evicted
+    assert index.size("a") == 3
+    assert len(index) == 3
+    assert index.match(keys(PROMPT)) == {}
+    apply(index, "a", removed(12, 13, 14))
+    assert len(index) == 0
+
+
+def test_endpoints_are_bounded_least_recently_updated_first() -> None:
+    index = KVBlockIndex(max_endpoints=2)
+    apply(index, "a", CHAIN[0])
+    apply(index, "b", CHAIN[0])
+    apply(index, "a", removed(99))  # "a" is now the most recently updated
+    apply(index, "c", CHAIN[0])
+    assert index.endpoints() == ["a", "c"]
+    assert index.match(keys(PROMPT)) == {"a": 2, "c": 2}
+
+
+def test_request_keys_chain_and_cap() -> None:
+    assert block_keys(PROMPT, BS) == keys(PROMPT)
+    assert len(block_keys(PROMPT, BS, max_blocks=2)) == 2
+    assert block_keys(PROMPT[:3], BS) == []
+    assert block_keys(PROMPT, BS)[:2] == block_keys(PROMPT[:8], BS)
+    assert block_keys(PROMPT, BS)[1] != block_keys(PROMPT[4:], BS)[0]
+    with pytest.raises(ValueError, match="positive"):
+        block_keys(PROMPT, 0)
+    with pytest.raises(ValueError, match="positive"):
+        KVBlockIndex(max_blocks_per_endpoint=0)
