@@ -29,25 +29,23 @@ import yaml
 from pilothouse.bench.loadgen import CpuMeter, LoadResult, LoadSpec, run_load, summarize
 from pilothouse.bench.mock_upstream import MODEL
 from pilothouse.bench.mock_upstream import READY_PREFIX as MOCK_READY
-from pilothouse.errors import PilothouseError
+from pilothouse.bench.overhead_verdicts import Verdict, judge
+from pilothouse.bench.processes import (
+    BenchError,
+    ChildProcess,
+    TreeCpuMeter,
+    machine_cpu_s,
+    process_tree_cpu_s,
+    self_cpu_s,
+)
 
 GATEWAY_READY = "pilothouse is ready: "
 SCHEMA = "pilothouse.bench.overhead/v1"
-CPU_TARGET_MS = 0.5
-STREAM_CPU_TARGET_MS = 1.0
-ADDED_P99_TARGET_MS = 10.0
 TARGETS = ("direct", "gateway")
 _CHAT = "/v1/chat/completions"
-_TICKS = os.sysconf("SC_CLK_TCK")
-_STOP_GRACE_S = 10.0
-_LOADED = 16  # the concurrency from which reference tables quote CPU per request
 
 Progress = Callable[[str, int, int], None]
 """Called before each direct/gateway pair with (description, pairs done, pairs in total)."""
-
-
-class BenchError(PilothouseError):
-    """A benchmark could not run (a child process failed to start, for example)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,137 +61,6 @@ class OverheadConfig:
     max_other_load: float = 0.15
     retry_pause_s: float = 3.0
     startup_timeout_s: float = 60.0
-
-
-# --- CPU time from /proc ------------------------------------------------------------------
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                found += [int(c) for c in fh.read().split()]
-    except OSError:
-        pass  # gone, or a kernel without CONFIG_PROC_CHILDREN: count the process alone
-    return found
-
-
-def _own_cpu_s(pid: int) -> tuple[float, float]:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0, 0.0
-    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS  # utime, stime (fields 14, 15)
-
-
-def process_tree_cpu(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of ``pid`` and its live descendants."""
-    user, system, pending, seen = 0.0, 0.0, [pid], set[int]()
-    while pending and len(seen) < 1024:
-        current = pending.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        own_user, own_system = _own_cpu_s(current)
-        user, system = user + own_user, system + own_system
-        pending += _children(current)
-    return user, system
-
-
-def process_tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its live descendants."""
-    return sum(process_tree_cpu(pid))
-
-
-class TreeCpuMeter:
-    """Meters for one process tree: ``total`` reads /proc, ``system`` is from that same read.
-
-    Put ``total`` before ``system`` in a meter mapping so both come from one reading.
-    """
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self._system = 0.0
-
-    def total(self) -> float:
-        user, self._system = process_tree_cpu(self.pid)
-        return user + self._system
-
-    def system(self) -> float:
-        return self._system
-
-
-def machine_cpu_s() -> float:
-    """Busy CPU seconds of the whole machine, all cores (``/proc/stat``, idle and iowait out)."""
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(x) for x in fh.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / _TICKS
-
-
-def self_cpu_s() -> float:
-    """User + system CPU seconds of this process (the load generator)."""
-    times = os.times()
-    return times.user + times.system
-
-
-# --- child processes ----------------------------------------------------------------------
-
-
-class ChildProcess:
-    """A service started as a subprocess that announces its URL on a ready line."""
-
-    def __init__(self, name: str, argv: list[str], log_dir: Path, ready_prefix: str) -> None:
-        self.name = name
-        self._argv = argv
-        self._ready = ready_prefix
-        self._out = log_dir / f"{name}.stdout"
-        self._err = log_dir / f"{name}.stderr"
-        self._proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int:
-        if self._proc is None:
-            raise BenchError(f"{self.name} is not running")
-        return self._proc.pid
-
-    async def start(self, timeout_s: float) -> str:
-        """Start the process and return the URL from its ready line."""
-        with self._out.open("wb") as out, self._err.open("wb") as err:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self._argv, stdout=out, stderr=err, stdin=asyncio.subprocess.DEVNULL
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for line in self._out.read_text(errors="replace").splitlines():
-                if line.startswith(self._ready):
-                    return line[len(self._ready) :].strip()
-            if self._proc.returncode is not None:
-                raise BenchError(f"{self.name} exited with {self._proc.returncode}: {self._tail()}")
-            await asyncio.sleep(0.05)
-        raise BenchError(f"{self.name} was not ready within {timeout_s:.0f} s: {self._tail()}")
-
-    async def stop(self) -> None:
-        """Terminate, then kill if it lingers; always reaps the process."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), _STOP_GRACE_S)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-    def _tail(self) -> str:
-        text = self._err.read_text(errors="replace") if self._err.exists() else ""
-        return text[-2000:].strip() or "(no output)"
 
 
 def _fleet_yaml(upstream: str, scheduler: str) -> str:
@@ -269,16 +136,6 @@ class LevelResult:
     def gateway_cpu_ms(self) -> float:
         """The gateway's CPU per request it served (the figure the targets are about)."""
         return self.gateway.cpu_ms_per_request["gateway"]
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    name: str
-    value: float
-    limit: float
-    unit: str
-    passed: bool
-    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,59 +309,6 @@ async def _run_levels(
         for c in config.concurrency
     ]
     return levels, repeats
-
-
-def _worst(levels: list[LevelResult], key: Callable[[LevelResult], float]) -> LevelResult:
-    return max(levels, key=key)
-
-
-def _cpu_verdict(label: str, limit: float, levels: list[LevelResult]) -> Verdict:
-    """Judged on the worst level; the detail adds the worst at c>=16 (what references quote)."""
-    worst = _worst(levels, lambda lv: lv.gateway_cpu_ms)
-    detail = f"worst level c={worst.concurrency}"
-    loaded = [lv for lv in levels if lv.concurrency >= _LOADED]
-    if loaded and worst.concurrency < _LOADED:
-        under_load = _worst(loaded, lambda lv: lv.gateway_cpu_ms).gateway_cpu_ms
-        detail += f"; worst at c>={_LOADED}: {under_load:.3f} ms"
-    return Verdict(label, worst.gateway_cpu_ms, limit, "ms", worst.gateway_cpu_ms <= limit, detail)
-
-
-def judge(levels: list[LevelResult]) -> list[Verdict]:
-    """The pass/fail verdicts against the issue's targets, on the worst level of each."""
-    verdicts: list[Verdict] = []
-    for stream, limit, label in (
-        (False, CPU_TARGET_MS, "gateway CPU per request"),
-        (True, STREAM_CPU_TARGET_MS, "gateway CPU per streamed request"),
-    ):
-        chosen = [lv for lv in levels if lv.stream is stream]
-        if chosen:
-            verdicts.append(_cpu_verdict(label, limit, chosen))
-    if levels:
-        top = max(lv.concurrency for lv in levels)
-        worst = _worst([lv for lv in levels if lv.concurrency == top], lambda lv: lv.added_p99_ms)
-        mode = "stream" if worst.stream else "plain"
-        verdicts.append(
-            Verdict(
-                f"added p99 latency at c={top}",
-                worst.added_p99_ms,
-                ADDED_P99_TARGET_MS,
-                "ms",
-                worst.added_p99_ms <= ADDED_P99_TARGET_MS,
-                f"worst mode {mode}",
-            )
-        )
-    failed = sum(lv.direct.errors + lv.gateway.errors for lv in levels)
-    verdicts.append(
-        Verdict(
-            "failed requests",
-            failed,
-            0,
-            "requests",
-            failed == 0,
-            "every request must succeed for the numbers to count",
-        )
-    )
-    return verdicts
 
 
 def machine_info() -> dict[str, object]:
