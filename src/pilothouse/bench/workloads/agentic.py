@@ -13,14 +13,15 @@ contexts are long, mostly cached and sticky to one replica; lengths are uniform 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pilothouse.bench.workloads.arrivals import ArrivalSpec, arrival_times
 from pilothouse.bench.workloads.base import (
+    SyntheticWorkload,
     WorkloadShape,
-    as_mapping,
     check_positive,
+    check_spread,
     child_rng,
     spread_length,
 )
@@ -61,23 +62,17 @@ class AgenticParams:
             raise ValueError("max_steps must be >= min_steps")
         if self.max_context_tokens <= self.system_tokens + 2 * self.task_tokens:
             raise ValueError("max_context_tokens leaves no room for the task")
-        if not 0.0 <= self.spread < 1.0:
-            raise ValueError("spread must be in [0, 1)")
+        check_spread(self.spread)
 
 
-class AgenticWorkload:
+class AgenticWorkload(SyntheticWorkload[AgenticParams]):
     """See the module docstring."""
 
     name = "agentic"
 
     def __init__(self, params: AgenticParams, *, block_size: int, seed: int) -> None:
-        self._p = params
-        self._block_size = block_size
-        self._seed = seed
+        super().__init__(params, block_size=block_size, seed=seed)
         self._systems: dict[int, PromptBuilder] = {}
-
-    def parameters(self) -> Mapping[str, object]:
-        return as_mapping(self._p)
 
     @property
     def mean_steps(self) -> float:
@@ -90,9 +85,6 @@ class AgenticWorkload:
         output = (p.call_tokens * (self.mean_steps - 1) + p.final_tokens) / self.mean_steps
         reusable = 1.0 - (step + p.task_tokens / self.mean_steps) / mean_prompt
         return WorkloadShape(mean_prompt, output, max(0.0, reusable))
-
-    def native_qps(self) -> float | None:
-        return None
 
     def _system(self, index: int) -> PromptBuilder:
         system = self._systems.get(index)

@@ -13,13 +13,13 @@ prompt tokens are 150 x 6,000 + 750 x 1,200 = 1.8 M, about 73 % of the KV cache 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pilothouse.bench.workloads.arrivals import ArrivalSpec, arrival_times
 from pilothouse.bench.workloads.base import (
+    SyntheticWorkload,
     WorkloadShape,
-    as_mapping,
     check_positive,
     child_rng,
 )
@@ -45,31 +45,23 @@ class B2bSaasParams:
         check_positive(self, "question_tokens", "output_tokens")
 
 
-class B2bSaasWorkload:
+class B2bSaasWorkload(SyntheticWorkload[B2bSaasParams]):
     """See the module docstring."""
 
     name = "b2b-saas"
 
     def __init__(self, params: B2bSaasParams, *, block_size: int, seed: int) -> None:
-        self._p = params
-        self._block_size = block_size
-        self._seed = seed
+        super().__init__(params, block_size=block_size, seed=seed)
         order = list(range(params.groups * params.users_per_group))
         child_rng(seed, self.name, "order").shuffle(order)
         self._order = order
         self._prefixes: dict[int, PromptBuilder] = {}
         self._prompts: dict[int, Prompt] = {}
 
-    def parameters(self) -> Mapping[str, object]:
-        return as_mapping(self._p)
-
     def shape(self) -> WorkloadShape:
         p = self._p
         # Every prompt repeats: an unbounded cache serves all of it after its first use.
         return WorkloadShape(p.system_prompt_tokens + p.question_tokens, p.output_tokens, 1.0)
-
-    def native_qps(self) -> float | None:
-        return None
 
     def _prompt(self, index: int) -> Prompt:
         prompt = self._prompts.get(index)

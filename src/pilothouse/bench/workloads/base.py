@@ -13,7 +13,7 @@ import dataclasses
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pilothouse.bench.workloads.arrivals import ArrivalSpec
 from pilothouse.errors import ConfigError
@@ -110,3 +110,25 @@ def spread_length(rng: random.Random, mean: int, spread: float) -> int:
 def child_rng(seed: int, *path: object) -> random.Random:
     """A generator seeded by the workload seed and a path: independent streams per use."""
     return random.Random("/".join(str(part) for part in (seed, *path)))
+
+
+class SyntheticWorkload(Generic[P]):
+    """What the built-in generated workloads share: parameters, token block size, seed."""
+
+    def __init__(self, params: P, *, block_size: int, seed: int) -> None:
+        self._p = params
+        self._block_size = block_size
+        self._seed = seed
+
+    def parameters(self) -> Mapping[str, object]:
+        return as_mapping(self._p)
+
+    def native_qps(self) -> float | None:
+        """Generated workloads have no rate of their own: the caller sets it."""
+        return None
+
+
+def check_spread(spread: float) -> None:
+    """Lengths are drawn uniformly in mean x [1 - spread, 1 + spread]."""
+    if not 0.0 <= spread < 1.0:
+        raise ValueError("spread must be in [0, 1)")

@@ -10,14 +10,15 @@ tokens: more than one replica of the bundled presets caches, so blind routing al
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pilothouse.bench.workloads.arrivals import ArrivalSpec, arrival_times
 from pilothouse.bench.workloads.base import (
+    SyntheticWorkload,
     WorkloadShape,
-    as_mapping,
     check_positive,
+    check_spread,
     child_rng,
     spread_length,
 )
@@ -44,31 +45,22 @@ class HotSpotParams:
         check_positive(self, "groups", "prefix_tokens", "question_tokens", "output_tokens")
         if not 0.0 <= self.hot_fraction <= 1.0:
             raise ValueError("hot_fraction must be in [0, 1]")
-        if not 0.0 <= self.spread < 1.0:
-            raise ValueError("spread must be in [0, 1)")
+        check_spread(self.spread)
 
 
-class HotSpotWorkload:
+class HotSpotWorkload(SyntheticWorkload[HotSpotParams]):
     """See the module docstring."""
 
     name = "hot-spot"
 
     def __init__(self, params: HotSpotParams, *, block_size: int, seed: int) -> None:
-        self._p = params
-        self._block_size = block_size
-        self._seed = seed
+        super().__init__(params, block_size=block_size, seed=seed)
         self._prefixes: dict[int, PromptBuilder] = {}
-
-    def parameters(self) -> Mapping[str, object]:
-        return as_mapping(self._p)
 
     def shape(self) -> WorkloadShape:
         p = self._p
         prompt = p.prefix_tokens + p.question_tokens
         return WorkloadShape(prompt, p.output_tokens, p.prefix_tokens / prompt)
-
-    def native_qps(self) -> float | None:
-        return None
 
     def _prefix(self, group: int) -> PromptBuilder:
         prefix = self._prefixes.get(group)

@@ -10,14 +10,15 @@ prefix-aware routing both pay off. Lengths are uniform within ``± spread`` of t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pilothouse.bench.workloads.arrivals import ArrivalSpec, arrival_times
 from pilothouse.bench.workloads.base import (
+    SyntheticWorkload,
     WorkloadShape,
-    as_mapping,
     check_positive,
+    check_spread,
     child_rng,
     spread_length,
 )
@@ -50,23 +51,17 @@ class MultiTurnChatParams:
         check_positive(self, "min_turns", "think_s")
         if self.max_turns < self.min_turns:
             raise ValueError("max_turns must be >= min_turns")
-        if not 0.0 <= self.spread < 1.0:
-            raise ValueError("spread must be in [0, 1)")
+        check_spread(self.spread)
 
 
-class MultiTurnChatWorkload:
+class MultiTurnChatWorkload(SyntheticWorkload[MultiTurnChatParams]):
     """See the module docstring."""
 
     name = "multi-turn-chat"
 
     def __init__(self, params: MultiTurnChatParams, *, block_size: int, seed: int) -> None:
-        self._p = params
-        self._block_size = block_size
-        self._seed = seed
+        super().__init__(params, block_size=block_size, seed=seed)
         self._systems: dict[int, PromptBuilder] = {}
-
-    def parameters(self) -> Mapping[str, object]:
-        return as_mapping(self._p)
 
     @property
     def mean_turns(self) -> float:
@@ -84,9 +79,6 @@ class MultiTurnChatWorkload:
                 reused += p.system_tokens if j == 0 else prompt - p.user_tokens - p.answer_tokens
         requests = sum(turn_counts)
         return WorkloadShape(prompts / requests, p.answer_tokens, reused / prompts)
-
-    def native_qps(self) -> float | None:
-        return None
 
     def _system(self, index: int) -> PromptBuilder:
         system = self._systems.get(index)

@@ -7,14 +7,15 @@ here and should match plain load balancing (llm-d's "low-prefix workload: no dif
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pilothouse.bench.workloads.arrivals import ArrivalSpec, arrival_times
 from pilothouse.bench.workloads.base import (
+    SyntheticWorkload,
     WorkloadShape,
-    as_mapping,
     check_positive,
+    check_spread,
     child_rng,
     spread_length,
 )
@@ -33,28 +34,16 @@ class NoReuseParams:
 
     def __post_init__(self) -> None:
         check_positive(self, "prompt_tokens", "output_tokens")
-        if not 0.0 <= self.spread < 1.0:
-            raise ValueError("spread must be in [0, 1)")
+        check_spread(self.spread)
 
 
-class NoReuseWorkload:
+class NoReuseWorkload(SyntheticWorkload[NoReuseParams]):
     """See the module docstring."""
 
     name = "no-reuse"
 
-    def __init__(self, params: NoReuseParams, *, block_size: int, seed: int) -> None:
-        self._p = params
-        self._block_size = block_size
-        self._seed = seed
-
-    def parameters(self) -> Mapping[str, object]:
-        return as_mapping(self._p)
-
     def shape(self) -> WorkloadShape:
         return WorkloadShape(self._p.prompt_tokens, self._p.output_tokens, 0.0)
-
-    def native_qps(self) -> float | None:
-        return None
 
     def requests(
         self, qps: float | None, count: int, arrivals: ArrivalSpec
