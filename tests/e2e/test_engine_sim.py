@@ -346,56 +346,64 @@ async def test_kv_events_match_vllm_wire_format_and_replay_fills_gaps() -> None:
     assert batch.events == [BlockStored(list(hashes), None, first[:96], 16, None, "GPU", None)]
 
 
+async def _replay_all(dealer: zmq.asyncio.Socket) -> list[bytes]:
+    """Every buffered batch from sequence 0, in order (the publisher's replay socket)."""
+    await dealer.send_multipart([b"", (0).to_bytes(8, "big")])
+    batches: list[bytes] = []
+    for _ in range(1000):
+        _empty, seq_frame, data = await asyncio.wait_for(dealer.recv_multipart(), 5.0)
+        if seq_frame == END:
+            return batches
+        batches.append(data)
+    raise AssertionError("the replay never ended")
+
+
 async def test_eviction_and_reset_events() -> None:
     ctx = zmq.asyncio.Context()
     sub = ctx.socket(zmq.SUB)
+    dealer = ctx.socket(zmq.DEALER)
+    cleared = 0
     try:
         async with serving(kv_settings()) as (server, http):
             assert server.kv_endpoint is not None
+            assert server.kv_replay_endpoint is not None
             sub.setsockopt(zmq.SUBSCRIBE, b"")
             sub.connect(server.kv_endpoint)
-            stored: list[int] = []
-            removed: list[int] = []
-            cleared = 0
             for attempt in range(12):  # 6 blocks each: the 24-block cache overflows
                 body = {"model": "sim-model", "prompt": token_prompt(attempt), "max_tokens": 2}
                 await post(http, "/v1/completions", body)
-                for _ in range(3):
-                    frames = await recv_batch(sub, 0.2)
-                    if frames is None:
-                        break
-                    for event in decode_event_batch(frames[2]).events:
-                        if isinstance(event, BlockStored):
-                            stored.extend(int(h) for h in event.block_hashes)
-                        elif isinstance(event, BlockRemoved):
-                            removed.extend(int(h) for h in event.block_hashes)
             async with http.post("/reset_prefix_cache") as response:
                 assert response.status == 200
-            # On a loaded machine earlier batches may still be queued: drain them (bounded).
-            for _ in range(100):
+            # The live feed delivers the reset (earlier batches may still be queued: bounded).
+            for _ in range(200):
                 frames = await recv_batch(sub, 1.0)
-                if frames is None:
-                    continue
-                events = decode_event_batch(frames[2]).events
-                if events == [AllBlocksCleared()]:
+                if frames is not None and decode_event_batch(frames[2]).events == [
+                    AllBlocksCleared()
+                ]:
                     cleared += 1
                     assert msgspec.msgpack.decode(frames[2])[1] == [["AllBlocksCleared"]]
                     break
-                for event in events:
-                    if isinstance(event, BlockStored):
-                        stored.extend(int(h) for h in event.block_hashes)
-                    elif isinstance(event, BlockRemoved):
-                        removed.extend(int(h) for h in event.block_hashes)
+            # The whole history, without the live feed's slow-joiner loss: replay from 0.
+            dealer.connect(server.kv_replay_endpoint)
+            history = await _replay_all(dealer)
     finally:
         sub.close(linger=0)
+        dealer.close(linger=0)
         ctx.term()
-    assert stored
+    stored: list[int] = []
+    removed: list[int] = []
+    for payload in history:
+        for event in decode_event_batch(payload).events:
+            if isinstance(event, BlockStored):
+                stored.extend(int(h) for h in event.block_hashes)
+            elif isinstance(event, BlockRemoved):
+                removed.extend(int(h) for h in event.block_hashes)
+    assert cleared == 1
     assert removed
     assert set(removed) <= set(stored)
-    last_of_oldest = chain_block_hashes(token_prompt(0), 16)[-1]
-    if last_of_oldest in stored:  # the subscription may have missed the first batch
-        assert removed[0] == last_of_oldest  # tail first, oldest prompt first
-    assert cleared == 1
+    assert stored[:6] == list(chain_block_hashes(token_prompt(0), 16))  # the first prompt
+    assert removed[0] == stored[5]  # evicted tail first, oldest prompt first
+    assert decode_event_batch(history[-1]).events == [AllBlocksCleared()]
 
 
 async def test_map_layout_events_decode() -> None:
