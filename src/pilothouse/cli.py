@@ -1,4 +1,4 @@
-"""The ``pilothouse`` command line: up | gateway | engine | validate | bench."""
+"""The ``pilothouse`` command line: up | apply | gateway | engine | validate | bench."""
 
 from __future__ import annotations
 
@@ -96,7 +96,13 @@ def up(
     log_dir: Path | None,
     ready_timeout: float,
 ) -> None:
-    """Start a fleet's replicas and the gateway in front of them; Ctrl-C stops everything."""
+    """Start a fleet's replicas and the gateway in front of them; Ctrl-C stops everything.
+
+    The replicas are supervised: a crashed one is restarted (with backoff), autoscaled models
+    follow their load (a model at zero starts on its first request, which is held), and the
+    file given with -f is watched: save a change and it is applied. `pilothouse apply -f`
+    applies a spec over loopback instead.
+    """
     from pilothouse.runner import FleetOverrides, run_up
 
     overrides = FleetOverrides(
@@ -126,6 +132,43 @@ def gateway(
 
     overrides = FleetOverrides(port=port, host=host, scheduler=scheduler, api_key=api_key)
     _run(run_gateway(fleet_file, overrides))
+
+
+@cli.command(name="apply")
+@click.option(
+    "-f",
+    "--file",
+    "fleet_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The new fleet spec.",
+)
+@click.option(
+    "--url",
+    default=None,
+    help="Gateway of the running fleet (default: http://HOST:PORT from the file's gateway).",
+)
+@_api_key_option
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait.")
+def apply_command(fleet_file: Path, url: str | None, api_key: str | None, timeout: float) -> None:
+    """Apply a changed fleet spec to a running `pilothouse up` (over loopback).
+
+    Models added, removed, rescaled or re-configured roll out at once (replicas of a
+    changed model are replaced one at a time); gateway settings need a restart.
+    """
+    from pilothouse.controlplane.apply_client import apply_file, default_url
+
+    try:
+        applied = apply_file(fleet_file, url or default_url(fleet_file), api_key, timeout)
+    except ConfigError as exc:
+        _fail_with(fleet_file, exc.problems if exc.path or len(exc.problems) > 1 else (str(exc),))
+    except PilothouseError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{fleet_file}: applied")
+    for line in applied.actions:
+        click.echo(f"  {line}")
+    for line in applied.notes:
+        click.echo(f"note: {line}", err=True)
 
 
 @cli.command()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +146,6 @@ def _announce(url: str) -> None:
 
 def _stopping(console: Console) -> Callable[[], Awaitable[None]]:
     async def stopping() -> None:
-        with contextlib.suppress(Exception):
-            console.log("gateway drained; stopping replicas")
+        console.log("gateway drained; stopping replicas")
 
     return stopping

@@ -14,159 +14,34 @@ that changes over time, ``--arrival diurnal``.
 
 from __future__ import annotations
 
-import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pilothouse.bench.autoscale_policies import autoscale_label, resolve_autoscale
+from pilothouse.bench.autoscale_policies import resolve_autoscale
 from pilothouse.bench.report import PolicyRun, SweepReport, write_report_md, write_results_json
-from pilothouse.bench.workloads import ARRIVAL_KINDS, ArrivalSpec, Workload, build_workload
+from pilothouse.bench.sim_plan import (
+    SimPlan,
+    command_line,
+    levels_for,
+    policy_label,
+    report_settings,
+    run_policy,
+)
+from pilothouse.bench.workloads import ARRIVAL_KINDS, ArrivalSpec, Workload
 from pilothouse.errors import ConfigError, PilothouseError
-from pilothouse.scheduling import builtin_config_names, resolve_config
-from pilothouse.sim.autoscaling import ScalingConfig
-from pilothouse.sim.capacity import default_qps_sweep
-from pilothouse.sim.cluster import simulate
-from pilothouse.sim.cluster_types import ClusterConfig
-from pilothouse.sim.presets import DEFAULT_PRESET, PRESETS, get_preset
+from pilothouse.scheduling import resolve_config
+from pilothouse.sim.presets import DEFAULT_PRESET, PRESETS
+
+__all__ = ["DEFAULT_POLICIES", "SimPlan", "parse_settings", "run_policy", "sim_command"]
 
 DEFAULT_POLICIES = "round-robin,least-requests,cache-aware-sglang,prefix-load"
-_QUEUE_SAMPLES = 1500  # queue samples per run (bounds memory and plot size)
-
-
-@dataclass(frozen=True, slots=True)
-class SimPlan:
-    """Everything a run set needs; picklable, so policies can run in worker processes."""
-
-    workload: str
-    overrides: tuple[tuple[str, str], ...]
-    arrivals: ArrivalSpec
-    preset: str
-    replicas: int
-    requests: int
-    seed: int
-    scrape_interval_s: float
-    levels: tuple[float | None, ...]
-    autoscale: tuple[str, ...] = ()
-    startup_delay_s: float = 30.0
-    ttft_slo_s: float | None = None
-
-    def build_workload(self) -> Workload:
-        block_size = get_preset(self.preset).block_size
-        return build_workload(
-            self.workload, block_size=block_size, seed=self.seed, overrides=dict(self.overrides)
-        )
-
-    def cluster(
-        self, qps: float | None, workload: Workload, replicas: int | None = None
-    ) -> ClusterConfig:
-        rate = qps or workload.native_qps() or 1.0
-        sample = max(0.1, self.requests / rate / _QUEUE_SAMPLES)
-        return ClusterConfig(
-            get_preset(self.preset),
-            replicas or self.replicas,
-            seed=self.seed,
-            scrape_interval_s=self.scrape_interval_s,
-            queue_sample_s=sample,
-        )
-
-    def scalings(self) -> list[tuple[str, ScalingConfig | None]]:
-        """(label, hook config) per autoscaling policy; one unscaled run without any."""
-        if not self.autoscale:
-            return [("", None)]
-        return [
-            (
-                autoscale_label(name),
-                ScalingConfig(
-                    resolve_autoscale(name, self.replicas, self.ttft_slo_s),
-                    self.startup_delay_s,
-                    self.ttft_slo_s,
-                ),
-            )
-            for name in self.autoscale
-        ]
-
-
-def _policy_label(policy: str) -> str:
-    return policy if policy in builtin_config_names() else Path(policy).stem
-
-
-def run_policy(
-    plan: SimPlan,
-    policy: str,
-    workload: Workload | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> list[PolicyRun]:
-    """Every QPS level of one policy (a fresh cluster and scheduler per level), once per
-    autoscaling policy of the plan."""
-    workload = workload or plan.build_workload()
-    scheduler = resolve_config(policy)
-    runs = []
-    for label, scaling in plan.scalings():
-        size = scaling.policy.max_replicas if scaling and scaling.policy else None
-        for qps in plan.levels:
-            requests = workload.requests(qps, plan.requests, plan.arrivals)
-            config = plan.cluster(qps, workload, size)
-            result = simulate(config, scheduler, requests, progress=progress, scaling=scaling)
-            rate = qps if qps is not None else workload.native_qps() or 0.0
-            runs.append(PolicyRun(label or _policy_label(policy), rate, result))
-    return runs
-
-
-def _levels(
-    qps: str | None, workload: Workload, preset: str, replicas: int
-) -> tuple[float | None, ...]:
-    if qps:
-        try:
-            levels = tuple(float(x) for x in qps.split(",") if x.strip())
-        except ValueError:
-            raise ConfigError(
-                f"--qps must be comma-separated numbers, got {qps!r}", "qps"
-            ) from None
-        if not levels or min(levels) <= 0:
-            raise ConfigError("--qps levels must be > 0", "qps")
-        return levels
-    if workload.native_qps() is not None:
-        return (None,)  # a trace replays at its own rate
-    shape = workload.shape()
-    return default_qps_sweep(
-        get_preset(preset),
-        replicas,
-        shape.mean_prompt_tokens,
-        shape.mean_output_tokens,
-        shape.reusable_fraction,
-    )
-
-
-def _command(plan: SimPlan, policies: Sequence[str], out: Path) -> str:
-    args = ["pilothouse", "bench", "sim", "--workload", plan.workload]
-    for name, value in plan.overrides:
-        args += ["--set", f"{name}={value}"]
-    arrivals = plan.arrivals
-    if arrivals.kind == "diurnal":
-        args += ["--arrival", "diurnal", "--period", f"{arrivals.period_s:g}"]
-        args += ["--amplitude", f"{arrivals.amplitude:g}"]
-    elif arrivals.kind != "poisson":
-        args += ["--arrival", arrivals.kind, "--burstiness", f"{arrivals.burstiness:g}"]
-    args += ["--policies", ",".join(policies), "--replicas", str(plan.replicas)]
-    if plan.autoscale:
-        args += ["--autoscale", ",".join(plan.autoscale)]
-        args += ["--startup-delay", f"{plan.startup_delay_s:g}"]
-    if plan.ttft_slo_s is not None:
-        args += ["--ttft-slo", f"{plan.ttft_slo_s:g}"]
-    args += ["--preset", plan.preset]
-    if plan.levels != (None,):
-        args += ["--qps", ",".join(f"{q:g}" for q in plan.levels if q is not None)]
-    args += ["--requests", str(plan.requests), "--seed", str(plan.seed)]
-    if plan.scrape_interval_s != 0.05:
-        args += ["--scrape-interval", f"{plan.scrape_interval_s:g}"]
-    return shlex.join([*args, "--out", str(out)])
 
 
 def _run_all(
@@ -179,7 +54,7 @@ def _run_all(
         if jobs == 1:
             runs = []
             for policy in policies:
-                bar.update(task, description=f"simulating {_policy_label(policy)}")
+                bar.update(task, description=f"simulating {policy_label(policy)}")
                 runs += run_policy(plan, policy, workload, lambda n: bar.advance(task, n))
             return runs
         per_policy = plan.requests * len(plan.levels) * len(plan.scalings())
@@ -233,23 +108,6 @@ def parse_settings(settings: Sequence[str]) -> tuple[tuple[str, str], ...]:
             raise ConfigError(f"--set expects NAME=VALUE, got {item!r}", "set")
         pairs.append((name.strip(), value.strip()))
     return tuple(pairs)
-
-
-def _settings(plan: SimPlan, schedulers: Sequence[str]) -> dict[str, object]:
-    settings: dict[str, object] = {
-        "requests_per_level": plan.requests,
-        "arrival": plan.arrivals.kind,
-        "scrape_interval_s": plan.scrape_interval_s,
-    }
-    if plan.arrivals.kind == "diurnal":
-        settings["period_s"] = plan.arrivals.period_s
-        settings["amplitude"] = plan.arrivals.amplitude
-    if plan.autoscale:
-        settings["scheduler"] = schedulers[0]
-        settings["startup_delay_s"] = plan.startup_delay_s
-    if plan.ttft_slo_s is not None:
-        settings["ttft_slo_s"] = plan.ttft_slo_s
-    return settings
 
 
 def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
@@ -417,7 +275,7 @@ def sim_command(
             ttft_slo,
         )
         built = plan.build_workload()
-        plan = replace(plan, levels=_levels(qps, built, preset, replicas))
+        plan = replace(plan, levels=levels_for(qps, built, preset, replicas))
         started = time.perf_counter()
         runs = _run_all(plan, names, built, jobs, console)
         report = SweepReport(
@@ -425,9 +283,9 @@ def sim_command(
             preset=preset,
             replicas=replicas,
             seed=seed,
-            command=_command(plan, names, out),
+            command=command_line(plan, names, out),
             parameters=built.parameters(),
-            settings=_settings(plan, names),
+            settings=report_settings(plan, names),
             runs=runs,
         )
         plots = _write(report, out, not no_plots)

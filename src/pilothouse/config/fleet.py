@@ -90,13 +90,16 @@ class ModelSpec(_Spec):
         auto = self.autoscaling
         if auto is not None and self.endpoints:
             problems.add(("autoscaling",), "applies to launched replicas, not to 'endpoints'")
-        if auto is not None and self.replicas is not None:
-            if not auto.min_replicas <= self.replicas <= auto.max_replicas:
-                problems.add(
-                    ("replicas",),
-                    f"{self.replicas} is outside autoscaling's "
-                    f"[{auto.min_replicas}, {auto.max_replicas}]",
-                )
+        replicas = self.replicas
+        if (
+            auto is not None
+            and replicas is not None
+            and not auto.min_replicas <= replicas <= auto.max_replicas
+        ):
+            problems.add(
+                ("replicas",),
+                f"{replicas} is outside autoscaling's [{auto.min_replicas}, {auto.max_replicas}]",
+            )
         kind = self.source_info.kind
         if self.engine == "llamacpp" and kind in ("hf", "s3") and self.launched:
             problems.add(("source",), "llama.cpp runs 'embedded' or a local GGUF path")

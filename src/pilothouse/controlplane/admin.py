@@ -56,11 +56,7 @@ def admin_routes(ctx: GatewayContext, apply: Apply, status: Status) -> list[Rout
 
 def _refuse(ctx: GatewayContext, request: Request) -> Response | None:
     host = request.client.host if request.client is not None else ""
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         message = "the admin endpoint answers loopback clients only"
         return Response(error_body(message, "permission_error"), 403, media_type=_JSON)
     try:
@@ -69,6 +65,17 @@ def _refuse(ctx: GatewayContext, request: Request) -> Response | None:
         code, body, _ = error_from_exception(exc)
         return Response(body, code, media_type=_JSON)
     return None
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1, or ::ffff:127.x (an IPv4 client of a dual-stack socket)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def _problems(message: str, problems: tuple[str, ...]) -> dict[str, object]:

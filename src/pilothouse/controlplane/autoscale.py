@@ -117,7 +117,7 @@ def autoscale(
     raw = recommend(window.since(now - policy.window_s), policy, current)
     recommendation = min(max(raw, floor), policy.max_replicas)
     keep = max(policy.scale_up_stabilization_s, policy.scale_down_stabilization_s)
-    history = tuple(e for e in state.history if e[0] >= now - keep) + ((now, recommendation),)
+    history = (*(e for e in state.history if e[0] >= now - keep), (now, recommendation))
     target, reason = _stabilise(history, started, policy, current, recommendation, now)
     return ScaleDecision(target, recommendation, reason, AutoscaleState(history, started))
 
@@ -139,8 +139,9 @@ def _from_zero(
 def recommend(samples: Sequence[MetricsSample], policy: AutoscalingSpec, current: int) -> int:
     """The unclamped replica count the samples call for (``current`` when they say nothing).
 
-    ``kv_cache_usage`` and ``ttft`` describe the ready replicas only, so while some of the
-    ``current`` replicas are still starting they keep the count.
+    ``kv_cache_usage`` and ``ttft`` describe the ready replicas only: while some of the
+    ``current`` replicas are still starting, they can raise the count (when the ready ones
+    alone call for more than ``current``) but not lower it.
     """
     target = policy.effective_target
     if policy.metric == "queue_depth":
@@ -154,10 +155,13 @@ def recommend(samples: Sequence[MetricsSample], policy: AutoscalingSpec, current
             for s in samples
             if s.ready > 0 and (v := _value(s, policy.metric)) is not None
         ]
-        if not values or values[-1][0] < current:
+        if not values:
             return current
+        ready = values[-1][0]
         ratio = sum(v for _, v in values) / len(values) / target
-        wanted = math.ceil(values[-1][0] * ratio)
+        wanted = math.ceil(ready * ratio)
+        if ready < current:
+            return max(wanted, current)
     if abs(ratio - 1.0) <= policy.tolerance:
         return current
     return wanted

@@ -7,7 +7,8 @@ Every ``local.reconcile_interval_s`` (or at once when a held request signals dem
    ``local.restart_reset_s`` forgets its earlier crashes;
 2. **autoscales** each model with an ``autoscaling`` block: a sample from the gateway
    (:class:`~pilothouse.controlplane.signals.GatewaySignals`) every ``interval_s`` into
-   :func:`~pilothouse.controlplane.autoscale.autoscale`, whose target it keeps;
+   :func:`~pilothouse.controlplane.autoscale.autoscale`, whose target it keeps
+   (:class:`~pilothouse.controlplane.scaler.ReplicaTargets`);
 3. **reconciles** (:func:`~pilothouse.controlplane.reconcile.reconcile`) and carries out
    the actions: start (added to the pool not ready), restart (after the backoff the
    reconcile waited out), stop — draining first: the replica leaves routing
@@ -23,21 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 from pilothouse.clock import Clock, SystemClock
-from pilothouse.config.fleet import FleetSpec
-from pilothouse.controlplane.autoscale import (
-    AutoscaleState,
-    MetricsSample,
-    MetricsWindow,
-    autoscale,
-)
+from pilothouse.config.fleet import FleetSpec, ModelSpec
 from pilothouse.controlplane.changes import ApplyReport, describe_change
 from pilothouse.controlplane.reconcile import (
     Action,
@@ -51,6 +45,7 @@ from pilothouse.controlplane.reconcile import (
     reconcile,
 )
 from pilothouse.controlplane.replicas import ReplicaProcess, probe, spawn_replica, terminate
+from pilothouse.controlplane.scaler import ReplicaTargets
 from pilothouse.controlplane.signals import GatewaySignals
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import EngineError
@@ -69,13 +64,6 @@ class _Replica:
     restarts: int = 0
 
 
-@dataclass(slots=True)
-class _Scaler:
-    samples: deque[MetricsSample] = field(default_factory=lambda: deque(maxlen=512))
-    state: AutoscaleState = field(default_factory=AutoscaleState)
-    due: float = 0.0
-
-
 class LocalExecutor:
     """Supervises the launched replicas of one fleet; see the module docstring."""
 
@@ -92,13 +80,10 @@ class LocalExecutor:
         self._spec = spec
         self._pool = pool
         self.log_dir = log_dir
-        self._signals = signals
         self._clock = clock or SystemClock()
         self._host = host
         self._replicas: dict[str, _Replica] = {}
-        self._targets: dict[str, int] = {}
-        self._scalers: dict[str, _Scaler] = {}
-        self._demand: set[str] = set()
+        self._targets = ReplicaTargets(signals)
         self._wake = asyncio.Event()
         self._stops: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[FleetSpec], None]] = []
@@ -116,23 +101,25 @@ class LocalExecutor:
 
     def demand(self, model: str) -> None:
         """A request for ``model`` is held: decide (and start a replica) now."""
-        self._demand.add(model)
+        self._targets.demand(model)
         self._wake.set()
 
     def apply(self, spec: FleetSpec) -> ApplyReport:
         """Make ``spec`` the desired state; returns what will change."""
-        report = describe_change(self._spec, spec, reconcile(spec, self._observed()))
-        old = self._spec
-        self._spec = spec
+        old, self._spec = self._spec, spec
         for model in spec.models:
             before = old.model(model.name)
             if before is None or before.autoscaling != model.autoscaling:
-                self._scalers.pop(model.name, None)
-                self._targets.pop(model.name, None)
+                self._retarget(model)
+        report = describe_change(old, spec, reconcile(spec, self._observed()))
         for listener in self._listeners:
             listener(spec)
         self._wake.set()
         return report
+
+    def _retarget(self, model: ModelSpec) -> None:
+        live = sum(r.model == model.name and r.phase != "draining" for r in self._replicas.values())
+        self._targets.retarget(model, live)
 
     def status(self) -> dict[str, object]:
         """Replicas and targets, for ``GET /admin/fleet``."""
@@ -142,12 +129,13 @@ class LocalExecutor:
                 "model": r.model,
                 "phase": r.phase,
                 "address": r.process.endpoint.address if r.process else None,
+                "pid": r.process.process.pid if r.process else None,
                 "restarts": r.restarts,
                 "in_flight": self._pool.in_flight(name),
             }
             for name, r in sorted(self._replicas.items())
         ]
-        return {"targets": dict(sorted(self._targets.items())), "replicas": replicas}
+        return {"targets": dict(sorted(self._targets.targets.items())), "replicas": replicas}
 
     async def start(
         self, timeout_s: float, on_ready: Callable[[str, str], None] | None = None
@@ -171,14 +159,17 @@ class LocalExecutor:
     async def run(self) -> None:
         """Observe, autoscale, reconcile and act until cancelled."""
         while True:
-            await self.tick()
-            self._wake.clear()
+            self._wake.clear()  # before the pass: demand arriving during it runs another
+            try:
+                await self.tick()
+            except (EngineError, OSError, aiohttp.ClientError):
+                log.exception("a reconcile pass failed; trying again")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._spec.local.reconcile_interval_s)
 
     async def tick(self) -> None:
         await self._observe()
-        self._autoscale()
+        self._targets.decide(self._spec, self._clock.now())
         await self._act(reconcile(self._spec, self._observed()))
 
     async def stop(self) -> None:
@@ -201,7 +192,7 @@ class LocalExecutor:
             ObservedReplica(name, r.model, r.generation, r.phase, r.since, r.restarts)
             for name, r in self._replicas.items()
         )
-        return ObservedFleet(self._clock.now(), replicas, dict(self._targets))
+        return ObservedFleet(self._clock.now(), replicas, dict(self._targets.targets))
 
     async def _observe(self) -> None:
         now = self._clock.now()
@@ -211,9 +202,10 @@ class LocalExecutor:
                 log.warning(self._exit_message(name, replica))
                 replica.phase, replica.since = "crashed", now
                 self._pool.set_ready(name, False)
-            elif replica.phase == "ready" and replica.restarts:
-                if now - replica.since >= self._spec.local.restart_reset_s:
-                    replica.restarts = 0
+            elif (
+                replica.phase == "ready" and now - replica.since >= self._spec.local.restart_reset_s
+            ):
+                replica.restarts = 0
         for name in await self._probe_starting():
             log.info("replica %s is ready on %s", name, self._pool.get(name).address)
 
@@ -236,29 +228,6 @@ class LocalExecutor:
         return ready
 
     # -- autoscale -----------------------------------------------------------------------
-
-    def _autoscale(self) -> None:
-        if self._signals is None:
-            return
-        now, demand = self._clock.now(), self._demand
-        self._demand = set()
-        for model in self._spec.models:
-            policy = model.autoscaling
-            if policy is None or not model.launched:
-                continue
-            scaler = self._scalers.setdefault(model.name, _Scaler())
-            if now < scaler.due and model.name not in demand:
-                continue
-            scaler.due = now + policy.interval_s
-            scaler.samples.append(self._signals.sample(model.name, now))
-            window = MetricsWindow(tuple(scaler.samples), self._signals.last_request(model.name))
-            current = self._targets.get(model.name, model.initial_replicas)
-            decision = autoscale(window, policy, current, now, scaler.state)
-            scaler.state = decision.state
-            if decision.target != current:
-                log.info("%s: %d -> %d replicas (%s)", model.name, current, decision.target,
-                         decision.reason)  # fmt: skip
-            self._targets[model.name] = decision.target
 
     # -- act -----------------------------------------------------------------------------
 
@@ -305,9 +274,11 @@ class LocalExecutor:
         if action.drain and self._pool.has_endpoint(name):
             self._pool.set_draining(name)
             deadline = self._clock.now() + local.drain_timeout_s
-            while self._pool.in_flight(name) > 0 and self._clock.now() < deadline:
+            while self._pool.in_flight(name) > 0 and self._clock.now() < deadline:  # noqa: ASYNC110 - the pool has no event
                 await asyncio.sleep(_DRAIN_POLL_S)
         process = self._replicas[name].process
+        if self._pool.has_endpoint(name):
+            self._pool.remove(name)  # out of routing and probing before it goes away
         if process is not None:
             await terminate([process], local.stop_grace_s)
         self._forget(name)

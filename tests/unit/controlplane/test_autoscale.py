@@ -46,7 +46,9 @@ def window(now: float, **sample: object) -> MetricsWindow:
         ({"min_replicas": 0}, 3, {"in_flight": 0}, 1),  # min 0 is reached by idling only
         ({"metric": "kv_cache_usage", "target": 0.5}, 2, {"ready": 2, "kv_cache_usage": 0.9}, 4),
         ({"metric": "kv_cache_usage", "target": 0.5}, 4, {"ready": 4, "kv_cache_usage": 0.1}, 1),
-        ({"metric": "kv_cache_usage", "target": 0.5}, 3, {"ready": 2, "kv_cache_usage": 0.9}, 3),
+        ({"metric": "kv_cache_usage", "target": 0.5}, 3, {"ready": 2, "kv_cache_usage": 0.6}, 3),
+        ({"metric": "kv_cache_usage", "target": 0.5}, 3, {"ready": 2, "kv_cache_usage": 0.1}, 3),
+        ({"metric": "kv_cache_usage", "target": 0.5}, 3, {"ready": 2, "kv_cache_usage": 0.9}, 4),
         ({"metric": "ttft", "target": 1.0}, 2, {"ready": 2, "ttft_p90_s": 2.6}, 6),
         ({"metric": "ttft", "target": 1.0}, 2, {"ready": 2}, 2),  # no TTFT seen: keep
     ],
@@ -62,7 +64,9 @@ def window(now: float, **sample: object) -> MetricsWindow:
         "min-zero-needs-idle",
         "kv-up",
         "kv-down",
-        "kv-waits-for-starting-replicas",
+        "kv-starting-replicas-count",
+        "kv-no-scale-down-while-starting",
+        "kv-ready-ones-ask-for-more",
         "ttft-up",
         "ttft-no-data",
     ],

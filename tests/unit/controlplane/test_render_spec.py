@@ -10,9 +10,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pilothouse.config.fleet import FleetSpec
+from pilothouse.config.fleet import FleetSpec, load_fleet
 from pilothouse.controlplane.render.bundle import render_fleet
 from pilothouse.controlplane.render.cli import render_group
+from pilothouse.controlplane.render.helm import render_chart, write_chart
 from pilothouse.controlplane.render.spec_options import options_from_fleet
 from pilothouse.errors import ConfigError
 
@@ -74,7 +75,7 @@ def test_fleet_and_model_fields_reach_the_manifests() -> None:
     assert args[args.index("--load-format") + 1] == "runai_streamer"
     pool = one(manifests, "InferencePool")
     assert pool["spec"]["endpointPickerRef"]["failureMode"] == "FailOpen"
-    picker = [m for m in manifests if m["kind"] == "Deployment" and m is not server][0]
+    picker = next(m for m in manifests if m["kind"] == "Deployment" and m is not server)
     assert picker["spec"]["replicas"] == 2
     route = one(manifests, "HTTPRoute")
     assert route["spec"]["parentRefs"][0]["name"] == "edge"
@@ -144,3 +145,14 @@ def test_the_autoscaling_example_renders_for_kubernetes() -> None:
     assert "replicas" not in server["spec"]
     args = server["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--startup-delay") + 1] == "2"
+
+
+def test_the_autoscaling_example_makes_a_chart_with_the_same_objects(tmp_path: Path) -> None:
+    fleet = load_fleet(EXAMPLES / "fleet-sim-autoscale.yaml")
+    options = options_from_fleet(fleet, {})
+    write_chart(fleet, options, tmp_path, command="test")
+    values = yaml.safe_load((tmp_path / "values.yaml").read_text())
+    assert values["models"]["sim-chat"]["autoscaling"]["target"] == "8"
+    key = lambda m: (m["kind"], m["metadata"]["name"])  # noqa: E731
+    got = sorted(render_chart(tmp_path, namespace="default"), key=key)
+    assert got == sorted(render_fleet(fleet, options).manifests, key=key)
