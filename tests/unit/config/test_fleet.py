@@ -239,3 +239,10 @@ def test_a_dumped_fleet_loads_back(tmp_path: Path) -> None:
     spec = load_fleet(EXAMPLES / "fleet-sim-autoscale.yaml")
     again = parse_fleet(spec.model_dump(by_alias=True, mode="json"))
     assert again == spec
+
+
+def test_the_readme_fleet_example_validates(tmp_path: Path) -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    start = readme.index("```yaml", readme.index("## Configuration")) + len("```yaml")
+    snippet = readme[start : readme.index("```", start)]
+    assert load_fleet(_write(tmp_path, snippet)).models
