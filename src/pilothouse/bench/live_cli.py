@@ -26,7 +26,7 @@ from pilothouse.bench.live import LiveRun, run_target
 from pilothouse.bench.live_fleet import run_launched
 from pilothouse.bench.live_plan import LiveOptions, LivePlan, build_plan, live_report
 from pilothouse.bench.live_report import LiveReport, write_report
-from pilothouse.bench.workloads import ARRIVAL_KINDS
+from pilothouse.bench.workload_options import workload_options
 from pilothouse.errors import PilothouseError
 from pilothouse.sim.presets import DEFAULT_PRESET, PRESETS
 
@@ -114,21 +114,7 @@ def _write(report: LiveReport, out: Path, plots: bool, console: Console) -> list
     show_default=True,
     help="Gateway metrics probe, in simulated seconds.",
 )
-@click.option(
-    "--workload",
-    default="b2b-saas",
-    show_default=True,
-    help="A built-in workload or a JSONL trace (docs/workloads.md).",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Override a workload parameter (repeatable).",
-)
-@click.option("--arrival", type=click.Choice(ARRIVAL_KINDS), default="poisson", show_default=True)
-@click.option("--burstiness", type=click.FloatRange(min=0.01), default=0.25, show_default=True)
+@workload_options
 @click.option("--qps", default=None, metavar="LIST", help="Open loop: comma-separated rates.")
 @click.option(
     "--concurrency", default=None, metavar="LIST", help="Closed loop: comma-separated workers."

@@ -18,6 +18,7 @@ from pilothouse.bench.live_peers import check_peer, is_peer
 from pilothouse.bench.live_report import LiveReport
 from pilothouse.bench.report import SweepReport
 from pilothouse.bench.sim_cli import parse_settings as parse_pairs
+from pilothouse.bench.workload_options import arrival_args
 from pilothouse.bench.workloads import ArrivalSpec, Workload, build_workload
 from pilothouse.errors import ConfigError
 from pilothouse.scheduling import resolve_config
@@ -41,9 +42,11 @@ class LiveOptions:
     policies: str
     scrape_interval: float
     workload: str
-    overrides: tuple[str, ...]
+    settings: tuple[str, ...]
     arrival: str
     burstiness: float
+    period: float
+    amplitude: float
     qps: str | None
     concurrency: str | None
     requests: int
@@ -126,14 +129,14 @@ def build_plan(o: LiveOptions) -> LivePlan:
     fleet = _fleet(o)
     preset = o.preset or (DEFAULT_PRESET if fleet else "")
     block = get_preset(preset).block_size if preset in PRESETS else _DEFAULT_BLOCK
-    overrides = dict(parse_pairs(o.overrides))
+    overrides = dict(parse_pairs(o.settings))
     workload = build_workload(o.workload, block_size=block, seed=o.seed, overrides=overrides)
     settings = LiveSettings(
         requests=o.requests,
         model=o.model,
         api=o.api,
         time_scale=o.time_scale,
-        arrivals=ArrivalSpec(o.arrival, o.burstiness),
+        arrivals=ArrivalSpec(o.arrival, o.burstiness, o.period, o.amplitude),
         timeout_s=o.timeout,
         sample_interval_s=o.sample_interval,
     )
@@ -146,9 +149,8 @@ def command_line(plan: LivePlan) -> str:
     """The command that reruns ``plan`` (for the report)."""
     o = plan.options
     args = ["pilothouse", "bench", "live", "--workload", o.workload]
-    args += [arg for pair in o.overrides for arg in ("--set", pair)]
-    if o.arrival != "poisson":
-        args += ["--arrival", o.arrival, "--burstiness", f"{o.burstiness:g}"]
+    args += [arg for pair in o.settings for arg in ("--set", pair)]
+    args += arrival_args(plan.settings.arrivals)
     if plan.fleet is not None:
         args += ["--launch-sim", str(plan.fleet.replicas), "--preset", plan.fleet.preset]
         args += [arg for pair in o.engine_args for arg in ("--engine-arg", pair)]

@@ -34,7 +34,8 @@ from pilothouse.bench.sim_plan import (
     report_settings,
     run_policy,
 )
-from pilothouse.bench.workloads import ARRIVAL_KINDS, ArrivalSpec, Workload
+from pilothouse.bench.workload_options import workload_options
+from pilothouse.bench.workloads import ArrivalSpec, Workload
 from pilothouse.errors import ConfigError, PilothouseError
 from pilothouse.scheduling import resolve_config
 from pilothouse.sim.presets import DEFAULT_PRESET, PRESETS
@@ -123,48 +124,7 @@ def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
 
 
 @click.command("sim", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--workload",
-    default="b2b-saas",
-    show_default=True,
-    help="A built-in workload (agentic, b2b-saas, hot-spot, multi-turn-chat, no-reuse) "
-    "or a JSONL trace file (docs/workloads.md).",
-)
-@click.option(
-    "--set",
-    "settings",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Override a workload parameter, e.g. --set groups=50 (repeatable).",
-)
-@click.option(
-    "--arrival",
-    type=click.Choice(ARRIVAL_KINDS),
-    default="poisson",
-    show_default=True,
-    help="Arrival process of requests (or sessions).",
-)
-@click.option(
-    "--burstiness",
-    type=click.FloatRange(min=0.01),
-    default=0.25,
-    show_default=True,
-    help="Gamma shape of --arrival bursty (1 = Poisson; smaller is burstier).",
-)
-@click.option(
-    "--period",
-    type=click.FloatRange(min=0, min_open=True),
-    default=600.0,
-    show_default=True,
-    help="Seconds of one load cycle of --arrival diurnal.",
-)
-@click.option(
-    "--amplitude",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.8,
-    show_default=True,
-    help="Swing of --arrival diurnal: the rate goes from (1-A) to (1+A) x QPS.",
-)
+@workload_options
 @click.option(
     "--policies",
     default=None,

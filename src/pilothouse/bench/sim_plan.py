@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pilothouse.bench.autoscale_policies import autoscale_label, resolve_autoscale
 from pilothouse.bench.report import PolicyRun
+from pilothouse.bench.workload_options import arrival_args
 from pilothouse.bench.workloads import ArrivalSpec, Workload, build_workload
 from pilothouse.errors import ConfigError
 from pilothouse.scheduling import builtin_config_names, resolve_config
@@ -131,12 +132,7 @@ def command_line(plan: SimPlan, policies: Sequence[str], out: Path) -> str:
     args = ["pilothouse", "bench", "sim", "--workload", plan.workload]
     for name, value in plan.overrides:
         args += ["--set", f"{name}={value}"]
-    arrivals = plan.arrivals
-    if arrivals.kind == "diurnal":
-        args += ["--arrival", "diurnal", "--period", f"{arrivals.period_s:g}"]
-        args += ["--amplitude", f"{arrivals.amplitude:g}"]
-    elif arrivals.kind != "poisson":
-        args += ["--arrival", arrivals.kind, "--burstiness", f"{arrivals.burstiness:g}"]
+    args += arrival_args(plan.arrivals)
     args += ["--policies", ",".join(policies), "--replicas", str(plan.replicas)]
     if plan.autoscale:
         args += ["--autoscale", ",".join(plan.autoscale)]
