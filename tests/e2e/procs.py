@@ -15,15 +15,20 @@ READY_PREFIX = "pilothouse is ready: "
 
 
 def start_until_ready(
-    args: list[str], log: Path, timeout_s: float = 180.0
+    args: list[str], log: Path, timeout_s: float = 180.0, *, new_session: bool = False
 ) -> tuple[subprocess.Popen[str], str]:
-    """Run ``python -m pilothouse ARGS``; return the process and the URL it announces."""
+    """Run ``python -m pilothouse ARGS``; return the process and the URL it announces.
+
+    ``new_session`` puts it in a process group of its own, as a shell does for a foreground
+    command, so a test can send the group a terminal's Ctrl-C.
+    """
     with log.open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pilothouse", *args],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
+            start_new_session=new_session,
         )
     assert proc.stdout is not None
     selector = selectors.DefaultSelector()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import os
 import signal
 import socket
 import sys
@@ -62,6 +63,13 @@ def die_with_parent() -> None:  # runs in the child between fork and exec
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _replica_child_setup() -> None:  # runs in the child between fork and exec
+    # A process group of its own: a terminal's Ctrl-C reaches pilothouse only, which drains
+    # the gateway first and then stops the engines itself (uvloop has no process_group=).
+    os.setpgid(0, 0)
+    die_with_parent()
+
+
 async def spawn_replica(
     model: ModelSpec, name: str, log_dir: Path, host: str = "127.0.0.1"
 ) -> ReplicaProcess:
@@ -78,7 +86,7 @@ async def spawn_replica(
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                preexec_fn=die_with_parent,
+                preexec_fn=_replica_child_setup,
             )
         except OSError as exc:
             raise EngineError(f"cannot start replica {name}: {exc}") from exc
