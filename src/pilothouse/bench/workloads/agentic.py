@@ -72,7 +72,6 @@ class AgenticWorkload(SyntheticWorkload[AgenticParams]):
 
     def __init__(self, params: AgenticParams, *, block_size: int, seed: int) -> None:
         super().__init__(params, block_size=block_size, seed=seed)
-        self._systems: dict[int, PromptBuilder] = {}
 
     @property
     def mean_steps(self) -> float:
@@ -87,14 +86,7 @@ class AgenticWorkload(SyntheticWorkload[AgenticParams]):
         return WorkloadShape(mean_prompt, output, max(0.0, reusable))
 
     def _system(self, index: int) -> PromptBuilder:
-        system = self._systems.get(index)
-        if system is None:
-            rng = child_rng(self._seed, self.name, "system", index)
-            system = PromptBuilder(self._block_size).extend(
-                random_tokens(rng, self._p.system_tokens)
-            )
-            self._systems[index] = system
-        return system
+        return self._shared_prefix("system", index, self._p.system_tokens)
 
     def _session(self, number: int) -> Session:
         p = self._p

@@ -23,7 +23,7 @@ from pilothouse.bench.workloads.base import (
     check_positive,
     child_rng,
 )
-from pilothouse.bench.workloads.tokens import Prompt, PromptBuilder, random_tokens
+from pilothouse.bench.workloads.tokens import Prompt, random_tokens
 from pilothouse.sim.cluster_types import SimRequest
 
 
@@ -55,7 +55,6 @@ class B2bSaasWorkload(SyntheticWorkload[B2bSaasParams]):
         order = list(range(params.groups * params.users_per_group))
         child_rng(seed, self.name, "order").shuffle(order)
         self._order = order
-        self._prefixes: dict[int, PromptBuilder] = {}
         self._prompts: dict[int, Prompt] = {}
 
     def shape(self) -> WorkloadShape:
@@ -67,12 +66,7 @@ class B2bSaasWorkload(SyntheticWorkload[B2bSaasParams]):
         prompt = self._prompts.get(index)
         if prompt is None:
             group, user = divmod(index, self._p.users_per_group)
-            prefix = self._prefixes.get(group)
-            if prefix is None:
-                rng = child_rng(self._seed, self.name, "system", group)
-                prefix = PromptBuilder(self._block_size)
-                prefix.extend(random_tokens(rng, self._p.system_prompt_tokens))
-                self._prefixes[group] = prefix
+            prefix = self._shared_prefix("system", group, self._p.system_prompt_tokens)
             rng = child_rng(self._seed, self.name, "question", group, user)
             question = random_tokens(rng, self._p.question_tokens)
             prompt = self._prompts[index] = prefix.fork().extend(question).build()

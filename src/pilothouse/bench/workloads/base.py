@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from pilothouse.bench.workloads.arrivals import ArrivalSpec
+from pilothouse.bench.workloads.tokens import PromptBuilder, random_tokens
 from pilothouse.errors import ConfigError
 from pilothouse.sim.cluster_types import SimRequest
 
@@ -115,10 +116,23 @@ def child_rng(seed: int, *path: object) -> random.Random:
 class SyntheticWorkload(Generic[P]):
     """What the built-in generated workloads share: parameters, token block size, seed."""
 
+    name: str
+
     def __init__(self, params: P, *, block_size: int, seed: int) -> None:
         self._p = params
         self._block_size = block_size
         self._seed = seed
+        self._shared: dict[tuple[str, int], PromptBuilder] = {}
+
+    def _shared_prefix(self, label: str, index: int, tokens: int) -> PromptBuilder:
+        """The ``index``-th shared prefix of kind ``label`` (a system prompt, a tenant's
+        prefix): built once from its own seeded stream, then reused (fork it to extend)."""
+        prefix = self._shared.get((label, index))
+        if prefix is None:
+            rng = child_rng(self._seed, self.name, label, index)
+            prefix = PromptBuilder(self._block_size).extend(random_tokens(rng, tokens))
+            self._shared[(label, index)] = prefix
+        return prefix
 
     def parameters(self) -> Mapping[str, object]:
         return as_mapping(self._p)

@@ -55,7 +55,6 @@ class HotSpotWorkload(SyntheticWorkload[HotSpotParams]):
 
     def __init__(self, params: HotSpotParams, *, block_size: int, seed: int) -> None:
         super().__init__(params, block_size=block_size, seed=seed)
-        self._prefixes: dict[int, PromptBuilder] = {}
 
     def shape(self) -> WorkloadShape:
         p = self._p
@@ -63,14 +62,7 @@ class HotSpotWorkload(SyntheticWorkload[HotSpotParams]):
         return WorkloadShape(prompt, p.output_tokens, p.prefix_tokens / prompt)
 
     def _prefix(self, group: int) -> PromptBuilder:
-        prefix = self._prefixes.get(group)
-        if prefix is None:
-            rng = child_rng(self._seed, self.name, "prefix", group)
-            prefix = PromptBuilder(self._block_size).extend(
-                random_tokens(rng, self._p.prefix_tokens)
-            )
-            self._prefixes[group] = prefix
-        return prefix
+        return self._shared_prefix("prefix", group, self._p.prefix_tokens)
 
     def _group(self, rng_value: float, pick: int) -> int:
         p = self._p

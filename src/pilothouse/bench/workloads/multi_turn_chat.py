@@ -61,7 +61,6 @@ class MultiTurnChatWorkload(SyntheticWorkload[MultiTurnChatParams]):
 
     def __init__(self, params: MultiTurnChatParams, *, block_size: int, seed: int) -> None:
         super().__init__(params, block_size=block_size, seed=seed)
-        self._systems: dict[int, PromptBuilder] = {}
 
     @property
     def mean_turns(self) -> float:
@@ -81,14 +80,7 @@ class MultiTurnChatWorkload(SyntheticWorkload[MultiTurnChatParams]):
         return WorkloadShape(prompts / requests, p.answer_tokens, reused / prompts)
 
     def _system(self, index: int) -> PromptBuilder:
-        system = self._systems.get(index)
-        if system is None:
-            rng = child_rng(self._seed, self.name, "system", index)
-            system = PromptBuilder(self._block_size).extend(
-                random_tokens(rng, self._p.system_tokens)
-            )
-            self._systems[index] = system
-        return system
+        return self._shared_prefix("system", index, self._p.system_tokens)
 
     def _session(self, number: int) -> Session:
         p = self._p
