@@ -23,6 +23,7 @@ API_KEY_ENV = "PILOTHOUSE_API_KEY"
         "engine": "pilothouse.engines.cli:engine",
         "bench": "pilothouse.bench.cli:bench",
         "render": "pilothouse.controlplane.render.cli:render_group",
+        "deploy": "pilothouse.controlplane.kube_cli:deploy_group",
         "epp": "pilothouse.epp.cli:epp_command",
     },
     context_settings={"help_option_names": ["-h", "--help"]},

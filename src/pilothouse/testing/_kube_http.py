@@ -1,4 +1,5 @@
-"""The HTTP side of :mod:`pilothouse.testing.fake_kube`: paths, selectors, chunked streams."""
+"""The HTTP side of :mod:`pilothouse.testing.fake_kube`: paths, selectors, chunked streams,
+discovery, and the writes (server-side apply ``PATCH`` and ``DELETE``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+import yaml
+
+from pilothouse.testing._kube_discovery import BY_PATH, TABLE, discovery
+
 if TYPE_CHECKING:
     from pilothouse.testing.fake_kube import FakeKubeAPI
 
@@ -21,18 +26,21 @@ _PATH = re.compile(
     r"^(?P<prefix>/api/v1|/apis/[^/]+/[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)"
     r"(?:/(?P<name>[^/]+))?$"
 )
-KINDS: Mapping[str, tuple[str, str]] = MappingProxyType(
-    {  # kind → (API path prefix, plural)
-        "Pod": ("/api/v1", "pods"),
-        "InferencePool": ("/apis/inference.networking.k8s.io/v1", "inferencepools"),
-    }
+_CLUSTER_PATH = re.compile(
+    r"^(?P<prefix>/api/v1|/apis/[^/]+/[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$"
 )
+KINDS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {k.kind: (k.prefix, k.plural) for k in TABLE}  # kind → (API path prefix, plural)
+)
+APPLY_PATCH = "application/apply-patch+yaml"
 _EQUALITY = re.compile(r"^\s*([^=!\s]+)\s*(==|=|!=)\s*([^\s]*)\s*$")
 
 
-def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+def status_body(
+    code: int, reason: str, message: str, details: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A ``v1 Status`` failure, as the API server returns for errors."""
-    return {
+    body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -41,6 +49,9 @@ def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
         "reason": reason,
         "code": code,
     }
+    if details is not None:
+        body["details"] = dict(details)
+    return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,21 +118,28 @@ class Request:
 
 
 def parse_request(raw_path: str) -> Request | None:
-    """``None`` when the path is not a namespaced resource path."""
+    """``None`` when the path is not a resource path (namespaced, or of a cluster-scoped kind)."""
     parts = urlsplit(raw_path)
     match = _PATH.match(parts.path)
+    namespace = match["ns"] if match else ""
     if match is None:
-        return None
+        match = _CLUSTER_PATH.match(parts.path)
+        kind = BY_PATH.get((match["prefix"], match["plural"])) if match else None
+        if match is None or kind is None or kind.namespaced:
+            return None
     query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     return Request(
         path=parts.path,
         prefix=match["prefix"],
-        namespace=match["ns"],
+        namespace=namespace,
         plural=match["plural"],
         name=match["name"],
         query=query,
         selector=Selector.parse(query.get("labelSelector", ""), query.get("fieldSelector", "")),
     )
+
+
+_NOT_FOUND = "the server could not find the requested resource"
 
 
 class KubeRequestHandler(BaseHTTPRequestHandler):
@@ -138,19 +156,72 @@ class KubeRequestHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.close_connection = True
-        try:
-            request = parse_request(self.path)
-        except ValueError as exc:
-            self._reply(400, status_body(400, "BadRequest", str(exc)))
+        doc = discovery(urlsplit(self.path).path, self.api.installed())
+        if doc is not None:
+            self._reply(200, doc)
             return
-        if request is None or not _known(request):
-            self._reply(404, status_body(404, "NotFound", "the server could not find the resource"))
+        request = self._request()
+        if request is None:
             return
-        self.api.note(request)
+        self.api.note(request, "GET")
         if request.watch and not request.name:
             self._watch(request)
         else:
             self.api.serve(request, self._reply)
+
+    def do_PATCH(self) -> None:
+        self.close_connection = True
+        body = self._body()
+        request = self._request()
+        if request is None:
+            return
+        self.api.note(request, "PATCH")
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if content_type != APPLY_PATCH:
+            message = (
+                f"the fake only supports server-side apply ({APPLY_PATCH}), not {content_type}"
+            )
+            self._reply(415, status_body(415, "UnsupportedMediaType", message))
+        elif not request.name:
+            self._reply(405, status_body(405, "MethodNotAllowed", "PATCH needs an object name"))
+        else:
+            from pilothouse.testing._kube_writes import serve_apply  # imports this module
+
+            serve_apply(self.api, request, body, self._reply)
+
+    def do_DELETE(self) -> None:
+        self.close_connection = True
+        self._body()
+        request = self._request()
+        if request is None:
+            return
+        self.api.note(request, "DELETE")
+        if not request.name:
+            self._reply(405, status_body(405, "MethodNotAllowed", "the fake deletes by name only"))
+        else:
+            from pilothouse.testing._kube_writes import serve_delete  # imports this module
+
+            serve_delete(self.api, request, self._reply)
+
+    def _request(self) -> Request | None:
+        """The parsed request, or ``None`` after replying 400 or 404."""
+        try:
+            request = parse_request(self.path)
+        except ValueError as exc:
+            self._reply(400, status_body(400, "BadRequest", str(exc)))
+            return None
+        if request is None or not self.api.serves(request):
+            self._reply(404, status_body(404, "NotFound", _NOT_FOUND))
+            return None
+        return request
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            return raw  # not a mapping: the apply handler rejects it
 
     def _reply(self, code: int, body: Mapping[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -200,10 +271,6 @@ class KubeRequestHandler(BaseHTTPRequestHandler):
         data = json.dumps(event).encode() + b"\n"
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
-
-
-def _known(request: Request) -> bool:
-    return any((request.prefix, request.plural) == entry for entry in KINDS.values())
 
 
 def _cut(sock: socket.socket) -> None:

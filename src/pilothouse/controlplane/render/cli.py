@@ -23,9 +23,10 @@ Examples:
 """
 
 
-def _options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The render flags; each one given overrides the Fleet's ``kubernetes`` settings (or,
-    for bounds, target and resources, every model's own values)."""
+def render_flags(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The render flags, shared by ``render k8s | helm`` and ``deploy k8s``; each one given
+    overrides the Fleet's ``kubernetes`` settings (or, for bounds, target and resources, every
+    model's own values)."""
     fleet_file = click.Path(exists=True, dir_okay=False, path_type=Path)
     options = [
         click.option(
@@ -129,7 +130,7 @@ def render_group() -> None:
 
 
 @render_group.command(name="k8s", epilog=EPILOG)
-@_options
+@render_flags
 @click.option("-n", "--namespace", help="Target namespace [default: kubernetes.namespace].")
 @click.option(
     "--out",
@@ -158,7 +159,7 @@ def k8s(out: Path | None, **params: Any) -> None:
 
 
 @render_group.command(name="helm", epilog=EPILOG)
-@_options
+@render_flags
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
