@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import click
 
@@ -87,6 +87,21 @@ def _api_key_option(f: Callable[..., None]) -> Callable[..., None]:
     show_default=True,
     help="Seconds to wait for every replica to become healthy.",
 )
+@click.option(
+    "--executor",
+    "executor_kind",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where replicas run: child processes here, or Ray actors on a Ray cluster "
+    "(needs the 'ray' extra; see docs/ray.md).",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="With --executor ray: the cluster to join, HOST:PORT or 'auto' "
+    "(default: the fleet file's ray.address, else RAY_ADDRESS, else a new local Ray).",
+)
 def up(
     fleet_file: Path | None,
     replicas: int | None,
@@ -96,20 +111,28 @@ def up(
     api_key: str | None,
     log_dir: Path | None,
     ready_timeout: float,
+    executor_kind: Literal["local", "ray"],
+    ray_address: str | None,
 ) -> None:
     """Start a fleet's replicas and the gateway in front of them; Ctrl-C stops everything.
 
     The replicas are supervised: a crashed one is restarted (with backoff), autoscaled models
     follow their load (a model at zero starts on its first request, which is held), and the
     file given with -f is watched: save a change and it is applied. `pilothouse apply -f`
-    applies a spec over loopback instead.
+    applies a spec over loopback instead. With `--executor ray` the replicas are Ray actors
+    on a Ray cluster, supervised the same way.
     """
     from pilothouse.runner import FleetOverrides, run_up
 
     overrides = FleetOverrides(
-        replicas=replicas, port=port, host=host, scheduler=scheduler, api_key=api_key
+        replicas=replicas,
+        port=port,
+        host=host,
+        scheduler=scheduler,
+        api_key=api_key,
+        ray_address=ray_address,
     )
-    _run(run_up(fleet_file, overrides, log_dir, ready_timeout))
+    _run(run_up(fleet_file, overrides, log_dir, ready_timeout, executor_kind))
 
 
 @cli.command()

@@ -6,17 +6,20 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import ValidationError
 from rich.console import Console
 from starlette.applications import Starlette
 
 from pilothouse.config.fleet import FleetSpec, ModelSpec, embedded_fleet, load_fleet
+from pilothouse.config.ray import RaySpec
 from pilothouse.controlplane.admin import admin_routes
 from pilothouse.controlplane.changes import ApplyReport
 from pilothouse.controlplane.executor import LocalExecutor
 from pilothouse.controlplane.features import pending_features
 from pilothouse.controlplane.local import default_log_dir
+from pilothouse.controlplane.replicas import ReplicaRuntime
 from pilothouse.controlplane.signals import GatewaySignals
 from pilothouse.controlplane.watch import watch_spec
 from pilothouse.errors import ConfigError
@@ -34,6 +37,7 @@ class FleetOverrides:
     host: str | None = None
     scheduler: str | None = None
     api_key: str | None = None
+    ray_address: str | None = None
 
     def apply(self, spec: FleetSpec) -> FleetSpec:
         gateway = {
@@ -49,8 +53,21 @@ class FleetOverrides:
         models = spec.models
         if self.replicas is not None:
             models = [self._replicas(m) if m.launched else m for m in models]
+        ray = spec.ray
+        if self.ray_address is not None:
+            data = {**ray.model_dump(), "address": self.ray_address}
+            try:
+                ray = RaySpec.model_validate(data)
+            except ValidationError as exc:
+                raise ConfigError(
+                    f"--ray-address '{self.ray_address}' is not HOST:PORT or 'auto'"
+                ) from exc
         return spec.model_copy(
-            update={"models": models, "gateway": spec.gateway.model_copy(update=gateway)}
+            update={
+                "models": models,
+                "gateway": spec.gateway.model_copy(update=gateway),
+                "ray": ray,
+            }
         )
 
     def _replicas(self, model: ModelSpec) -> ModelSpec:
@@ -68,8 +85,15 @@ def _console() -> Console:
     return Console(stderr=True)
 
 
+Executor = Literal["local", "ray"]
+
+
 async def run_up(
-    fleet_file: Path | None, overrides: FleetOverrides, log_dir: Path | None, ready_timeout: float
+    fleet_file: Path | None,
+    overrides: FleetOverrides,
+    log_dir: Path | None,
+    ready_timeout: float,
+    executor_kind: Executor = "local",
 ) -> None:
     spec = overrides.apply(load_fleet(fleet_file) if fleet_file else embedded_fleet())
     resolve_config(spec.gateway.scheduler)  # fail before starting anything
@@ -78,11 +102,13 @@ async def run_up(
         console.log(f"note: {note}")
     app = build_gateway(spec, [])
     ctx = app.ctx
+    log_dir = log_dir or default_log_dir()
     executor = LocalExecutor(
         spec,
         ctx.pool,
-        log_dir or default_log_dir(),
+        log_dir,
         signals=GatewaySignals(ctx.pool, ctx.holding, ctx.metrics.registry),
+        runtime=_runtime(executor_kind, spec, log_dir),
     )
     _wire(app.app, ctx, executor, overrides)
     tasks: list[asyncio.Task[None]] = []
@@ -103,6 +129,17 @@ async def run_up(
         await asyncio.gather(*tasks, return_exceptions=True)
         await executor.stop()
         console.log("stopped every replica")
+
+
+def _runtime(kind: Executor, spec: FleetSpec, log_dir: Path) -> ReplicaRuntime | None:
+    """Where replicas run: None for local child processes, else a joined Ray cluster."""
+    if kind == "local":
+        return None
+    from pilothouse.controlplane.ray_runtime import RayRuntime  # imports ray: only here
+
+    runtime = RayRuntime(spec.ray, log_dir)
+    runtime.connect()
+    return runtime
 
 
 def _wire(

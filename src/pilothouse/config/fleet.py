@@ -20,8 +20,9 @@ An autoscaled model that scales to zero (``examples/fleet-sim-autoscale.yaml``):
         autoscaling: {min_replicas: 0, max_replicas: 4, metric: queue_depth, target: 8,
                       idle_timeout_s: 120}
 
-Every field is documented in ``docs/configuration.md``. One file drives ``pilothouse up``,
-``pilothouse render k8s`` and ``pilothouse apply``.
+Every field is documented in ``docs/configuration.md``. One file drives ``pilothouse up`` (local
+processes, or Ray actors with ``--executor ray``), ``pilothouse render k8s`` and
+``pilothouse apply``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pilothouse.config.autoscaling import AutoscalingSpec
 from pilothouse.config.deploy import K8S_NAME, KubernetesSpec, LocalSpec, ResourcesSpec
 from pilothouse.config.loader import SpecProblems, read_yaml, validate_model
+from pilothouse.config.ray import RaySpec
 from pilothouse.config.sources import ModelSource, parse_source
 from pilothouse.config.traffic import MODEL_NAME, AdapterSpec, TrafficSplit
 
@@ -211,6 +213,8 @@ class FleetSpec(_Spec):
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
     kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
     local: LocalSpec = Field(default_factory=LocalSpec)
+    ray: RaySpec = Field(default_factory=RaySpec)
+    """Read by ``pilothouse up --executor ray`` only (``docs/ray.md``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -1,4 +1,9 @@
-"""The local executor behind ``pilothouse up``: replica processes kept in line with the spec.
+"""The executor behind ``pilothouse up``: replicas kept in line with the spec.
+
+Where a replica runs is the :class:`~pilothouse.controlplane.replicas.ReplicaRuntime`'s
+business: child processes here (:class:`~pilothouse.controlplane.replicas.LocalRuntime`, the
+default) or Ray actors on a cluster (:class:`~pilothouse.controlplane.ray_runtime.RayRuntime`,
+``pilothouse up --executor ray``); everything below is the same for both.
 
 Every ``local.reconcile_interval_s`` (or at once when a held request signals demand) it:
 
@@ -44,7 +49,7 @@ from pilothouse.controlplane.reconcile import (
     generation,
     reconcile,
 )
-from pilothouse.controlplane.replicas import ReplicaProcess, probe, spawn_replica, terminate
+from pilothouse.controlplane.replicas import LocalRuntime, ReplicaHandle, ReplicaRuntime, probe
 from pilothouse.controlplane.scaler import ReplicaTargets
 from pilothouse.controlplane.signals import GatewaySignals
 from pilothouse.endpoints.pool import EndpointPool
@@ -57,7 +62,7 @@ _DRAIN_POLL_S = 0.05
 @dataclass(slots=True)
 class _Replica:
     model: str
-    process: ReplicaProcess | None
+    process: ReplicaHandle | None
     generation: str
     phase: Phase
     since: float
@@ -65,7 +70,11 @@ class _Replica:
 
 
 class LocalExecutor:
-    """Supervises the launched replicas of one fleet; see the module docstring."""
+    """Supervises the launched replicas of one fleet; see the module docstring.
+
+    ``runtime`` starts the replicas (default: child processes on ``host``); the executor
+    owns it and closes it in :meth:`stop`.
+    """
 
     def __init__(
         self,
@@ -76,12 +85,13 @@ class LocalExecutor:
         signals: GatewaySignals | None = None,
         clock: Clock | None = None,
         host: str = "127.0.0.1",
+        runtime: ReplicaRuntime | None = None,
     ) -> None:
         self._spec = spec
         self._pool = pool
         self.log_dir = log_dir
         self._clock = clock or SystemClock()
-        self._host = host
+        self._runtime = runtime or LocalRuntime(log_dir, host)
         self._replicas: dict[str, _Replica] = {}
         self._targets = ReplicaTargets(signals)
         self._wake = asyncio.Event()
@@ -129,7 +139,7 @@ class LocalExecutor:
                 "model": r.model,
                 "phase": r.phase,
                 "address": r.process.endpoint.address if r.process else None,
-                "pid": r.process.process.pid if r.process else None,
+                "pid": r.process.pid if r.process else None,
                 "restarts": r.restarts,
                 "in_flight": self._pool.in_flight(name),
             }
@@ -177,10 +187,12 @@ class LocalExecutor:
         for task in self._stops:
             task.cancel()
         await asyncio.gather(*self._stops, return_exceptions=True)
-        processes = [r.process for r in self._replicas.values() if r.process is not None]
-        await terminate(processes, self._spec.local.stop_grace_s)
+        grace_s = self._spec.local.stop_grace_s
+        handles = [r.process for r in self._replicas.values() if r.process is not None]
+        await asyncio.gather(*(handle.stop(grace_s) for handle in handles))
         for name in list(self._replicas):
             self._forget(name)
+        await self._runtime.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -239,7 +251,7 @@ class LocalExecutor:
                 log.info("restarting %s: %s", action.name, action.reason)
                 old = self._replicas[action.name]
                 if old.process is not None:
-                    await terminate([old.process], self._spec.local.stop_grace_s)
+                    await old.process.stop(self._spec.local.stop_grace_s)
                 if self._pool.has_endpoint(action.name):
                     self._pool.remove(action.name)
                 await self._start(old.model, action.name, restarts=old.restarts + 1)
@@ -251,7 +263,7 @@ class LocalExecutor:
         assert model is not None, f"reconcile started an undeclared model {model_name}"
         now = self._clock.now()
         try:
-            process = await spawn_replica(model, name, self.log_dir, self._host)
+            process = await self._runtime.spawn(model, name)
         except EngineError as exc:
             log.warning("%s", exc)
             self._replicas[name] = _Replica(model_name, None, generation(model), "crashed", now,
@@ -280,7 +292,7 @@ class LocalExecutor:
         if self._pool.has_endpoint(name):
             self._pool.remove(name)  # out of routing and probing before it goes away
         if process is not None:
-            await terminate([process], local.stop_grace_s)
+            await process.stop(local.stop_grace_s)
         self._forget(name)
 
     def _forget(self, name: str) -> None:

@@ -1,5 +1,10 @@
 """One engine replica as a child process on a loopback port: spawn, probe, terminate.
 
+The executor sees replicas through two small protocols: a :class:`ReplicaRuntime` spawns a
+replica of a model and answers a :class:`ReplicaHandle` (its endpoint, pid, whether it has
+exited, how to stop it). :class:`LocalRuntime` runs child processes here;
+:class:`~pilothouse.controlplane.ray_runtime.RayRuntime` runs them in Ray actors.
+
 Every child gets ``PR_SET_PDEATHSIG`` (SIGTERM) on Linux, so even a SIGKILLed parent leaves
 no orphan engines; a normal stop sends SIGTERM, waits, then SIGKILLs stragglers. The
 replica's stdout and stderr go to ``<log_dir>/<name>.log`` (appended across restarts).
@@ -18,6 +23,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
@@ -28,6 +34,41 @@ from pilothouse.errors import EngineError
 from pilothouse.scheduling.types import Endpoint
 
 _PROBE = aiohttp.ClientTimeout(total=2)
+
+
+class ReplicaHandle(Protocol):
+    """One running replica as the executor sees it, wherever it runs."""
+
+    @property
+    def endpoint(self) -> Endpoint: ...
+
+    @property
+    def pid(self) -> int | None:
+        """The engine's process id (on the node that runs it), if known."""
+        ...
+
+    @property
+    def exited(self) -> bool:
+        """True once the replica is gone without being stopped (or after :meth:`stop`)."""
+        ...
+
+    def describe_exit(self) -> str: ...
+
+    async def stop(self, grace_s: float) -> None:
+        """SIGTERM, wait up to ``grace_s``, then SIGKILL; returns once it is gone."""
+        ...
+
+
+class ReplicaRuntime(Protocol):
+    """Where replicas run: starts one replica of a model under a name."""
+
+    async def spawn(self, model: ModelSpec, name: str) -> ReplicaHandle:
+        """Start it and answer its handle (not yet healthy); EngineError if it cannot."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the runtime holds; called once, after every replica is stopped."""
+        ...
 
 
 @dataclass(slots=True)
@@ -41,6 +82,10 @@ class ReplicaProcess:
         return self.endpoint.name
 
     @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
     def exited(self) -> bool:
         return self.process.returncode is not None
 
@@ -48,6 +93,23 @@ class ReplicaProcess:
         return (
             f"replica {self.name} exited with code {self.process.returncode}; see {self.log_path}"
         )
+
+    async def stop(self, grace_s: float) -> None:
+        await terminate([self], grace_s)
+
+
+class LocalRuntime:
+    """Replicas as child processes of this one, on free ports of ``host``."""
+
+    def __init__(self, log_dir: Path, host: str = "127.0.0.1") -> None:
+        self.log_dir = log_dir
+        self.host = host
+
+    async def spawn(self, model: ModelSpec, name: str) -> ReplicaProcess:
+        return await spawn_replica(model, name, self.log_dir, self.host)
+
+    async def close(self) -> None:
+        return None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -94,7 +156,7 @@ async def spawn_replica(
     return ReplicaProcess(endpoint, process, log_path)
 
 
-async def probe(session: aiohttp.ClientSession, replica: ReplicaProcess) -> bool:
+async def probe(session: aiohttp.ClientSession, replica: ReplicaHandle) -> bool:
     """True when the replica answers its engine's health path with 200."""
     endpoint = replica.endpoint
     url = f"http://{endpoint.address}{adapter_for(endpoint.engine).health_path}"
