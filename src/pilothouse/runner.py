@@ -148,6 +148,7 @@ def _wire(
     """Hold requests for launched models, follow applied specs, and serve /admin/fleet."""
     ctx.holding.attach(launched_models(executor.spec), executor.demand)
     executor.on_apply(lambda spec: ctx.holding.set_models(launched_models(spec)))
+    executor.on_apply(ctx.adopt)  # adapters and traffic-split weights
     routes = admin_routes(ctx, _applier(executor, overrides), executor.status)
     app.router.routes.extend(routes)
 

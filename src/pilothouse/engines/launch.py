@@ -24,9 +24,35 @@ def engine_args(args: Mapping[str, ArgValue]) -> list[str]:
     return out
 
 
+def adapter_args(model: ModelSpec) -> list[str]:
+    """Flags that serve ``model.adapters`` from the start, as vLLM takes them.
+
+    vLLM: ``--enable-lora --lora-modules NAME=PATH ...`` (``hf://ORG/NAME`` becomes the Hub
+    id vLLM resolves; ``--max-loras`` keeps vLLM's default of 1 unless ``args`` sets it);
+    the simulator takes the same ``--lora-modules`` and also serves vLLM's dynamic LoRA
+    endpoints (``--allow-runtime-lora-updating``) so adapters can be loaded later too.
+    """
+    if not model.adapters:
+        return []
+    modules = [f"{a.name}={a.source.removeprefix('hf://')}" for a in model.adapters]
+    given = {key.replace("_", "-") for key in model.args}
+    out: list[str] = []
+    if model.engine == "vllm" and "enable-lora" not in given:
+        out.append("--enable-lora")
+    if model.engine == "sim" and "allow-runtime-lora-updating" not in given:
+        out.append("--allow-runtime-lora-updating")
+    if "lora-modules" not in given:
+        out += ["--lora-modules", *modules] if model.engine == "vllm" else _repeat(modules)
+    return out
+
+
+def _repeat(modules: list[str]) -> list[str]:
+    return [part for module in modules for part in ("--lora-modules", module)]
+
+
 def replica_command(model: ModelSpec, host: str, port: int) -> list[str]:
     """The argv that starts one replica of ``model`` listening on ``host:port``."""
-    extra = engine_args(model.args)
+    extra = engine_args(model.args) + adapter_args(model)
     if model.engine == "llamacpp":
         return [
             sys.executable,

@@ -14,15 +14,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pilothouse.clock import Clock, SystemClock
-from pilothouse.config.fleet import GatewaySpec
+from pilothouse.config.fleet import FleetSpec, GatewaySpec
 from pilothouse.endpoints.kv_subscriber import KVEventSubscriber, build_kv_scheduler
 from pilothouse.endpoints.monitor import EndpointMonitor
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import RequestError
+from pilothouse.gateway.adapter_admin import adapter_routes
+from pilothouse.gateway.adapters import AdapterRegistry, AdapterWatcher
 from pilothouse.gateway.asgi import Receive, Scope, Send
 from pilothouse.gateway.context import GatewayContext
 from pilothouse.gateway.metrics import GatewayMetrics
 from pilothouse.gateway.proxy import ProxyEndpoint
+from pilothouse.gateway.traffic import TrafficSplitter
 from pilothouse.openai.errors import error_body, error_from_exception
 from pilothouse.openai.requests import Route as OpenAIRoute
 from pilothouse.scheduling.config import resolve_config
@@ -40,11 +43,14 @@ def create_app(
     clock: Clock | None = None,
     monitor: bool = True,
     kv_events: KVEventSubscriber | None = None,
+    fleet: FleetSpec | None = None,
 ) -> GatewayApp:
     """Build a gateway; the monitor probes endpoints unless ``monitor`` is False (tests).
 
     ``kv_events`` (from :func:`build_gateway_scheduler`) follows the pool's endpoints while
-    the app runs.
+    the app runs. ``fleet`` declares LoRA adapters and traffic splits (see
+    ``docs/lora.md`` and ``docs/canary.md``); the app follows a new spec through
+    :meth:`GatewayContext.adopt`.
     """
     ctx = GatewayContext(
         settings=settings,
@@ -52,6 +58,8 @@ def create_app(
         scheduler=scheduler,
         metrics=GatewayMetrics(),
         clock=clock or SystemClock(),
+        adapters=AdapterRegistry(fleet),
+        traffic=TrafficSplitter(fleet.traffic if fleet is not None else ()),
     )
     proxies = {r.value: ProxyEndpoint(r, ctx) for r in OpenAIRoute}
     routes = [Route(path, proxy, methods=["POST"]) for path, proxy in proxies.items()]
@@ -60,6 +68,7 @@ def create_app(
         Route("/health", _health, methods=["GET"]),
         Route("/ready", _ready(ctx), methods=["GET"]),
         Route("/metrics", _metrics(ctx), methods=["GET"]),
+        *adapter_routes(ctx),
     ]
     app = Starlette(
         routes=routes,
@@ -124,15 +133,21 @@ def _lifespan(  # type: ignore[no-untyped-def]
             watcher = EndpointMonitor(
                 ctx.pool, session, ctx.clock, interval_s=ctx.settings.probe_interval_s
             )
+            adapters = AdapterWatcher(
+                ctx.adapters, ctx.pool, session, interval_s=ctx.settings.probe_interval_s
+            )
             if monitor:
                 await watcher.tick()
                 watcher.start()
+                await adapters.tick()
+                adapters.start()
             if kv_events is not None:
                 kv_events.watch(ctx.pool.endpoints, ctx.settings.probe_interval_s)
             try:
                 yield
             finally:
                 await watcher.stop()
+                await adapters.stop()
                 if kv_events is not None:
                     await kv_events.close()
                 ctx.session = None
@@ -154,13 +169,25 @@ def _models(ctx: GatewayContext):  # type: ignore[no-untyped-def]
         except RequestError as exc:
             status, body, _ = error_from_exception(exc)
             return Response(body, status, media_type=_JSON)
-        data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "pilothouse"}
-            for name in sorted(set(ctx.pool.models()) | ctx.holding.models())
-        ]
-        return Response(_dumps({"object": "list", "data": data}), media_type=_JSON)
+        return Response(_dumps({"object": "list", "data": model_list(ctx)}), media_type=_JSON)
 
     return models
+
+
+def model_list(ctx: GatewayContext) -> list[dict[str, object]]:
+    """Served models, LoRA adapters (``parent``: the base model, as vLLM lists them) and
+    public names of traffic splits (``versions``: each version's share)."""
+
+    def card(name: str, **extra: object) -> dict[str, object]:
+        return {"id": name, "object": "model", "created": 0, "owned_by": "pilothouse", **extra}
+
+    models = set(ctx.pool.models()) | ctx.holding.models()
+    data = [card(name) for name in sorted(models)]
+    data += [card(name, parent=base) for name, base in sorted(ctx.adapters.names().items())]
+    data += [
+        card(name, versions=split.shares()) for name, split in sorted(ctx.traffic.splits().items())
+    ]
+    return data
 
 
 async def _health(request: Request) -> Response:

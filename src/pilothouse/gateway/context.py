@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from pilothouse.clock import Clock
-from pilothouse.config.fleet import GatewaySpec
+from pilothouse.config.fleet import FleetSpec, GatewaySpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import Unauthorized
+from pilothouse.gateway.adapters import AdapterRegistry
 from pilothouse.gateway.admission import Admission
 from pilothouse.gateway.holding import Holding
 from pilothouse.gateway.metrics import GatewayMetrics
+from pilothouse.gateway.traffic import TrafficSplitter
 from pilothouse.routing import Router
 from pilothouse.scheduling.scheduler import Scheduler
 
@@ -33,6 +35,10 @@ class GatewayContext:
         default_factory=lambda: logging.getLogger("pilothouse.access")
     )
     session: aiohttp.ClientSession | None = None
+    adapters: AdapterRegistry = field(default_factory=AdapterRegistry)
+    """LoRA adapters served as models (declared in the spec, or found on replicas)."""
+    traffic: TrafficSplitter = field(default_factory=TrafficSplitter)
+    """Public model names split across versions (canary)."""
     router: Router = field(init=False)
     admission: Admission = field(init=False)
     holding: Holding = field(init=False)
@@ -47,6 +53,20 @@ class GatewayContext:
         self.router = Router(
             self.pool, self.scheduler, self.metrics.decision.observe, self.admission.wake
         )
+
+    def serves(self, model: str) -> bool:
+        """True for a model with replicas (or that can be started), an adapter or a split."""
+        return (
+            self.pool.has_model(model)
+            or self.holding.holds(model)
+            or self.adapters.base_of(model) is not None
+            or self.traffic.is_public(model)
+        )
+
+    def adopt(self, spec: FleetSpec) -> None:
+        """Follow a newly applied spec: its adapters and traffic splits (weights)."""
+        self.adapters.update(spec)
+        self.traffic.set_splits(spec.traffic)
 
     def new_request_id(self) -> str:
         """A process-unique id: a random prefix per gateway and a counter (cheap, sortable)."""

@@ -112,6 +112,15 @@ class GatewayMetrics:
                 registry=r,
             )
         )
+        self.split_requests = _Children(
+            Counter(
+                "pilothouse_traffic_split_requests",
+                "Requests to a traffic split's public name, by the version that got them and "
+                "status code (compare versions with the model-labelled latency series).",
+                ["public_model", "model", "status"],
+                registry=r,
+            )
+        )
         self.tokens = _Children(
             Counter(
                 "pilothouse_tokens",

@@ -43,7 +43,7 @@ def build_gateway(spec: FleetSpec, endpoints: list[Endpoint], *, ready: bool = F
             )
     clock = SystemClock()
     scheduler, kv_events = build_gateway_scheduler(spec.gateway, clock)
-    return create_app(spec.gateway, pool, scheduler, clock=clock, kv_events=kv_events)
+    return create_app(spec.gateway, pool, scheduler, clock=clock, kv_events=kv_events, fleet=spec)
 
 
 async def serve(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Coroutine
 from typing import Any
 
@@ -63,8 +64,16 @@ def _engine_options(function: Any) -> Any:
 )
 @_engine_options
 @click.option(
-    "--lora-modules", multiple=True, metavar="NAME",
-    help="Serve a LoRA adapter under NAME (repeatable); enables one LoRA slot by default.",
+    "--lora-modules",
+    multiple=True,
+    metavar="NAME[=PATH]",
+    help="Serve a LoRA adapter under NAME (repeatable; PATH is not read); enables one LoRA "
+    "slot by default.",
+)
+@click.option(
+    "--allow-runtime-lora-updating", is_flag=True, default=None,
+    help="Serve /v1/load_lora_adapter and /v1/unload_lora_adapter (also on when "
+    "VLLM_ALLOW_RUNTIME_LORA_UPDATING is true, as for vLLM).",
 )  # fmt: skip
 @click.option(
     "--time-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
@@ -128,6 +137,7 @@ def settings_from_options(options: dict[str, Any]) -> SimSettings:
         preset=options.get("preset", DEFAULT_PRESET),
         overrides=overrides,
         lora_modules=tuple(options.get("lora_modules") or ()),
+        runtime_lora_updating=_runtime_lora_updating(options.get("allow_runtime_lora_updating")),
         time_scale=options.get("time_scale", 1.0),
         seed=options.get("seed", 0),
         default_max_tokens=options.get("default_max_tokens"),
@@ -146,6 +156,14 @@ def settings_from_options(options: dict[str, Any]) -> SimSettings:
     )
     settings.engine_config()  # fail now, with the field path, on an impossible combination
     return settings
+
+
+def _runtime_lora_updating(flag: bool | None) -> bool:
+    """The flag, else vLLM's environment variable (read when the command runs)."""
+    if flag is not None:
+        return flag
+    value = os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "")
+    return value.strip().lower() in ("1", "true", "yes")
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:

@@ -87,6 +87,11 @@ class EngineRuntime:
         if request_id in self.model:
             self.model.abort_request(request_id, self.now())
 
+    def register_lora(self, name: str) -> None:
+        """Give adapter ``name`` a LoRA id for KV events (ids are never reused)."""
+        if name not in self._lora_ids:
+            self._lora_ids[name] = max(self._lora_ids.values(), default=0) + 1
+
     async def publish(self, events: tuple[KVEvent, ...]) -> None:
         if self.publisher is not None and events:
             wire = to_wire(events, self.model.config.block_size, self._lora_ids)

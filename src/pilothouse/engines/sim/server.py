@@ -4,6 +4,13 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (streamed or not
 ``GET /v1/models``, ``GET /health`` (200 once started, 503 during ``--startup-delay``),
 ``GET /metrics`` (vLLM names) and ``POST /reset_prefix_cache`` (vLLM's dev endpoint: clears
 the prefix cache and publishes ``AllBlocksCleared``; 409 while requests hold blocks).
+
+With ``--allow-runtime-lora-updating`` (vLLM: ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``),
+vLLM's dynamic LoRA endpoints too: ``POST /v1/load_lora_adapter`` with ``{"lora_name",
+"lora_path"}`` (200 and a text message; 400 when a field is missing or the name is already
+loaded) and ``POST /v1/unload_lora_adapter`` with ``{"lora_name"}`` (404 when unknown).
+Without the flag they are 404, as in vLLM. Adapters are listed by ``/v1/models`` with
+``parent`` = the base model, and requests naming an unknown adapter get 404.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from pilothouse.engines.sim.protocol import (
 from pilothouse.engines.sim.settings import SimSettings
 from pilothouse.engines.sim.state import SimState
 from pilothouse.engines.sim.tokenizer import filler_text
-from pilothouse.errors import NoEndpointAvailable, RequestError, SchedulingError
+from pilothouse.errors import BadRequest, NoEndpointAvailable, RequestError, SchedulingError
 from pilothouse.openai.errors import error_body, error_from_exception
 from pilothouse.sim.types import EngineRequest
 
@@ -52,6 +59,9 @@ def create_sim_app(
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
     app.router.add_post("/reset_prefix_cache", _reset_prefix_cache)
+    if settings.runtime_lora_updating:
+        app.router.add_post("/v1/load_lora_adapter", _load_lora_adapter)
+        app.router.add_post("/v1/unload_lora_adapter", _unload_lora_adapter)
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)
     return app
@@ -89,20 +99,51 @@ async def _models(request: web.Request) -> web.Response:
     created = int(time.time())
     base = state.settings.model
 
-    def entry(name: str, parent: str | None) -> dict[str, object]:
+    def entry(name: str, root: str, parent: str | None) -> dict[str, object]:
         return {
             "id": name,
             "object": "model",
             "created": created,
             "owned_by": "pilothouse-sim",
-            "root": name,
+            "root": root,
             "parent": parent,
             "max_model_len": state.model.config.max_model_len,
         }
 
-    data = [entry(base, None), *(entry(name, base) for name in state.settings.lora_modules)]
+    adapters = [entry(name, path, base) for name, path in state.adapters.items()]
+    data = [entry(base, base, None), *adapters]
     body = orjson.dumps({"object": "list", "data": data})
     return web.Response(body=body, content_type="application/json")
+
+
+async def _load_lora_adapter(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        doc = await _json_object(request)
+        message = state.load_adapter(doc.get("lora_name"), doc.get("lora_path"))
+    except RequestError as exc:
+        return _error(exc)
+    return web.Response(status=200, text=message)
+
+
+async def _unload_lora_adapter(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        doc = await _json_object(request)
+        message = state.unload_adapter(doc.get("lora_name"))
+    except RequestError as exc:
+        return _error(exc)
+    return web.Response(status=200, text=message)
+
+
+async def _json_object(request: web.Request) -> dict[str, object]:
+    try:
+        doc = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise BadRequest("request body must be a JSON object")
+    return doc
 
 
 async def _reset_prefix_cache(request: web.Request) -> web.Response:

@@ -11,6 +11,17 @@ from pilothouse.sim.presets import DEFAULT_PRESET, get_preset
 KV_FORMATS = ("array", "map")
 
 
+def lora_module_name(module: str) -> str:
+    """The adapter name of a ``--lora-modules`` value: ``NAME`` or vLLM's ``NAME=PATH``."""
+    return module.split("=", 1)[0]
+
+
+def lora_module_path(module: str) -> str:
+    """The adapter path of a ``--lora-modules`` value (the name when no path is given)."""
+    name, _, path = module.partition("=")
+    return path or name
+
+
 @dataclass(frozen=True, slots=True)
 class FaultSettings:
     """Failure injection: see :mod:`pilothouse.engines.sim.faults`."""
@@ -66,6 +77,10 @@ class SimSettings:
     preset: str = DEFAULT_PRESET
     overrides: EngineOverrides = field(default_factory=EngineOverrides)
     lora_modules: tuple[str, ...] = ()
+    """Adapters served from the start, ``NAME`` or ``NAME=PATH`` (the path is not read)."""
+    runtime_lora_updating: bool = False
+    """Serve ``/v1/load_lora_adapter`` and ``/v1/unload_lora_adapter`` (vLLM's
+    ``VLLM_ALLOW_RUNTIME_LORA_UPDATING``)."""
     time_scale: float = 1.0
     seed: int = 0
     default_max_tokens: int | None = None
@@ -77,16 +92,23 @@ class SimSettings:
             raise ConfigError("must be > 0", "time_scale")
         if self.default_max_tokens is not None and self.default_max_tokens < 1:
             raise ConfigError("must be >= 1", "default_max_tokens")
-        if len(set(self.lora_modules)) != len(self.lora_modules) or self.model in self.lora_modules:
+        names = self.lora_names
+        if len(set(names)) != len(names) or self.model in names or "" in names:
             raise ConfigError(
                 "adapter names must be unique and differ from --model", "lora_modules"
             )
 
+    @property
+    def lora_names(self) -> tuple[str, ...]:
+        return tuple(lora_module_name(m) for m in self.lora_modules)
+
     def engine_config(self) -> EngineConfig:
-        """The preset with the overrides applied; LoRA modules need at least one slot."""
+        """The preset with the overrides applied; LoRA (modules or runtime loading) needs at
+        least one slot, as vLLM's ``--max-loras`` defaults to 1."""
         overrides = self.overrides
         base = get_preset(self.preset)
-        if self.lora_modules and overrides.max_loras is None and base.max_loras == 0:
+        wants_lora = bool(self.lora_modules) or self.runtime_lora_updating
+        if wants_lora and overrides.max_loras is None and base.max_loras == 0:
             overrides = replace(overrides, max_loras=1)
         try:
             return apply_overrides(base, overrides)

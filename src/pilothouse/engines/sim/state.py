@@ -12,9 +12,9 @@ from pilothouse.engines.sim.kv_publisher import KVEventPublisher
 from pilothouse.engines.sim.metrics import SimMetrics
 from pilothouse.engines.sim.protocol import CompletionCall
 from pilothouse.engines.sim.runtime import EngineRuntime
-from pilothouse.engines.sim.settings import SimSettings
+from pilothouse.engines.sim.settings import SimSettings, lora_module_name, lora_module_path
 from pilothouse.engines.sim.tokenizer import DummyTokenizer, filler_seed, natural_length
-from pilothouse.errors import BadRequest
+from pilothouse.errors import BadRequest, ModelNotFound
 from pilothouse.sim.engine_model import EngineModel
 from pilothouse.sim.hashing import chain_block_hashes
 from pilothouse.sim.types import EngineRequest
@@ -40,19 +40,54 @@ class SimState:
     faults: FaultInjector | None = None
     publisher: KVEventPublisher | None = None
     release_hung: asyncio.Event = field(default_factory=asyncio.Event)
+    adapters: dict[str, str] = field(default_factory=dict)
+    """Served LoRA adapters, name → path: ``--lora-modules`` plus runtime loads."""
 
     @classmethod
     def build(cls, settings: SimSettings, on_crash: Callable[[], None] | None) -> SimState:
         config = settings.engine_config()
         model = EngineModel(config, seed=settings.seed)
         metrics = SimMetrics(model, settings.model)
-        lora_ids = {name: index + 1 for index, name in enumerate(settings.lora_modules)}
+        lora_ids = {name: index + 1 for index, name in enumerate(settings.lora_names)}
         runtime = EngineRuntime(model, metrics, time_scale=settings.time_scale, lora_ids=lora_ids)
-        return cls(settings, model, metrics, runtime, on_crash=on_crash or exit_process)
+        adapters = {lora_module_name(m): lora_module_path(m) for m in settings.lora_modules}
+        return cls(
+            settings, model, metrics, runtime, on_crash=on_crash or exit_process, adapters=adapters
+        )
 
     @property
     def loras(self) -> frozenset[str]:
-        return frozenset(self.settings.lora_modules)
+        return frozenset(self.adapters)
+
+    def load_adapter(self, name: object, path: object) -> str:
+        """vLLM's ``/v1/load_lora_adapter``: serve ``name`` from now on (400 on bad input)."""
+        if not isinstance(name, str) or not isinstance(path, str) or not name or not path:
+            raise BadRequest(
+                "Both 'lora_name' and 'lora_path' must be provided.", code="InvalidUserInput"
+            )
+        if name in self.adapters:
+            raise BadRequest(
+                f"The lora adapter '{name}' has already been loaded.", code="InvalidUserInput"
+            )
+        if name == self.settings.model:
+            raise BadRequest(f"'{name}' is the base model's name.", code="InvalidUserInput")
+        self.adapters[name] = path
+        self.runtime.register_lora(name)
+        return f"Success: LoRA adapter '{name}' added successfully."
+
+    def unload_adapter(self, name: object) -> str:
+        """vLLM's ``/v1/unload_lora_adapter``: stop serving ``name`` (404 when unknown).
+
+        Requests already running on it finish; its slot frees as in vLLM, once idle.
+        """
+        if not isinstance(name, str) or not name:
+            raise BadRequest(
+                "'lora_name' needs to be provided to unload a LoRA adapter.",
+                code="InvalidUserInput",
+            )
+        if self.adapters.pop(name, None) is None:
+            raise ModelNotFound(f"The lora adapter '{name}' cannot be found.", code="NotFoundError")
+        return f"Success: LoRA adapter '{name}' removed successfully."
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
