@@ -60,9 +60,11 @@ def block_keys(
         blocks = min(blocks, max_blocks)
     key = root_key(lora) if parent is None else parent
     keys: list[int] = []
-    for start in range(0, blocks * block_size, block_size):
-        key = hash((key, *token_ids[start : start + block_size]))
-        keys.append(key)
+    append = keys.append
+    # zip(*[it] * n) cuts n-tuples in C; (key,) + chunk hashes like (key, *chunk).
+    for chunk in zip(*[iter(token_ids[: blocks * block_size])] * block_size, strict=False):
+        key = hash((key,) + chunk)  # noqa: RUF005 (faster, same hash)
+        append(key)
     return keys
 
 
@@ -141,8 +143,12 @@ class KVBlockIndex:
             return matched
         current = set(alive)
         depth = 1
+        get = self._holders.get
         for key in keys[1:]:
-            holders = self._holders.get(key)
+            holders = get(key)
+            if holders is not None and current <= holders:
+                depth += 1  # the usual step along a shared chain: nobody drops out
+                continue
             kept = current & holders if holders else set()
             for name in current - kept:
                 matched[name] = depth
@@ -201,8 +207,9 @@ class KVBlockIndex:
                 return
             key = parent
         state.block_size = size
-        for i, block in enumerate(hashes):
-            key = hash((key, *tokens[i * size : (i + 1) * size]))
+        chunks = zip(*[iter(tokens)] * size, strict=False)  # n-tuples, cut in C
+        for block, chunk in zip(hashes, chunks, strict=False):
+            key = hash((key,) + chunk)  # noqa: RUF005 (faster, same hash)
             self._add(endpoint, state, block, key)
 
     def _add(self, endpoint: str, state: _Endpoint, block: ExternalBlockHash, key: int) -> None:

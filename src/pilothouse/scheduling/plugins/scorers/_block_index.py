@@ -9,7 +9,8 @@ themselves form an LRU too, so an endpoint that is never picked again ages out.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import takewhile
 
 
 class BlockIndex:
@@ -27,14 +28,31 @@ class BlockIndex:
     def match(self, endpoint: str, hashes: Sequence[int]) -> int:
         """How many of ``hashes``, from the first, ``endpoint`` holds."""
         blocks = self._endpoints.get(endpoint)
-        if not blocks:
-            return 0
-        matched = 0
-        for block in hashes:
-            if block not in blocks:
-                break
-            matched += 1
+        if not blocks or not hashes or hashes[0] not in blocks:
+            return 0  # the common case: one lookup
+        # The walk runs in C (takewhile over the dict's own __contains__), not in bytecode.
+        return len(list(takewhile(blocks.__contains__, hashes)))
+
+    def match_many(self, endpoints: Iterable[str], hashes: Sequence[int]) -> list[int]:
+        """:meth:`match` for each of ``endpoints``, in order: one call per cycle instead of
+        one per endpoint (the scorer's hot path, 64+ endpoints per decision)."""
+        if not hashes:
+            return [0 for _ in endpoints]
+        first = hashes[0]
+        get = self._endpoints.get
+        matched = []
+        for endpoint in endpoints:
+            blocks = get(endpoint)
+            if not blocks or first not in blocks:
+                matched.append(0)
+            else:
+                matched.append(len(list(takewhile(blocks.__contains__, hashes))))
         return matched
+
+    def sizes(self, endpoints: Iterable[str]) -> list[int]:
+        """:meth:`size` for each of ``endpoints``, in order."""
+        get = self._endpoints.get
+        return [len(get(e) or ()) for e in endpoints]
 
     def record(self, endpoint: str, hashes: Sequence[int]) -> None:
         """Remember that ``endpoint`` now holds ``hashes`` (most recent first)."""

@@ -85,10 +85,10 @@ class ApproxPrefixScorer(NamedPlugin):
         if not hashes:
             return [0.0] * len(endpoints)
         total = len(hashes)
-        match = self._index.match
-        scores = [match(e.name, hashes) / total for e in endpoints]
-        state.data[PREFIX_MATCH_KEY] = {e.name: s for e, s in zip(endpoints, scores, strict=True)}
-        state.data[PREFIX_INDEX_SIZE_KEY] = {e.name: self._index.size(e.name) for e in endpoints}
+        names = [e.name for e in endpoints]
+        scores = [m / total for m in self._index.match_many(names, hashes)]
+        state.data[PREFIX_MATCH_KEY] = dict(zip(names, scores, strict=True))
+        state.data[PREFIX_INDEX_SIZE_KEY] = dict(zip(names, self._index.sizes(names), strict=True))
         return scores
 
     def post_schedule(
