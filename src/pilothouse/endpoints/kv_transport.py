@@ -11,8 +11,8 @@ A feed (:class:`EventFeed`) is one publisher seen from here: live ``(seq, payloa
 from a SUB socket, a :data:`CONNECTED` marker each time the connection is established (a ZMQ
 socket monitor watches handshakes: batches published before it were dropped by the PUB, and a
 reconnection may be to a restarted engine), and replays over a short-lived DEALER: send
-``[b"", start_seq]``, receive ``[b"", seq, payload]`` until ``seq`` is the end marker
-``0xff…ff``.
+``[b"", start_seq]``, receive ``[b"", seq, payload]`` (the simulator, older vLLM) or
+``[b"", topic, seq, payload]`` (vLLM 0.32) until ``seq`` is the end marker ``0xff…ff``.
 """
 
 from __future__ import annotations
@@ -94,6 +94,20 @@ class EventFeed(Protocol):
     async def close(self) -> None: ...
 
 
+def replayed_batch(frames: list[bytes]) -> tuple[int, bytes] | None:
+    """``(seq, payload)`` of one replay reply; ``None`` at the end marker or a malformed reply.
+
+    Replies are ``[b"", seq, payload]`` (the simulator, older vLLM) or, since vLLM added the
+    topic, ``[b"", topic, seq, payload]``.
+    """
+    if len(frames) not in (3, 4) or frames[0] != b"":
+        return None
+    seq, payload = frames[-2], frames[-1]
+    if len(seq) != 8 or seq == END_SEQ:
+        return None
+    return int.from_bytes(seq, "big"), payload
+
+
 class FeedFactory(Protocol):
     def __call__(self, address: KVEventAddress) -> EventFeed:
         """Open a feed; :class:`EngineError` when the address cannot be used."""
@@ -151,10 +165,10 @@ class ZmqFeed:
             async with asyncio.timeout(self._timeout):
                 await dealer.send_multipart((b"", start.to_bytes(8, "big")))
                 while True:
-                    frames = await dealer.recv_multipart()
-                    if len(frames) != 3 or frames[1] == END_SEQ:
+                    batch = replayed_batch(await dealer.recv_multipart())
+                    if batch is None:
                         return batches
-                    batches.append((int.from_bytes(frames[1], "big"), frames[2]))
+                    batches.append(batch)
         except (TimeoutError, zmq.ZMQError) as exc:
             log.warning("KV replay from %s failed after %d batch(es): %r", self._address.replay,
                         len(batches), exc)  # fmt: skip

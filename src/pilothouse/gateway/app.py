@@ -18,6 +18,7 @@ from pilothouse.config.fleet import FleetSpec, GatewaySpec
 from pilothouse.endpoints.kv_subscriber import KVEventSubscriber, build_kv_scheduler
 from pilothouse.endpoints.monitor import EndpointMonitor
 from pilothouse.endpoints.pool import EndpointPool
+from pilothouse.endpoints.tokenizers import load_tokenizers
 from pilothouse.errors import RequestError
 from pilothouse.gateway.adapter_admin import adapter_routes
 from pilothouse.gateway.adapters import AdapterRegistry, AdapterWatcher
@@ -108,8 +109,14 @@ def build_gateway_scheduler(
     tokenizer: PromptTokenizer | None = None,
     seed: int | None = None,
 ) -> tuple[Scheduler, KVEventSubscriber | None]:
-    """The gateway's scheduler and, with ``settings.kv_events``, its KV-event subscriber."""
+    """The gateway's scheduler and, with ``settings.kv_events``, its KV-event subscriber.
+
+    Without ``tokenizer``, prompts are tokenized with ``settings.tokenizers`` (loaded only
+    with ``kv_events``: nothing else reads them) and the simulator's tokenizer.
+    """
     config = resolve_config(settings.scheduler)
+    if tokenizer is None and settings.kv_events and settings.tokenizers:
+        tokenizer = load_tokenizers(settings.tokenizers, "gateway.tokenizers")
     return build_kv_scheduler(
         config, clock, kv_events=settings.kv_events, tokenizer=tokenizer, seed=seed
     )
