@@ -156,3 +156,34 @@ def test_the_autoscaling_example_makes_a_chart_with_the_same_objects(tmp_path: P
     key = lambda m: (m["kind"], m["metadata"]["name"])  # noqa: E731
     got = sorted(render_chart(tmp_path, namespace="default"), key=key)
     assert got == sorted(render_fleet(fleet, options).manifests, key=key)
+
+
+def test_the_lora_example_renders_its_adapters_into_the_vllm_pods() -> None:
+    """Same file, same adapters as `pilothouse up`: vLLM starts with --lora-modules."""
+    example = EXAMPLES / "fleet-lora.yaml"
+    result = CliRunner().invoke(render_group, ["k8s", "-f", str(example)])
+    assert result.exit_code == 0, result.output
+    server = one(list(yaml.safe_load_all(result.stdout)), "Deployment")
+    args = server["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args.count("--enable-lora") == 1  # the example sets it in args; not repeated
+    modules = args[args.index("--lora-modules") + 1 : args.index("--lora-modules") + 3]
+    assert modules == [
+        "sql-lora=example-org/llama-3.1-8b-sql-lora",
+        "support-lora=s3://models/adapters/support-v3",
+    ]
+
+
+def test_sim_adapters_render_like_the_local_launch() -> None:
+    spec = {
+        "models": [
+            {
+                "name": "m",
+                "engine": "sim",
+                "adapters": [{"name": "a1", "source": "/adapters/a1"}],
+            }
+        ]
+    }
+    server = one(render(spec), "Deployment")
+    args = server["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--lora-modules") + 1] == "a1=/adapters/a1"
+    assert "--allow-runtime-lora-updating" in args

@@ -27,7 +27,7 @@ from pilothouse.controlplane.render.options import (
     RenderOptions,
 )
 from pilothouse.controlplane.render.params import Binder
-from pilothouse.engines.launch import engine_args
+from pilothouse.engines.launch import adapter_args, engine_args
 from pilothouse.errors import ConfigError
 
 COMPONENT = "model-server"
@@ -137,6 +137,7 @@ def _vllm_args(plan: ModelPlan) -> list[str]:
         "--kv-events-config",
         json.dumps(kv_events, separators=(",", ":")),
         *engine_args(extra),
+        *adapter_args(plan.spec),
     ]
 
 
@@ -155,6 +156,7 @@ def _sim_args(plan: ModelPlan) -> list[str]:
         "--kv-topic",
         kv_topic(plan),
         *engine_args(_user_args(plan)),
+        *adapter_args(plan.spec),
     ]
 
 
