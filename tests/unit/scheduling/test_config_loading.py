@@ -159,6 +159,7 @@ def test_missing_file_is_config_error(tmp_path: Path) -> None:
 
 def test_builtin_names() -> None:
     assert builtin_config_names() == [
+        "blend",
         "cache-aware-sglang",
         "default",
         "least-requests",

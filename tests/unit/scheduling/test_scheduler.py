@@ -220,7 +220,7 @@ def test_clock_is_read_once_per_cycle() -> None:
     assert clock.reads == 1
 
 
-@pytest.mark.parametrize("name", ["default", "random", "least-requests", "prefix-load"])
+@pytest.mark.parametrize("name", ["blend", "random", "least-requests", "prefix-load"])
 def test_same_seed_same_decisions(name: str) -> None:
     def run(seed: int) -> list[str]:
         scheduler = build_scheduler(builtin_config(name), ManualClock(), seed=seed)

@@ -21,6 +21,7 @@ from pilothouse.scheduling.plugins.scorers.lora_affinity import LoraAffinityScor
 from pilothouse.scheduling.plugins.scorers.precise_prefix import PrecisePrefixScorer
 from pilothouse.scheduling.plugins.scorers.queue_depth import QueueDepthScorer
 from pilothouse.scheduling.plugins.scorers.session_affinity import SessionAffinityScorer
+from pilothouse.scheduling.plugins.scorers.sticky_prefix import StickyPrefixScorer
 
 __all__ = [
     "ApproxPrefixScorer",
@@ -41,6 +42,7 @@ __all__ = [
     "RoundRobinPicker",
     "SessionAffinityScorer",
     "SingleProfileHandler",
+    "StickyPrefixScorer",
     "builtin_factories",
 ]
 
@@ -54,6 +56,7 @@ def builtin_factories() -> dict[str, PluginFactory]:
         "least-requests": LeastRequestsScorer.create,
         "queue-depth": QueueDepthScorer.create,
         "estimated-ttft": EstimatedTtftScorer.create,
+        "sticky-prefix": StickyPrefixScorer.create,
         "kv-cache-usage": KvCacheUsageScorer.create,
         "approx-prefix": ApproxPrefixScorer.create,
         "precise-prefix": PrecisePrefixScorer.create,

@@ -1,0 +1,109 @@
+"""``sticky-prefix`` scorer: prefix affinity that holds until a replica is *relatively* busy.
+
+One decision per request, made from two signals that never lag: the prefix-match fractions
+a prefix plugin (``approx-prefix`` or ``precise-prefix``) published in the cycle, and the
+gateway's own in-flight count per replica.
+
+1. **Warm**: the replicas whose match is within ``warm_tolerance`` of the best match. The
+   least busy of them (fewest requests awaiting their first token, then fewest in flight)
+   gets the request, unless it is *overloaded*:
+   ``in_flight > (1 + overload_ratio) x mean_in_flight + overload_slack``, the mean taken
+   over the candidates. Overload is relative on purpose: when every replica is busy (a
+   fleet past saturation) nothing is overloaded and a prefix stays on its replica, which
+   is what keeps cache hits, and therefore throughput, up; when only the warm replica is
+   busy (a hot tenant), the request spills.
+2. **Spill**: the least busy candidate, in the same order (ties: the best match). A
+   spilled prefix becomes warm on a second replica, so a hot prefix spreads over as many
+   replicas as its load needs, and no further.
+3. **Cold** (nothing matches): among the replicas that are not overloaded, the one whose
+   prefix index holds the least (``PREFIX_INDEX_SIZE_KEY``; ties: the least busy). This is
+   SGLang's smallest-tree placement: new prefixes spread over replicas by what they already
+   cache, which balances tenants for the whole run, where the instantaneous in-flight
+   count would balance only the moment.
+
+Scores are one-hot (1.0 for the choice, 0.0 elsewhere): combine with ``max-score``. The
+scorer publishes each replica's uncached prompt tokens under ``UNCACHED_TOKENS_KEY``, so
+the gateway, the endpoint picker and the simulator count the target's prefill backlog.
+Measured against the alternatives in docs/plugins/sticky-prefix.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pydantic import Field
+
+from pilothouse.scheduling.context import PluginContext
+from pilothouse.scheduling.interfaces import (
+    PREFIX_INDEX_SIZE_KEY,
+    PREFIX_MATCH_KEY,
+    UNCACHED_TOKENS_KEY,
+    CycleState,
+)
+from pilothouse.scheduling.plugins.base import NamedPlugin
+from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+from pilothouse.scheduling.validation import ParametersModel, parse_parameters
+
+
+class StickyPrefixParameters(ParametersModel):
+    overload_ratio: float = Field(default=0.25, ge=0.0, le=100.0)
+    """Overloaded: more in flight than ``(1 + overload_ratio)`` x the candidates' mean..."""
+    overload_slack: float = Field(default=4.0, ge=0.0)
+    """...plus ``overload_slack`` requests (small, noisy counts never trigger a spill)."""
+    warm_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
+    """Replicas whose match is this close to the best one count as warm too."""
+
+
+class StickyPrefixScorer(NamedPlugin):
+    """See the module docstring."""
+
+    __slots__ = ("_ratio", "_slack", "_tolerance")
+
+    def __init__(self, name: str, parameters: StickyPrefixParameters | None = None) -> None:
+        super().__init__(name)
+        p = parameters or StickyPrefixParameters()
+        self._ratio = 1.0 + p.overload_ratio
+        self._slack = p.overload_slack
+        self._tolerance = p.warm_tolerance
+
+    @classmethod
+    def create(
+        cls, name: str, parameters: Mapping[str, object], ctx: PluginContext
+    ) -> StickyPrefixScorer:
+        return cls(name, parse_parameters(StickyPrefixParameters, parameters))
+
+    def score(
+        self, state: CycleState, request: SchedulingRequest, endpoints: Sequence[Endpoint]
+    ) -> Sequence[float]:
+        scores = [0.0] * len(endpoints)
+        if not endpoints:
+            return scores
+        match = _mapping(state.data.get(PREFIX_MATCH_KEY))
+        fractions = [float(match.get(e.name, 0.0)) for e in endpoints]
+        prompt = request.prompt_tokens
+        state.data[UNCACHED_TOKENS_KEY] = {
+            e.name: round(prompt * (1.0 - f)) for e, f in zip(endpoints, fractions, strict=True)
+        }
+        loads = [e.in_flight for e in endpoints]
+        limit = self._ratio * sum(loads) / len(loads) + self._slack
+        best = max(fractions)
+        everyone = range(len(endpoints))
+        if best > 0.0:
+            floor = best - self._tolerance
+            waits = [e.awaiting_first_token for e in endpoints]
+
+            def busy(i: int) -> tuple[int, int, float]:
+                return (waits[i], loads[i], -fractions[i])
+
+            warm = min((i for i in everyone if fractions[i] >= floor), key=busy)
+            choice = warm if loads[warm] <= limit else min(everyone, key=busy)
+        else:
+            sizes = _mapping(state.data.get(PREFIX_INDEX_SIZE_KEY))
+            calm = [i for i in everyone if loads[i] <= limit] or list(everyone)
+            choice = min(calm, key=lambda i: (sizes.get(endpoints[i].name, 0), loads[i]))
+        scores[choice] = 1.0
+        return scores
+
+
+def _mapping(value: object) -> Mapping[str, float]:
+    return value if isinstance(value, dict) else {}
