@@ -8,6 +8,12 @@ tokenizer (``gateway.tokenizers``). Prompts are sent straight to a replica, bypa
 gateway, so only the events can tell the gateway where a prefix lives; one is sent before the
 gateway subscribes, so only vLLM's replay socket can tell it.
 
+The server also runs with LoRA enabled and run-time adapter loading allowed
+(``VLLM_ALLOW_RUNTIME_LORA_UPDATING``): ``scripts/make_lora_adapter.py`` writes a small PEFT
+adapter for the checkpoint, which is loaded on the vLLM replica through the gateway's
+``/admin/adapters`` or straight on vLLM, requested by name through the gateway (it goes to
+vLLM, never to the simulator, which does not hold it), and unloaded (the gateway answers 404).
+
 Skipped when vLLM or the checkpoint is missing (``PILOTHOUSE_VLLM_PYTHON`` and
 ``PILOTHOUSE_VLLM_MODEL`` override the default locations), except under CI (``CI=true``),
 where ``.ci/run`` has installed them and a skip would hide a broken install: it fails.
@@ -24,7 +30,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -33,6 +39,7 @@ import aiohttp
 import orjson
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from pilothouse.clock import SystemClock
 from pilothouse.config.fleet import GatewaySpec
@@ -52,6 +59,8 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "smollm2"
+ADAPTER = "sql-lora"
+MAKE_ADAPTER = REPO / "scripts" / "make_lora_adapter.py"
 VLLM, SIM = "vllm-0", "sim-0"
 READY_TIMEOUT_S = 420.0  # ~60 s on an idle 2-core machine; generous for a loaded one
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=300)
@@ -95,6 +104,7 @@ def scheduling_request(body: dict[str, Any]) -> SchedulingRequest:
 
 @dataclass(frozen=True)
 class VLLMServer:
+    python: Path
     port: int
     events_port: int
     replay_port: int
@@ -137,7 +147,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(python: Path, server: VLLMServer) -> subprocess.Popen[bytes]:
+def _start(server: VLLMServer) -> subprocess.Popen[bytes]:
     kv_config = {
         "enable_kv_cache_events": True,
         "publisher": "zmq",
@@ -146,14 +156,16 @@ def _start(python: Path, server: VLLMServer) -> subprocess.Popen[bytes]:
         "topic": server.topic,
     }
     args = [
-        str(python), "-m", "vllm.entrypoints.openai.api_server",
+        str(server.python), "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(server.model_dir), "--served-model-name", MODEL,
         "--host", "127.0.0.1", "--port", str(server.port),
         "--max-model-len", "2048", "--enforce-eager", "--enable-prompt-tokens-details",
         "--kv-events-config", orjson.dumps(kv_config).decode(),
+        "--enable-lora", "--max-loras", "2", "--max-lora-rank", "8",
     ]  # fmt: skip
     env = {
         **os.environ,
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",  # /v1/load_lora_adapter and unload
         "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB
         "HF_HUB_OFFLINE": "1",
         "VLLM_NO_USAGE_STATS": "1",
@@ -207,13 +219,14 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer
         _unavailable("transformers is not installed (pip install 'pilothouse[hf]')")
     python, model_dir = _vllm_python(), _model_dir()
     server = VLLMServer(
+        python=python,
         port=_free_port(),
         events_port=_free_port(),
         replay_port=_free_port(),
         model_dir=model_dir,
         log=tmp_path_factory.mktemp("vllm") / "server.log",
     )
-    proc = _start(python, server)
+    proc = _start(server)
     try:
         _wait_ready(proc, server)
         yield server
@@ -232,6 +245,16 @@ async def eventually(condition: Callable[[], bool], what: str, timeout_s: float 
         await asyncio.sleep(0.05)
 
 
+async def eventually_async(
+    condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60.0
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {timeout_s:.0f} s: {what}")
+        await asyncio.sleep(0.1)
+
+
 @dataclass
 class Stack:
     vllm: VLLMServer
@@ -247,7 +270,7 @@ class Stack:
 
     async def direct(self, replica: str, body: dict[str, Any]) -> dict[str, Any]:
         """A chat request straight to one replica (the gateway does not see it)."""
-        base = f"http://127.0.0.1:{self.vllm.port}" if replica == VLLM else self.sim.base_url
+        base = self.vllm_url if replica == VLLM else self.sim.base_url
         url = f"{base}/v1/chat/completions"
         async with self.http.post(url, json=body) as response:
             assert response.status == 200, await response.text()
@@ -259,13 +282,51 @@ class Stack:
             assert response.status == 200, await response.text()
             return response.headers["x-pilothouse-endpoint"], dict(await response.json())
 
+    async def refused(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A chat request through the gateway that must fail: its status and error body."""
+        async with self.gateway.post("/v1/chat/completions", json=body) as response:
+            assert response.status != 200, await response.text()
+            return response.status, dict(await response.json())
+
+    async def admin(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """``POST /admin/adapters`` on the gateway: status and answer."""
+        async with self.gateway.post("/admin/adapters", json=body) as response:
+            return response.status, dict(await response.json())
+
+    async def models(self, replica: str | None = None) -> dict[str, dict[str, Any]]:
+        """``GET /v1/models`` of the gateway (or of the vLLM replica), by id."""
+        url = "/v1/models" if replica is None else f"{self.vllm_url}/v1/models"
+        session = self.gateway if replica is None else self.http
+        async with session.get(url) as response:
+            assert response.status == 200, await response.text()
+            return {m["id"]: m for m in (await response.json())["data"]}
+
+    async def running_adapters(self) -> set[str]:
+        """Every adapter vLLM's ``vllm:lora_requests_info`` has reported running."""
+        async with self.http.get(f"{self.vllm_url}/metrics") as response:
+            assert response.status == 200, await response.text()
+            text = await response.text()
+        return {
+            name
+            for family in text_string_to_metric_families(text)
+            if family.name == "vllm:lora_requests_info"
+            for sample in family.samples
+            for name in sample.labels["running_lora_adapters"].split(",")
+            if name
+        }
+
+    @property
+    def vllm_url(self) -> str:
+        return f"http://127.0.0.1:{self.vllm.port}"
+
     def vllm_tokens(self, body: dict[str, Any]) -> list[int]:
         tokens = self.tokenizer.tokenize(scheduling_request(body), "vllm")
         assert tokens is not None
         return list(tokens)
 
-    def held(self, replica: str, body: dict[str, Any]) -> int:
-        """Blocks of ``body``'s prompt, tokenized as ``replica`` does, that it holds."""
+    def held(self, replica: str, body: dict[str, Any], lora: str | None = None) -> int:
+        """Blocks of ``body``'s prompt, tokenized as ``replica`` does, that it holds (cached
+        for adapter ``lora``: vLLM keys an adapter's blocks apart from the base model's)."""
         size = self.index.block_size(replica)
         if size is None:
             return 0
@@ -274,7 +335,7 @@ class Stack:
         else:
             sim = TemplateTokenizer(DummyTokenizer()).tokenize(scheduling_request(body), "sim")
             tokens = list(sim or ())
-        return self.index.match(self.index.block_keys(tokens, size)).get(replica, 0)
+        return self.index.match(self.index.block_keys(tokens, size, lora)).get(replica, 0)
 
 
 def _endpoints(vllm: VLLMServer, sim: SimServer) -> list[Endpoint]:
@@ -367,7 +428,59 @@ def _connected(subscriber: KVEventSubscriber, name: str) -> bool:
     return status is not None and status.connections >= 1
 
 
+# -- LoRA adapters -------------------------------------------------------------------------
+
+
+def make_adapter(server: VLLMServer, out: Path) -> Path:
+    """A rank-8 PEFT adapter for the checkpoint, written by ``scripts/make_lora_adapter.py``."""
+    command = [str(server.python), str(MAKE_ADAPTER), str(server.model_dir), str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"make_lora_adapter failed:\n{done.stdout}{done.stderr}"
+    assert (out / "adapter_config.json").is_file()
+    assert (out / "adapter_model.safetensors").is_file()
+    return out
+
+
+def lora_body(topic: str, question: str, adapter: str = ADAPTER) -> dict[str, Any]:
+    return {**chat_body(topic, question), "model": adapter}
+
+
 # -- the tests -------------------------------------------------------------------------------
+
+
+async def test_an_adapter_loaded_on_vllm_directly_is_found_by_the_gateway(
+    vllm_server: VLLMServer, tmp_path: Path
+) -> None:
+    # First in the module, while vLLM has served no request: with LoRA enabled it publishes
+    # no vllm:lora_requests_info sample until one has run, and the gateway must still find
+    # the adapter (it reads the model list of every vLLM replica).
+    name = "direct-lora"
+    adapter = make_adapter(vllm_server, tmp_path / name)
+    async with stack(vllm_server, tmp_path) as s:
+        load = {"lora_name": name, "lora_path": str(adapter)}
+        async with s.http.post(f"{s.vllm_url}/v1/load_lora_adapter", json=load) as response:
+            assert response.status == 200, await response.text()
+
+        async def listed() -> bool:
+            return name in await s.models()
+
+        await eventually_async(listed, f"the gateway lists {name} (read from vLLM's models)")
+        assert (await s.models())[name]["parent"] == MODEL
+        for i in range(2):
+            replica, reply = await s.routed(lora_body("foxtrot", f"question {i}", name))
+            assert replica == VLLM
+            assert reply["model"] == name
+
+        unload = {"lora_name": name}
+        async with s.http.post(f"{s.vllm_url}/v1/unload_lora_adapter", json=unload) as response:
+            assert response.status == 200, await response.text()
+
+        async def gone() -> bool:
+            return name not in await s.models()
+
+        await eventually_async(gone, f"the gateway forgets {name}")
+        status, error = await s.refused(lora_body("foxtrot", "after", name))
+        assert status == 404, error
 
 
 async def test_the_index_tracks_vllm_block_stored_events(
@@ -420,3 +533,54 @@ async def test_a_repeated_prefix_is_routed_to_the_vllm_replica_holding_it(
             assert details["cached_tokens"] >= shared  # served from vLLM's prefix cache
             replica, _ = await s.routed(chat_body("delta", f"another question {i}"))
             assert replica == SIM
+
+
+async def test_an_adapter_loaded_through_the_gateway_is_served_by_vllm_then_unloaded(
+    vllm_server: VLLMServer, tmp_path: Path
+) -> None:
+    adapter = make_adapter(vllm_server, tmp_path / ADAPTER)
+    async with stack(vllm_server, tmp_path) as s:
+        status, error = await s.refused(lora_body("echo", "before"))
+        assert status == 404, error  # no replica holds it, the spec does not declare it
+
+        load = {
+            "action": "load",
+            "lora_name": ADAPTER,
+            "lora_path": str(adapter),
+            "model": MODEL,
+            "replicas": [VLLM],  # the simulator runs without run-time LoRA loading
+        }
+        status, answer = await s.admin(load)
+        assert status == 200, answer
+        assert [(r["replica"], r["status"]) for r in answer["results"]] == [(VLLM, 200)]
+        served = await s.models(VLLM)
+        assert served[ADAPTER]["parent"] == MODEL
+        assert served[ADAPTER]["root"] == str(adapter)
+        listed = await s.models()
+        assert listed[ADAPTER]["parent"] == MODEL
+        assert listed[MODEL].get("parent") is None
+
+        body = lora_body("echo", "Which rule keeps prefix 5 warm?")
+        for request in (body, lora_body("echo", "question 1"), lora_body("echo", "question 2")):
+            replica, reply = await s.routed(request)
+            assert replica == VLLM  # the only replica holding it, every time
+            assert reply["model"] == ADAPTER
+            assert reply["usage"]["completion_tokens"] >= 1
+        assert ADAPTER in await s.running_adapters()
+        # vLLM publishes the adapter's blocks under its name, apart from the base model's
+        full_blocks = len(s.vllm_tokens(body)) // (s.index.block_size(VLLM) or 1)
+        await eventually(
+            lambda: s.held(VLLM, body, lora=ADAPTER) == full_blocks, "the adapter's blocks held"
+        )
+        assert s.held(VLLM, body) == 0
+
+        status, answer = await s.admin({"action": "unload", "lora_name": ADAPTER})
+        assert status == 200, answer
+        assert [(r["replica"], r["status"]) for r in answer["results"]] == [(VLLM, 200)]
+        assert ADAPTER not in await s.models(VLLM)
+        assert ADAPTER not in await s.models()
+        status, error = await s.refused(lora_body("echo", "after"))
+        assert status == 404, error
+        assert error["error"]["param"] == "model"
+        _, reply = await s.routed(chat_body("echo", "the base model"))  # untouched
+        assert reply["model"] == MODEL

@@ -229,14 +229,16 @@ def served_adapters(document: object, base: str) -> frozenset[str]:
     )
 
 
-def _lora_enabled(endpoint: Endpoint) -> bool:
-    """vLLM (and the simulator) publish ``vllm:lora_requests_info`` only with LoRA enabled:
-    replicas without it hold no adapter, and their model list is not read."""
-    return endpoint.engine in ADAPTER_ENGINES and endpoint.metrics.max_loras is not None
+def _watched(endpoint: Endpoint) -> bool:
+    """Every ready ``vllm``/``sim`` replica, not only those whose metrics show LoRA enabled:
+    vLLM adds its first ``vllm:lora_requests_info`` sample only once a request has run, so an
+    adapter loaded on a replica that has served nothing yet would stay unknown. A replica
+    without LoRA lists no entry with a ``parent``: it holds nothing."""
+    return endpoint.ready and endpoint.engine in ADAPTER_ENGINES
 
 
 class AdapterWatcher:
-    """Reads the ``/v1/models`` of every ready replica with LoRA enabled, on an interval."""
+    """Reads the ``/v1/models`` of every ready ``vllm``/``sim`` replica, on an interval."""
 
     def __init__(
         self,
@@ -267,7 +269,7 @@ class AdapterWatcher:
     async def tick(self) -> None:
         endpoints = self._pool.endpoints()
         self._registry.forget_missing(e.name for e in endpoints)
-        watched = [e for e in endpoints if e.ready and _lora_enabled(e)]
+        watched = [e for e in endpoints if _watched(e)]
         await asyncio.gather(*(self._read(e) for e in watched))
 
     async def _run(self) -> None:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import aiohttp
 import pytest
+from aiohttp import web
 
 from pilothouse.config.fleet import parse_fleet
+from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import NoEndpointAvailable
-from pilothouse.gateway.adapters import AdapterRegistry, DeclaredAdapter, served_adapters
+from pilothouse.gateway.adapters import (
+    AdapterRegistry,
+    AdapterWatcher,
+    DeclaredAdapter,
+    served_adapters,
+)
 from pilothouse.scheduling.types import Endpoint, EndpointMetrics
 
 SPEC = parse_fleet(
@@ -100,3 +110,45 @@ def test_update_replaces_declarations_and_keeps_what_replicas_hold() -> None:
     registry.set_held(endpoint("r0"), {"chat"})
     registry.update(parse_fleet({"models": [{"name": "base", "engine": "vllm"}]}))
     assert registry.names() == {"chat": "base"}
+
+
+@pytest.fixture
+async def models_server() -> AsyncIterator[tuple[str, list[str]]]:
+    """A replica's ``/v1/models`` with one adapter: its address and the paths requested."""
+    requested: list[str] = []
+
+    async def models(request: web.Request) -> web.Response:
+        requested.append(request.path)
+        data = [{"id": "base", "parent": None}, {"id": "sql", "parent": "base"}]
+        return web.json_response({"object": "list", "data": data})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"127.0.0.1:{port}", requested
+    finally:
+        await runner.cleanup()
+
+
+async def test_watcher_reads_replicas_that_have_reported_no_lora_metrics_yet(
+    models_server: tuple[str, list[str]],
+) -> None:
+    # vLLM with LoRA enabled publishes no vllm:lora_requests_info sample until a request has
+    # run (max_loras stays None): an adapter loaded on it before then must still be found.
+    address, requested = models_server
+    pool = EndpointPool()
+    pool.add(Endpoint("v0", address, "base", engine="vllm"), ready=True)
+    pool.add(Endpoint("o0", address, "base", engine="openai"), ready=True)  # no adapter API
+    pool.add(Endpoint("v1", address, "base", engine="vllm"))  # not ready
+    assert pool.get("v0").metrics.max_loras is None
+    registry = AdapterRegistry()
+    async with aiohttp.ClientSession() as session:
+        await AdapterWatcher(registry, pool, session, interval_s=60).tick()
+    assert registry.held() == {"v0": frozenset({"sql"})}
+    assert registry.names() == {"sql": "base"}
+    assert requested == ["/v1/models"]
