@@ -16,12 +16,13 @@ from pilothouse.clock import Clock
 from pilothouse.endpoints.metrics_parser import parse_engine_metrics
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.engines.adapters import adapter_for
+from pilothouse.periodic import PeriodicTask
 from pilothouse.scheduling.types import Endpoint
 
 log = logging.getLogger("pilothouse.monitor")
 
 
-class EndpointMonitor:
+class EndpointMonitor(PeriodicTask):
     """Probes and scrapes every endpoint of a pool on a fixed interval."""
 
     def __init__(
@@ -33,31 +34,15 @@ class EndpointMonitor:
         interval_s: float = 0.5,
         probe_timeout_s: float = 2.0,
     ) -> None:
+        super().__init__(interval_s, "endpoint-monitor")
         self._pool = pool
         self._session = session
         self._clock = clock
-        self._interval = interval_s
         self._timeout = aiohttp.ClientTimeout(total=probe_timeout_s)
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="endpoint-monitor")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
 
     async def tick(self) -> None:
         """Probe every endpoint once, concurrently."""
         await asyncio.gather(*(self._probe(e) for e in self._pool.endpoints()))
-
-    async def _run(self) -> None:
-        while True:
-            await self.tick()
-            await asyncio.sleep(self._interval)
 
     async def _probe(self, endpoint: Endpoint) -> None:
         adapter = adapter_for(endpoint.engine)

@@ -31,6 +31,7 @@ import orjson
 from pilothouse.config.fleet import FleetSpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import NoEndpointAvailable, UpstreamError
+from pilothouse.periodic import PeriodicTask
 from pilothouse.scheduling.types import Endpoint
 
 log = logging.getLogger("pilothouse.adapters")
@@ -237,7 +238,7 @@ def _watched(endpoint: Endpoint) -> bool:
     return endpoint.ready and endpoint.engine in ADAPTER_ENGINES
 
 
-class AdapterWatcher:
+class AdapterWatcher(PeriodicTask):
     """Reads the ``/v1/models`` of every ready ``vllm``/``sim`` replica, on an interval."""
 
     def __init__(
@@ -249,33 +250,17 @@ class AdapterWatcher:
         interval_s: float,
         timeout_s: float = 2.0,
     ) -> None:
+        super().__init__(interval_s, "adapter-watcher")
         self._registry = registry
         self._pool = pool
         self._session = session
-        self._interval = interval_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="adapter-watcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
 
     async def tick(self) -> None:
         endpoints = self._pool.endpoints()
         self._registry.forget_missing(e.name for e in endpoints)
         watched = [e for e in endpoints if _watched(e)]
         await asyncio.gather(*(self._read(e) for e in watched))
-
-    async def _run(self) -> None:
-        while True:
-            await self.tick()
-            await asyncio.sleep(self._interval)
 
     async def _read(self, endpoint: Endpoint) -> None:
         url = f"http://{endpoint.address}/v1/models"
