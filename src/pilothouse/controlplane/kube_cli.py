@@ -107,7 +107,9 @@ def k8s(
         rendered = render_fleet(fleet, options, base_dir=fleet_file.parent)
         if rendered.skipped:
             names = ", ".join(rendered.skipped)
-            click.echo(f"note: not deployed (engine not vllm/sim, or external): {names}", err=True)
+            click.echo(
+                f"note: not deployed (engine not vllm/sim/llamacpp, or external): {names}", err=True
+            )
         target = DeployOptions(
             namespace=options.namespace,
             fleet_name=fleet_name or slug(fleet_file.stem),

@@ -10,10 +10,14 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from pilothouse.engines.adapters import ADAPTERS
 from pilothouse.scheduling.types import Endpoint
 
 ENGINE_LABEL = "llm-d.ai/engine-type"
 DEFAULT_ENGINE = "vllm"
+#: What a pod labelled with an engine pilothouse has no adapter for is taken as: an
+#: OpenAI-compatible server probed on /v1/models, without metrics.
+UNKNOWN_ENGINE = "openai"
 ACTIVE_PORTS_ANNOTATIONS = ("llm-d.ai/active-ports", "inference.networking.k8s.io/active-ports")
 
 Obj = Mapping[str, Any]  # one Kubernetes object as decoded from the wire
@@ -53,6 +57,8 @@ def pod_endpoints(pool_name: str, target_ports: list[int], pod: Obj) -> list[End
         return []
     labels: dict[str, str] = dict(metadata.get("labels") or {})
     engine = labels.get(ENGINE_LABEL, DEFAULT_ENGINE)
+    if engine not in ADAPTERS:  # the prober would fail on it, and the picker never get ready
+        engine = UNKNOWN_ENGINE
     host = f"[{ip}]" if ":" in ip else ip
     active = active_ports(pod, target_ports)
     return [

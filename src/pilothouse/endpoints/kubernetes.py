@@ -5,7 +5,9 @@
 :class:`~pilothouse.scheduling.types.Endpoint` per Ready, non-terminating pod and target port,
 the way the Gateway API Inference Extension's endpoint picker does: name
 ``<pod>-rank-<i>``, address ``<podIP>:<targetPorts[i].number>``, engine from the pod label
-``llm-d.ai/engine-type`` (default ``vllm``), labels copied from the pod. The pod annotation
+``llm-d.ai/engine-type`` (default ``vllm``; ``llamacpp`` pods are probed on ``/v1/models``
+with no metrics scrape; a value pilothouse has no adapter for is treated as ``openai``, the
+same without metrics), labels copied from the pod. The pod annotation
 ``llm-d.ai/active-ports`` (or the older ``inference.networking.k8s.io/active-ports``), when
 present, narrows the target ports a pod serves.
 

@@ -10,6 +10,7 @@ from pilothouse.config.fleet import FleetSpec, load_fleet
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 VLLM_EXAMPLE = EXAMPLES / "fleet-vllm-gpu.yaml"
 SIM_EXAMPLE = EXAMPLES / "fleet-k8s-sim.yaml"
+EMBEDDED_EXAMPLE = EXAMPLES / "fleet-embedded.yaml"
 
 
 @pytest.fixture
@@ -20,6 +21,11 @@ def vllm_fleet() -> FleetSpec:
 @pytest.fixture
 def sim_fleet() -> FleetSpec:
     return load_fleet(SIM_EXAMPLE)
+
+
+@pytest.fixture
+def embedded_fleet() -> FleetSpec:
+    return load_fleet(EMBEDDED_EXAMPLE)
 
 
 @pytest.fixture

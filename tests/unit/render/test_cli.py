@@ -46,11 +46,11 @@ def test_k8s_out_writes_one_file_per_model(tmp_path: Path) -> None:
 
 def test_k8s_notes_models_it_cannot_render(tmp_path: Path) -> None:
     fleet = tmp_path / "fleet.yaml"
-    fleet.write_text("models:\n  - {name: local, engine: llamacpp}\n  - {name: sim, engine: sim}\n")
+    fleet.write_text("models:\n  - {name: other, engine: sglang}\n  - {name: sim, engine: sim}\n")
     result = CliRunner().invoke(render_group, ["k8s", "-f", str(fleet)])
     assert result.exit_code == 0, result.output
     assert "not rendered" in result.stderr
-    assert "local" in result.stderr
+    assert "other" in result.stderr
 
 
 def test_errors_carry_the_field_path(tmp_path: Path) -> None:

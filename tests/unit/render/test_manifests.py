@@ -203,19 +203,19 @@ def _fleet(*models: dict[str, Any]) -> FleetSpec:
     return FleetSpec.model_validate({"models": list(models)})
 
 
-def test_only_vllm_and_sim_models_are_rendered() -> None:
+def test_only_vllm_sim_and_llamacpp_models_are_rendered() -> None:
     fleet = _fleet(
         {"name": "local", "engine": "llamacpp"},
+        {"name": "other", "engine": "sglang"},
         {"name": "external", "engine": "vllm", "endpoints": ["10.0.0.1:8000"]},
         {"name": "sim", "engine": "sim"},
     )
     rendered = render_fleet(fleet, RenderOptions())
-    assert rendered.skipped == ("local", "external")
-    assert {m["metadata"]["name"] for m in rendered.manifests if m["kind"] == "InferencePool"} == {
-        "sim"
-    }
+    assert rendered.skipped == ("other", "external")
+    pools = {m["metadata"]["name"] for m in rendered.manifests if m["kind"] == "InferencePool"}
+    assert pools == {"local", "sim"}
     with pytest.raises(ConfigError, match="no model"):
-        render_fleet(_fleet({"name": "local", "engine": "llamacpp"}), RenderOptions())
+        render_fleet(_fleet({"name": "other", "engine": "sglang"}), RenderOptions())
 
 
 @pytest.mark.parametrize(

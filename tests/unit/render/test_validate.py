@@ -11,8 +11,8 @@ import pytest
 
 from pilothouse.config.fleet import load_fleet
 from pilothouse.controlplane.render.bundle import render_fleet
-from pilothouse.controlplane.render.options import Autoscaling, RenderOptions
-from tests.unit.render.conftest import EXAMPLES, SIM_EXAMPLE, VLLM_EXAMPLE
+from pilothouse.controlplane.render.options import RENDERED_ENGINES, Autoscaling, RenderOptions
+from tests.unit.render.conftest import EMBEDDED_EXAMPLE, EXAMPLES, SIM_EXAMPLE, VLLM_EXAMPLE
 from tests.unit.render.schemas import require_schemas, validate
 
 AUTOSCALERS = ["hpa", "keda", "none"]
@@ -22,13 +22,14 @@ def _examples_with_rendered_engines() -> list[Path]:
     found = []
     for path in sorted(EXAMPLES.glob("*.yaml")):
         fleet = load_fleet(path)
-        if any(m.engine in ("vllm", "sim") and m.launched for m in fleet.models):
+        if any(m.engine in RENDERED_ENGINES and m.launched for m in fleet.models):
             found.append(path)
     return found
 
 
-def test_the_vllm_and_sim_examples_are_covered() -> None:
-    assert {VLLM_EXAMPLE, SIM_EXAMPLE} <= set(_examples_with_rendered_engines())
+def test_the_vllm_sim_and_embedded_examples_are_covered() -> None:
+    covered = set(_examples_with_rendered_engines())
+    assert {VLLM_EXAMPLE, SIM_EXAMPLE, EMBEDDED_EXAMPLE} <= covered
 
 
 @pytest.mark.parametrize("example", _examples_with_rendered_engines(), ids=lambda p: p.name)

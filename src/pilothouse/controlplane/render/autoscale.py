@@ -13,7 +13,10 @@ metric              KEDA query (per model)              HPA per-pod metric
 ``ttft``            p90 of ``vllm:time_to_first_token`` (KEDA only)
 ==================  ==================================  ==========================
 
-A model without one is scaled on ``vllm:num_requests_waiting`` (target 2 per replica).
+A model without one is scaled on ``vllm:num_requests_waiting`` (target 2 per replica). A
+llama.cpp model publishes no metrics: it gets no autoscaler (fixed replicas), and an
+``autoscaling`` block on one is refused by
+:func:`pilothouse.controlplane.render.options.plan_models`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ def _target(plan: ModelPlan) -> Manifest:
 
 def autoscaler(plan: ModelPlan, options: RenderOptions, bind: Binder) -> Manifest | None:
     kind = options.autoscaling.kind
+    if not plan.autoscaled:  # an engine without metrics (llamacpp): fixed replicas
+        return None
     if kind == "hpa":
         return hpa(plan, options, bind)
     if kind == "keda":

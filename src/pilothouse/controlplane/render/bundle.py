@@ -1,9 +1,10 @@
 """Everything a cluster needs for one Fleet, as plain manifests, and their YAML.
 
-Per rendered model (engine ``vllm`` or ``sim``): the endpoint picker (ServiceAccount, Role,
-RoleBinding, Service, Deployment), the model-server Deployment, the InferencePool, the
-HTTPRoute and the autoscaler; once per fleet: the scheduler ConfigMap when the Fleet names a
-scheduler file, and an example Gateway with ``--with-gateway``.
+Per rendered model (engine ``vllm``, ``sim`` or ``llamacpp``): the endpoint picker
+(ServiceAccount, Role, RoleBinding, Service, Deployment), the model-server Deployment, the
+InferencePool, the HTTPRoute and the autoscaler (none for llamacpp, which has no metrics);
+once per fleet: the scheduler ConfigMap when the Fleet names a scheduler file, and an
+example Gateway with ``--with-gateway``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _TOKEN = re.compile(r"'?PHX(\d+)XHP'?")
 @dataclass(frozen=True, slots=True)
 class Rendered:
     manifests: tuple[Manifest, ...]
-    skipped: tuple[str, ...]  # models not rendered (engines other than vllm/sim, or external)
+    skipped: tuple[str, ...]  # models not rendered (sglang/openai engines, or external)
 
 
 def render_fleet(
@@ -47,7 +48,7 @@ def render_fleet(
     """All manifests for ``fleet``; ``base_dir`` resolves a relative scheduler file path."""
     plans, skipped = plan_models(fleet, options)
     if not plans:
-        raise ConfigError("no model with engine vllm or sim to render", path="models")
+        raise ConfigError("no model with engine vllm, sim or llamacpp to render", path="models")
     bind = bind or LiteralBinder()
     scheduler, scheduler_text = _scheduler(fleet.gateway.scheduler, base_dir)
     out: list[Manifest] = []

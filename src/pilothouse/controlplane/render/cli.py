@@ -206,4 +206,6 @@ def _given_options() -> list[str]:
 def _note_skipped(skipped: tuple[str, ...]) -> None:
     if skipped:
         names = ", ".join(skipped)
-        click.echo(f"note: not rendered (engine not vllm/sim, or external): {names}", err=True)
+        click.echo(
+            f"note: not rendered (engine not vllm/sim/llamacpp, or external): {names}", err=True
+        )

@@ -24,7 +24,11 @@ AutoscalerKind = Literal["hpa", "keda", "none"]
 LEGACY_METRIC = "waiting"
 LEGACY_TARGET = 2.0
 FailureMode = Literal["FailOpen", "FailClose"]
-RENDERED_ENGINES = ("vllm", "sim")
+RENDERED_ENGINES = ("vllm", "sim", "llamacpp")
+#: Engines that publish no Prometheus metrics: rendered with fixed replicas, never autoscaled.
+UNMETERED_ENGINES = ("llamacpp",)
+#: Default (CPU request, memory) per engine; llama.cpp's CPU follows its ``threads`` arg.
+DEFAULT_RESOURCES = {"vllm": ("4", "16Gi"), "sim": ("250m", "256Mi"), "llamacpp": ("1", "1Gi")}
 MODEL_PORT = 8000
 KV_EVENTS_PORT = 5557
 KV_REPLAY_PORT = 5558
@@ -51,8 +55,8 @@ class Autoscaling:
 @dataclass(frozen=True, slots=True)
 class Resources:
     gpus: int | None = None  # default: tensor-parallel-size x pipeline-parallel-size, or 1
-    cpu: str | None = None  # default per engine (vllm 4, sim 250m)
-    memory: str | None = None  # default per engine (vllm 16Gi, sim 256Mi)
+    cpu: str | None = None  # default per engine (vllm 4, sim 250m, llamacpp its threads or 1)
+    memory: str | None = None  # default per engine (vllm 16Gi, sim 256Mi, llamacpp 1Gi)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,7 @@ class ModelPlan:
     memory: str
     metric: str = LEGACY_METRIC  # the model's autoscaling metric, or the engine queue
     target: float = LEGACY_TARGET
+    autoscaled: bool = True  # False: fixed replicas whatever the autoscaler kind (llamacpp)
 
     @property
     def engine(self) -> str:
@@ -109,7 +114,7 @@ def slug(name: str) -> str:
 
 
 def plan_models(fleet: FleetSpec, options: RenderOptions) -> tuple[list[ModelPlan], list[str]]:
-    """Plans for the models rendered (vllm, sim), and the names of the models skipped."""
+    """Plans for the models rendered (vllm, sim, llamacpp), and the names of those skipped."""
     plans: list[ModelPlan] = []
     skipped: list[str] = []
     seen: dict[str, str] = {}
@@ -131,9 +136,11 @@ def plan_models(fleet: FleetSpec, options: RenderOptions) -> tuple[list[ModelPla
 
 def _plan(index: int, model: ModelSpec, options: RenderOptions) -> ModelPlan:
     auto, res = options.autoscaling, options.resources
+    where = f"models[{index}]"
+    if model.engine in UNMETERED_ENGINES:
+        return _fixed_plan(index, model, options)
     low, high, metric, target = _scaling(model)
     minimum = auto.min_replicas if auto.min_replicas is not None else low
-    where = f"models[{index}]"
     if auto.kind == "hpa" and minimum < 1:
         raise ConfigError(
             "an HPA needs at least 1 replica; set kubernetes.autoscaler: keda "
@@ -151,6 +158,7 @@ def _plan(index: int, model: ModelSpec, options: RenderOptions) -> ModelPlan:
     vllm = model.engine == "vllm"
     spec_res = model.resources
     gpus = res.gpus if res.gpus is not None else spec_res.gpus
+    cpu, memory = DEFAULT_RESOURCES[model.engine]
     return ModelPlan(
         index=index,
         spec=model,
@@ -159,10 +167,44 @@ def _plan(index: int, model: ModelSpec, options: RenderOptions) -> ModelPlan:
         min_replicas=minimum,
         max_replicas=maximum,
         gpus=(gpus if gpus is not None else _parallel_size(model)) if vllm else 0,
-        cpu=res.cpu or spec_res.cpu or ("4" if vllm else "250m"),
-        memory=res.memory or spec_res.memory or ("16Gi" if vllm else "256Mi"),
+        cpu=res.cpu or spec_res.cpu or cpu,
+        memory=res.memory or spec_res.memory or memory,
         metric=metric,
         target=auto.target_waiting if auto.target_waiting is not None else target,
+    )
+
+
+def _fixed_plan(index: int, model: ModelSpec, options: RenderOptions) -> ModelPlan:
+    """A model whose engine has no metrics to scale on: its ``replicas``, and no autoscaler.
+
+    Every autoscaling signal the renderer knows (queue, KV-cache usage, TTFT) is read from
+    the engine's Prometheus metrics, which llama.cpp does not publish; an ``autoscaling``
+    block is refused rather than rendered into an autoscaler that never gets a value.
+    """
+    if model.autoscaling is not None and options.autoscaling.kind != "none":
+        raise ConfigError(
+            f"engine {model.engine} publishes no metrics, so Kubernetes cannot autoscale it "
+            f"(the {options.autoscaling.kind} autoscaler reads the engine's queue, KV-cache "
+            "or TTFT metrics); remove 'autoscaling' for fixed replicas, or render with "
+            "kubernetes.autoscaler: none (--autoscaling none)",
+            path=f"models[{index}].autoscaling",
+        )
+    res, spec_res = options.resources, model.resources
+    cpu, memory = DEFAULT_RESOURCES[model.engine]
+    threads = model.args.get("threads")
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
+        cpu = str(threads)
+    return ModelPlan(
+        index=index,
+        spec=model,
+        slug=model.kubernetes_name or slug(model.name),
+        replicas=model.initial_replicas,
+        min_replicas=model.initial_replicas,
+        max_replicas=model.initial_replicas,
+        gpus=0,
+        cpu=res.cpu or spec_res.cpu or cpu,
+        memory=res.memory or spec_res.memory or memory,
+        autoscaled=False,
     )
 
 
