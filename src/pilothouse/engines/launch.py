@@ -1,12 +1,19 @@
-"""Command lines that start one replica of each engine kind on a given port."""
+"""Command lines that start one replica of each engine kind on a given port.
+
+vLLM replicas run ``python -m vllm.entrypoints.openai.api_server`` with pilothouse's own
+interpreter, or with the one ``PILOTHOUSE_VLLM_PYTHON`` names: vLLM pins its own torch and
+is often installed in an environment of its own (``make vllm`` does that for the tests).
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 from collections.abc import Mapping
 
 from pilothouse.config.fleet import ArgValue, ModelSpec
-from pilothouse.errors import ConfigError
+from pilothouse.errors import ConfigError, EngineError
 
 
 def engine_args(args: Mapping[str, ArgValue]) -> list[str]:
@@ -50,6 +57,24 @@ def _repeat(modules: list[str]) -> list[str]:
     return [part for module in modules for part in ("--lora-modules", module)]
 
 
+VLLM_PYTHON_ENV = "PILOTHOUSE_VLLM_PYTHON"
+
+
+def vllm_python() -> str:
+    """The interpreter for vLLM replicas; :class:`EngineError` when it cannot have vLLM."""
+    configured = os.environ.get(VLLM_PYTHON_ENV)
+    if configured:
+        if not os.access(configured, os.X_OK):
+            raise EngineError(f"{VLLM_PYTHON_ENV}={configured} is not an executable Python")
+        return configured
+    if importlib.util.find_spec("vllm") is None:
+        raise EngineError(
+            "vLLM is not installed in pilothouse's environment: install it there, or set "
+            f"{VLLM_PYTHON_ENV} to the Python of an environment that has it (docs/engines.md)"
+        )
+    return sys.executable
+
+
 def replica_command(model: ModelSpec, host: str, port: int) -> list[str]:
     """The argv that starts one replica of ``model`` listening on ``host:port``."""
     extra = engine_args(model.args) + adapter_args(model)
@@ -88,7 +113,7 @@ def replica_command(model: ModelSpec, host: str, port: int) -> list[str]:
     if model.engine == "vllm":
         source = model.source.removeprefix("hf://")
         return [
-            sys.executable,
+            vllm_python(),
             "-m",
             "vllm.entrypoints.openai.api_server",
             "--model",

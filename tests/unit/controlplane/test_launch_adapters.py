@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+import pytest
+
 from pilothouse.config.fleet import ModelSpec
 from pilothouse.config.traffic import AdapterSpec
-from pilothouse.engines.launch import adapter_args, replica_command
+from pilothouse.engines import launch
+from pilothouse.engines.launch import VLLM_PYTHON_ENV, adapter_args, replica_command
+from pilothouse.errors import EngineError
+
+
+@pytest.fixture(autouse=True)
+def _vllm_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM is not installed here: name an interpreter, as a user with a vLLM venv does."""
+    monkeypatch.setenv(VLLM_PYTHON_ENV, sys.executable)
+
 
 ADAPTERS = [
     AdapterSpec(name="sql", source="hf://org/sql-lora"),
@@ -43,3 +57,28 @@ def test_sim_repeats_lora_modules_and_allows_runtime_loading() -> None:
         "support=/adapters/support",
     ]
     assert adapter_args(ModelSpec(name="chat", engine="sim")) == []
+
+
+def test_vllm_runs_with_the_configured_interpreter() -> None:
+    model = ModelSpec(name="llama", engine="vllm", source="/models/llama")
+    command = replica_command(model, "127.0.0.1", 9000)
+    assert command[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+
+
+def test_a_configured_interpreter_that_cannot_run_is_an_engine_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(VLLM_PYTHON_ENV, str(tmp_path / "no-python"))
+    model = ModelSpec(name="llama", engine="vllm", source="/models/llama")
+    with pytest.raises(EngineError, match="not an executable Python"):
+        replica_command(model, "127.0.0.1", 9000)
+
+
+def test_without_vllm_and_without_the_variable_the_error_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(VLLM_PYTHON_ENV)
+    monkeypatch.setattr(launch.importlib.util, "find_spec", lambda name: None)
+    model = ModelSpec(name="llama", engine="vllm", source="/models/llama")
+    with pytest.raises(EngineError, match=VLLM_PYTHON_ENV):
+        replica_command(model, "127.0.0.1", 9000)
