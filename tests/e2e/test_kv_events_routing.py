@@ -38,26 +38,14 @@ from pilothouse.engines.sim import KVEventSettings, SimServer, SimSettings
 from pilothouse.engines.sim.tokenizer import ChatMessage, DummyTokenizer
 from pilothouse.gateway.app import build_gateway_scheduler, create_app
 from pilothouse.scheduling.types import Endpoint
+from tests.e2e.schedulers import PRECISE_PREFIX
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "sim-model"
 BLOCK = 16  # the default preset's block size
 NAMES = ("A", "B", "C")
-SCHEDULER = """\
-plugins:
-  - type: ready
-  - type: precise-prefix
-  - type: least-requests
-  - type: max-score
-profiles:
-  - name: default
-    plugins:
-      - {ref: ready}
-      - {ref: precise-prefix, weight: 2}
-      - {ref: least-requests}
-      - {ref: max-score}
-"""
+SCHEDULER = PRECISE_PREFIX
 
 
 def system_prompt(topic: str) -> str:

@@ -54,6 +54,7 @@ from pilothouse.gateway.app import build_gateway_scheduler, create_app
 from pilothouse.openai.requests import Route, parse_request
 from pilothouse.scheduling.plugins.scorers.precise_prefix import TemplateTokenizer
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+from tests.e2e.schedulers import PRECISE_PREFIX
 
 pytestmark = pytest.mark.e2e
 
@@ -64,20 +65,7 @@ MAKE_ADAPTER = REPO / "scripts" / "make_lora_adapter.py"
 VLLM, SIM = "vllm-0", "sim-0"
 READY_TIMEOUT_S = 420.0  # ~60 s on an idle 2-core machine; generous for a loaded one
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=300)
-SCHEDULER = """\
-plugins:
-  - type: ready
-  - type: precise-prefix
-  - type: least-requests
-  - type: max-score
-profiles:
-  - name: default
-    plugins:
-      - {ref: ready}
-      - {ref: precise-prefix, weight: 2}
-      - {ref: least-requests}
-      - {ref: max-score}
-"""
+SCHEDULER = PRECISE_PREFIX
 
 
 def system_prompt(topic: str) -> str:
