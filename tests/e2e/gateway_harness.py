@@ -13,11 +13,11 @@ from aiohttp import web
 from pilothouse.clock import SystemClock
 from pilothouse.config.fleet import GatewaySpec
 from pilothouse.endpoints.pool import EndpointPool
-from pilothouse.engines.fake import FakeBehaviour, create_fake_engine
 from pilothouse.gateway.app import create_app
 from pilothouse.scheduling.config import builtin_config
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint
+from pilothouse.testing.fake_engine import FakeBehaviour, create_fake_engine
 
 
 @dataclass

@@ -12,11 +12,11 @@ import uvicorn
 from pilothouse.clock import SystemClock
 from pilothouse.config.fleet import FleetSpec
 from pilothouse.endpoints.pool import EndpointPool
-from pilothouse.engines.sim import SimServer, SimSettings
 from pilothouse.gateway.app import GatewayApp, create_app
 from pilothouse.scheduling.config import builtin_config
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint
+from pilothouse.servers.sim import SimServer, SimSettings
 from tests.e2e.gateway_harness import _QuietServer
 
 

@@ -19,7 +19,7 @@ import zmq
 import zmq.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from pilothouse.engines.sim import (
+from pilothouse.servers.sim import (
     AllBlocksCleared,
     BlockRemoved,
     BlockStored,
@@ -29,7 +29,7 @@ from pilothouse.engines.sim import (
     SimSettings,
     decode_event_batch,
 )
-from pilothouse.engines.sim.runner import READY_PREFIX
+from pilothouse.servers.sim.runner import READY_PREFIX
 from pilothouse.sim import EngineOverrides, chain_block_hashes
 
 pytestmark = pytest.mark.e2e
@@ -495,7 +495,7 @@ async def post_until_refused(http: aiohttp.ClientSession, body: dict[str, Any]) 
 
 def test_crash_after_exits_the_process() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pilothouse.engines.sim", "--port", "0", "--crash-after", "1"],
+        [sys.executable, "-m", "pilothouse.servers.sim", "--port", "0", "--crash-after", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -526,7 +526,7 @@ async def _one_request(url: str) -> None:
 
 def test_help_lists_the_options() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pilothouse.engines.sim", "--help"],
+        [sys.executable, "-m", "pilothouse.servers.sim", "--help"],
         capture_output=True,
         text=True,
         check=True,

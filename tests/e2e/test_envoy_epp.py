@@ -30,13 +30,13 @@ import orjson
 
 from pilothouse.clock import SystemClock
 from pilothouse.endpoints.file_source import FileSource
-from pilothouse.engines.sim.runner import SimServer
-from pilothouse.engines.sim.settings import SimSettings
 from pilothouse.epp.envoy_config import EnvoySettings, find_envoy, render_envoy_config
 from pilothouse.epp.server import EppServer, EppSettings
 from pilothouse.routing import Pick
 from pilothouse.scheduling.config import resolve_config
 from pilothouse.scheduling.scheduler import build_scheduler
+from pilothouse.servers.sim.runner import SimServer
+from pilothouse.servers.sim.settings import SimSettings
 
 pytestmark = pytest.mark.e2e
 MODEL = "m"
@@ -509,8 +509,8 @@ async def test_the_gateway_and_the_picker_make_the_same_picks() -> None:
     """Same scheduler config and seed, same endpoints, same requests: same decisions."""
     from aiohttp import web
 
-    from pilothouse.engines.fake import FakeBehaviour, create_fake_engine
     from pilothouse.scheduling.types import Endpoint
+    from pilothouse.testing.fake_engine import FakeBehaviour, create_fake_engine
 
     runners: list[web.AppRunner] = []
     behaviours = [FakeBehaviour() for _ in range(3)]

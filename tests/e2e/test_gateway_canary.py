@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pilothouse.config.fleet import FleetSpec, parse_fleet
-from pilothouse.engines.sim import SimSettings
+from pilothouse.servers.sim import SimSettings
 from tests.e2e.sim_gateway import SimGateway, sim_gateway
 
 pytestmark = pytest.mark.e2e

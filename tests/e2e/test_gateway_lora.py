@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from pilothouse.config.fleet import parse_fleet
-from pilothouse.engines.sim import SimSettings
+from pilothouse.servers.sim import SimSettings
 from tests.e2e.sim_gateway import SimGateway, sim_gateway
 
 pytestmark = pytest.mark.e2e

@@ -34,10 +34,10 @@ from pilothouse.endpoints.kv_transport import (
     ZmqFeedFactory,
 )
 from pilothouse.endpoints.pool import EndpointPool
-from pilothouse.engines.sim import KVEventSettings, SimServer, SimSettings
-from pilothouse.engines.sim.tokenizer import ChatMessage, DummyTokenizer
+from pilothouse.engines.tokenizer import ChatMessage, DummyTokenizer
 from pilothouse.gateway.app import build_gateway_scheduler, create_app
 from pilothouse.scheduling.types import Endpoint
+from pilothouse.servers.sim import KVEventSettings, SimServer, SimSettings
 from tests.e2e.schedulers import PRECISE_PREFIX
 
 pytestmark = pytest.mark.e2e

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
-from pilothouse.engines.sim import SimSettings
-from pilothouse.engines.sim.cli import settings_from_options, sim_command
+from pilothouse.servers.sim import SimSettings
+from pilothouse.servers.sim.cli import settings_from_options, sim_command
 from tests.e2e.test_engine_sim import FAST, metric_samples, post, serving
 
 pytestmark = pytest.mark.e2e
@@ -92,7 +92,7 @@ def test_flag_and_environment_enable_runtime_updating(monkeypatch: pytest.Monkey
         coro.close()
 
     monkeypatch.setenv("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True")
-    monkeypatch.setattr("pilothouse.engines.sim.cli._run", run)
+    monkeypatch.setattr("pilothouse.servers.sim.cli._run", run)
     result = CliRunner().invoke(sim_command, ["--port", "0", "--lora-modules", "a=/p"])
     assert result.exit_code == 0, result.output
     assert started[0].runtime_lora_updating

@@ -48,12 +48,12 @@ from pilothouse.endpoints.kv_subscriber import KVEventSubscriber
 from pilothouse.endpoints.kv_transport import KV_EVENTS_LABEL, KV_REPLAY_LABEL, KV_TOPIC_LABEL
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.endpoints.tokenizers import HFPromptTokenizer
-from pilothouse.engines.sim import KVEventSettings, SimServer, SimSettings
-from pilothouse.engines.sim.tokenizer import DummyTokenizer
+from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.gateway.app import build_gateway_scheduler, create_app
 from pilothouse.openai.requests import Route, parse_request
 from pilothouse.scheduling.plugins.scorers.precise_prefix import TemplateTokenizer
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+from pilothouse.servers.sim import KVEventSettings, SimServer, SimSettings
 from tests.e2e.schedulers import PRECISE_PREFIX
 
 pytestmark = pytest.mark.e2e

@@ -35,7 +35,7 @@ from pilothouse.bench.loadgen import percentile
 from pilothouse.bench.processes import machine_cpu_s, self_cpu_s
 from pilothouse.clock import ManualClock
 from pilothouse.endpoints.kv_subscriber import build_kv_scheduler, uses_precise_prefix
-from pilothouse.engines.sim.tokenizer import DummyTokenizer
+from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.scheduling import (
     SchedulerConfig,
     builtin_config_names,

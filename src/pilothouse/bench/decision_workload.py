@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from pilothouse.bench.workloads.tokens import random_tokens, render
 from pilothouse.endpoints.kv_index import KVBlockIndex, block_keys
-from pilothouse.engines.sim.kv_events import MEDIUM_GPU, BlockStored, KVEventBatch
+from pilothouse.kvevents import MEDIUM_GPU, BlockStored, KVEventBatch
 from pilothouse.scheduling.interfaces import CycleState
 from pilothouse.scheduling.plugins.scorers.approx_prefix import ApproxPrefixScorer
 from pilothouse.scheduling.plugins.scorers.precise_prefix import PromptTokenizer

@@ -2,7 +2,7 @@
 
 The same policy drives the local executor, ``pilothouse bench sim --autoscale`` and the
 rendered Kubernetes autoscaler; the decision itself is the pure function
-:func:`pilothouse.controlplane.autoscale.autoscale`.
+:func:`pilothouse.autoscale.autoscale`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``pilothouse apply -f FILE``: send a fleet spec to a running ``pilothouse up``.
 
 The file is validated here first (every problem with its path, nothing sent), then sent as
-JSON to ``PUT <url>/admin/fleet`` (:mod:`pilothouse.controlplane.admin`). The running
+JSON to ``PUT <url>/admin/fleet`` (:mod:`pilothouse.gateway.admin`). The running
 fleet validates it again and answers the actions it starts with.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pilothouse.config.fleet import parse_fleet
 from pilothouse.config.loader import read_yaml
-from pilothouse.controlplane.admin import ADMIN_PATH
 from pilothouse.errors import ConfigError, PilothouseError
+from pilothouse.gateway.admin import ADMIN_PATH
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ Every ``local.reconcile_interval_s`` (or at once when a held request signals dem
    ``local.restart_reset_s`` forgets its earlier crashes;
 2. **autoscales** each model with an ``autoscaling`` block: a sample from the gateway
    (:class:`~pilothouse.controlplane.signals.GatewaySignals`) every ``interval_s`` into
-   :func:`~pilothouse.controlplane.autoscale.autoscale`, whose target it keeps
+   :func:`~pilothouse.autoscale.autoscale`, whose target it keeps
    (:class:`~pilothouse.controlplane.scaler.ReplicaTargets`);
 3. **reconciles** (:func:`~pilothouse.controlplane.reconcile.reconcile`) and carries out
    the actions: start (added to the pool not ready), restart (after the backoff the

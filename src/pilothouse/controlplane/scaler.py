@@ -1,5 +1,5 @@
 """The executor's autoscaling state: per model, its samples, the autoscaler's memory and
-the current replica target (:func:`~pilothouse.controlplane.autoscale.autoscale` decides)."""
+the current replica target (:func:`~pilothouse.autoscale.autoscale` decides)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pilothouse.config.fleet import FleetSpec, ModelSpec
-from pilothouse.controlplane.autoscale import (
+from pilothouse.autoscale import (
     AutoscaleState,
     MetricsSample,
     MetricsWindow,
     autoscale,
 )
+from pilothouse.config.fleet import FleetSpec, ModelSpec
 from pilothouse.controlplane.signals import GatewaySignals
 
 log = logging.getLogger("pilothouse.executor")

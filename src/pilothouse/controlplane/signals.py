@@ -16,24 +16,25 @@ its own business.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
-from pilothouse.controlplane.autoscale import MetricsSample
+from pilothouse.autoscale import MetricsSample
 from pilothouse.endpoints.pool import EndpointPool
-from pilothouse.gateway.holding import Holding
 
 TTFT_FAMILY = "pilothouse_time_to_first_token_seconds"
 REQUESTS_FAMILY = "pilothouse_requests"
 
 
 class GatewaySignals:
-    """Samples a gateway's pool, holding queues and metrics registry."""
+    """Samples a gateway's pool, its held requests (``held(model)``) and metrics registry."""
 
-    def __init__(self, pool: EndpointPool, holding: Holding, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, pool: EndpointPool, held: Callable[[str], int], registry: CollectorRegistry
+    ) -> None:
         self._pool = pool
-        self._holding = holding
+        self._held = held
         self._registry = registry
         self._buckets: dict[str, dict[float, float]] = {}
         self._requests: dict[str, float] = {}
@@ -44,7 +45,7 @@ class GatewaySignals:
         ready = [e for e in endpoints if e.ready]
         usage = [e.metrics.kv_cache_usage for e in ready if e.metrics.updated_at is not None]
         buckets, requests = self._read(model)
-        held = self._holding.held(model)
+        held = self._held(model)
         in_flight = sum(e.in_flight for e in endpoints)
         if requests > self._requests.get(model, 0.0) or held or in_flight:
             self._last_request[model] = now

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pilothouse.engines.sim.kv_events import (
+from pilothouse.kvevents import (
     AllBlocksCleared,
     BlockRemoved,
     BlockStored,

@@ -38,9 +38,9 @@ from pilothouse.endpoints.kv_transport import (
     ZmqFeedFactory,
     kv_event_address,
 )
-from pilothouse.engines.sim.kv_events import KVEventDecodeError, decode_event_batch
-from pilothouse.engines.sim.tokenizer import DummyTokenizer
+from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.errors import ConfigError, EngineError
+from pilothouse.kvevents import KVEventDecodeError, decode_event_batch
 from pilothouse.scheduling.config import SchedulerConfig
 from pilothouse.scheduling.plugins.scorers.precise_prefix import (
     KV_INDEX_SERVICE,

@@ -26,8 +26,8 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from pilothouse.engines.sim.kv_events import END_SEQ
 from pilothouse.errors import EngineError
+from pilothouse.kvevents import END_SEQ
 from pilothouse.scheduling.types import Endpoint
 
 log = logging.getLogger("pilothouse.kv_events")

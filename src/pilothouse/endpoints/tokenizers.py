@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pilothouse.engines.sim.tokenizer import DummyTokenizer
+from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.errors import ConfigError
 from pilothouse.scheduling.plugins.scorers.precise_prefix import (
     PromptTokenizer,

@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pilothouse.controlplane.admin import is_loopback
 from pilothouse.errors import BadRequest, RequestError, UpstreamError
 from pilothouse.gateway.adapters import load_adapter, unload_adapter
+from pilothouse.gateway.admin import is_loopback
 from pilothouse.gateway.context import GatewayContext
 from pilothouse.openai.errors import error_from_exception
 from pilothouse.scheduling.types import Endpoint

@@ -2,7 +2,7 @@
 
 The engine model is pure and clock-free: the caller passes ``now`` explicitly, so the same
 objects run inside a discrete-event simulation or behind the wall-clock simulator server
-(:mod:`pilothouse.engines.sim`).
+(:mod:`pilothouse.servers.sim`).
 """
 
 from pilothouse.sim.config import EngineConfig, EngineOverrides, LatencyModel, apply_overrides

@@ -1,5 +1,5 @@
 """Autoscaling in the cluster simulator: a replica-count timeline driven by the very
-:func:`~pilothouse.controlplane.autoscale.autoscale` function the local executor runs.
+:func:`~pilothouse.autoscale.autoscale` function the local executor runs.
 
 The cluster pre-builds ``ClusterConfig.replicas`` replicas (the policy's maximum); this
 hook decides which of them exist at each virtual instant:
@@ -26,13 +26,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from pilothouse.config.autoscaling import AutoscalingSpec
-from pilothouse.controlplane.autoscale import (
+from pilothouse.autoscale import (
     AutoscaleState,
     MetricsSample,
     MetricsWindow,
     autoscale,
 )
+from pilothouse.config.autoscaling import AutoscalingSpec
 from pilothouse.scheduling.types import Endpoint
 from pilothouse.sim.cluster_types import ScalingRun, SimRequest
 from pilothouse.sim.events import SCALE

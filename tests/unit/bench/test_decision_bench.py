@@ -24,7 +24,7 @@ from pilothouse.bench.decision_memory import deep_size
 from pilothouse.bench.decision_workload import KINDS, Corpus, Targets, fill
 from pilothouse.endpoints.kv_index import KVBlockIndex
 from pilothouse.endpoints.kv_subscriber import uses_precise_prefix
-from pilothouse.engines.sim.tokenizer import DummyTokenizer
+from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.scheduling.plugins.scorers.approx_prefix import ApproxPrefixScorer
 from pilothouse.scheduling.plugins.scorers.precise_prefix import TemplateTokenizer
 

@@ -16,8 +16,8 @@ from pilothouse.bench.live_fleet import MIN_PROBE_S, gateway_fleet_file, policy_
 from pilothouse.bench.live_peers import peer_command
 from pilothouse.bench.live_plan import parse_levels, parse_policies
 from pilothouse.config.fleet import load_fleet
-from pilothouse.engines.sim import SimServer, SimSettings
 from pilothouse.errors import ConfigError
+from pilothouse.servers.sim import SimServer, SimSettings
 
 
 def test_levels_open_loop_first() -> None:

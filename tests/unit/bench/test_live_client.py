@@ -10,7 +10,7 @@ import pytest
 
 from pilothouse.bench.live_client import _StreamState, request_body, request_headers, run_request
 from pilothouse.bench.workloads import ArrivalSpec, build_workload
-from pilothouse.engines.sim import SimServer, SimSettings
+from pilothouse.servers.sim import SimServer, SimSettings
 from pilothouse.sim.cluster_types import SimRequest
 
 OVERRIDES = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pilothouse.bench.workloads import ArrivalSpec, build_workload, workload_names
-from pilothouse.engines.sim.tokenizer import DummyTokenizer
+from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.sim.hashing import chain_block_hashes
 
 TOKENIZER = DummyTokenizer()

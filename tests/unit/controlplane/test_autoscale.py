@@ -6,13 +6,13 @@ from collections.abc import Sequence
 
 import pytest
 
-from pilothouse.config.autoscaling import AutoscalingSpec
-from pilothouse.controlplane.autoscale import (
+from pilothouse.autoscale import (
     AutoscaleState,
     MetricsSample,
     MetricsWindow,
     autoscale,
 )
+from pilothouse.config.autoscaling import AutoscalingSpec
 
 
 def policy(**fields: object) -> AutoscalingSpec:

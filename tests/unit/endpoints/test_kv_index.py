@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from pilothouse.endpoints.kv_index import KVBlockIndex, block_keys
-from pilothouse.engines.sim.kv_events import (
+from pilothouse.kvevents import (
     AllBlocksCleared,
     BlockRemoved,
     BlockStored,

@@ -29,9 +29,9 @@ from pilothouse.endpoints.kv_transport import (
     KVEventAddress,
     kv_event_address,
 )
-from pilothouse.engines.sim.kv_events import BlockStored, KVEventBatch, encode_event_batch
-from pilothouse.engines.sim.tokenizer import DummyTokenizer
+from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.errors import ConfigError, EngineError
+from pilothouse.kvevents import BlockStored, KVEventBatch, encode_event_batch
 from pilothouse.scheduling.config import load_scheduler_config
 from pilothouse.scheduling.interfaces import CycleState
 from pilothouse.scheduling.plugins.scorers.precise_prefix import PrecisePrefixScorer

@@ -9,7 +9,7 @@ import zmq
 import zmq.asyncio
 
 from pilothouse.endpoints.kv_transport import KVEventAddress, ZmqFeedFactory, replayed_batch
-from pilothouse.engines.sim.kv_events import END_SEQ
+from pilothouse.kvevents import END_SEQ
 
 SEQ5 = (5).to_bytes(8, "big")
 

@@ -10,10 +10,10 @@ import pytest
 from pilothouse.clock import SystemClock
 from pilothouse.config.fleet import GatewaySpec
 from pilothouse.endpoints.tokenizers import HFPromptTokenizer, ModelTokenizers, load_tokenizers
-from pilothouse.engines.sim.kv_events import BlockStored, KVEventBatch
-from pilothouse.engines.sim.tokenizer import ChatMessage, DummyTokenizer
+from pilothouse.engines.tokenizer import ChatMessage, DummyTokenizer
 from pilothouse.errors import ConfigError
 from pilothouse.gateway.app import build_gateway_scheduler
+from pilothouse.kvevents import BlockStored, KVEventBatch
 from pilothouse.scheduling.interfaces import CycleState
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
 

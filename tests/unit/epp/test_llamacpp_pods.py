@@ -25,11 +25,11 @@ from pilothouse.endpoints.discovery import StaticSource
 from pilothouse.endpoints.kube_pods import pool_endpoints
 from pilothouse.endpoints.kv_transport import kv_event_address
 from pilothouse.engines.adapters import adapter_for
-from pilothouse.engines.fake import create_fake_engine
 from pilothouse.epp.server import EppServer, EppSettings
 from pilothouse.scheduling.config import builtin_config
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint
+from pilothouse.testing.fake_engine import create_fake_engine
 from tests.unit.epp import messages as m
 from tests.unit.render.conftest import EMBEDDED_EXAMPLE
 

@@ -21,11 +21,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pilothouse.clock import ManualClock
 from pilothouse.endpoints.discovery import EndpointSink, StaticSource
 from pilothouse.endpoints.file_source import FileSource
-from pilothouse.engines.fake import create_fake_engine
 from pilothouse.epp.server import EppServer, EppSettings
 from pilothouse.scheduling.config import builtin_config
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint
+from pilothouse.testing.fake_engine import create_fake_engine
 from tests.unit.epp import messages as m
 
 SETTINGS = EppSettings(port=0, health_port=0, metrics_port=0, probe_interval_s=0.05, grace_s=0.5)

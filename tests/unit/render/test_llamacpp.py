@@ -14,8 +14,8 @@ from pilothouse.config.fleet import FleetSpec
 from pilothouse.controlplane.render.bundle import render_fleet
 from pilothouse.controlplane.render.helm import render_chart, write_chart
 from pilothouse.controlplane.render.options import Autoscaling, RenderOptions, Resources
-from pilothouse.engines.cli import llamacpp as llamacpp_command
 from pilothouse.errors import ConfigError
+from pilothouse.servers.cli import llamacpp as llamacpp_command
 from tests.unit.render.conftest import EMBEDDED_EXAMPLE
 
 Manifest = dict[str, Any]

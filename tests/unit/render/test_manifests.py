@@ -13,8 +13,8 @@ import pytest
 from pilothouse.config.fleet import FleetSpec, ModelSpec
 from pilothouse.controlplane.render.bundle import render_fleet
 from pilothouse.controlplane.render.options import Autoscaling, RenderOptions, slug
-from pilothouse.engines.sim.cli import settings_from_options, sim_command
 from pilothouse.errors import ConfigError
+from pilothouse.servers.sim.cli import settings_from_options, sim_command
 
 Manifest = dict[str, Any]
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from pilothouse.endpoints.kv_index import KVBlockIndex, block_keys, root_key
-from pilothouse.engines.sim.kv_events import (
+from pilothouse.kvevents import (
     BlockRemoved,
     BlockStored,
     ExternalBlockHash,

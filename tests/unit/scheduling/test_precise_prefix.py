@@ -8,9 +8,9 @@ import pytest
 
 from pilothouse.clock import ManualClock
 from pilothouse.endpoints.kv_index import KVBlockIndex
-from pilothouse.engines.sim.kv_events import BlockStored, KVEventBatch
-from pilothouse.engines.sim.tokenizer import DummyTokenizer
+from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.errors import ConfigError
+from pilothouse.kvevents import BlockStored, KVEventBatch
 from pilothouse.scheduling.config import load_scheduler_config
 from pilothouse.scheduling.context import PluginContext
 from pilothouse.scheduling.interfaces import PREFIX_INDEX_SIZE_KEY, PREFIX_MATCH_KEY, CycleState

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from pilothouse.engines.sim.kv_events import (
+from pilothouse.kvevents import (
     AllBlocksCleared,
     BlockRemoved,
     BlockStored,
@@ -13,7 +13,7 @@ from pilothouse.engines.sim.kv_events import (
     decode_event_batch,
     encode_event_batch,
 )
-from pilothouse.engines.sim.kv_publisher import to_wire
+from pilothouse.servers.sim.kv_publisher import to_wire
 from pilothouse.sim import AllBlocksClearedEvent, BlocksRemoved, BlocksStored
 
 STORED = BlockStored([1, 2**64 - 1], None, list(range(8)), 4, None, "GPU", None)

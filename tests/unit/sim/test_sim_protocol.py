@@ -7,9 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pilothouse.engines.sim.protocol import parse_call, stream_chunk
-from pilothouse.engines.sim.settings import FaultSettings, KVEventSettings, SimSettings
-from pilothouse.engines.sim.tokenizer import (
+from pilothouse.engines.tokenizer import (
     ChatMessage,
     DummyTokenizer,
     filler_seed,
@@ -17,6 +15,8 @@ from pilothouse.engines.sim.tokenizer import (
     natural_length,
 )
 from pilothouse.errors import BadRequest, ConfigError, ModelNotFound
+from pilothouse.servers.sim.protocol import parse_call, stream_chunk
+from pilothouse.servers.sim.settings import FaultSettings, KVEventSettings, SimSettings
 from pilothouse.sim import EngineOverrides
 
 TOKENIZER = DummyTokenizer()

@@ -7,7 +7,7 @@ import click
 from pilothouse.cli_lazy import LazyGroup
 
 
-@click.group(cls=LazyGroup, lazy={"sim": "pilothouse.engines.sim.cli:sim_command"})
+@click.group(cls=LazyGroup, lazy={"sim": "pilothouse.servers.sim.cli:sim_command"})
 def engine() -> None:
     """Run one engine replica (what `pilothouse up` starts for each replica)."""
 
@@ -55,9 +55,9 @@ def llamacpp(
     """Serve a GGUF model with llama.cpp over the OpenAI API (one request at a time)."""
     import uvicorn
 
-    from pilothouse.engines.llamacpp.model import resolve_model_source
-    from pilothouse.engines.llamacpp.server import LlamaServerSettings, create_llama_app
     from pilothouse.errors import EngineError
+    from pilothouse.servers.llamacpp.model import resolve_model_source
+    from pilothouse.servers.llamacpp.server import LlamaServerSettings, create_llama_app
 
     try:
         path = resolve_model_source(source)

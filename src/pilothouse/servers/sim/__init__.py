@@ -4,7 +4,7 @@ Same OpenAI API, same ``vllm:*`` metric names, same KV-event wire format as vLLM
 latency from a calibrated virtual-time engine model and optional fault injection.
 """
 
-from pilothouse.engines.sim.kv_events import (
+from pilothouse.kvevents import (
     AllBlocksCleared,
     BlockRemoved,
     BlockStored,
@@ -12,9 +12,9 @@ from pilothouse.engines.sim.kv_events import (
     decode_event_batch,
     encode_event_batch,
 )
-from pilothouse.engines.sim.runner import SimServer, serve
-from pilothouse.engines.sim.server import create_sim_app
-from pilothouse.engines.sim.settings import FaultSettings, KVEventSettings, SimSettings
+from pilothouse.servers.sim.runner import SimServer, serve
+from pilothouse.servers.sim.server import create_sim_app
+from pilothouse.servers.sim.settings import FaultSettings, KVEventSettings, SimSettings
 
 __all__ = [
     "AllBlocksCleared",

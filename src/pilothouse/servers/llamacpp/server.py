@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from pilothouse.engines.llamacpp.runner import SerialRunner, TokenCount
 from pilothouse.errors import BadRequest, ModelNotFound, RequestError
 from pilothouse.openai.errors import error_body
+from pilothouse.servers.llamacpp.runner import SerialRunner, TokenCount
 
 _SAMPLING_KEYS = (
     "temperature",

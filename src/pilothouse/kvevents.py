@@ -13,7 +13,7 @@ only drops fields from maps). Newer vLLM can send the same structs as maps tagge
 ``BlockStored`` without ``medium``/``lora_name``; ``BlockRemoved`` without ``medium``),
 so a router can consume any vLLM or simulator publisher with the same structs.
 
-ZMQ framing (see :mod:`pilothouse.engines.sim.kv_publisher`): PUB multipart
+ZMQ framing (see :mod:`pilothouse.servers.sim.kv_publisher`): PUB multipart
 ``[topic, seq (8-byte big-endian), payload]``; replay over ROUTER/DEALER.
 """
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import Protocol
 
 import orjson
 from starlette.requests import Request
@@ -20,12 +21,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pilothouse.config.fleet import FleetSpec, parse_fleet
-from pilothouse.controlplane.changes import ApplyReport
 from pilothouse.errors import ConfigError, RequestError
 from pilothouse.gateway.context import GatewayContext
 from pilothouse.openai.errors import error_body, error_from_exception
 
 ADMIN_PATH = "/admin/fleet"
+
+
+class ApplyReport(Protocol):
+    """What applying a spec answers (the control plane's report, as JSON)."""
+
+    def as_dict(self) -> dict[str, object]: ...
+
+
 Apply = Callable[[FleetSpec], ApplyReport]
 Status = Callable[[], dict[str, object]]
 _JSON = "application/json"

@@ -24,7 +24,7 @@ def lora_module_path(module: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class FaultSettings:
-    """Failure injection: see :mod:`pilothouse.engines.sim.faults`."""
+    """Failure injection: see :mod:`pilothouse.servers.sim.faults`."""
 
     error_rate: float = 0.0
     hang_rate: float = 0.0

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import zmq
 import zmq.asyncio
 
-from pilothouse.engines.sim.kv_events import (
+from pilothouse.kvevents import (
     END_SEQ,
     MEDIUM_GPU,
     AllBlocksCleared,

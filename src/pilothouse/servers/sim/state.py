@@ -7,14 +7,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pilothouse.engines.sim.faults import FaultInjector
-from pilothouse.engines.sim.kv_publisher import KVEventPublisher
-from pilothouse.engines.sim.metrics import SimMetrics
-from pilothouse.engines.sim.protocol import CompletionCall
-from pilothouse.engines.sim.runtime import EngineRuntime
-from pilothouse.engines.sim.settings import SimSettings, lora_module_name, lora_module_path
-from pilothouse.engines.sim.tokenizer import DummyTokenizer, filler_seed, natural_length
+from pilothouse.engines.tokenizer import DummyTokenizer, filler_seed, natural_length
 from pilothouse.errors import BadRequest, ModelNotFound
+from pilothouse.servers.sim.faults import FaultInjector
+from pilothouse.servers.sim.kv_publisher import KVEventPublisher
+from pilothouse.servers.sim.metrics import SimMetrics
+from pilothouse.servers.sim.protocol import CompletionCall
+from pilothouse.servers.sim.runtime import EngineRuntime
+from pilothouse.servers.sim.settings import SimSettings, lora_module_name, lora_module_path
 from pilothouse.sim.engine_model import EngineModel
 from pilothouse.sim.hashing import chain_block_hashes
 from pilothouse.sim.types import EngineRequest

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from pilothouse.engines.sim.tokenizer import ChatMessage, DummyTokenizer
+from pilothouse.engines.tokenizer import ChatMessage, DummyTokenizer
 from pilothouse.errors import BadRequest, ModelNotFound
 from pilothouse.sim.types import FinishedRequest
 

@@ -11,9 +11,9 @@ from types import TracebackType
 
 from aiohttp import web
 
-from pilothouse.engines.sim.server import STATE, create_sim_app
-from pilothouse.engines.sim.settings import SimSettings
-from pilothouse.engines.sim.state import SimState, exit_process
+from pilothouse.servers.sim.server import STATE, create_sim_app
+from pilothouse.servers.sim.settings import SimSettings
+from pilothouse.servers.sim.state import SimState, exit_process
 
 READY_PREFIX = "sim engine is listening: "
 

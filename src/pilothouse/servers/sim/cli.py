@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from pilothouse.engines.sim.settings import FaultSettings, KVEventSettings, SimSettings
 from pilothouse.errors import PilothouseError
+from pilothouse.servers.sim.settings import FaultSettings, KVEventSettings, SimSettings
 from pilothouse.sim.config import EngineOverrides
 from pilothouse.sim.presets import DEFAULT_PRESET, PRESETS
 
@@ -110,7 +110,7 @@ def sim_command(**options: Any) -> None:
     eviction, preemption, LoRA slots) decides when each token comes out; the server
     streams deterministic filler text at that pace.
     """
-    from pilothouse.engines.sim.runner import serve
+    from pilothouse.servers.sim.runner import serve
 
     try:
         settings = settings_from_options(options)

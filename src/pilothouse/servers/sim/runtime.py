@@ -15,8 +15,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pilothouse.engines.sim.kv_publisher import KVEventPublisher, to_wire
-from pilothouse.engines.sim.metrics import SimMetrics
+from pilothouse.servers.sim.kv_publisher import KVEventPublisher, to_wire
+from pilothouse.servers.sim.metrics import SimMetrics
 from pilothouse.sim.engine_model import EngineModel
 from pilothouse.sim.types import EngineRequest, FinishedRequest, KVEvent, StepResult
 

@@ -23,8 +23,11 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from pilothouse.engines.sim.faults import Fault
-from pilothouse.engines.sim.protocol import (
+from pilothouse.engines.tokenizer import filler_text
+from pilothouse.errors import BadRequest, NoEndpointAvailable, RequestError, SchedulingError
+from pilothouse.openai.errors import error_body, error_from_exception
+from pilothouse.servers.sim.faults import Fault
+from pilothouse.servers.sim.protocol import (
     DONE,
     CompletionCall,
     completion_body,
@@ -32,11 +35,8 @@ from pilothouse.engines.sim.protocol import (
     stream_chunk,
     usage_chunk,
 )
-from pilothouse.engines.sim.settings import SimSettings
-from pilothouse.engines.sim.state import SimState
-from pilothouse.engines.sim.tokenizer import filler_text
-from pilothouse.errors import BadRequest, NoEndpointAvailable, RequestError, SchedulingError
-from pilothouse.openai.errors import error_body, error_from_exception
+from pilothouse.servers.sim.settings import SimSettings
+from pilothouse.servers.sim.state import SimState
 from pilothouse.sim.types import EngineRequest
 
 STATE = web.AppKey("sim_state", SimState)
@@ -49,7 +49,7 @@ def create_sim_app(
 
     KV events start in the startup hook when ``settings.port`` is fixed; with port 0 the
     caller binds first and then calls ``app[STATE].start_kv_events(port)``
-    (:class:`~pilothouse.engines.sim.runner.SimServer` does).
+    (:class:`~pilothouse.servers.sim.runner.SimServer` does).
     """
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[STATE] = SimState.build(settings, on_crash)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import random
 
-from pilothouse.engines.sim.settings import FaultSettings
+from pilothouse.servers.sim.settings import FaultSettings
 
 
 class Fault(enum.Enum):
