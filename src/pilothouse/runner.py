@@ -107,7 +107,7 @@ async def run_up(
         spec,
         ctx.pool,
         log_dir,
-        signals=GatewaySignals(ctx.pool, ctx.holding.held, ctx.metrics.registry),
+        signals=GatewaySignals(ctx.pool, ctx.pipeline.held, ctx.metrics.registry),
         runtime=_runtime(executor_kind, spec, log_dir),
     )
     _wire(app.app, ctx, executor, overrides)
@@ -146,8 +146,8 @@ def _wire(
     app: Starlette, ctx: GatewayContext, executor: LocalExecutor, overrides: FleetOverrides
 ) -> None:
     """Hold requests for launched models, follow applied specs, and serve /admin/fleet."""
-    ctx.holding.attach(launched_models(executor.spec), executor.demand)
-    executor.on_apply(lambda spec: ctx.holding.set_models(launched_models(spec)))
+    ctx.pipeline.hold_for(launched_models(executor.spec), executor.demand)
+    executor.on_apply(lambda spec: ctx.pipeline.set_hold_models(launched_models(spec)))
     executor.on_apply(ctx.adopt)  # adapters and traffic-split weights
     routes = admin_routes(ctx, _applier(executor, overrides), executor.status)
     app.router.routes.extend(routes)

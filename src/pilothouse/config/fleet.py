@@ -192,6 +192,9 @@ class GatewaySpec(_Spec):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=600.0, gt=0)
+    upstream_client: Literal["http1", "aiohttp"] = "http1"
+    """The client of the upstream leg: ``http1``, a lean keep-alive HTTP/1.1 client on
+    asyncio and httptools (the default), or ``aiohttp`` (see docs/transport.md)."""
     probe_interval_s: float = Field(default=0.5, gt=0)
     access_log: bool = True
     log_prompts: bool = False

@@ -58,6 +58,11 @@ Prints "pilothouse is ready: grpc://HOST:PORT" on stdout once listening.
     "--max-body-bytes", type=click.IntRange(min=1), default=10 * 1024 * 1024, show_default=True,
     help="Largest request body buffered for scheduling (larger: 413).",
 )  # fmt: skip
+@click.option(
+    "--config", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML routing policy: flow_control, hold, traffic splits, fallback_endpoints "
+    "(see docs/epp.md).",
+)  # fmt: skip
 @click.option("--seed", type=int, default=None, help="Seed the scheduler's random choices.")
 @click.option(
     "--kv-events", is_flag=True,
@@ -118,8 +123,11 @@ def _scheduler(name: str, seed: int | None, kv_events: bool) -> tuple[Any, Any]:
 
 
 def _settings(options: dict[str, Any], pool_key: str) -> Any:
+    from pilothouse.config.epp import EppPolicy, load_epp_policy
     from pilothouse.epp.server import EppSettings
 
+    path = options["policy_file"]
+    policy = load_epp_policy(path) if path is not None else EppPolicy()
     return EppSettings(
         host=options["host"],
         port=options["port"],
@@ -128,6 +136,7 @@ def _settings(options: dict[str, Any], pool_key: str) -> Any:
         pool_key=pool_key,
         max_body_bytes=options["max_body_bytes"],
         probe_interval_s=options["probe_interval"],
+        policy=policy,
     )
 
 

@@ -3,25 +3,31 @@
 FULL_DUPLEX_STREAMED flow (GAIE endpoint picker protocol, proposal 004)::
 
     REQUEST    request_headers          record them; answer nothing yet if a body follows
-               request_body* (eos)      buffer (capped), then parse, schedule and answer:
-                                        headers (destination + Content-Length) and metadata,
-                                        then the body back in chunks of at most 62,000 bytes
+               request_body* (eos)      buffer (capped), then parse and route through the
+                                        shared pipeline (hold while the pool is at zero,
+                                        queue under flow control, split traffic, schedule)
+                                        and answer: headers (destination + Content-Length)
+                                        and metadata, then the (possibly rewritten) body
+                                        back in chunks of at most 62,000 bytes
     FORWARDED  response_headers         follow the served endpoint; tag the response
     RESPONSE   response_body* (eos)     echo every chunk; read usage from the tail
-    DONE       immediate reply sent, or the response ended
+    DONE       immediate reply sent (400, 429 + retry-after, 503), or the response ended
 
-The picked endpoint holds one in-flight count from the routing answer until the response
-ends or the stream closes, whichever comes first (:meth:`Exchange.close` never leaks one).
+The request's ticket holds one in-flight count from the routing answer until the response
+ends or the stream closes, whichever comes first: a stream that Envoy resets (the client
+left) gives back its place in a wait queue or its in-flight count at once
+(:meth:`Exchange.close` never leaks one).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum, auto
 
+from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.epp import protocol
 from pilothouse.epp.metrics import EppMetrics
 from pilothouse.epp.protocol import ProcessingRequest, ProcessingResponse
@@ -37,8 +43,8 @@ from pilothouse.errors import (
 from pilothouse.openai.errors import error_from_exception
 from pilothouse.openai.requests import Route, parse_request
 from pilothouse.openai.sse import json_usage, keep_tail, sse_usage, usage_counts
-from pilothouse.routing import Pick, Router, scheduling_request
-from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+from pilothouse.routing import Pick, RoutingPipeline, Ticket, scheduling_request, with_model
+from pilothouse.scheduling.types import SchedulingRequest
 
 _ROUTES = {route.value: route for route in Route}
 _MAX_WHOLE_BODY = 1 << 20  # non-streamed answers kept (for their usage) up to this size
@@ -57,15 +63,18 @@ class Phase(Enum):
 
 @dataclass(frozen=True, slots=True)
 class PickerContext:
-    """What every stream shares: the one routing path, the metrics and the pool's key."""
+    """What every stream shares: the one request pipeline, the metrics and the pool's key."""
 
-    router: Router
+    pipeline: RoutingPipeline
+    pool: EndpointPool
     metrics: EppMetrics
     pool_key: str
     max_body_bytes: int = 10 * 1024 * 1024
+    fallback: tuple[str, ...] = ()
+    """Endpoints answered, in order, while the pool knows no endpoint at all."""
 
 
-Handler = Callable[["Exchange", ProcessingRequest], list[ProcessingResponse]]
+Handler = Callable[["Exchange", ProcessingRequest], Awaitable[list[ProcessingResponse]]]
 
 
 class Exchange:
@@ -79,8 +88,7 @@ class Exchange:
         self._request_id = ""
         self._subset: frozenset[str] | None = None
         self._body = bytearray()
-        self._request: SchedulingRequest | None = None
-        self.endpoint: Endpoint | None = None  # holds one in-flight count while set
+        self.ticket: Ticket | None = None  # counts in flight while its endpoint is set
         self._streaming = False
         self._tail = b""
         self._whole: bytearray | None = bytearray()
@@ -90,32 +98,33 @@ class Exchange:
     def done(self) -> bool:
         return self.phase is Phase.DONE
 
-    def handle(self, message: ProcessingRequest) -> list[ProcessingResponse]:
+    async def handle(self, message: ProcessingRequest) -> list[ProcessingResponse]:
         """The answers to one message from Envoy, in the order they must be sent."""
         kind = message.WhichOneof("request")
         handler = _HANDLERS.get(kind)
         if handler is None:
             raise EppProtocolError(f"unsupported ext_proc message {kind!r}")
-        return handler(self, message)
+        return await handler(self, message)
 
     def close(self) -> None:
         """The stream ended (normally, cancelled or broken): release what is held."""
-        self._release()
+        if self.ticket is not None:
+            self._ctx.pipeline.cancelled(self.ticket)
         self.phase = Phase.DONE
 
     # -- request path ------------------------------------------------------------------
 
-    def _on_request_headers(self, message: ProcessingRequest) -> list[ProcessingResponse]:
+    async def _on_request_headers(self, message: ProcessingRequest) -> list[ProcessingResponse]:
         self._expect(Phase.REQUEST, "request_headers")
         headers = message.request_headers
         self._headers = protocol.header_map(headers.headers)
         self._request_id = self._headers.get("x-request-id") or uuid.uuid4().hex
         self._subset = protocol.subset_hint(message)  # data planes may send it only here
         if headers.end_of_stream:  # no body (a GET): route now
-            return self._route(message, None, body_end=True)
+            return await self._route(message, None, body_end=True)
         return []
 
-    def _on_request_body(self, message: ProcessingRequest) -> list[ProcessingResponse]:
+    async def _on_request_body(self, message: ProcessingRequest) -> list[ProcessingResponse]:
         self._expect(Phase.REQUEST, "request_body")
         body = message.request_body
         if len(self._body) + len(body.body) > self._ctx.max_body_bytes:
@@ -123,28 +132,29 @@ class Exchange:
             return self._reject(PayloadTooLarge(f"request body over {limit} bytes"), "too_large")
         self._body += body.body
         if body.end_of_stream:
-            return self._route(message, bytes(self._body), body_end=True)
+            return await self._route(message, bytes(self._body), body_end=True)
         return []
 
-    def _on_request_trailers(self, message: ProcessingRequest) -> list[ProcessingResponse]:
+    async def _on_request_trailers(self, message: ProcessingRequest) -> list[ProcessingResponse]:
         self._expect(Phase.REQUEST, "request_trailers")
-        out = self._route(message, bytes(self._body), body_end=False)  # trailers end the body
+        out = await self._route(message, bytes(self._body), body_end=False)  # trailers end it
         if self.done:
             return out
         return [*out, protocol.trailers_response(request=True)]
 
-    def _route(
+    async def _route(
         self, message: ProcessingRequest, body: bytes | None, *, body_end: bool
     ) -> list[ProcessingResponse]:
         started = time.perf_counter()
         try:
-            request, forward = self._scheduling_request(body)
+            forward = self._open(body)
             only = protocol.subset_hint(message)
             if only is None:
                 only = self._subset
             if only is not None and not only:
                 raise NoEndpointAvailable("the data plane's endpoint subset hint is empty")
-            pick = self._ctx.router.pick(request, pool_key=self._ctx.pool_key, only=only)
+            assert self.ticket is not None
+            pick = await self._pick(self.ticket, only)
         except BadRequest as exc:
             return self._reject(exc, "bad_request")
         except RequestShed as exc:
@@ -153,33 +163,55 @@ class Exchange:
             return self._reject(exc, "no_endpoint")
         except SchedulingError as exc:
             return self._reject(exc, "error")
-        self._hold(pick.endpoint, request, pick.uncached_tokens)
         out = self._forward(pick, None if body is None else forward, body_end)
         self._ctx.metrics.decision.observe(time.perf_counter() - started)
         self._ctx.metrics.requests.labels("routed").inc()
         self.phase = Phase.FORWARDED
         return out
 
-    def _forward(self, pick: Pick, body: bytes | None, body_end: bool) -> list[ProcessingResponse]:
+    async def _pick(self, ticket: Ticket, only: frozenset[str] | None) -> Pick | str:
+        """The pipeline's pick (counted in flight), or the fallback list while the picker
+        knows no endpoint at all."""
+        ctx = self._ctx
+        if ctx.fallback and not ctx.pool.has_model(ctx.pool_key):
+            return ",".join(ctx.fallback)
+        routed = await ctx.pipeline.route(ticket, only)
+        ctx.pipeline.started(ticket, routed.pick)
+        return routed.pick
+
+    def _forward(
+        self, pick: Pick | str, body: bytes | None, body_end: bool
+    ) -> list[ProcessingResponse]:
         """The routing answer: headers and metadata first, then the body in chunks."""
-        set_headers = dict(pick.headers)
+        set_headers = {} if isinstance(pick, str) else dict(pick.headers)
         if body is not None:
             set_headers["content-length"] = str(len(body))
         remove = self._strip(set_headers)
-        out = [protocol.routed_headers(pick.endpoint.address, set_headers, remove)]
+        destination = pick if isinstance(pick, str) else pick.endpoint.address
+        out = [protocol.routed_headers(destination, set_headers, remove)]
         if body is not None:
             out += protocol.body_responses(body, body_end, request=True)
         return out
 
-    def _scheduling_request(self, body: bytes | None) -> tuple[SchedulingRequest, bytes]:
-        """Parse OpenAI bodies; anything else is routed on load alone, forwarded as is."""
+    def _open(self, body: bytes | None) -> bytes:
+        """Parse an OpenAI body into the request's ticket; anything else is routed on load
+        alone. Returns the body to forward (a split's version written into ``model``)."""
+        pipeline = self._ctx.pipeline
         route = _ROUTES.get(self._headers.get(":path", "").split("?", 1)[0])
         if body is None or route is None or self._headers.get(":method", "POST") != "POST":
             request = SchedulingRequest(request_id=self._request_id, model=self._ctx.pool_key)
-            return request, body or b""
+            self.ticket = pipeline.open(request)
+            return body or b""
         parsed = parse_request(route, body)
         self._streaming = parsed.stream
-        return scheduling_request(parsed, self._headers.get, self._request_id), parsed.body
+        request = scheduling_request(
+            parsed, self._headers.get, self._request_id, pipeline.objectives
+        )
+        self.ticket = pipeline.open(request, request.session_id)
+        if self.ticket.public_model is None:
+            return parsed.body
+        version = self.ticket.request.model
+        return with_model(parsed.body, version)
 
     def _strip(self, set_headers: dict[str, str]) -> list[str]:
         """Client-supplied system-owned headers (``x-gateway-*``) that we do not overwrite."""
@@ -199,20 +231,22 @@ class Exchange:
 
     # -- response path -----------------------------------------------------------------
 
-    def _on_response_headers(self, message: ProcessingRequest) -> list[ProcessingResponse]:
+    async def _on_response_headers(self, message: ProcessingRequest) -> list[ProcessingResponse]:
         self._expect(Phase.FORWARDED, "response_headers")
         headers = protocol.header_map(message.response_headers.headers)
         if "text/event-stream" in headers.get("content-type", ""):
             self._streaming = True
         self._follow(protocol.served_address(message))
         self.phase = Phase.RESPONSE
-        tags = {protocol.ENDPOINT_HEADER: self.endpoint.name} if self.endpoint else {}
+        ticket = self.ticket
+        endpoint = ticket.endpoint if ticket is not None else None
+        tags = {protocol.ENDPOINT_HEADER: endpoint.name} if endpoint is not None else {}
         out = [protocol.response_headers(tags)]
         if message.response_headers.end_of_stream:
             self._finish()
         return out
 
-    def _on_response_body(self, message: ProcessingRequest) -> list[ProcessingResponse]:
+    async def _on_response_body(self, message: ProcessingRequest) -> list[ProcessingResponse]:
         self._expect(Phase.RESPONSE, "response_body")
         body = message.response_body
         chunk = bytes(body.body)
@@ -222,28 +256,31 @@ class Exchange:
             self._finish()
         return out
 
-    def _on_response_trailers(self, message: ProcessingRequest) -> list[ProcessingResponse]:
+    async def _on_response_trailers(self, message: ProcessingRequest) -> list[ProcessingResponse]:
         self._expect(Phase.RESPONSE, "response_trailers")
         self._finish()
         return [protocol.trailers_response(request=False)]
 
     def _follow(self, served: str | None) -> None:
         """Move the in-flight count when a retry landed on another endpoint than the pick."""
-        current, request = self.endpoint, self._request
-        if served is None or current is None or request is None or served == current.address:
+        ticket = self.ticket
+        if served is None or ticket is None or ticket.endpoint is None:
+            return
+        if served == ticket.endpoint.address:
             return
         self._ctx.metrics.rerouted.inc()
-        self._release()
-        for endpoint in self._ctx.router.pool.endpoints():
+        pipeline = self._ctx.pipeline
+        pipeline.finished(ticket)
+        for endpoint in self._ctx.pool.endpoints():
             if endpoint.address == served:
-                self._hold(endpoint, request)
+                pipeline.moved(ticket, endpoint)
                 return
 
     def _observe(self, chunk: bytes) -> None:
         if chunk and not self._first_byte:
             self._first_byte = True
-            if self.endpoint is not None and self._request is not None:
-                self._ctx.router.first_token(self.endpoint, self._request)
+            if self.ticket is not None:
+                self._ctx.pipeline.first_token(self.ticket)
             self._ctx.metrics.first_byte.observe(time.perf_counter() - self._started)
         if self._streaming:
             self._tail = keep_tail(self._tail, chunk)
@@ -263,20 +300,9 @@ class Exchange:
         if completion is not None:
             self._ctx.metrics.tokens.labels("completion").inc(completion)
         self._ctx.metrics.duration.observe(time.perf_counter() - self._started)
+        if self.ticket is not None:
+            self._ctx.pipeline.finished(self.ticket)
         self.close()
-
-    # -- accounting --------------------------------------------------------------------
-
-    def _hold(
-        self, endpoint: Endpoint, request: SchedulingRequest, uncached: int | None = None
-    ) -> None:
-        self._ctx.router.started(endpoint, request, uncached)
-        self.endpoint, self._request = endpoint, request
-
-    def _release(self) -> None:
-        if self.endpoint is not None and self._request is not None:
-            self._ctx.router.finished(self.endpoint, self._request)
-        self.endpoint = None
 
     def _expect(self, phase: Phase, kind: str) -> None:
         if self.phase is not phase:

@@ -30,6 +30,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from pilothouse.clock import Clock, SystemClock
+from pilothouse.config.epp import EppPolicy
 from pilothouse.endpoints.discovery import EndpointSource
 from pilothouse.endpoints.kv_subscriber import KVEventSubscriber
 from pilothouse.endpoints.monitor import EndpointMonitor
@@ -38,7 +39,7 @@ from pilothouse.epp.health import EppHealth
 from pilothouse.epp.metrics import EppMetrics, start_metrics_server
 from pilothouse.epp.processor import EppProtocolError, Exchange, PickerContext
 from pilothouse.epp.protocol import ProcessingRequest, ProcessingResponse
-from pilothouse.routing import Router
+from pilothouse.routing import RoutingPipeline, TrafficSplitter
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.scheduling.types import Endpoint
 
@@ -60,6 +61,8 @@ class EppSettings:
     probe_interval_s: float = 0.5
     probe_timeout_s: float = 2.0
     grace_s: float = 5.0
+    policy: EppPolicy = field(default_factory=EppPolicy)
+    """Flow control, holding, traffic splits and fallback endpoints (``--config``)."""
     grpc_options: tuple[tuple[str, Any], ...] = field(
         default=(("grpc.max_receive_message_length", 16 * 1024 * 1024),)
     )
@@ -79,7 +82,7 @@ class ExtProcService(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         try:
             async for message in request_iterator:
                 try:
-                    responses = exchange.handle(message)
+                    responses = await exchange.handle(message)
                 except EppProtocolError as exc:
                     await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
                 for response in responses:
@@ -89,6 +92,30 @@ class ExtProcService(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         finally:
             exchange.close()  # also on cancel: Envoy reset the stream, the client went away
             self._ctx.metrics.streams.dec()
+
+
+def _pipeline(
+    settings: EppSettings,
+    pool: EndpointPool,
+    scheduler: Scheduler,
+    clock: Clock,
+    metrics: EppMetrics,
+) -> RoutingPipeline:
+    """The shared request pipeline over the picker's one pool key."""
+    policy = settings.policy
+    pipeline = RoutingPipeline(
+        pool,
+        scheduler,
+        clock,
+        flow=policy.flow_control,
+        hold=policy.hold,
+        traffic=TrafficSplitter(policy.traffic),
+        pool_key=settings.pool_key,
+        on_decision=metrics.scheduling.observe,
+    )
+    if policy.hold.enabled:  # the pool scales itself (HPA, KEDA): holding only waits
+        pipeline.hold_for([settings.pool_key], lambda model: None)
+    return pipeline
 
 
 def _grpc_address(host: str, port: int) -> str:
@@ -110,12 +137,17 @@ class EppServer:
         self.settings = settings
         self.pool = EndpointPool()
         self.metrics = EppMetrics(self.pool)
-        self.router = Router(self.pool, scheduler, self.metrics.scheduling.observe)
         self.health = EppHealth()
         self._source = source
         self._clock = clock or SystemClock()
+        self.pipeline = _pipeline(settings, self.pool, scheduler, self._clock, self.metrics)
         self._context = PickerContext(
-            self.router, self.metrics, settings.pool_key, settings.max_body_bytes
+            self.pipeline,
+            self.pool,
+            self.metrics,
+            settings.pool_key,
+            settings.max_body_bytes,
+            tuple(settings.policy.fallback_endpoints),
         )
         self._synced = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -149,6 +181,7 @@ class EppServer:
             self._kv_events.watch(self.pool.endpoints, s.probe_interval_s)
 
     async def stop(self) -> None:
+        self.pipeline.waiting.close()
         await self.health.shutdown()
         await asyncio.gather(*(server.stop(self.settings.grace_s) for server in self._grpc))
         self._grpc.clear()

@@ -1,167 +1,47 @@
-"""LoRA adapters served as models: which replicas hold which adapter, and loading on demand.
+"""Loading LoRA adapters on replicas, and learning which adapters each replica holds.
 
-vLLM serves an adapter under its own model name next to its base model. The gateway keeps:
-
-- the adapters the Fleet spec declares (``models[].adapters``: name → base model, source);
-- the adapters each replica holds, learned from its ``GET /v1/models`` (entries whose
-  ``parent`` is set) on every probe interval, and updated at once when the gateway itself
-  loads or unloads one (:class:`AdapterWatcher`, :func:`load_adapter`);
-- the adapters a replica's engine reports running or waiting (``vllm:lora_requests_info``,
-  already in its metrics snapshot).
-
-A request naming an adapter is scheduled over its base model's replicas
-(``SchedulingRequest.model`` = base, ``lora`` = adapter, so ``lora-affinity`` applies) and
-narrowed to those that hold it (:meth:`AdapterRegistry.plan`). When none does and the spec
-declares the adapter, any ready replica may take it: the gateway loads it there through
-vLLM's ``POST /v1/load_lora_adapter`` before forwarding (one load per replica and adapter,
-however many requests wait for it).
+The bookkeeping (declared adapters, who holds what, where a request may go) is the routing
+layer's :class:`~pilothouse.routing.adapters.AdapterRegistry`; this module does the I/O
+around it: vLLM's ``POST /v1/load_lora_adapter`` on demand (one load per replica and
+adapter, however many requests wait for it) and the :class:`AdapterWatcher` that reads
+every replica's ``GET /v1/models``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from functools import partial
 
 import aiohttp
 import orjson
 
-from pilothouse.config.fleet import FleetSpec
 from pilothouse.endpoints.pool import EndpointPool
-from pilothouse.errors import NoEndpointAvailable, UpstreamError
+from pilothouse.errors import UpstreamError
 from pilothouse.periodic import PeriodicTask
+from pilothouse.routing.adapters import ADAPTER_ENGINES, AdapterRegistry, DeclaredAdapter
 from pilothouse.scheduling.types import Endpoint
 
 log = logging.getLogger("pilothouse.adapters")
 
-#: Engines that serve vLLM's adapter API (``/v1/models`` parents, dynamic LoRA endpoints).
-ADAPTER_ENGINES = frozenset({"vllm", "sim"})
 LOAD_PATH = "/v1/load_lora_adapter"
 UNLOAD_PATH = "/v1/unload_lora_adapter"
 _ALREADY_LOADED = "already been loaded"
 
 
-@dataclass(frozen=True, slots=True)
-class DeclaredAdapter:
-    name: str
-    base: str
-    source: str
+class AdapterLoader:
+    """Loads declared adapters on replicas, one load per replica and adapter at a time."""
 
-    @property
-    def path(self) -> str:
-        """What vLLM's ``lora_path`` takes: a local path or a Hub id (``hf://`` dropped)."""
-        return self.source.removeprefix("hf://")
-
-
-@dataclass(frozen=True, slots=True)
-class AdapterPlan:
-    """Where an adapter request may go: ``only`` these addresses, or any, loading first."""
-
-    only: frozenset[str] | None
-    load: DeclaredAdapter | None = None
-
-
-class AdapterRegistry:
-    """Declared adapters and the adapters each replica holds (see the module docstring)."""
-
-    def __init__(self, spec: FleetSpec | None = None) -> None:
-        self._declared: dict[str, DeclaredAdapter] = {}
-        self._held: dict[str, frozenset[str]] = {}  # endpoint name -> adapters
-        self._models: dict[str, str] = {}  # endpoint name -> its base model
-        self._bases: dict[str, str] = {}  # adapter held somewhere -> base model
+    def __init__(self, registry: AdapterRegistry) -> None:
+        self._registry = registry
         self._loading: dict[tuple[str, str], asyncio.Future[None]] = {}
-        if spec is not None:
-            self.update(spec)
-
-    def update(self, spec: FleetSpec) -> None:
-        """Adopt the adapters of a (new) spec; what replicas hold is kept."""
-        self._declared = {
-            a.name: DeclaredAdapter(a.name, m.name, a.source)
-            for m in spec.models
-            for a in m.adapters
-        }
-
-    # -- names ---------------------------------------------------------------------------
-
-    def base_of(self, name: str) -> str | None:
-        """The base model serving adapter ``name``, or None when no one knows it."""
-        declared = self._declared.get(name)
-        return declared.base if declared is not None else self._bases.get(name)
-
-    def declared(self, name: str) -> DeclaredAdapter | None:
-        return self._declared.get(name)
-
-    def names(self) -> dict[str, str]:
-        """Every adapter known (declared or held somewhere) → its base model."""
-        names = dict(self._bases)
-        names.update({name: a.base for name, a in self._declared.items()})
-        return names
-
-    def held(self) -> dict[str, frozenset[str]]:
-        """Endpoint name → adapters it holds (as last seen)."""
-        return dict(self._held)
-
-    # -- what replicas hold --------------------------------------------------------------
-
-    def set_held(self, endpoint: Endpoint, adapters: Iterable[str]) -> None:
-        held = frozenset(adapters)
-        if self._held.get(endpoint.name) != held:
-            self._held[endpoint.name] = held
-            self._models[endpoint.name] = endpoint.model
-            self._reindex()
-
-    def add(self, endpoint: Endpoint, adapter: str) -> None:
-        self.set_held(endpoint, self._held.get(endpoint.name, frozenset()) | {adapter})
-
-    def discard(self, endpoint: Endpoint, adapter: str) -> None:
-        self.set_held(endpoint, self._held.get(endpoint.name, frozenset()) - {adapter})
-
-    def forget_missing(self, names: Iterable[str]) -> None:
-        """Drop what endpoints that left the pool held."""
-        keep = set(names)
-        gone = [n for n in self._held if n not in keep]
-        for name in gone:
-            del self._held[name]
-            self._models.pop(name, None)
-        if gone:
-            self._reindex()
-
-    def _reindex(self) -> None:
-        self._bases = {
-            adapter: self._models[endpoint]
-            for endpoint, held in self._held.items()
-            for adapter in held
-        }
-
-    def holds(self, endpoint: Endpoint, adapter: str) -> bool:
-        metrics = endpoint.metrics
-        return (
-            adapter in self._held.get(endpoint.name, ())
-            or adapter in metrics.running_loras
-            or adapter in metrics.waiting_loras
-        )
-
-    def plan(self, adapter: str, candidates: Sequence[Endpoint]) -> AdapterPlan:
-        """Narrow ``candidates`` (ready replicas of the base) for a request on ``adapter``."""
-        holders = frozenset(e.address for e in candidates if self.holds(e, adapter))
-        if holders:
-            return AdapterPlan(only=holders)
-        declared = self._declared.get(adapter)
-        loadable = [e for e in candidates if e.engine in ADAPTER_ENGINES]
-        if declared is not None and loadable:
-            return AdapterPlan(only=frozenset(e.address for e in loadable), load=declared)
-        raise NoEndpointAvailable(f"no ready replica serves adapter '{adapter}'")
-
-    # -- loading -------------------------------------------------------------------------
 
     async def ensure_loaded(
         self, session: aiohttp.ClientSession, endpoint: Endpoint, adapter: DeclaredAdapter
     ) -> None:
         """Load ``adapter`` on ``endpoint`` unless it holds it; concurrent callers share one
         load. Raises :class:`UpstreamError` when the replica refuses."""
-        if adapter.name in self._held.get(endpoint.name, ()):
+        if adapter.name in self._registry.held().get(endpoint.name, ()):
             return
         key = (endpoint.name, adapter.name)
         pending = self._loading.get(key)
@@ -186,7 +66,7 @@ class AdapterRegistry:
                 f"{status} {text[:200]}"
             )
         log.info("loaded adapter %s on %s", adapter.name, endpoint.name)
-        self.add(endpoint, adapter.name)
+        self._registry.add(endpoint, adapter.name)
 
 
 async def load_adapter(

@@ -21,17 +21,18 @@ from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.endpoints.tokenizers import load_tokenizers
 from pilothouse.errors import RequestError
 from pilothouse.gateway.adapter_admin import adapter_routes
-from pilothouse.gateway.adapters import AdapterRegistry, AdapterWatcher
+from pilothouse.gateway.adapters import AdapterWatcher
 from pilothouse.gateway.asgi import Receive, Scope, Send
 from pilothouse.gateway.context import GatewayContext
 from pilothouse.gateway.metrics import GatewayMetrics
 from pilothouse.gateway.proxy import ProxyEndpoint
-from pilothouse.gateway.traffic import TrafficSplitter
 from pilothouse.openai.errors import error_body, error_from_exception
 from pilothouse.openai.requests import Route as OpenAIRoute
+from pilothouse.routing import AdapterRegistry, TrafficSplitter
 from pilothouse.scheduling.config import resolve_config
 from pilothouse.scheduling.plugins.scorers.precise_prefix import PromptTokenizer
 from pilothouse.scheduling.scheduler import Scheduler
+from pilothouse.transport.factory import TransportSettings, create_transport
 
 _JSON = "application/json"
 
@@ -122,6 +123,15 @@ def build_gateway_scheduler(
     )
 
 
+def transport_settings(settings: GatewaySpec) -> TransportSettings:
+    """The upstream leg's limits from the gateway's spec."""
+    return TransportSettings(
+        connect_timeout_s=settings.connect_timeout_s,
+        headers_timeout_s=settings.read_timeout_s,
+        read_timeout_s=settings.read_timeout_s,
+    )
+
+
 def _lifespan(  # type: ignore[no-untyped-def]
     ctx: GatewayContext, monitor: bool, kv_events: KVEventSubscriber | None
 ):
@@ -137,6 +147,9 @@ def _lifespan(  # type: ignore[no-untyped-def]
             connector=connector, timeout=timeout, auto_decompress=False
         ) as session:
             ctx.session = session
+            transport = ctx.transport = create_transport(
+                ctx.settings.upstream_client, transport_settings(ctx.settings)
+            )
             watcher = EndpointMonitor(
                 ctx.pool, session, ctx.clock, interval_s=ctx.settings.probe_interval_s
             )
@@ -157,7 +170,9 @@ def _lifespan(  # type: ignore[no-untyped-def]
                 await adapters.stop()
                 if kv_events is not None:
                     await kv_events.close()
-                ctx.session = None
+                ctx.pipeline.waiting.close()
+                await transport.aclose()
+                ctx.session = ctx.transport = None
 
     return lifespan
 
@@ -188,7 +203,7 @@ def model_list(ctx: GatewayContext) -> list[dict[str, object]]:
     def card(name: str, **extra: object) -> dict[str, object]:
         return {"id": name, "object": "model", "created": 0, "owned_by": "pilothouse", **extra}
 
-    models = set(ctx.pool.models()) | ctx.holding.models()
+    models = set(ctx.pool.models()) | ctx.pipeline.hold_models()
     data = [card(name) for name in sorted(models)]
     data += [card(name, parent=base) for name, base in sorted(ctx.adapters.names().items())]
     data += [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -73,3 +74,55 @@ async def send_error(
     extra_headers = [(k.encode(), v.encode()) for k, v in extra.items()]
     await send_bytes(send, status, body, headers + extra_headers)
     return status
+
+
+class ClientWatch:
+    """Notices a client that leaves before its answer is complete, and cancels its task.
+
+    ASGI servers report the disconnect through ``receive()`` once the body has been read;
+    a watcher task waits for it and cancels the request's task, so whatever the request
+    awaits (a wait queue, the engine's first byte, the next chunk) stops at once and its
+    ``finally`` blocks give everything back. ``send`` is wrapped to know when the answer is
+    complete: a disconnect after that is the normal end of the exchange.
+    """
+
+    __slots__ = ("_receive", "_send", "_watcher", "complete", "gone")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self._watcher: asyncio.Task[None] | None = None
+        self.complete = False
+        self.gone = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
+        await self._send(message)
+
+    def start(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # called from the request's task
+        self._watcher = asyncio.create_task(self._watch(task))
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    def left(self, task: asyncio.Task[object] | None) -> bool:
+        """After a ``CancelledError``: True when it came from the client leaving (the
+        task's cancellation is then consumed); False for any other cancellation."""
+        if not self.gone or task is None:
+            return False
+        task.uncancel()
+        return True
+
+    async def _watch(self, task: asyncio.Task[None]) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self.complete:
+            self.gone = True
+            task.cancel()

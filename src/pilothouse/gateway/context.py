@@ -1,4 +1,9 @@
-"""Everything one gateway instance needs, built once by the app factory and passed around."""
+"""Everything one gateway instance needs, built once by the app factory and passed around.
+
+The request path itself is the routing layer's :class:`RoutingPipeline` (shared with the
+endpoint picker and the simulator); the context adds what only an HTTP front door has:
+the upstream transport, the adapter loader, metrics, the access log and the API key.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +20,11 @@ from pilothouse.clock import Clock
 from pilothouse.config.fleet import FleetSpec, GatewaySpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import Unauthorized
-from pilothouse.gateway.adapters import AdapterRegistry
-from pilothouse.gateway.admission import Admission
-from pilothouse.gateway.holding import Holding
+from pilothouse.gateway.adapters import AdapterLoader
 from pilothouse.gateway.metrics import GatewayMetrics
-from pilothouse.gateway.traffic import TrafficSplitter
-from pilothouse.routing import Router
+from pilothouse.routing import AdapterRegistry, RoutingPipeline, TrafficSplitter
 from pilothouse.scheduling.scheduler import Scheduler
+from pilothouse.transport import Transport
 
 
 @dataclass(slots=True)
@@ -35,33 +38,34 @@ class GatewayContext:
         default_factory=lambda: logging.getLogger("pilothouse.access")
     )
     session: aiohttp.ClientSession | None = None
+    """For the adapter loader and watcher (off the request path)."""
+    transport: Transport | None = None
+    """The upstream leg of the request path (started with the app)."""
     adapters: AdapterRegistry = field(default_factory=AdapterRegistry)
     """LoRA adapters served as models (declared in the spec, or found on replicas)."""
     traffic: TrafficSplitter = field(default_factory=TrafficSplitter)
     """Public model names split across versions (canary)."""
-    router: Router = field(init=False)
-    admission: Admission = field(init=False)
-    holding: Holding = field(init=False)
+    pipeline: RoutingPipeline = field(init=False)
+    loader: AdapterLoader = field(init=False)
     _id_prefix: str = field(init=False, default_factory=lambda: os.urandom(6).hex())
     _ids: Iterator[int] = field(init=False, default_factory=itertools.count)
 
     def __post_init__(self) -> None:
-        self.holding = Holding(self.settings.hold, self.pool, self.clock)
-        self.admission = Admission(
-            self.settings.flow_control, self.pool, self.clock, self.settings.probe_interval_s
+        self.pipeline = RoutingPipeline(
+            self.pool,
+            self.scheduler,
+            self.clock,
+            flow=self.settings.flow_control,
+            hold=self.settings.hold,
+            adapters=self.adapters,
+            traffic=self.traffic,
+            on_decision=self.metrics.decision.observe,
         )
-        self.router = Router(
-            self.pool, self.scheduler, self.metrics.decision.observe, self.admission.wake
-        )
+        self.loader = AdapterLoader(self.adapters)
 
     def serves(self, model: str) -> bool:
         """True for a model with replicas (or that can be started), an adapter or a split."""
-        return (
-            self.pool.has_model(model)
-            or self.holding.holds(model)
-            or self.adapters.base_of(model) is not None
-            or self.traffic.is_public(model)
-        )
+        return self.pipeline.serves(model)
 
     def adopt(self, spec: FleetSpec) -> None:
         """Follow a newly applied spec: its adapters and traffic splits (weights)."""
@@ -76,6 +80,11 @@ class GatewayContext:
         if self.session is None:
             raise RuntimeError("the gateway's upstream session is not started")
         return self.session
+
+    def upstream_transport(self) -> Transport:
+        if self.transport is None:
+            raise RuntimeError("the gateway's upstream transport is not started")
+        return self.transport
 
     def check_api_key(self, authorization: bytes | None) -> None:
         """Require ``Authorization: Bearer <key>`` when a key is configured (constant time)."""

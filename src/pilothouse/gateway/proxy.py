@@ -1,23 +1,22 @@
-"""The request path: authenticate, parse, schedule, forward, relay, account.
+"""The gateway's request path: authenticate, parse, route, forward, relay, account.
 
 Written as a raw ASGI endpoint so no framework request objects, validation models or
-per-chunk encoding sit on the hot path. A failure before the first byte is retried once on
-another replica; a failure after it ends the stream with an SSE error event.
-
-Two kinds of names resolve to something else before scheduling: a traffic split's public
-name becomes one of its versions (the body's ``model`` rewritten, see
-:mod:`~pilothouse.gateway.traffic`), and a LoRA adapter's name is scheduled over its base
-model's replicas that hold it, loading it first where none does
-(:mod:`~pilothouse.gateway.adapters`).
+per-chunk encoding sit on the hot path. Routing is the shared
+:class:`~pilothouse.routing.RoutingPipeline` (names, holding, flow control, scheduling,
+in-flight accounting); the upstream leg is a :class:`~pilothouse.transport.Transport`.
+A failure before the first byte is retried once on another replica; a failure after it
+ends the stream with an SSE error event. A client that leaves is noticed at once
+(:class:`~pilothouse.gateway.asgi.ClientWatch`): its request leaves the wait queue, or its
+upstream connection is closed so the engine stops, and it is counted as status 499.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from functools import partial
 
-import aiohttp
 import orjson
 
 from pilothouse.errors import (
@@ -28,16 +27,25 @@ from pilothouse.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from pilothouse.gateway.adapters import DeclaredAdapter
-from pilothouse.gateway.asgi import Receive, Scope, Send, header_map, read_body, send_error
+from pilothouse.gateway.asgi import (
+    ClientWatch,
+    Receive,
+    Scope,
+    Send,
+    header_map,
+    read_body,
+    send_error,
+)
 from pilothouse.gateway.context import GatewayContext
-from pilothouse.gateway.traffic import with_model
-from pilothouse.gateway.upstream import Outcome, open_upstream, relay_stream, relay_whole
+from pilothouse.gateway.upstream import CLIENT_CLOSED, Outcome, relay_stream, relay_whole
 from pilothouse.openai.requests import ParsedRequest, Route, parse_request
-from pilothouse.routing import HeaderLookup, Pick, scheduling_request
-from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+from pilothouse.routing import HeaderLookup, Ticket, scheduling_request, with_model
+from pilothouse.routing import Route as Routed
+from pilothouse.scheduling.types import Endpoint
+from pilothouse.transport import UpstreamRequest, UpstreamResponse
 
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+_ATTEMPTS = 2
 
 
 class ProxyEndpoint:
@@ -52,155 +60,150 @@ class ProxyEndpoint:
         headers = header_map(scope)
         request_id = headers.get(b"x-request-id", b"").decode() or self.ctx.new_request_id()
         reply_headers = [(b"x-request-id", request_id.encode())]
+        watch = ClientWatch(receive, send)
         parsed: ParsedRequest | None = None
-        split: str | None = None
+        ticket: Ticket | None = None
         outcome = Outcome(status=500)
-        endpoint: Endpoint | None = None
         try:
             self.ctx.check_api_key(headers.get(b"authorization"))
             raw = await read_body(receive, headers, self.ctx.settings.max_body_bytes)
             parsed = parse_request(self.route, raw)
-            if self.ctx.traffic.is_public(parsed.model):
-                split, parsed = parsed.model, self._version(parsed, headers)
-            if not self.ctx.serves(parsed.model):
-                raise ModelNotFound(
-                    f"model '{parsed.model}' does not exist; see GET /v1/models", param="model"
-                )
-            endpoint, outcome = await self._forward(
-                parsed, headers, request_id, send, started, split
-            )
+            ticket, parsed = self._open(parsed, headers, request_id)
+            watch.start()
+            outcome = await self._forward(ticket, parsed, watch.send, started)
         except (RequestError, SchedulingError) as exc:
-            outcome.status = await send_error(send, exc, reply_headers)
-        self._account(parsed, endpoint, outcome, request_id, started, split)
+            outcome.status = await send_error(watch.send, exc, reply_headers)
+        except asyncio.CancelledError:
+            if not watch.left(asyncio.current_task()):
+                raise
+            outcome = Outcome(status=CLIENT_CLOSED, client_left=True)
+        finally:
+            watch.stop()
+            if ticket is not None:
+                self.ctx.pipeline.cancelled(ticket)  # a no-op unless something is still held
+        self._account(parsed, ticket, outcome, request_id, started)
 
-    def _version(self, parsed: ParsedRequest, headers: dict[bytes, bytes]) -> ParsedRequest:
-        """``parsed`` sent to the version its split picks (sticky per session)."""
-        session = headers.get(b"x-session-id", b"").decode("latin-1") or parsed.user
-        version = self.ctx.traffic.choose(parsed.model, session)
-        return replace(parsed, model=version, body=with_model(parsed.body, version))
+    def _open(
+        self, parsed: ParsedRequest, headers: dict[bytes, bytes], request_id: str
+    ) -> tuple[Ticket, ParsedRequest]:
+        """The request's ticket; a split's public name rewritten to the version picked."""
+        pipeline = self.ctx.pipeline
+        if not pipeline.serves(parsed.model):
+            raise ModelNotFound(
+                f"model '{parsed.model}' does not exist; see GET /v1/models", param="model"
+            )
+        lookup = _lookup(headers)
+        request = scheduling_request(parsed, lookup, request_id, pipeline.objectives)
+        ticket = pipeline.open(request, request.session_id)
+        if ticket.public_model is not None:
+            version = ticket.request.model
+            parsed = replace(parsed, model=version, body=with_model(parsed.body, version))
+        return ticket, parsed
 
     async def _forward(
-        self,
-        parsed: ParsedRequest,
-        headers: dict[bytes, bytes],
-        request_id: str,
-        send: Send,
-        started: float,
-        split: str | None = None,
-    ) -> tuple[Endpoint, Outcome]:
-        objectives = self.ctx.settings.flow_control.objectives
-        request = scheduling_request(parsed, _lookup(headers), request_id, objectives)
-        if not self.ctx.pool.has_model(parsed.model):
-            base = self.ctx.adapters.base_of(parsed.model)
-            if base is not None:  # a LoRA adapter: its base model's replicas serve it
-                request = replace(request, model=base, lora=parsed.model)
-        await self.ctx.holding.wait_for_replica(request)  # waits while a replica starts
-        await self.ctx.admission.admit(request)  # waits while every replica is saturated
-        tried: set[str] = set()
+        self, ticket: Ticket, parsed: ParsedRequest, send: Send, started: float
+    ) -> Outcome:
         failure: RequestError | None = None
-        for _attempt in range(2):
+        for _attempt in range(_ATTEMPTS):
             try:
-                pick, load = self._pick(request, frozenset(tried))
+                routed = await self.ctx.pipeline.route(ticket)
             except NoEndpointAvailable:
                 if failure is not None:
                     raise failure from None
                 raise
-            tried.add(pick.endpoint.name)
-            result = await self._attempt(pick, request, parsed, send, started, split, load)
+            result = await self._attempt(ticket, routed, parsed, send, started)
             if isinstance(result, Outcome):
-                return pick.endpoint, result
+                return result
             failure = result
             self.ctx.metrics.retries.labels(parsed.model).inc()
         assert failure is not None
         raise failure
 
-    def _pick(
-        self, request: SchedulingRequest, tried: frozenset[str]
-    ) -> tuple[Pick, DeclaredAdapter | None]:
-        """Schedule; an adapter request only among replicas that hold (or may load) it."""
-        if request.lora is None:
-            return self.ctx.router.pick(request, exclude=tried), None
-        candidates = self.ctx.pool.candidates(request.model, tried)
-        plan = self.ctx.adapters.plan(request.lora, candidates)
-        return self.ctx.router.pick(request, exclude=tried, only=plan.only), plan.load
-
     async def _attempt(
-        self,
-        pick: Pick,
-        request: SchedulingRequest,
-        parsed: ParsedRequest,
-        send: Send,
-        started: float,
-        split: str | None = None,
-        load: DeclaredAdapter | None = None,
+        self, ticket: Ticket, routed: Routed, parsed: ParsedRequest, send: Send, started: float
     ) -> Outcome | RequestError:
         """Relay from the picked replica, or return the error to retry elsewhere (nothing sent)."""
         ctx = self.ctx
-        endpoint, request_id = pick.endpoint, request.request_id
-        if load is not None:
+        pick = routed.pick
+        endpoint = pick.endpoint
+        if routed.load is not None:
             try:
-                await ctx.adapters.ensure_loaded(ctx.upstream(), endpoint, load)
+                await ctx.loader.ensure_loaded(ctx.upstream(), endpoint, routed.load)
             except UpstreamError as exc:
+                ticket.tried.add(endpoint.name)
                 return exc
-        url = f"http://{endpoint.address}{self.route.value}"
-        ctx.router.started(endpoint, request, pick.uncached_tokens)
+        ctx.pipeline.started(ticket, pick)
         gauge = ctx.metrics.in_flight.labels(endpoint.name)
         gauge.inc()
         try:
+            upstream = UpstreamRequest(
+                self.route.value,
+                parsed.body,
+                (("x-request-id", ticket.request.request_id), *pick.headers.items()),
+            )
             try:
-                resp = await open_upstream(
-                    ctx.upstream(), url, parsed.body, request_id, pick.headers
-                )
-            except TimeoutError:
-                return UpstreamTimeout(f"replica {endpoint.name} did not answer in time")
-            except aiohttp.ClientError as exc:
+                resp = await ctx.upstream_transport().send(endpoint.address, upstream)
+            except UpstreamTimeout as exc:
+                return UpstreamTimeout(f"replica {endpoint.name} did not answer in time: {exc}")
+            except UpstreamError as exc:
                 ctx.pool.set_ready(endpoint.name, False)  # passive health: the monitor re-checks
-                return UpstreamError(f"replica {endpoint.name} failed: {type(exc).__name__}")
-            async with resp:
-                if resp.status == 404 and request.lora is not None:
-                    await resp.read()  # unloaded there since last seen: try elsewhere
-                    ctx.adapters.discard(endpoint, request.lora)
-                    return ModelNotFound(
-                        f"replica {endpoint.name} does not serve adapter '{request.lora}'",
-                        param="model",
-                    )
-                if resp.status in _RETRYABLE_STATUS:
-                    body = await resp.read()
-                    return UpstreamError(
-                        f"replica {endpoint.name} answered {resp.status}: {body[:200]!r}"
-                    )
-                out_headers = [
-                    (b"x-request-id", request_id.encode()),
-                    (b"x-pilothouse-endpoint", endpoint.name.encode()),
-                ]
-                if split is not None:
-                    out_headers.append((b"x-pilothouse-model", parsed.model.encode()))
-                if parsed.stream and resp.status == 200:
-                    itl = ctx.metrics.itl.labels(parsed.model).observe
-                    first = partial(ctx.router.first_token, endpoint, request)
-                    return await relay_stream(resp, send, out_headers, started, itl, first)
-                return await relay_whole(resp, send, out_headers)
+                return UpstreamError(f"replica {endpoint.name} failed: {exc.message}")
+            try:
+                return await self._relay(ticket, resp, endpoint, parsed, send, started)
+            finally:
+                await resp.aclose()
         finally:
             gauge.dec()
-            ctx.router.finished(endpoint, request)
+            ctx.pipeline.finished(ticket)
+
+    async def _relay(
+        self,
+        ticket: Ticket,
+        resp: UpstreamResponse,
+        endpoint: Endpoint,
+        parsed: ParsedRequest,
+        send: Send,
+        started: float,
+    ) -> Outcome | RequestError:
+        ctx, lora = self.ctx, ticket.request.lora
+        if resp.status == 404 and lora is not None:
+            ctx.adapters.discard(endpoint, lora)  # unloaded there since last seen: elsewhere
+            return ModelNotFound(
+                f"replica {endpoint.name} does not serve adapter '{lora}'", param="model"
+            )
+        if resp.status in _RETRYABLE_STATUS:
+            body = await resp.read()
+            return UpstreamError(f"replica {endpoint.name} answered {resp.status}: {body[:200]!r}")
+        out_headers = [
+            (b"x-request-id", ticket.request.request_id.encode()),
+            (b"x-pilothouse-endpoint", endpoint.name.encode()),
+        ]
+        if ticket.public_model is not None:
+            out_headers.append((b"x-pilothouse-model", parsed.model.encode()))
+        if parsed.stream and resp.status == 200:
+            itl = ctx.metrics.itl.labels(parsed.model).observe
+            first = partial(ctx.pipeline.first_token, ticket)
+            return await relay_stream(resp, send, out_headers, started, itl, first)
+        return await relay_whole(resp, send, out_headers)
 
     def _account(
         self,
         parsed: ParsedRequest | None,
-        endpoint: Endpoint | None,
+        ticket: Ticket | None,
         outcome: Outcome,
         request_id: str,
         started: float,
-        split: str | None = None,
     ) -> None:
         metrics = self.ctx.metrics
+        served = parsed is not None and ticket is not None and ticket.last_endpoint is not None
         # Only served names become label values: a client cannot grow the series count.
-        model = parsed.model if parsed is not None and endpoint is not None else ""
+        model = parsed.model if parsed is not None and served else ""
         elapsed = time.perf_counter() - started
         metrics.requests.labels(model, self.route.value, str(outcome.status)).inc()
+        split = ticket.public_model if ticket is not None else None
         if split is not None and parsed is not None:  # versions come from the spec: bounded
             metrics.split_requests.labels(split, parsed.model, str(outcome.status)).inc()
-        if parsed is not None and endpoint is not None:
+        if served:
             metrics.e2e.labels(model).observe(elapsed)
             if outcome.ttft_s is not None:
                 metrics.ttft.labels(model).observe(outcome.ttft_s)
@@ -209,12 +212,13 @@ class ProxyEndpoint:
             if outcome.completion_tokens is not None:
                 metrics.tokens.labels(model, "completion").inc(outcome.completion_tokens)
         if self.ctx.settings.access_log:
+            endpoint = ticket.last_endpoint if ticket is not None else None
             self._log(parsed, endpoint, outcome, request_id, elapsed, split)
 
     def _log(
         self,
         parsed: ParsedRequest | None,
-        endpoint: Endpoint | None,
+        endpoint: str | None,
         outcome: Outcome,
         request_id: str,
         elapsed: float,
@@ -224,7 +228,7 @@ class ProxyEndpoint:
             "request_id": request_id,
             "route": self.route.value,
             "model": parsed.model if parsed else None,
-            "endpoint": endpoint.name if endpoint else None,
+            "endpoint": endpoint,
             "status": outcome.status,
             "stream": parsed.stream if parsed else None,
             "ttft_s": round(outcome.ttft_s, 6) if outcome.ttft_s is not None else None,
@@ -236,6 +240,8 @@ class ProxyEndpoint:
             record["public_model"] = split
         if outcome.broken:
             record["broken_stream"] = True
+        if outcome.client_left:
+            record["client_left"] = True
         if parsed is not None and self.ctx.settings.log_prompts:
             record["prompt"] = parsed.prompt
         self.ctx.access_log.info(orjson.dumps(record).decode())

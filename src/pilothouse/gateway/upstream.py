@@ -1,4 +1,4 @@
-"""One attempt at an engine: open the response, relay it, account for it.
+"""Relaying one engine response to the client, and reading its usage on the way.
 
 Relaying never re-encodes: bytes from the engine go to the client as they arrive. Only the
 tail of a stream is kept, to read the engine's usage chunk once the stream ends.
@@ -10,15 +10,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
-
+from pilothouse.errors import UpstreamError
 from pilothouse.gateway.asgi import Send
 from pilothouse.openai.errors import sse_error_event
 from pilothouse.openai.sse import json_usage as _json_usage
+from pilothouse.openai.sse import keep_tail
 from pilothouse.openai.sse import sse_usage as _sse_usage
+from pilothouse.transport import UpstreamResponse
 
-_SKIP_AUTO = frozenset({"Accept-Encoding", "User-Agent"})
-_TAIL_BYTES = 8192
+#: What a request that ended because its client went away is counted and logged as
+#: (nginx's "client closed request"; never sent: there is nobody to send it to).
+CLIENT_CLOSED = 499
 
 
 @dataclass(slots=True)
@@ -30,14 +32,7 @@ class Outcome:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     broken: bool = False
-
-
-async def open_upstream(
-    session: aiohttp.ClientSession, url: str, body: bytes, request_id: str, extra: dict[str, str]
-) -> aiohttp.ClientResponse:
-    """POST to the engine; raises aiohttp errors or TimeoutError before the first byte."""
-    headers = {"Content-Type": "application/json", "X-Request-Id": request_id, **extra}
-    return await session.post(url, data=body, headers=headers, skip_auto_headers=_SKIP_AUTO)
+    client_left: bool = False
 
 
 def _start(
@@ -51,11 +46,11 @@ def _start(
 
 
 async def relay_whole(
-    resp: aiohttp.ClientResponse, send: Send, headers: list[tuple[bytes, bytes]]
+    resp: UpstreamResponse, send: Send, headers: list[tuple[bytes, bytes]]
 ) -> Outcome:
     """Relay a non-streamed answer and read its usage."""
     body = await resp.read()
-    content_type = resp.headers.get("Content-Type", "application/json").encode()
+    content_type = resp.headers.get("content-type", "application/json").encode()
     start = _start(resp.status, content_type, headers)
     start["headers"].append((b"content-length", str(len(body)).encode()))  # type: ignore[attr-defined]
     await send(start)
@@ -67,7 +62,7 @@ async def relay_whole(
 
 
 async def relay_stream(
-    resp: aiohttp.ClientResponse,
+    resp: UpstreamResponse,
     send: Send,
     headers: list[tuple[bytes, bytes]],
     started: float,
@@ -75,13 +70,13 @@ async def relay_stream(
     on_first_chunk: Callable[[], None],
 ) -> Outcome:
     """Relay an SSE stream chunk by chunk; on a broken upstream, end with an error event."""
-    content_type = resp.headers.get("Content-Type", "text/event-stream").encode()
+    content_type = resp.headers.get("content-type", "text/event-stream").encode()
     await send(_start(resp.status, content_type, [(b"cache-control", b"no-cache"), *headers]))
     outcome = Outcome(status=resp.status)
     tail = b""
     last = 0.0
     try:
-        async for chunk in resp.content.iter_any():
+        async for chunk in resp.chunks():
             now = time.perf_counter()
             if last:
                 observe_itl(now - last)
@@ -89,19 +84,12 @@ async def relay_stream(
                 outcome.ttft_s = now - started
                 on_first_chunk()
             last = now
-            tail = (
-                (tail + chunk)[-_TAIL_BYTES:] if len(chunk) < _TAIL_BYTES else chunk[-_TAIL_BYTES:]
-            )
+            tail = keep_tail(tail, chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except UpstreamError as exc:
         outcome.broken = True
-        await send(
-            {
-                "type": "http.response.body",
-                "body": sse_error_event(f"the engine stream broke: {type(exc).__name__}"),
-                "more_body": True,
-            }
-        )
+        event = sse_error_event(f"the engine stream broke: {exc.message}")
+        await send({"type": "http.response.body", "body": event, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
     if not outcome.broken:
         _read_usage(outcome, _sse_usage(tail))

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from pilothouse.clock import SystemClock
-from pilothouse.config.fleet import FleetSpec, GatewaySpec, HoldSpec
+from pilothouse.config.fleet import FleetSpec, GatewaySpec
 from pilothouse.controlplane.apply_client import default_url
 from pilothouse.controlplane.changes import ApplyReport
 from pilothouse.controlplane.signals import GatewaySignals, quantile_of_delta
@@ -20,7 +20,6 @@ from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import ConfigError
 from pilothouse.gateway.admin import admin_routes, is_loopback
 from pilothouse.gateway.context import GatewayContext
-from pilothouse.gateway.holding import Holding
 from pilothouse.gateway.metrics import GatewayMetrics
 from pilothouse.scheduling import build_scheduler, builtin_config
 from pilothouse.scheduling.types import Endpoint, EndpointMetrics
@@ -144,8 +143,8 @@ def test_gateway_signals_sample_a_model() -> None:
     pool.update_metrics("m-0", EndpointMetrics(kv_cache_usage=0.4, updated_at=1.0))
     pool.acquire("m-0", 10)
     pool.acquire("m-1", 10)
-    holding = Holding(HoldSpec(), pool, SystemClock())
-    signals = GatewaySignals(pool, holding.held, registry)
+    held = {"m": 0}
+    signals = GatewaySignals(pool, held.__getitem__, registry)
     first = signals.sample("m", 10.0)
     assert (first.ready, first.in_flight, first.held, first.kv_cache_usage) == (2 - 1, 2, 0, 0.4)
     assert first.ttft_p90_s is None

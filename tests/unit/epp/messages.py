@@ -17,7 +17,7 @@ from pilothouse.clock import ManualClock
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.epp.metrics import EppMetrics
 from pilothouse.epp.processor import PickerContext
-from pilothouse.routing import Router
+from pilothouse.routing import RoutingPipeline
 from pilothouse.scheduling.config import builtin_config, load_scheduler_config
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint
@@ -131,10 +131,15 @@ def context(
         else load_scheduler_config(scheduler)
     )
     metrics = EppMetrics(pool)
-    router = Router(
-        pool, build_scheduler(config, ManualClock(), seed=3), metrics.scheduling.observe
+    clock = ManualClock()
+    pipeline = RoutingPipeline(
+        pool,
+        build_scheduler(config, clock, seed=3),
+        clock,
+        pool_key=POOL_KEY,
+        on_decision=metrics.scheduling.observe,
     )
-    return PickerContext(router, metrics, POOL_KEY, max_body_bytes)
+    return PickerContext(pipeline, pool, metrics, POOL_KEY, max_body_bytes)
 
 
 SHED_ALL: dict[str, object] = {

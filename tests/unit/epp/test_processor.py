@@ -15,27 +15,27 @@ from pilothouse.epp.processor import EppProtocolError, Exchange, PickerContext
 from tests.unit.epp import messages as m
 
 
-def _routed(ctx: PickerContext, body: object = m.CHAT, **headers: Any) -> tuple[Exchange, list]:
+async def _routed(ctx: PickerContext, body: object = m.CHAT, **headers: Any) -> tuple[Exchange, list]:
     exchange = Exchange(ctx)
-    assert exchange.handle(m.request_headers(**headers)) == []
-    return exchange, exchange.handle(m.request_body(body))
+    assert await exchange.handle(m.request_headers(**headers)) == []
+    return exchange, await exchange.handle(m.request_body(body))
 
 
 def _in_flight(ctx: PickerContext) -> dict[str, int]:
-    return {e.name: e.in_flight for e in ctx.router.pool.endpoints()}
+    return {e.name: e.in_flight for e in ctx.pool.endpoints()}
 
 
 def _count(ctx: PickerContext, name: str, labels: dict[str, str] | None = None) -> float:
     return ctx.metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
 
-def test_a_request_is_answered_only_once_its_body_is_complete() -> None:
+async def test_a_request_is_answered_only_once_its_body_is_complete() -> None:
     ctx = m.context(m.endpoints(2))
     exchange = Exchange(ctx)
     raw = orjson.dumps(m.CHAT)
-    assert exchange.handle(m.request_headers()) == []
-    assert exchange.handle(m.request_body(raw[:10], eos=False)) == []
-    out = exchange.handle(m.request_body(raw[10:], eos=True))
+    assert await exchange.handle(m.request_headers()) == []
+    assert await exchange.handle(m.request_body(raw[:10], eos=False)) == []
+    out = await exchange.handle(m.request_body(raw[10:], eos=True))
     assert [r.WhichOneof("response") for r in out] == ["request_headers", "request_body"]
     common = out[0].request_headers.response
     assert common.clear_route_cache
@@ -59,14 +59,14 @@ def test_a_request_is_answered_only_once_its_body_is_complete() -> None:
         pytest.param(200_000, 4, id="four-chunks"),
     ],
 )
-def test_the_body_goes_back_in_chunks_of_at_most_62000_bytes(size: int, chunks: int) -> None:
+async def test_the_body_goes_back_in_chunks_of_at_most_62000_bytes(size: int, chunks: int) -> None:
     ctx = m.context(m.endpoints(1))
     content = "x" * (
         size - len(orjson.dumps({**m.CHAT, "messages": [{"role": "u", "content": ""}]}))
     )
     body = orjson.dumps({**m.CHAT, "messages": [{"role": "u", "content": content}]})
     assert len(body) == size
-    _, out = _routed(ctx, body)
+    _, out = await _routed(ctx, body)
     pieces = [r.request_body.response.body_mutation.streamed_response for r in out[1:]]
     assert len(pieces) == chunks
     assert all(len(p.body) <= 62_000 for p in pieces)
@@ -74,37 +74,37 @@ def test_the_body_goes_back_in_chunks_of_at_most_62000_bytes(size: int, chunks: 
     assert b"".join(p.body for p in pieces) == body
 
 
-def test_a_streamed_request_asks_for_usage_and_content_length_follows_the_new_body() -> None:
+async def test_a_streamed_request_asks_for_usage_and_content_length_follows_the_new_body() -> None:
     ctx = m.context(m.endpoints(1))
-    _, out = _routed(ctx, {**m.CHAT, "stream": True})
+    _, out = await _routed(ctx, {**m.CHAT, "stream": True})
     forwarded = out[1].request_body.response.body_mutation.streamed_response.body
     assert orjson.loads(forwarded)["stream_options"] == {"include_usage": True}
     assert m.set_headers(out[0])["content-length"] == str(len(forwarded))
 
 
-def test_a_request_without_body_is_routed_at_its_headers() -> None:
+async def test_a_request_without_body_is_routed_at_its_headers() -> None:
     ctx = m.context(m.endpoints(1))
-    out = Exchange(ctx).handle(m.request_headers("/v1/models", method="GET", eos=True))
+    out = await Exchange(ctx).handle(m.request_headers("/v1/models", method="GET", eos=True))
     assert [r.WhichOneof("response") for r in out] == ["request_headers"]
     headers = m.set_headers(out[0])
     assert headers["x-gateway-destination-endpoint"] == "10.0.0.1:8000"
     assert "content-length" not in headers
 
 
-def test_unknown_paths_are_routed_on_load_and_forwarded_untouched() -> None:
+async def test_unknown_paths_are_routed_on_load_and_forwarded_untouched() -> None:
     ctx = m.context(m.endpoints(1))
-    _, out = _routed(ctx, b"not json at all", path="/tokenize")
+    _, out = await _routed(ctx, b"not json at all", path="/tokenize")
     assert out[1].request_body.response.body_mutation.streamed_response.body == b"not json at all"
 
 
-def test_client_supplied_system_headers_are_stripped() -> None:
+async def test_client_supplied_system_headers_are_stripped() -> None:
     ctx = m.context(m.endpoints(2))
     extra = {
         "x-gateway-destination-endpoint": "6.6.6.6:80",
         "x-gateway-inference-objective": "premium",
         "x-session-id": "s1",
     }
-    _, out = _routed(ctx, extra=extra)
+    _, out = await _routed(ctx, extra=extra)
     mutation = out[0].request_headers.response.header_mutation
     assert list(mutation.remove_headers) == ["x-gateway-inference-objective"]
     assert m.set_headers(out[0])["x-gateway-destination-endpoint"] != "6.6.6.6:80"
@@ -118,22 +118,22 @@ def test_client_supplied_system_headers_are_stripped() -> None:
         pytest.param("10.0.0.3:8000", {"10.0.0.3:8000"}, id="plain-string"),
     ],
 )
-def test_the_subset_hint_narrows_the_candidates(subset: object, allowed: set[str]) -> None:
+async def test_the_subset_hint_narrows_the_candidates(subset: object, allowed: set[str]) -> None:
     ctx = m.context(m.endpoints(3))
     for _ in range(6):
         exchange = Exchange(ctx)
-        exchange.handle(m.request_headers())
-        out = exchange.handle(m.request_body(m.CHAT, subset=subset))
+        await exchange.handle(m.request_headers())
+        out = await exchange.handle(m.request_body(m.CHAT, subset=subset))
         assert m.set_headers(out[0])["x-gateway-destination-endpoint"] in allowed
         exchange.close()
 
 
-def test_a_subset_hint_on_the_headers_message_counts_too() -> None:
+async def test_a_subset_hint_on_the_headers_message_counts_too() -> None:
     ctx = m.context(m.endpoints(3))
     for _ in range(4):
         exchange = Exchange(ctx)
-        exchange.handle(m.request_headers(subset=["10.0.0.3:8000"]))
-        out = exchange.handle(m.request_body(m.CHAT))
+        await exchange.handle(m.request_headers(subset=["10.0.0.3:8000"]))
+        out = await exchange.handle(m.request_body(m.CHAT))
         assert m.set_headers(out[0])["x-gateway-destination-endpoint"] == "10.0.0.3:8000"
         exchange.close()
 
@@ -172,7 +172,7 @@ def _immediate(out: list) -> tuple[int, dict[str, str], dict[str, Any]]:
         ),
     ],
 )
-def test_immediate_responses(
+async def test_immediate_responses(
     ctx_args: dict[str, Any],
     body: object,
     subset: object,
@@ -182,8 +182,8 @@ def test_immediate_responses(
 ) -> None:
     ctx = m.context(m.endpoints(2), **ctx_args)
     exchange = Exchange(ctx)
-    exchange.handle(m.request_headers())
-    code, headers, doc = _immediate(exchange.handle(m.request_body(body, subset=subset)))
+    await exchange.handle(m.request_headers())
+    code, headers, doc = _immediate(await exchange.handle(m.request_body(body, subset=subset)))
     assert (code, doc["error"]["type"]) == (status, error_type)
     assert headers["content-type"] == "application/json"
     assert exchange.done
@@ -193,17 +193,17 @@ def test_immediate_responses(
         assert headers["retry-after"] == "3"
 
 
-def test_in_flight_is_held_until_the_response_ends_and_usage_is_counted() -> None:
+async def test_in_flight_is_held_until_the_response_ends_and_usage_is_counted() -> None:
     ctx = m.context(m.endpoints(2))
-    exchange, out = _routed(ctx)
+    exchange, out = await _routed(ctx)
     picked = m.set_headers(out[0])["x-gateway-destination-endpoint"]
-    reply = exchange.handle(m.response_headers())
+    reply = await exchange.handle(m.response_headers())
     assert m.set_headers(reply[0])["x-pilothouse-endpoint"] in {"e0", "e1"}
     assert sum(_in_flight(ctx).values()) == 1
     body = orjson.dumps({"usage": {"prompt_tokens": 7, "completion_tokens": 3}})
-    first = exchange.handle(m.response_body(body[:5], eos=False))
+    first = await exchange.handle(m.response_body(body[:5], eos=False))
     assert first[0].response_body.response.body_mutation.streamed_response.body == body[:5]
-    last = exchange.handle(m.response_body(body[5:], eos=True))
+    last = await exchange.handle(m.response_body(body[5:], eos=True))
     assert last[0].response_body.response.body_mutation.streamed_response.end_of_stream
     assert exchange.done
     assert sum(_in_flight(ctx).values()) == 0
@@ -212,28 +212,28 @@ def test_in_flight_is_held_until_the_response_ends_and_usage_is_counted() -> Non
     assert picked
 
 
-def test_sse_usage_is_read_from_the_stream_tail() -> None:
+async def test_sse_usage_is_read_from_the_stream_tail() -> None:
     ctx = m.context(m.endpoints(1))
-    exchange, _ = _routed(ctx, {**m.CHAT, "stream": True})
-    exchange.handle(m.response_headers(content_type="text/event-stream"))
+    exchange, _ = await _routed(ctx, {**m.CHAT, "stream": True})
+    await exchange.handle(m.response_headers(content_type="text/event-stream"))
     events = [b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'] * 50
     events.append(b'data: {"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":50}}\n\n')
     events.append(b"data: [DONE]\n\n")
     for event in events:
-        echoed = exchange.handle(m.response_body(event, eos=False))
+        echoed = await exchange.handle(m.response_body(event, eos=False))
         assert echoed[0].response_body.response.body_mutation.streamed_response.body == event
-    exchange.handle(m.response_body(b"", eos=True))
+    await exchange.handle(m.response_body(b"", eos=True))
     assert _count(ctx, "pilothouse_epp_tokens_total", {"kind": "completion"}) == 50
 
 
 @pytest.mark.parametrize("report", ["metadata", "attribute"])
-def test_the_served_endpoint_takes_the_in_flight_count(report: str) -> None:
+async def test_the_served_endpoint_takes_the_in_flight_count(report: str) -> None:
     ctx = m.context(m.endpoints(2))
-    exchange, out = _routed(ctx)
+    exchange, out = await _routed(ctx)
     picked = m.set_headers(out[0])["x-gateway-destination-endpoint"]
-    other = next(e for e in ctx.router.pool.endpoints() if e.address != picked)
+    other = next(e for e in ctx.pool.endpoints() if e.address != picked)
     served = {"served": other.address} if report == "metadata" else {"upstream": other.address}
-    reply = exchange.handle(m.response_headers(**served))
+    reply = await exchange.handle(m.response_headers(**served))
     assert m.set_headers(reply[0])["x-pilothouse-endpoint"] == other.name
     assert _in_flight(ctx)[other.name] == 1
     assert sum(_in_flight(ctx).values()) == 1
@@ -242,33 +242,33 @@ def test_the_served_endpoint_takes_the_in_flight_count(report: str) -> None:
     assert sum(_in_flight(ctx).values()) == 0
 
 
-def test_closing_a_stream_midway_releases_the_endpoint_once() -> None:
+async def test_closing_a_stream_midway_releases_the_endpoint_once() -> None:
     ctx = m.context(m.endpoints(1))
-    exchange, _ = _routed(ctx)
-    exchange.handle(m.response_headers(content_type="text/event-stream"))
-    exchange.handle(m.response_body(b"data: {}\n\n", eos=False))
+    exchange, _ = await _routed(ctx)
+    await exchange.handle(m.response_headers(content_type="text/event-stream"))
+    await exchange.handle(m.response_body(b"data: {}\n\n", eos=False))
     assert _in_flight(ctx) == {"e0": 1}
     exchange.close()
     exchange.close()
     assert _in_flight(ctx) == {"e0": 0}
 
 
-def test_a_response_without_body_ends_at_its_headers() -> None:
+async def test_a_response_without_body_ends_at_its_headers() -> None:
     ctx = m.context(m.endpoints(1))
-    exchange, _ = _routed(ctx)
-    exchange.handle(m.response_headers(status="204", eos=True))
+    exchange, _ = await _routed(ctx)
+    await exchange.handle(m.response_headers(status="204", eos=True))
     assert exchange.done
     assert _in_flight(ctx) == {"e0": 0}
 
 
-def test_request_trailers_end_the_body() -> None:
+async def test_request_trailers_end_the_body() -> None:
     from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
     ctx = m.context(m.endpoints(1))
     exchange = Exchange(ctx)
-    exchange.handle(m.request_headers())
-    assert exchange.handle(m.request_body(m.CHAT, eos=False)) == []
-    out = exchange.handle(pb.ProcessingRequest(request_trailers=pb.HttpTrailers()))
+    await exchange.handle(m.request_headers())
+    assert await exchange.handle(m.request_body(m.CHAT, eos=False)) == []
+    out = await exchange.handle(pb.ProcessingRequest(request_trailers=pb.HttpTrailers()))
     kinds = [r.WhichOneof("response") for r in out]
     assert kinds == ["request_headers", "request_body", "request_trailers"]
     assert not out[1].request_body.response.body_mutation.streamed_response.end_of_stream
@@ -281,8 +281,8 @@ def test_request_trailers_end_the_body() -> None:
         pytest.param(m.response_body(b"x"), id="body-before-routing"),
     ],
 )
-def test_messages_out_of_order_are_protocol_errors(message: Any) -> None:
+async def test_messages_out_of_order_are_protocol_errors(message: Any) -> None:
     exchange = Exchange(m.context(m.endpoints(1)))
-    exchange.handle(m.request_headers())
+    await exchange.handle(m.request_headers())
     with pytest.raises(EppProtocolError):
-        exchange.handle(message)
+        await exchange.handle(message)

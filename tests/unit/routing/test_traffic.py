@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from pilothouse.config.traffic import TrafficSplit, VersionWeight
-from pilothouse.gateway.traffic import TrafficSplitter, with_model
+from pilothouse.routing.traffic import TrafficSplitter, with_model
 
 
 def split(**weights: int) -> TrafficSplit:

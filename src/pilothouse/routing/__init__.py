@@ -1,0 +1,45 @@
+"""The one request pipeline shared by the gateway, the endpoint picker and the simulator.
+
+resolve the name (traffic split, LoRA adapter) → hold / admit / shed → schedule → lifecycle
+(``started``, ``first_token``, ``finished``, ``cancelled``). See
+:mod:`pilothouse.routing.pipeline`.
+"""
+
+from pilothouse.routing.adapters import AdapterPlan, AdapterRegistry, DeclaredAdapter
+from pilothouse.routing.decision import HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
+from pilothouse.routing.pipeline import RoutingPipeline
+from pilothouse.routing.pool import PoolState
+from pilothouse.routing.request import (
+    PRIORITY_HEADERS,
+    TENANT_HEADERS,
+    HeaderLookup,
+    request_priority,
+    request_tenant,
+    scheduling_request,
+    with_adapter,
+)
+from pilothouse.routing.traffic import TrafficSplitter, with_model
+
+__all__ = [
+    "HOLD",
+    "PRIORITY_HEADERS",
+    "QUEUE",
+    "TENANT_HEADERS",
+    "AdapterPlan",
+    "AdapterRegistry",
+    "Decision",
+    "DeclaredAdapter",
+    "HeaderLookup",
+    "Pick",
+    "PoolState",
+    "Route",
+    "RoutingPipeline",
+    "Ticket",
+    "TrafficSplitter",
+    "Wait",
+    "request_priority",
+    "request_tenant",
+    "scheduling_request",
+    "with_adapter",
+    "with_model",
+]

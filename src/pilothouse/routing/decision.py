@@ -1,0 +1,77 @@
+"""What the pipeline decides for one request, and the ticket that carries it to the end.
+
+:meth:`RoutingPipeline.decide <pilothouse.routing.pipeline.RoutingPipeline.decide>` answers
+one of two things, synchronously, from the current snapshots:
+
+- :class:`Route`: send the request to ``pick.endpoint`` (after loading ``load`` there);
+- :class:`Wait`: not now: the model has no ready replica but one can be started
+  (``HOLD``), or every replica is saturated and flow control queues it (``QUEUE``).
+
+It raises :class:`~pilothouse.errors.NoEndpointAvailable` (503) when nothing can serve the
+request. Shedding (429, or 503 for a full hold queue) happens while waiting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pilothouse.routing.adapters import DeclaredAdapter
+from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+
+HOLD: Literal["hold"] = "hold"
+QUEUE: Literal["queue"] = "queue"
+WaitKind = Literal["hold", "queue"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """Where a request goes, and the headers the scheduler wants sent with it."""
+
+    endpoint: Endpoint
+    fallbacks: tuple[Endpoint, ...]
+    headers: dict[str, str]
+    uncached_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Send the request to ``pick.endpoint``; load adapter ``load`` there first if set."""
+
+    pick: Pick
+    load: DeclaredAdapter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Not now: wait for a replica to start (``hold``) or for room (``queue``)."""
+
+    kind: WaitKind
+    model: str
+
+
+Decision = Route | Wait
+
+
+@dataclass(slots=True, eq=False)
+class Ticket:
+    """One request's passage through the pipeline, from arrival to its end.
+
+    ``request`` is the resolved request (model = what is scheduled, ``lora`` set for an
+    adapter). While ``endpoint`` is set the request counts in flight there; ``backlog`` is
+    its prefill still counted in that endpoint's backlog (``None`` once prefilled).
+    """
+
+    request: SchedulingRequest
+    public_model: str | None = None
+    """The traffic split's public name when the request named one."""
+    admitted: bool = False
+    """Dispatched by flow control: it may be scheduled without queueing again."""
+    endpoint: Endpoint | None = None
+    backlog: int | None = None
+    waiting: str | None = None
+    """The key of its entry in a wait queue while it waits."""
+    tried: set[str] = field(default_factory=set)
+    """Endpoints already tried (a retry goes elsewhere)."""
+    last_endpoint: str | None = None
+    """The endpoint it was last sent to (kept after it ends, for the access log)."""

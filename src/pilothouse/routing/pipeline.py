@@ -1,0 +1,242 @@
+"""The one request path: resolve the name → hold / admit / shed → schedule → lifecycle.
+
+The standalone gateway, the endpoint picker and the simulator all drive a request through
+a :class:`RoutingPipeline`; only the transport around it differs::
+
+    ticket = pipeline.open(request, session)       # traffic split, LoRA adapter → base
+    route = await pipeline.route(ticket)           # decide(), waiting while it says Wait
+    pipeline.started(ticket, route)                # counted in flight on the endpoint
+    pipeline.first_token(ticket)                   # its prefill left the backlog
+    pipeline.finished(ticket)  or  pipeline.cancelled(ticket)
+
+:meth:`RoutingPipeline.decide` is synchronous and reads time only from the injected clock,
+so the discrete-event simulator calls it in virtual time and handles ``Wait`` itself;
+the async front doors use :meth:`RoutingPipeline.route`, whose waiting is the one
+primitive of :mod:`pilothouse.routing.waiting`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from pilothouse.clock import Clock
+from pilothouse.config.fleet import FlowControlSpec, HoldSpec
+from pilothouse.errors import NoEndpointAvailable
+from pilothouse.routing.adapters import AdapterRegistry
+from pilothouse.routing.decision import HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
+from pilothouse.routing.pool import PoolState
+from pilothouse.routing.request import with_adapter
+from pilothouse.routing.traffic import TrafficSplitter
+from pilothouse.routing.waiting import Waiting
+from pilothouse.routing.waits import hold_policy, queue_policy
+from pilothouse.scheduling.flow import SaturationLimits, headroom
+from pilothouse.scheduling.scheduler import Scheduler
+from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+
+Demand = Callable[[str], None]
+_ALL = 1 << 30  # "no limit" for the hold queue's room
+
+
+class RoutingPipeline:
+    """Routing state of one front door (see the module docstring)."""
+
+    def __init__(
+        self,
+        pool: PoolState,
+        scheduler: Scheduler,
+        clock: Clock,
+        *,
+        flow: FlowControlSpec | None = None,
+        hold: HoldSpec | None = None,
+        adapters: AdapterRegistry | None = None,
+        traffic: TrafficSplitter | None = None,
+        pool_key: str | None = None,
+        on_decision: Callable[[float], None] | None = None,
+        recheck_s: float = 0.05,
+    ) -> None:
+        self.pool = pool
+        self.scheduler = scheduler
+        self.clock = clock
+        self.flow = flow or FlowControlSpec()
+        self.adapters = adapters or AdapterRegistry()
+        self.traffic = traffic or TrafficSplitter()
+        self.objectives: dict[str, int] = dict(self.flow.objectives)
+        self._pool_key = pool_key
+        self._on_decision = on_decision
+        saturation = self.flow.saturation
+        self._limits = SaturationLimits(
+            saturation.max_in_flight_per_replica,
+            saturation.max_waiting,
+            saturation.max_kv_cache_usage,
+        )
+        self._granted: dict[str, int] = {}
+        self._hold_models: frozenset[str] = frozenset()
+        self._on_demand: Demand | None = None
+        hold = hold or HoldSpec()
+        self.waiting = Waiting(
+            clock,
+            {
+                HOLD: hold_policy(hold, self._has_ready),
+                QUEUE: queue_policy(self.flow, self._room, self._grant, self._ungrant),
+            },
+            recheck_s,
+        )
+
+    # -- names ---------------------------------------------------------------------------
+
+    def hold_for(self, models: Iterable[str], on_demand: Demand) -> None:
+        """Hold requests for ``models`` while none of their replicas is ready, and call
+        ``on_demand(model)`` when one is held (the executor starts a replica)."""
+        self._hold_models = frozenset(models)
+        self._on_demand = on_demand
+
+    def set_hold_models(self, models: Iterable[str]) -> None:
+        self._hold_models = frozenset(models)
+
+    def hold_models(self) -> frozenset[str]:
+        return self._hold_models
+
+    def holds(self, model: str) -> bool:
+        return self._on_demand is not None and model in self._hold_models
+
+    def held(self, model: str) -> int:
+        """Requests of ``model`` held for a first ready replica now."""
+        return self.waiting.queued(HOLD, model)
+
+    def queued(self, model: str) -> int:
+        """Requests of ``model`` queued by flow control now."""
+        return self.waiting.queued(QUEUE, model)
+
+    def serves(self, model: str) -> bool:
+        """True for a model with replicas (or that can be started), an adapter or a split."""
+        if self._pool_key is not None:
+            return True
+        return (
+            self.pool.has_model(model)
+            or self.holds(model)
+            or self.adapters.base_of(model) is not None
+            or self.traffic.is_public(model)
+        )
+
+    def open(self, request: SchedulingRequest, session: str | None = None) -> Ticket:
+        """A ticket for ``request``: a split's public name becomes one of its versions
+        (sticky per ``session``), an adapter's name is scheduled over its base model."""
+        public = None
+        if self.traffic.is_public(request.model):
+            public = request.model
+            request = replace(request, model=self.traffic.choose(public, session))
+        if self._pool_key is None and not self.pool.has_model(request.model):
+            base = self.adapters.base_of(request.model)
+            if base is not None:
+                request = replace(request, model=base, lora=request.model)
+        return Ticket(request, public_model=public)
+
+    # -- the decision --------------------------------------------------------------------
+
+    def decide(self, ticket: Ticket, only: frozenset[str] | None = None) -> Decision:
+        """Route, or wait; raises :class:`NoEndpointAvailable` when nothing can serve it.
+
+        ``only`` narrows the candidates to those addresses (a data plane's subset hint).
+        """
+        request = ticket.request
+        key = self._pool_key or request.model
+        first = not ticket.tried
+        candidates = self.pool.candidates(key, frozenset(ticket.tried))
+        if not candidates and first and self.holds(key):
+            assert self._on_demand is not None
+            self._on_demand(key)
+            return Wait(HOLD, key)
+        load = None
+        if request.lora is not None and self._pool_key is None:
+            plan = self.adapters.plan(request.lora, candidates)
+            candidates = [e for e in candidates if plan.only is None or e.address in plan.only]
+            load = plan.load
+        if only is not None:
+            candidates = [e for e in candidates if e.address in only]
+        if not candidates:
+            raise NoEndpointAvailable(f"no ready replica of model '{request.model}'")
+        if self.flow.enabled and first and not ticket.admitted and self._must_queue(key):
+            return Wait(QUEUE, key)
+        return Route(self._schedule(request, candidates), load)
+
+    async def route(self, ticket: Ticket, only: frozenset[str] | None = None) -> Route:
+        """:meth:`decide`, waiting as long as it says ``Wait`` (shed errors propagate)."""
+        while True:
+            decision = self.decide(ticket, only)
+            if isinstance(decision, Route):
+                return decision
+            await self.waiting.wait(ticket, decision.kind, decision.model)
+
+    def _schedule(self, request: SchedulingRequest, candidates: list[Endpoint]) -> Pick:
+        started = time.perf_counter() if self._on_decision is not None else 0.0
+        result = self.scheduler.schedule(with_adapter(request, candidates), candidates)
+        if self._on_decision is not None:
+            self._on_decision(time.perf_counter() - started)
+        return Pick(result.target, result.fallbacks, dict(result.headers), result.uncached_tokens)
+
+    def _must_queue(self, model: str) -> bool:
+        return self._room(model) <= 0 or self.waiting.waiting(QUEUE, model)
+
+    # -- the lifecycle -------------------------------------------------------------------
+
+    def started(self, ticket: Ticket, pick: Pick) -> None:
+        """Count the request in flight on ``pick.endpoint`` with its prefill backlog."""
+        if ticket.endpoint is not None:
+            self.finished(ticket)
+        request = ticket.request
+        tokens = request.prompt_tokens if pick.uncached_tokens is None else pick.uncached_tokens
+        ticket.endpoint, ticket.backlog = pick.endpoint, tokens
+        ticket.tried.add(pick.endpoint.name)
+        ticket.last_endpoint = pick.endpoint.name
+        self.pool.acquire(pick.endpoint.name, tokens)
+        if ticket.admitted:  # its grant becomes an in-flight count: nothing to wake
+            ticket.admitted = False
+            self._ungrant(ticket, wake=False)
+
+    def moved(self, ticket: Ticket, endpoint: Endpoint) -> None:
+        """The data plane sent the request elsewhere (its own retry): follow it."""
+        self.started(ticket, Pick(endpoint, (), {}, ticket.backlog))
+
+    def first_token(self, ticket: Ticket) -> None:
+        """The first byte of the answer arrived: the replica has prefilled the prompt."""
+        if ticket.endpoint is not None and ticket.backlog is not None:
+            self.pool.prefilled(ticket.endpoint.name, ticket.backlog)
+            ticket.backlog = None
+
+    def finished(self, ticket: Ticket) -> None:
+        """The request (or this attempt of it) ended: its replica has room again."""
+        endpoint = ticket.endpoint
+        if endpoint is None:
+            return
+        self.pool.release(endpoint.name, ticket.backlog)
+        ticket.endpoint, ticket.backlog = None, None
+        self.waiting.wake(QUEUE, self._pool_key or ticket.request.model)
+
+    def cancelled(self, ticket: Ticket) -> None:
+        """The client went away: whatever the request holds is given back."""
+        if ticket.admitted:
+            ticket.admitted = False
+            self._ungrant(ticket)
+        self.finished(ticket)
+
+    # -- flow-control bookkeeping --------------------------------------------------------
+
+    def _has_ready(self, model: str) -> int:
+        """Held requests are all released once the model has a ready replica."""
+        return _ALL if self.pool.candidates(model) else 0
+
+    def _room(self, model: str) -> int:
+        return headroom(self.pool.candidates(model), self._limits) - self._granted.get(model, 0)
+
+    def _grant(self, ticket: Ticket) -> None:
+        model = self._pool_key or ticket.request.model
+        self._granted[model] = self._granted.get(model, 0) + 1
+        ticket.admitted = True
+
+    def _ungrant(self, ticket: Ticket, wake: bool = True) -> None:
+        model = self._pool_key or ticket.request.model
+        self._granted[model] = max(0, self._granted.get(model, 0) - 1)
+        if wake:
+            self.waiting.wake(QUEUE, model)

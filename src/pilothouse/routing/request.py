@@ -1,0 +1,96 @@
+"""From a parsed OpenAI request and its headers to a :class:`SchedulingRequest`.
+
+Both front doors (the gateway's HTTP request, the endpoint picker's ext_proc headers) read
+the same routing headers here: tenant (fairness id), priority (an integer or an objective
+name), session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+
+from pilothouse.openai.requests import ParsedRequest
+from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+
+HeaderLookup = Callable[[str], str | None]
+
+#: Where the tenant (fairness id) is read from, first present wins: ours, then llm-d's.
+TENANT_HEADERS = (
+    "x-pilothouse-tenant",
+    "x-llm-d-inference-fairness-id",
+    "x-gateway-inference-fairness-id",
+)
+#: Where the priority is read from: an integer, or an objective name mapped to one.
+PRIORITY_HEADERS = (
+    "x-pilothouse-priority",
+    "x-llm-d-inference-objective",
+    "x-gateway-inference-objective",
+)
+
+
+def scheduling_request(
+    parsed: ParsedRequest,
+    header: HeaderLookup,
+    request_id: str,
+    objectives: Mapping[str, int] | None = None,
+) -> SchedulingRequest:
+    """What routing needs from a request: body fields plus the routing headers.
+
+    ``lora`` is left unset here: whether ``model`` names a LoRA adapter depends on the
+    endpoints, so the pipeline decides it (:func:`with_adapter`).
+    """
+    return SchedulingRequest(
+        request_id=request_id,
+        model=parsed.model,
+        prompt=parsed.prompt,
+        prompt_tokens=parsed.prompt_tokens,
+        max_tokens=parsed.max_tokens,
+        stream=parsed.stream,
+        session_id=header("x-session-id") or parsed.user,
+        tenant=request_tenant(header),
+        priority=request_priority(header, objectives or {}),
+    )
+
+
+def request_tenant(header: HeaderLookup) -> str | None:
+    """The first non-empty tenant header, if any."""
+    for name in TENANT_HEADERS:
+        value = header(name)
+        if value:
+            return value
+    return None
+
+
+def request_priority(header: HeaderLookup, objectives: Mapping[str, int]) -> int:
+    """The first priority header that is an integer or a known objective name; else 0."""
+    for name in PRIORITY_HEADERS:
+        value = header(name)
+        if value is None:
+            continue
+        value = value.strip()
+        if value in objectives:
+            return objectives[value]
+        try:
+            return int(value)
+        except ValueError:
+            continue
+    return 0
+
+
+def with_adapter(request: SchedulingRequest, endpoints: Sequence[Endpoint]) -> SchedulingRequest:
+    """``request`` with ``lora`` set when an engine serves its ``model`` as a LoRA adapter.
+
+    vLLM serves an adapter under its own model name and reports the adapters it runs or
+    queues in ``vllm:lora_requests_info``: a model listed there by any candidate is an
+    adapter. One that no engine has loaded yet is routed as a plain model; once it runs
+    somewhere, ``lora-affinity`` keeps its requests there.
+    """
+    if request.lora is not None:
+        return request
+    model = request.model
+    for endpoint in endpoints:
+        metrics = endpoint.metrics
+        if model in metrics.running_loras or model in metrics.waiting_loras:
+            return replace(request, lora=model)
+    return request
