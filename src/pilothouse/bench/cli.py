@@ -19,7 +19,7 @@ from pilothouse.cli_lazy import LazyGroup
 from pilothouse.errors import PilothouseError
 
 if TYPE_CHECKING:  # the overhead harness (aiohttp, yaml) loads only when its command runs
-    from pilothouse.bench.overhead import OverheadConfig, OverheadReport, TargetStats
+    from pilothouse.bench.overhead import LevelResult, OverheadConfig, OverheadReport, TargetStats
 
 T = TypeVar("T")
 _REPORT_WIDTH = 160
@@ -33,6 +33,7 @@ _MODES = {"both": (False, True), "plain": (False,), "stream": (True,)}
         "epp": "pilothouse.bench.epp_bench:epp_bench_command",
         "live": "pilothouse.bench.live_cli:live_command",
         "decision": "pilothouse.bench.decision_cli:decision_command",
+        "transport": "pilothouse.bench.overhead_client:transport_command",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -106,6 +107,13 @@ def bench() -> None:
     default=None,
     help="Also write every number to this JSON file.",
 )
+@click.option(
+    "--peer",
+    type=click.Choice(["vllm-router"]),
+    default=None,
+    help="Also measure this peer router in front of the same mock, in the same run "
+    "(vllm-router: pip install 'pilothouse[peers]').",
+)
 @click.option("--fail-on-miss", is_flag=True, help="Exit with status 1 when a target is missed.")
 def overhead(
     concurrency: tuple[int, ...],
@@ -117,6 +125,7 @@ def overhead(
     retries: int,
     scheduler: str,
     json_path: Path | None,
+    peer: str | None,
     fail_on_miss: bool,
 ) -> None:
     """Measure the gateway's overhead against direct calls to a fast mock engine.
@@ -137,6 +146,7 @@ def overhead(
         rounds=rounds,
         retries=retries,
         scheduler=scheduler,
+        peer=peer,
     )
     console = Console()
     if not console.is_terminal:
@@ -238,6 +248,9 @@ def render_table(report: OverheadReport) -> Table:
         "errors",
     ):
         table.add_column(header, justify="left" if header == "mode" else "right")
+    if report.config.peer:
+        for header in ("rps peer", "p50/p99 ms peer", "added p99 ms peer", "peer CPU ms/req"):
+            table.add_column(header, justify="right")
     for lv in report.levels:
         table.add_row(
             "stream" if lv.stream else "plain",
@@ -249,9 +262,21 @@ def render_table(report: OverheadReport) -> Table:
             f"{lv.added_p50_ms:+.2f}",
             f"{lv.added_p99_ms:+.2f}",
             f"{lv.gateway_cpu_ms:.3f}",
-            str(lv.direct.errors + lv.gateway.errors),
+            str(lv.direct.errors + lv.gateway.errors + (lv.peer.errors if lv.peer else 0)),
+            *_peer_cells(lv),
         )
     return table
+
+
+def _peer_cells(lv: LevelResult) -> list[str]:
+    if lv.peer is None:
+        return []
+    return [
+        f"{lv.peer.rps:,.0f}",
+        _latency(lv.peer),
+        f"{lv.peer_added_p99_ms:+.2f}",
+        f"{lv.peer_cpu_ms:.3f}",
+    ]
 
 
 def verdict_lines(report: OverheadReport) -> list[str]:
@@ -260,5 +285,8 @@ def verdict_lines(report: OverheadReport) -> list[str]:
     for v in report.verdicts:
         mark = "[green]PASS[/green]" if v.passed else "[red]FAIL[/red]"
         value = f"{v.value:.0f}" if v.unit == "requests" else f"{v.value:.3f}"
+        if v.unit == "x":
+            lines.append(f"{mark} {v.name}: {value}x (limit {v.limit:g}x; {v.detail})")
+            continue
         lines.append(f"{mark} {v.name}: {value} {v.unit} (limit {v.limit:g} {v.unit}; {v.detail})")
     return lines

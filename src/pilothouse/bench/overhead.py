@@ -19,17 +19,26 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import orjson
 import yaml
 
-from pilothouse.bench.loadgen import CpuMeter, LoadResult, LoadSpec, run_load, summarize
+from pilothouse.bench.loadgen import CpuMeter, LoadResult, LoadSpec, run_load
 from pilothouse.bench.mock_upstream import MODEL
 from pilothouse.bench.mock_upstream import READY_PREFIX as MOCK_READY
-from pilothouse.bench.overhead_verdicts import Verdict, judge
+from pilothouse.bench.overhead_peer import judge_peer, peer_router
+from pilothouse.bench.overhead_results import (
+    SCHEMA,
+    LevelResult,
+    OverheadReport,
+    TargetStats,
+    _other_load,
+    _pool,
+)
+from pilothouse.bench.overhead_verdicts import judge
 from pilothouse.bench.processes import (
     BenchError,
     ChildProcess,
@@ -40,7 +49,6 @@ from pilothouse.bench.processes import (
 )
 
 GATEWAY_READY = "pilothouse is ready: "
-SCHEMA = "pilothouse.bench.overhead/v1"
 TARGETS = ("direct", "gateway")
 _CHAT = "/v1/chat/completions"
 
@@ -61,6 +69,12 @@ class OverheadConfig:
     max_other_load: float = 0.15
     retry_pause_s: float = 3.0
     startup_timeout_s: float = 60.0
+    peer: str | None = None
+    """A peer router measured beside the gateway (``vllm-router``), or none."""
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return TARGETS + (("peer",) if self.peer else ())
 
 
 def _fleet_yaml(upstream: str, scheduler: str) -> str:
@@ -96,127 +110,6 @@ async def _wait_ready(base_url: str, timeout_s: float) -> None:
     raise BenchError(f"the gateway at {base_url} never reported ready")
 
 
-# --- runs and results ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TargetStats:
-    """One target (direct or gateway) at one level, pooled over rounds."""
-
-    requests: int
-    errors: int
-    window_s: float
-    rps: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    max_ms: float
-    cpu_ms_per_request: dict[str, float]
-    other_load_cores: float
-    first_error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class LevelResult:
-    stream: bool
-    concurrency: int
-    direct: TargetStats
-    gateway: TargetStats
-
-    @property
-    def added_p50_ms(self) -> float:
-        return self.gateway.p50_ms - self.direct.p50_ms
-
-    @property
-    def added_p99_ms(self) -> float:
-        return self.gateway.p99_ms - self.direct.p99_ms
-
-    @property
-    def gateway_cpu_ms(self) -> float:
-        """The gateway's CPU per request it served (the figure the targets are about)."""
-        return self.gateway.cpu_ms_per_request["gateway"]
-
-
-@dataclass(frozen=True, slots=True)
-class OverheadReport:
-    config: OverheadConfig
-    machine: dict[str, object]
-    levels: list[LevelResult]
-    verdicts: list[Verdict]
-    repeated_pairs: int = 0
-
-    @property
-    def other_load_cores(self) -> float:
-        """The most cores anything else kept busy during one target's windows at one level."""
-        loads = [t.other_load_cores for lv in self.levels for t in (lv.direct, lv.gateway)]
-        return max(loads, default=0.0)
-
-    @property
-    def passed(self) -> bool:
-        return all(v.passed for v in self.verdicts)
-
-    def to_json(self) -> dict[str, object]:
-        levels = [
-            {
-                "stream": lv.stream,
-                "concurrency": lv.concurrency,
-                "direct": asdict(lv.direct),
-                "gateway": asdict(lv.gateway),
-                "added_p50_ms": lv.added_p50_ms,
-                "added_p99_ms": lv.added_p99_ms,
-                "gateway_cpu_ms_per_request": lv.gateway_cpu_ms,
-            }
-            for lv in self.levels
-        ]
-        return {
-            "schema": SCHEMA,
-            "machine": self.machine,
-            "config": asdict(self.config),
-            "levels": levels,
-            "verdicts": [asdict(v) for v in self.verdicts],
-            "other_load_cores_max": self.other_load_cores,
-            "repeated_pairs": self.repeated_pairs,
-            "passed": self.passed,
-        }
-
-
-def _pool(results: list[LoadResult]) -> TargetStats:
-    latencies = [x for r in results for x in r.latencies_s]
-    completed = sum(r.completed for r in results)
-    window = sum(r.window_s for r in results)
-    cpu: dict[str, float] = {}
-    for r in results:
-        for name, seconds in r.cpu_s.items():
-            cpu[name] = cpu.get(name, 0.0) + seconds
-    per_request = {
-        name: (s * 1e3 / completed if completed else float("nan")) for name, s in cpu.items()
-    }
-    summary = summarize(latencies)
-    return TargetStats(
-        requests=completed,
-        errors=sum(r.errors for r in results),
-        window_s=window,
-        rps=completed / window if window > 0 else 0.0,
-        p50_ms=summary.p50_ms,
-        p90_ms=summary.p90_ms,
-        p99_ms=summary.p99_ms,
-        mean_ms=summary.mean_ms,
-        max_ms=summary.max_ms,
-        cpu_ms_per_request=per_request,
-        other_load_cores=_other_load(cpu, window),
-        first_error=next((r.first_error for r in results if r.first_error), None),
-    )
-
-
-def _other_load(cpu: dict[str, float], window_s: float) -> float:
-    """Cores busy with anything but the gateway, the mock and the load generator."""
-    if window_s <= 0 or "machine" not in cpu:
-        return 0.0
-    ours = sum(cpu.get(name, 0.0) for name in ("gateway", "upstream", "client"))
-    return max(0.0, (cpu["machine"] - ours) / window_s)
-
-
 def _request_body(stream: bool) -> bytes:
     doc: dict[str, object] = {
         "model": MODEL,
@@ -236,16 +129,22 @@ def _schedule(config: OverheadConfig) -> list[Pair]:
     """Every (level, target order) pair in run order; the order flips every round."""
     pairs: list[Pair] = []
     for round_no in range(config.rounds):
-        order = TARGETS if round_no % 2 == 0 else TARGETS[::-1]
+        targets = config.targets
+        order = targets if round_no % 2 == 0 else targets[::-1]
         pairs += [((s, c), order) for s in config.streams for c in config.concurrency]
     return pairs
 
 
-def _meters(gateway_pid: int, upstream_pid: int) -> dict[str, CpuMeter]:
+def _meters(gateway_pid: int, upstream_pid: int, peer_pid: int | None) -> dict[str, CpuMeter]:
     gateway = TreeCpuMeter(gateway_pid)
-    return {
+    meters: dict[str, CpuMeter] = {
         "gateway": gateway.total,
         "gateway_system": gateway.system,  # from the reading "gateway" just took
+    }
+    if peer_pid is not None:
+        peer = TreeCpuMeter(peer_pid)
+        meters |= {"peer": peer.total, "peer_system": peer.system}
+    return meters | {
         "upstream": lambda: process_tree_cpu_s(upstream_pid),
         "client": self_cpu_s,
         "machine": machine_cpu_s,
@@ -276,7 +175,10 @@ def _disturbed(results: dict[str, LoadResult], limit: float) -> bool:
 
 
 async def _run_levels(
-    config: OverheadConfig, urls: dict[str, str], pids: tuple[int, int], progress: Progress | None
+    config: OverheadConfig,
+    urls: dict[str, str],
+    pids: tuple[int, int, int | None],
+    progress: Progress | None,
 ) -> tuple[list[LevelResult], int]:
     """Run every pair, repeating one that another process disturbed; also count the repeats."""
     meters = _meters(*pids)
@@ -288,7 +190,8 @@ async def _run_levels(
             if progress is not None:
                 again = f" (repeat {attempt}: machine busy)" if attempt else ""
                 mode = "stream" if stream else "plain"
-                progress(f"direct vs gateway, {mode} c={concurrency}{again}", done, len(plan))
+                what = " vs ".join(config.targets)
+                progress(f"{what}, {mode} c={concurrency}{again}", done, len(plan))
             results = await _run_pair(config, urls, meters, pair)
             if attempt == config.retries or not _disturbed(results, config.max_other_load):
                 break
@@ -304,6 +207,7 @@ async def _run_levels(
             concurrency=c,
             direct=_pool(collected[((s, c), "direct")]),
             gateway=_pool(collected[((s, c), "gateway")]),
+            peer=_pool(collected[((s, c), "peer")]) if config.peer else None,
         )
         for s in config.streams
         for c in config.concurrency
@@ -321,8 +225,22 @@ def machine_info() -> dict[str, object]:
     }
 
 
+async def _measure(
+    config: OverheadConfig,
+    urls: dict[str, str],
+    pids: tuple[int, int],
+    log_dir: Path,
+    progress: Progress | None,
+) -> tuple[list[LevelResult], int]:
+    """Run the levels, with the peer router started beside the gateway when one is asked."""
+    if config.peer is None:
+        return await _run_levels(config, urls, (*pids, None), progress)
+    async with peer_router(urls["direct"], log_dir, config.startup_timeout_s) as (url, pid):
+        return await _run_levels(config, urls | {"peer": url}, (*pids, pid), progress)
+
+
 async def run_overhead(config: OverheadConfig, progress: Progress | None = None) -> OverheadReport:
-    """Start the mock and the gateway, run every level, stop both; always reaps the children."""
+    """Start the mock, the gateway (and the peer), run every level; always reaps the children."""
     with tempfile.TemporaryDirectory(prefix="pilothouse-bench-") as tmp:
         log_dir = Path(tmp)
         mock = ChildProcess(
@@ -344,7 +262,8 @@ async def run_overhead(config: OverheadConfig, progress: Progress | None = None)
             gateway_url = (await gateway.start(config.startup_timeout_s)).removesuffix("/v1")
             await _wait_ready(gateway_url, config.startup_timeout_s)
             urls = {"direct": upstream, "gateway": gateway_url}
-            levels, repeats = await _run_levels(config, urls, (gateway.pid, mock.pid), progress)
+            pids = (gateway.pid, mock.pid)
+            levels, repeats = await _measure(config, urls, pids, log_dir, progress)
         finally:
             await gateway.stop()
             await mock.stop()
@@ -352,6 +271,18 @@ async def run_overhead(config: OverheadConfig, progress: Progress | None = None)
         config=config,
         machine=machine_info(),
         levels=levels,
-        verdicts=judge(levels),
+        verdicts=judge(levels) + judge_peer(levels),
         repeated_pairs=repeats,
     )
+
+
+__all__ = [
+    "SCHEMA",
+    "LevelResult",
+    "OverheadConfig",
+    "OverheadReport",
+    "TargetStats",
+    "_other_load",
+    "process_tree_cpu_s",
+    "run_overhead",
+]

@@ -1,6 +1,21 @@
 """Fakes shipped with pilothouse so users can test their own integrations without a cluster.
 
+- :mod:`pilothouse.testing.fake_transport`: :class:`FakeTransport`, engines scripted per
+  address (answers, failures before the first byte, broken or stalled streams) for code
+  that calls a :class:`pilothouse.transport.Transport`.
 - :mod:`pilothouse.testing.fake_kube`: an in-process fake of the Kubernetes API (discovery,
   list/watch, server-side apply, delete).
 - :mod:`pilothouse.testing.kube_objects`: Pod and InferencePool JSON builders for it.
 """
+
+from pilothouse.testing.fake_transport import (
+    Answer,
+    Fail,
+    FakeResponse,
+    FakeTransport,
+    Hang,
+    SentRequest,
+    Step,
+)
+
+__all__ = ["Answer", "Fail", "FakeResponse", "FakeTransport", "Hang", "SentRequest", "Step"]

@@ -70,4 +70,20 @@ class Transport(Protocol):
         ...
 
 
-__all__ = ["Transport", "UpstreamRequest", "UpstreamResponse"]
+# The factory imports the protocols above, so it comes after them.
+from pilothouse.transport.factory import (  # noqa: E402
+    TRANSPORT_KINDS,
+    ClosableTransport,
+    TransportSettings,
+    create_transport,
+)
+
+__all__ = [
+    "TRANSPORT_KINDS",
+    "ClosableTransport",
+    "Transport",
+    "TransportSettings",
+    "UpstreamRequest",
+    "UpstreamResponse",
+    "create_transport",
+]
