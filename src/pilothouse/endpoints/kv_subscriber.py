@@ -38,6 +38,7 @@ from pilothouse.endpoints.kv_transport import (
     ZmqFeedFactory,
     kv_event_address,
 )
+from pilothouse.engines.registry import builtin_tokenizer_kinds
 from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.errors import ConfigError, EngineError
 from pilothouse.kvevents import KVEventDecodeError, decode_event_batch
@@ -300,7 +301,7 @@ def build_kv_scheduler(
     index = KVBlockIndex()
     services = {
         KV_INDEX_SERVICE: index,
-        TOKENIZER_SERVICE: tokenizer or TemplateTokenizer(DummyTokenizer(), frozenset({"sim"})),
+        TOKENIZER_SERVICE: tokenizer or TemplateTokenizer(DummyTokenizer(), builtin_tokenizer_kinds()),
     }
     scheduler = build_scheduler(config, clock, seed=seed, services=services)
     return scheduler, KVEventSubscriber(index)
