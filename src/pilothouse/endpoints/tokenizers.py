@@ -35,6 +35,7 @@ from pilothouse.scheduling.plugins.scorers.precise_prefix import (
 )
 from pilothouse.scheduling.types import SchedulingRequest
 
+
 class HFPromptTokenizer:
     """A :class:`PromptTokenizer` over a Hugging Face tokenizer, as vLLM applies it."""
 

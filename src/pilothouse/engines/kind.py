@@ -56,7 +56,7 @@ class LoraSupport:
             return out
         if self.repeat_modules:
             return out + [part for module in modules for part in ("--lora-modules", module)]
-        return out + ["--lora-modules", *modules]
+        return [*out, "--lora-modules", *modules]
 
 
 @dataclass(frozen=True, slots=True)

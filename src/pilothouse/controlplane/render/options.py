@@ -213,4 +213,3 @@ def _scaling(model: ModelSpec) -> tuple[int, int | None, str, float]:
     if policy is None:
         return max(1, model.initial_replicas), None, LEGACY_METRIC, LEGACY_TARGET
     return policy.min_replicas, policy.max_replicas, policy.metric, policy.effective_target
-

@@ -1,1 +1,1 @@
-"""One module per engine kind, each defining that kind's :class:`~pilothouse.engines.kind.EngineKind`."""
+"""One module per engine kind, each defining that kind's adapter, an ``EngineKind``."""
