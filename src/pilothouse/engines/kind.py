@@ -32,6 +32,7 @@ class MetricNames:
     kv_cache_usage: str
     cache_config: str | None = None
     lora_info: str | None = None
+    ttft_histogram: str | None = None  # seconds; ``_bucket`` series for quantiles
     block_size_label: str = "block_size"
     num_blocks_label: str = "num_gpu_blocks"
 

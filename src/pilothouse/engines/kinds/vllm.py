@@ -40,6 +40,7 @@ VLLM_METRICS = MetricNames(
     kv_cache_usage="vllm:kv_cache_usage_perc",
     cache_config="vllm:cache_config_info",
     lora_info="vllm:lora_requests_info",
+    ttft_histogram="vllm:time_to_first_token_seconds",
 )
 
 
