@@ -1,17 +1,36 @@
 """The one exception tree of pilothouse.
 
 Foreign errors are translated at the boundary (``raise X(...) from exc``) and mapped to
-OpenAI error bodies in one place (:mod:`pilothouse.openai.errors`)::
+OpenAI error bodies in one place (:mod:`pilothouse.openai.errors`). Every exception
+pilothouse defines derives from :class:`PilothouseError`; those defined next to their only
+users are drawn with their module in brackets, private control-flow ones (never seen
+outside their module) with a leading underscore::
 
     PilothouseError
     ├── ConfigError                 bad config file or spec (carries the field path)
+    ├── SpecProblems                [config.loader] a validator's problems, each with its
+    │                               path; also a ValueError (pydantic needs one); the loader
+    │                               turns it into a ConfigError
     ├── EngineError                 an engine could not be located, started or stopped
+    ├── ProtocolError               a peer sent bytes its wire protocol does not allow
+    │   └── KVEventDecodeError      not a KV event batch in any known layout; also a
+    │                               ValueError
+    ├── EppProtocolError            [epp.processor] a message out of ext_proc's order
+    ├── DeployError                 [controlplane.kube_client] Kubernetes refused or is out
+    │   │                           of reach, with advice
+    │   └── MissingKind             the cluster does not serve a kind (a CRD is missing)
+    ├── BenchError                  [bench.processes] a benchmark could not run
+    ├── ApplyConflict               [testing._kube_ssa] the fake API server's 409
+    ├── _Missing                    [controlplane.kube_client] a 404 for one object
+    ├── _Expired                    [endpoints.kubernetes] a watch's 410 Gone: list again
+    ├── _HttpError                  [bench.live_client] one load-test request failed
     ├── SchedulingError             the scheduler could not place a request
     │   ├── NoEndpointAvailable     nothing ready for that model            → 503
     │   └── RequestShed             flow control dropped the request        → 429
     └── RequestError                a client-facing failure with an HTTP status
         ├── BadRequest              malformed JSON, missing/wrong-typed field → 400
         ├── Unauthorized            missing or wrong API key                → 401
+        ├── _Forbidden              [gateway.adapter_admin] admin call, not loopback → 403
         ├── ModelNotFound           unknown model                           → 404
         ├── PayloadTooLarge         body over the configured limit          → 413
         ├── UpstreamError           the engine failed                       → 502
@@ -44,6 +63,18 @@ class ConfigError(PilothouseError):
 
 class EngineError(PilothouseError):
     """An engine could not be located, started, health-checked or stopped."""
+
+
+class ProtocolError(PilothouseError):
+    """Bytes a peer sent (an engine's KV events, Envoy's ext_proc stream) break the protocol."""
+
+
+class KVEventDecodeError(ProtocolError, ValueError):
+    """The payload is not a KV event batch in any layout we know.
+
+    Also a :class:`ValueError`, as it was before it joined the tree: code that catches bad
+    input as ``ValueError`` keeps working.
+    """
 
 
 class SchedulingError(PilothouseError):

@@ -24,6 +24,8 @@ from typing import Any
 
 import msgspec
 
+from pilothouse.errors import KVEventDecodeError as KVEventDecodeError  # re-exported
+
 MEDIUM_GPU = "GPU"
 END_SEQ = (-1).to_bytes(8, "big", signed=True)  # replay end marker
 
@@ -114,10 +116,6 @@ def encode_event_batch(
         raise ValueError(f"unknown KV event layout {layout!r}")
     mapped = [_TO_MAP[type(event)](*msgspec.structs.astuple(event)) for event in events]
     return _ENCODER.encode(_MapEventBatch(ts, mapped, data_parallel_rank))
-
-
-class KVEventDecodeError(ValueError):
-    """The payload is not a KV event batch in any layout we know."""
 
 
 def decode_event_batch(payload: bytes) -> KVEventBatch:

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from pilothouse.errors import PilothouseError
 from pilothouse.sim.cluster_types import SimRequest
 
 API_PATHS: Mapping[str, str] = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
@@ -138,7 +139,7 @@ async def send_streaming(
     return state, sent_at
 
 
-class _HttpError(Exception):
+class _HttpError(PilothouseError):
     """A failed request (status, broken stream); its message is the outcome's error."""
 
 

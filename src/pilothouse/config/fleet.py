@@ -44,9 +44,12 @@ EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_REPLICAS = 2
 _ADDRESS = re.compile(r"^(https?://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}/?$")
 
-EngineKind = Literal["llamacpp", "vllm", "sim", "sglang", "openai"]
+#: The engine kinds a Fleet may name. What each kind does lives in its adapter
+#: (``pilothouse.engines.registry``, a layer above); the schema keeps only the names, and
+#: the kinds that take LoRA adapters, which the registry's tests hold equal to the adapters.
+EngineName = Literal["llamacpp", "vllm", "sim", "sglang", "openai"]
+LORA_ENGINES = ("vllm", "sim")
 ArgValue = str | int | float | bool
-_ADAPTER_ENGINES = ("vllm", "sim")
 
 
 class _Spec(BaseModel):
@@ -57,7 +60,7 @@ class ModelSpec(_Spec):
     """One served model: launched replicas, or addresses of servers already running."""
 
     name: str = Field(min_length=1, max_length=128, pattern=MODEL_NAME)
-    engine: EngineKind = "llamacpp"
+    engine: EngineName = "llamacpp"
     source: str = "embedded"
     replicas: int | None = Field(default=None, ge=0, le=64)
     """A fixed count; with ``autoscaling``, the count to start with (within its bounds)."""
@@ -105,7 +108,7 @@ class ModelSpec(_Spec):
         kind = self.source_info.kind
         if self.engine == "llamacpp" and kind in ("hf", "s3") and self.launched:
             problems.add(("source",), "llama.cpp runs 'embedded' or a local GGUF path")
-        if self.adapters and self.engine not in _ADAPTER_ENGINES:
+        if self.adapters and self.engine not in LORA_ENGINES:
             problems.add(("adapters",), "LoRA adapters need engine vllm or sim")
         seen: set[str] = set()
         for i, adapter in enumerate(self.adapters):

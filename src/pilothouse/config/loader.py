@@ -9,14 +9,17 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from pilothouse.errors import ConfigError
+from pilothouse.errors import ConfigError, PilothouseError
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[int | str, ...]
 
 
-class SpecProblems(ValueError):
+class SpecProblems(PilothouseError, ValueError):
     """Every problem one validator found, each at a path relative to where it runs.
+
+    A :class:`ValueError` too: pydantic turns only that (and assertions) raised in a
+    validator into a ``ValidationError``.
 
     A cross-field validator collects with :meth:`add` and ends with :meth:`raise_if_any`;
     :func:`config_error_from` turns each problem into its own line with its full path

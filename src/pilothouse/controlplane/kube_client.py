@@ -207,7 +207,7 @@ def missing_kind(api_version: str, kind: str) -> str:
     )
 
 
-class _Missing(Exception):
+class _Missing(PilothouseError):
     """A 404 for an object (not for a kind or a namespace)."""
 
 

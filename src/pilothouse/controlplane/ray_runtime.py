@@ -28,12 +28,12 @@ from typing import Any
 from pilothouse.config.fleet import ModelSpec
 from pilothouse.config.ray import RaySpec
 from pilothouse.controlplane.ray_actor import EngineHost, StartedEngine
+from pilothouse.engines.registry import engine_kind
 from pilothouse.errors import ConfigError, EngineError
 from pilothouse.scheduling.types import Endpoint
 
 log = logging.getLogger("pilothouse.ray")
 _STOP_SLACK_S = 10.0  # beyond the stop grace, for the actor call itself
-_DEFAULT_CPUS = {"vllm": 4.0, "llamacpp": 1.0}  # else (sim) 0.25, as `render k8s`
 _SUFFIXES = {
     "": 1.0,
     "m": 1e-3,
@@ -64,26 +64,19 @@ def quantity(text: str, field: str) -> float:
 def actor_options(model: ModelSpec) -> dict[str, float]:
     """Ray resources of one replica's actor, from the model's ``resources``.
 
-    ``num_cpus``: ``resources.cpu``, else 4 for vLLM, 1 for llama.cpp, 0.25 for sim;
-    ``num_gpus``: ``resources.gpus``, else tensor x pipeline parallel size for vLLM, else 0;
+    ``num_cpus``: ``resources.cpu``, else the engine kind's default CPU request (as
+    ``render k8s``: 4 for vLLM, 1 for llama.cpp, 0.25 for sim);
+    ``num_gpus``: ``resources.gpus``, else the kind's default (tensor x pipeline parallel
+    size for vLLM, else 0);
     ``memory`` (bytes, a Ray scheduling resource): only when ``resources.memory`` is set.
     """
-    res = model.resources
-    cpus = quantity(res.cpu, "resources.cpu") if res.cpu else _DEFAULT_CPUS.get(model.engine, 0.25)
-    gpus = res.gpus if res.gpus is not None else _parallel_size(model)
+    res, kind = model.resources, engine_kind(model.engine)
+    cpus = quantity(res.cpu or kind.resources.cpu, "resources.cpu")
+    gpus = res.gpus if res.gpus is not None else kind.gpus(model)
     options = {"num_cpus": cpus, "num_gpus": float(gpus)}
     if res.memory:
         options["memory"] = float(int(quantity(res.memory, "resources.memory")))
     return options
-
-
-def _parallel_size(model: ModelSpec) -> int:
-    if model.engine != "vllm":
-        return 0
-    size = 1
-    for key in ("tensor-parallel-size", "pipeline-parallel-size"):
-        size *= int(model.args.get(key, model.args.get(key.replace("-", "_"), 1)))
-    return size
 
 
 class RayReplica:

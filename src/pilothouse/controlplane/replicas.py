@@ -28,8 +28,8 @@ from typing import Protocol
 import aiohttp
 
 from pilothouse.config.fleet import ModelSpec
-from pilothouse.engines.adapters import adapter_for
 from pilothouse.engines.launch import replica_command
+from pilothouse.engines.registry import engine_kind
 from pilothouse.errors import EngineError
 from pilothouse.scheduling.types import Endpoint
 
@@ -159,7 +159,7 @@ async def spawn_replica(
 async def probe(session: aiohttp.ClientSession, replica: ReplicaHandle) -> bool:
     """True when the replica answers its engine's health path with 200."""
     endpoint = replica.endpoint
-    url = f"http://{endpoint.address}{adapter_for(endpoint.engine).health_path}"
+    url = f"http://{endpoint.address}{engine_kind(endpoint.engine).health_path}"
     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
         async with session.get(url, timeout=_PROBE) as resp:
             await resp.read()

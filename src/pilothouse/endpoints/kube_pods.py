@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from pilothouse.engines.adapters import ADAPTERS
+from pilothouse.engines.registry import is_known
 from pilothouse.scheduling.types import Endpoint
 
 ENGINE_LABEL = "llm-d.ai/engine-type"
@@ -57,7 +57,7 @@ def pod_endpoints(pool_name: str, target_ports: list[int], pod: Obj) -> list[End
         return []
     labels: dict[str, str] = dict(metadata.get("labels") or {})
     engine = labels.get(ENGINE_LABEL, DEFAULT_ENGINE)
-    if engine not in ADAPTERS:  # the prober would fail on it, and the picker never get ready
+    if not is_known(engine):  # the prober would fail on it, and the picker never get ready
         engine = UNKNOWN_ENGINE
     host = f"[{ip}]" if ":" in ip else ip
     active = active_ports(pod, target_ports)

@@ -43,6 +43,7 @@ from pilothouse.endpoints.kube_pods import (
     Obj,
     pool_endpoints,
 )
+from pilothouse.errors import PilothouseError
 from pilothouse.scheduling.types import Endpoint
 
 try:
@@ -80,7 +81,7 @@ class WatchSettings:
 # --------------------------------------------------------------------------- pure selection
 
 
-class _Expired(Exception):
+class _Expired(PilothouseError):
     """The watch's resourceVersion is too old (410 Gone): list again."""
 
 

@@ -38,9 +38,10 @@ from pilothouse.endpoints.kv_transport import (
     ZmqFeedFactory,
     kv_event_address,
 )
+from pilothouse.engines.registry import builtin_tokenizer_kinds
 from pilothouse.engines.tokenizer import DummyTokenizer
-from pilothouse.errors import ConfigError, EngineError
-from pilothouse.kvevents import KVEventDecodeError, decode_event_batch
+from pilothouse.errors import ConfigError, EngineError, KVEventDecodeError
+from pilothouse.kvevents import decode_event_batch
 from pilothouse.scheduling.config import SchedulerConfig
 from pilothouse.scheduling.plugins.scorers.precise_prefix import (
     KV_INDEX_SERVICE,
@@ -298,9 +299,7 @@ def build_kv_scheduler(
             "kv_events",
         )
     index = KVBlockIndex()
-    services = {
-        KV_INDEX_SERVICE: index,
-        TOKENIZER_SERVICE: tokenizer or TemplateTokenizer(DummyTokenizer(), frozenset({"sim"})),
-    }
+    prompts = tokenizer or TemplateTokenizer(DummyTokenizer(), builtin_tokenizer_kinds())
+    services = {KV_INDEX_SERVICE: index, TOKENIZER_SERVICE: prompts}
     scheduler = build_scheduler(config, clock, seed=seed, services=services)
     return scheduler, KVEventSubscriber(index)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from pilothouse.engines.adapters import MetricNames
+from pilothouse.engines.kind import MetricNames
 from pilothouse.scheduling.types import EndpointMetrics
 
 

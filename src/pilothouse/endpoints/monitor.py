@@ -15,7 +15,7 @@ import aiohttp
 from pilothouse.clock import Clock
 from pilothouse.endpoints.metrics_parser import parse_engine_metrics
 from pilothouse.endpoints.pool import EndpointPool
-from pilothouse.engines.adapters import adapter_for
+from pilothouse.engines.registry import engine_kind
 from pilothouse.periodic import PeriodicTask
 from pilothouse.scheduling.types import Endpoint
 
@@ -45,7 +45,7 @@ class EndpointMonitor(PeriodicTask):
         await asyncio.gather(*(self._probe(e) for e in self._pool.endpoints()))
 
     async def _probe(self, endpoint: Endpoint) -> None:
-        adapter = adapter_for(endpoint.engine)
+        adapter = engine_kind(endpoint.engine)
         base = f"http://{endpoint.address}"
         try:
             async with self._session.get(base + adapter.health_path, timeout=self._timeout) as r:

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pilothouse.engines.registry import builtin_tokenizer_kinds
 from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.errors import ConfigError
 from pilothouse.scheduling.plugins.scorers.precise_prefix import (
@@ -33,8 +34,6 @@ from pilothouse.scheduling.plugins.scorers.precise_prefix import (
     chat_turns,
 )
 from pilothouse.scheduling.types import SchedulingRequest
-
-SIM_ENGINE = "sim"
 
 
 class HFPromptTokenizer:
@@ -75,18 +74,20 @@ class HFPromptTokenizer:
 
 
 class ModelTokenizers:
-    """Per request: the simulator's tokenizer for ``sim``, else the model's own, else none."""
+    """Per request: the simulator's tokenizer for the engine kinds that tokenize as it does
+    (``sim``), else the model's own, else none."""
 
-    __slots__ = ("_models", "_sim")
+    __slots__ = ("_builtin", "_models", "_sim")
 
     def __init__(
         self, models: Mapping[str, PromptTokenizer], sim: PromptTokenizer | None = None
     ) -> None:
         self._models = dict(models)
         self._sim = sim or TemplateTokenizer(DummyTokenizer())
+        self._builtin = builtin_tokenizer_kinds()
 
     def tokenize(self, request: SchedulingRequest, engine: str) -> Sequence[int] | None:
-        if engine == SIM_ENGINE:
+        if engine in self._builtin:
             return self._sim.tokenize(request, engine)
         tokenizer = self._models.get(request.model)
         return None if tokenizer is None else tokenizer.tokenize(request, engine)

@@ -17,15 +17,15 @@ import aiohttp
 import orjson
 
 from pilothouse.endpoints.pool import EndpointPool
+from pilothouse.engines.kinds.vllm import VLLM_LORA
+from pilothouse.engines.registry import lora_support
 from pilothouse.errors import UpstreamError
 from pilothouse.periodic import PeriodicTask
-from pilothouse.routing.adapters import ADAPTER_ENGINES, AdapterRegistry, DeclaredAdapter
+from pilothouse.routing.adapters import AdapterRegistry, DeclaredAdapter
 from pilothouse.scheduling.types import Endpoint
 
 log = logging.getLogger("pilothouse.adapters")
 
-LOAD_PATH = "/v1/load_lora_adapter"
-UNLOAD_PATH = "/v1/unload_lora_adapter"
 _ALREADY_LOADED = "already been loaded"
 
 
@@ -74,7 +74,7 @@ async def load_adapter(
 ) -> tuple[int, str]:
     """vLLM's ``POST /v1/load_lora_adapter`` on one replica: (status, body text)."""
     body = orjson.dumps({"lora_name": name, "lora_path": path})
-    return await _post(session, f"http://{address}{LOAD_PATH}", body)
+    return await _post(session, f"http://{address}{VLLM_LORA.load_path}", body)
 
 
 async def unload_adapter(
@@ -82,7 +82,7 @@ async def unload_adapter(
 ) -> tuple[int, str]:
     """vLLM's ``POST /v1/unload_lora_adapter`` on one replica: (status, body text)."""
     body = orjson.dumps({"lora_name": name})
-    return await _post(session, f"http://{address}{UNLOAD_PATH}", body)
+    return await _post(session, f"http://{address}{VLLM_LORA.unload_path}", body)
 
 
 async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, str]:
@@ -115,7 +115,7 @@ def _watched(endpoint: Endpoint) -> bool:
     vLLM adds its first ``vllm:lora_requests_info`` sample only once a request has run, so an
     adapter loaded on a replica that has served nothing yet would stay unknown. A replica
     without LoRA lists no entry with a ``parent``: it holds nothing."""
-    return endpoint.ready and endpoint.engine in ADAPTER_ENGINES
+    return endpoint.ready and lora_support(endpoint.engine) is not None
 
 
 class AdapterWatcher(PeriodicTask):

@@ -21,11 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pilothouse.config.fleet import FleetSpec
+from pilothouse.engines.registry import lora_support
 from pilothouse.errors import NoEndpointAvailable
 from pilothouse.scheduling.types import Endpoint
-
-#: Engines that serve vLLM's adapter API (``/v1/models`` parents, dynamic LoRA endpoints).
-ADAPTER_ENGINES = frozenset({"vllm", "sim"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +131,7 @@ class AdapterRegistry:
         if holders:
             return AdapterPlan(only=holders)
         declared = self._declared.get(adapter)
-        loadable = [e for e in candidates if e.engine in ADAPTER_ENGINES]
+        loadable = [e for e in candidates if lora_support(e.engine) is not None]
         if declared is not None and loadable:
             return AdapterPlan(only=frozenset(e.address for e in loadable), load=declared)
         raise NoEndpointAvailable(f"no ready replica serves adapter '{adapter}'")

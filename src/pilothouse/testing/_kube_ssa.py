@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pilothouse.errors import PilothouseError
+
 Obj = dict[str, Any]
 FieldPath = tuple[str, ...]
 
@@ -51,7 +53,7 @@ class Conflict:
         return "." + ".".join(self.path)
 
 
-class ApplyConflict(Exception):
+class ApplyConflict(PilothouseError):
     """An apply would change fields other managers own."""
 
     def __init__(self, conflicts: list[Conflict], api_version: str) -> None:

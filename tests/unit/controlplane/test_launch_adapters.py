@@ -9,7 +9,7 @@ import pytest
 
 from pilothouse.config.fleet import ModelSpec
 from pilothouse.config.traffic import AdapterSpec
-from pilothouse.engines import launch
+from pilothouse.engines.kinds import vllm as launch
 from pilothouse.engines.launch import VLLM_PYTHON_ENV, adapter_args, replica_command
 from pilothouse.errors import EngineError
 

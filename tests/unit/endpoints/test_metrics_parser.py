@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pilothouse.endpoints.metrics_parser import parse_engine_metrics
-from pilothouse.engines.adapters import SGLANG_METRICS, VLLM_METRICS, adapter_for
+from pilothouse.engines.kinds.sglang import SGLANG_METRICS
+from pilothouse.engines.kinds.vllm import VLLM_METRICS
+from pilothouse.engines.registry import engine_kind as adapter_for
 from pilothouse.errors import ConfigError
 
 VLLM_TEXT = """\

@@ -24,7 +24,7 @@ from pilothouse.controlplane.render.options import RenderOptions
 from pilothouse.endpoints.discovery import StaticSource
 from pilothouse.endpoints.kube_pods import pool_endpoints
 from pilothouse.endpoints.kv_transport import kv_event_address
-from pilothouse.engines.adapters import adapter_for
+from pilothouse.engines.registry import engine_kind as adapter_for
 from pilothouse.epp.server import EppServer, EppSettings
 from pilothouse.scheduling.config import builtin_config
 from pilothouse.scheduling.scheduler import build_scheduler

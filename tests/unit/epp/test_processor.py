@@ -15,7 +15,9 @@ from pilothouse.epp.processor import EppProtocolError, Exchange, PickerContext
 from tests.unit.epp import messages as m
 
 
-async def _routed(ctx: PickerContext, body: object = m.CHAT, **headers: Any) -> tuple[Exchange, list]:
+async def _routed(
+    ctx: PickerContext, body: object = m.CHAT, **headers: Any
+) -> tuple[Exchange, list]:
     exchange = Exchange(ctx)
     assert await exchange.handle(m.request_headers(**headers)) == []
     return exchange, await exchange.handle(m.request_body(body))

@@ -24,6 +24,9 @@ from __future__ import annotations
 from pilothouse.controlplane.render.meta import Manifest, metadata
 from pilothouse.controlplane.render.options import LEGACY_METRIC, ModelPlan, RenderOptions
 from pilothouse.controlplane.render.params import Binder
+from pilothouse.engines.kind import MetricNames
+from pilothouse.engines.registry import engine_kind
+from pilothouse.errors import ConfigError
 
 COMPONENT = "autoscaler"
 HPA_METRICS = {
@@ -101,17 +104,34 @@ def hpa(plan: ModelPlan, options: RenderOptions, bind: Binder) -> Manifest:
 
 
 def keda_query(plan: ModelPlan) -> tuple[str, str]:
-    """The Prometheus query of a model's metric, and KEDA's metric type for it."""
+    """The Prometheus query of a model's metric, and KEDA's metric type for it, in the
+    series names its engine kind publishes."""
+    names = _metric_names(plan)
     match = f'{{model_name="{plan.spec.name}"}}'
     if plan.metric == "queue_depth":
-        running, waiting = f"vllm:num_requests_running{match}", f"vllm:num_requests_waiting{match}"
+        running, waiting = f"{names.running}{match}", f"{names.waiting}{match}"
         return f"sum({running}) + sum({waiting})", "AverageValue"
     if plan.metric == "kv_cache_usage":
-        return f"sum(vllm:kv_cache_usage_perc{match})", "AverageValue"
-    if plan.metric == "ttft":
-        buckets = f"rate(vllm:time_to_first_token_seconds_bucket{match}[2m])"
+        return f"sum({names.kv_cache_usage}{match})", "AverageValue"
+    if plan.metric == "ttft" and names.ttft_histogram is not None:
+        buckets = f"rate({names.ttft_histogram}_bucket{match}[2m])"
         return f"histogram_quantile(0.9, sum by (le) ({buckets}))", "Value"
-    return f"sum(vllm:num_requests_waiting{match})", "AverageValue"
+    if plan.metric == "ttft":
+        raise ConfigError(
+            f"engine {plan.engine} publishes no time-to-first-token histogram",
+            path=f"models[{plan.index}].autoscaling.metric",
+        )
+    return f"sum({names.waiting}{match})", "AverageValue"
+
+
+def _metric_names(plan: ModelPlan) -> MetricNames:
+    names = engine_kind(plan.engine).metric_names
+    if names is None:  # plan_models gives such a kind fixed replicas: never reached
+        raise ConfigError(
+            f"engine {plan.engine} publishes no metrics to scale on",
+            path=f"models[{plan.index}].autoscaling",
+        )
+    return names
 
 
 def scaled_object(plan: ModelPlan, options: RenderOptions, bind: Binder) -> Manifest:

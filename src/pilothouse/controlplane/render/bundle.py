@@ -22,11 +22,11 @@ from pilothouse.config.fleet import FleetSpec
 from pilothouse.controlplane.render.autoscale import autoscaler
 from pilothouse.controlplane.render.epp import epp_objects, scheduler_configmap
 from pilothouse.controlplane.render.meta import MODEL_LABEL, Manifest
+from pilothouse.controlplane.render.model_server import model_server
 from pilothouse.controlplane.render.options import RenderOptions, plan_models
 from pilothouse.controlplane.render.params import Binder, LiteralBinder, Placeholder
 from pilothouse.controlplane.render.pool import inference_pool
 from pilothouse.controlplane.render.route import gateway, http_route
-from pilothouse.controlplane.render.vllm import model_server
 from pilothouse.errors import ConfigError
 
 _TOKEN = re.compile(r"'?PHX(\d+)XHP'?")

@@ -17,6 +17,7 @@ from typing import Literal
 
 from pilothouse.config.autoscaling import AutoscalingSpec
 from pilothouse.config.fleet import ArgValue, FleetSpec, ModelSpec
+from pilothouse.engines.registry import engine_kind, rendered_kinds
 from pilothouse.errors import ConfigError
 
 AutoscalerKind = Literal["hpa", "keda", "none"]
@@ -24,11 +25,8 @@ AutoscalerKind = Literal["hpa", "keda", "none"]
 LEGACY_METRIC = "waiting"
 LEGACY_TARGET = 2.0
 FailureMode = Literal["FailOpen", "FailClose"]
-RENDERED_ENGINES = ("vllm", "sim", "llamacpp")
-#: Engines that publish no Prometheus metrics: rendered with fixed replicas, never autoscaled.
-UNMETERED_ENGINES = ("llamacpp",)
-#: Default (CPU request, memory) per engine; llama.cpp's CPU follows its ``threads`` arg.
-DEFAULT_RESOURCES = {"vllm": ("4", "16Gi"), "sim": ("250m", "256Mi"), "llamacpp": ("1", "1Gi")}
+#: The engine kinds with pod hints (vllm, sim, llamacpp); the others are skipped.
+RENDERED_ENGINES = rendered_kinds()
 MODEL_PORT = 8000
 KV_EVENTS_PORT = 5557
 KV_REPLAY_PORT = 5558
@@ -137,7 +135,8 @@ def plan_models(fleet: FleetSpec, options: RenderOptions) -> tuple[list[ModelPla
 def _plan(index: int, model: ModelSpec, options: RenderOptions) -> ModelPlan:
     auto, res = options.autoscaling, options.resources
     where = f"models[{index}]"
-    if model.engine in UNMETERED_ENGINES:
+    kind = engine_kind(model.engine)
+    if kind.metric_names is None:  # nothing to scale on
         return _fixed_plan(index, model, options)
     low, high, metric, target = _scaling(model)
     minimum = auto.min_replicas if auto.min_replicas is not None else low
@@ -155,10 +154,9 @@ def _plan(index: int, model: ModelSpec, options: RenderOptions) -> ModelPlan:
             "an HPA cannot follow TTFT (no per-pod gauge); set kubernetes.autoscaler: keda",
             path=f"{where}.autoscaling.metric",
         )
-    vllm = model.engine == "vllm"
     spec_res = model.resources
     gpus = res.gpus if res.gpus is not None else spec_res.gpus
-    cpu, memory = DEFAULT_RESOURCES[model.engine]
+    cpu, memory = kind.resources.cpu, kind.resources.memory
     return ModelPlan(
         index=index,
         spec=model,
@@ -166,7 +164,7 @@ def _plan(index: int, model: ModelSpec, options: RenderOptions) -> ModelPlan:
         replicas=model.initial_replicas,
         min_replicas=minimum,
         max_replicas=maximum,
-        gpus=(gpus if gpus is not None else _parallel_size(model)) if vllm else 0,
+        gpus=(gpus if gpus is not None else kind.gpus(model)) if kind.resources.gpus else 0,
         cpu=res.cpu or spec_res.cpu or cpu,
         memory=res.memory or spec_res.memory or memory,
         metric=metric,
@@ -190,10 +188,11 @@ def _fixed_plan(index: int, model: ModelSpec, options: RenderOptions) -> ModelPl
             path=f"models[{index}].autoscaling",
         )
     res, spec_res = options.resources, model.resources
-    cpu, memory = DEFAULT_RESOURCES[model.engine]
-    threads = model.args.get("threads")
-    if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
-        cpu = str(threads)
+    defaults = engine_kind(model.engine).resources
+    cpu, memory = defaults.cpu, defaults.memory
+    cores = model.args.get(defaults.cpu_arg) if defaults.cpu_arg else None
+    if isinstance(cores, int) and not isinstance(cores, bool) and cores > 0:
+        cpu = str(cores)
     return ModelPlan(
         index=index,
         spec=model,
@@ -214,11 +213,3 @@ def _scaling(model: ModelSpec) -> tuple[int, int | None, str, float]:
     if policy is None:
         return max(1, model.initial_replicas), None, LEGACY_METRIC, LEGACY_TARGET
     return policy.min_replicas, policy.max_replicas, policy.metric, policy.effective_target
-
-
-def _parallel_size(model: ModelSpec) -> int:
-    size = 1
-    for key in ("tensor-parallel-size", "pipeline-parallel-size"):
-        value = model.args.get(key, model.args.get(key.replace("-", "_"), 1))
-        size *= int(value)
-    return size

@@ -1,0 +1,1 @@
+"""One module per engine kind, each defining that kind's adapter, an ``EngineKind``."""
