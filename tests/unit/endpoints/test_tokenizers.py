@@ -125,7 +125,7 @@ def test_the_gateway_loads_its_configured_tokenizers(tmp_path: Path, tokenizer_d
     config = tmp_path / "sched.yaml"
     config.write_text(PRECISE)
     spec = GatewaySpec(scheduler=str(config), kv_events=True, tokenizers={"m": str(tokenizer_dir)})
-    scheduler, subscriber = build_gateway_scheduler(spec, SystemClock())
+    scheduler, subscriber, _ = build_gateway_scheduler(spec, SystemClock())
     assert subscriber is not None
     # a vLLM endpoint that stored the prompt's blocks, as the model's tokenizer cuts them
     prompt = "a b a b a b a"  # <s> + 7 words: 4 blocks of 2
