@@ -108,7 +108,7 @@ def save_gguf_tokenizer(gguf: Path, out: Path) -> Path:
         index = meta.get(f"tokenizer.ggml.{key}_token_id")
         return None if index is None else tokens[index]
 
-    fast = PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=backend,
         bos_token=named("bos"),
         eos_token=named("eos"),
