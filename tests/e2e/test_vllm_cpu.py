@@ -395,7 +395,7 @@ async def stack(vllm: VLLMServer, tmp_path: Path) -> AsyncIterator[Stack]:
         pool = EndpointPool()
         for endpoint in _endpoints(vllm, sim):
             pool.add(endpoint, ready=True)
-        scheduler, subscriber = build_gateway_scheduler(spec, SystemClock())
+        scheduler, subscriber, _ = build_gateway_scheduler(spec, SystemClock())
         assert subscriber is not None
         app = create_app(spec, pool, scheduler, kv_events=subscriber)
         url = await stack.enter_async_context(_serve(app))

@@ -19,6 +19,7 @@ from pilothouse.bench.decision import (
     Row,
     run_decision,
 )
+from pilothouse.bench.decision_tokens import TOKENIZERS
 from pilothouse.errors import PilothouseError
 
 _REPORT_WIDTH = 200
@@ -85,6 +86,30 @@ _REPORT_WIDTH = 200
     show_default=True,
     help="The p99 target per decision, in microseconds.",
 )
+@click.option(
+    "--tokenizer",
+    type=click.Choice(TOKENIZERS),
+    default="dummy",
+    show_default=True,
+    help="precise-prefix's tokenizer: the simulator's, or the embedded SmolLM2's real "
+    "Hugging Face tokenizer (extras hf and embedded; prompts of English words).",
+)
+@click.option(
+    "--lag-concurrency",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Also measure the event loop's lag (1 ms timer overshoot) while this many "
+    "precise-prefix requests are prepared and decided concurrently: tokenizing in the "
+    "producer's worker vs inline in the decision (0: skip).",
+)
+@click.option(
+    "--lag-requests",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Requests per event-loop lag run.",
+)
 @click.option("--no-memory", is_flag=True, help="Skip the index memory estimate (a walk).")
 @click.option(
     "--json",
@@ -104,6 +129,9 @@ def decision_command(
     prompt_tokens: tuple[int, int],
     seed: int,
     target_us: float,
+    tokenizer: str,
+    lag_concurrency: int,
+    lag_requests: int,
     no_memory: bool,
     json_path: Path | None,
     fail_on_miss: bool,
@@ -119,7 +147,8 @@ def decision_command(
     config = DecisionConfig(
         replicas=replicas, blocks=blocks, requests=requests, warmup=warmup, repeats=repeats,
         configs=configs or DEFAULT_CONFIGS, prompt_tokens=(low, high), seed=seed,
-        memory=not no_memory, target_us=target_us,
+        memory=not no_memory, target_us=target_us, tokenizer=tokenizer,
+        lag_concurrency=lag_concurrency, lag_requests=lag_requests,
     )  # fmt: skip
     console = Console()
     if not console.is_terminal:
@@ -131,9 +160,10 @@ def decision_command(
         raise click.ClickException(str(exc)) from exc
     console.print(render_table(report))
     console.print(
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; prompts {low:,}-{high:,} "
-        f"tokens; wall clock = time.perf_counter_ns around Scheduler.schedule, CPU = this "
-        "thread's CPU time (excludes time other processes held the core)"
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; {tokenizer} tokenizer; "
+        f"prompts {low:,}-{high:,} tokens; wall clock = time.perf_counter_ns around "
+        "Scheduler.schedule, CPU = this thread's CPU time (excludes time other processes "
+        "held the core)"
     )
     for name, plugins in {r.config: r.plugins for r in report.rows}.items():
         console.print(f"{name}: {plugins}")
@@ -196,6 +226,15 @@ def verdict_lines(report: DecisionReport) -> list[str]:
             f"(limit {c.target_us:,.0f} µs at {c.replicas} replicas, {c.blocks:,} blocks; "
             f"{v.detail})"
         )
+    lag = report.loop_lag
+    if lag is not None:
+        for mode, stats in (("worker", lag.worker), ("inline", lag.inline)):
+            lines.append(
+                f"event-loop lag, tokenizing {mode}, {lag.concurrency} concurrent: p50 "
+                f"{stats.p50_ms:.2f} ms, p99 {stats.p99_ms:.2f} ms, max {stats.max_ms:.2f} ms "
+                f"({stats.samples:,} samples of a 1 ms timer)"
+            )
+        lines.append(f"event-loop lag p99, inline / worker: {lag.p99_ratio:.1f}x")
     kinds = next((r for r in report.rows if r.kinds), None)
     if kinds is not None:
         lines.append(f"requests: {_kinds(kinds)}")

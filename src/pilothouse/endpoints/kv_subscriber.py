@@ -38,8 +38,7 @@ from pilothouse.endpoints.kv_transport import (
     ZmqFeedFactory,
     kv_event_address,
 )
-from pilothouse.engines.registry import builtin_tokenizer_kinds
-from pilothouse.engines.tokenizer import DummyTokenizer
+from pilothouse.endpoints.tokenizers import ModelTokenizers
 from pilothouse.errors import ConfigError, EngineError, KVEventDecodeError
 from pilothouse.kvevents import decode_event_batch
 from pilothouse.scheduling.config import SchedulerConfig
@@ -48,7 +47,6 @@ from pilothouse.scheduling.plugins.scorers.precise_prefix import (
     PRECISE_PREFIX_TYPE,
     TOKENIZER_SERVICE,
     PromptTokenizer,
-    TemplateTokenizer,
 )
 from pilothouse.scheduling.scheduler import Scheduler, build_scheduler
 from pilothouse.scheduling.types import Endpoint
@@ -283,11 +281,16 @@ def build_kv_scheduler(
     kv_events: bool,
     tokenizer: PromptTokenizer | None = None,
     seed: int | None = None,
+    inline_tokenizer: bool = True,
 ) -> tuple[Scheduler, KVEventSubscriber | None]:
     """A scheduler and, with ``kv_events``, the subscriber that feeds its prefix index.
 
-    The index and the tokenizer (default: the simulator's dummy tokenizer, for ``sim``
-    endpoints only) are passed to the plugins as the ``kv-index`` and ``tokenizer`` services.
+    The index is passed to the plugins as the ``kv-index`` service. With
+    ``inline_tokenizer``, so is the tokenizer (default: the simulator's dummy tokenizer, for
+    ``sim`` endpoints only) as the ``tokenizer`` service: requests that arrive without
+    ``prompt_token_ids`` are then tokenized inside the decision. Without it, only token ids
+    prepared before scheduling (:class:`~pilothouse.endpoints.prompt_tokens.
+    PromptTokenizerProducer`) are matched, and a request without them is routed by history.
     The caller starts the subscriber (:meth:`KVEventSubscriber.watch`) and closes it.
     """
     if not kv_events:
@@ -299,7 +302,8 @@ def build_kv_scheduler(
             "kv_events",
         )
     index = KVBlockIndex()
-    prompts = tokenizer or TemplateTokenizer(DummyTokenizer(), builtin_tokenizer_kinds())
-    services = {KV_INDEX_SERVICE: index, TOKENIZER_SERVICE: prompts}
+    services: dict[str, object] = {KV_INDEX_SERVICE: index}
+    if inline_tokenizer:
+        services[TOKENIZER_SERVICE] = tokenizer or ModelTokenizers({})
     scheduler = build_scheduler(config, clock, seed=seed, services=services)
     return scheduler, KVEventSubscriber(index)

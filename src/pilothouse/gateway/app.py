@@ -18,7 +18,8 @@ from pilothouse.config.fleet import FleetSpec, GatewaySpec
 from pilothouse.endpoints.kv_subscriber import KVEventSubscriber, build_kv_scheduler
 from pilothouse.endpoints.monitor import EndpointMonitor
 from pilothouse.endpoints.pool import EndpointPool
-from pilothouse.endpoints.tokenizers import load_tokenizers
+from pilothouse.endpoints.prompt_tokens import EngineKinds, PromptTokenizerProducer
+from pilothouse.endpoints.tokenizers import ModelTokenizer, load_tokenizers
 from pilothouse.errors import RequestError
 from pilothouse.gateway.adapter_admin import adapter_routes
 from pilothouse.gateway.adapters import AdapterWatcher
@@ -30,7 +31,6 @@ from pilothouse.openai.errors import error_body, error_from_exception
 from pilothouse.openai.requests import Route as OpenAIRoute
 from pilothouse.routing import AdapterRegistry, TrafficSplitter
 from pilothouse.scheduling.config import resolve_config
-from pilothouse.scheduling.plugins.scorers.precise_prefix import PromptTokenizer
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.transport.factory import TransportSettings, create_transport
 
@@ -107,20 +107,32 @@ def build_gateway_scheduler(
     settings: GatewaySpec,
     clock: Clock,
     *,
-    tokenizer: PromptTokenizer | None = None,
+    tokenizer: ModelTokenizer | None = None,
     seed: int | None = None,
-) -> tuple[Scheduler, KVEventSubscriber | None]:
-    """The gateway's scheduler and, with ``settings.kv_events``, its KV-event subscriber.
+    engines: EngineKinds | None = None,
+    prepared: bool = False,
+) -> tuple[Scheduler, KVEventSubscriber | None, PromptTokenizerProducer | None]:
+    """The gateway's scheduler; with ``settings.kv_events``, its KV-event subscriber, and
+    with ``engines`` too, the producer that tokenizes prompts before scheduling.
 
     Without ``tokenizer``, prompts are tokenized with ``settings.tokenizers`` (loaded only
-    with ``kv_events``: nothing else reads them) and the simulator's tokenizer.
+    with ``kv_events``: nothing else reads them) and the simulator's tokenizer. ``engines``
+    tells the producer which engine kinds serve a request's model
+    (``pool_engines(pool.candidates)``). With ``prepared`` every request is expected to go
+    through ``await producer.prepare(request)`` first: the scheduler gets no tokenizer, and
+    never tokenizes inside a decision.
     """
     config = resolve_config(settings.scheduler)
-    if tokenizer is None and settings.kv_events and settings.tokenizers:
-        tokenizer = load_tokenizers(settings.tokenizers, "gateway.tokenizers")
-    return build_kv_scheduler(
-        config, clock, kv_events=settings.kv_events, tokenizer=tokenizer, seed=seed
-    )
+    if tokenizer is None and settings.kv_events:
+        tokenizer = load_tokenizers(settings.tokenizers or {}, "gateway.tokenizers")
+    scheduler, subscriber = build_kv_scheduler(
+        config, clock, kv_events=settings.kv_events, tokenizer=tokenizer, seed=seed,
+        inline_tokenizer=not prepared,
+    )  # fmt: skip
+    producer = None
+    if subscriber is not None and tokenizer is not None and engines is not None:
+        producer = PromptTokenizerProducer(tokenizer, engines)
+    return scheduler, subscriber, producer
 
 
 def transport_settings(settings: GatewaySpec) -> TransportSettings:

@@ -42,7 +42,7 @@ def build_gateway(spec: FleetSpec, endpoints: list[Endpoint], *, ready: bool = F
                 )
             )
     clock = SystemClock()
-    scheduler, kv_events = build_gateway_scheduler(spec.gateway, clock)
+    scheduler, kv_events, _prompt_tokens = build_gateway_scheduler(spec.gateway, clock)
     return create_app(spec.gateway, pool, scheduler, clock=clock, kv_events=kv_events, fleet=spec)
 
 

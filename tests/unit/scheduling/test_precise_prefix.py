@@ -239,3 +239,50 @@ def test_bad_parameters_name_their_path() -> None:
             "pp", {"approx": {"block_size": 0}}, PluginContext(clock=ManualClock())
         )
     assert info.value.path == "approx.block_size"
+
+
+class Refusing:
+    """A tokenizer the scorer must not call: tokens were prepared before scheduling."""
+
+    def tokenize(self, request: SchedulingRequest, engine: str) -> Sequence[int] | None:
+        raise AssertionError(f"tokenized {request.request_id} for {engine} inside the decision")
+
+
+def prepared(tokens: dict[str, tuple[int, ...]], prompt: str = PROMPT) -> SchedulingRequest:
+    return SchedulingRequest(request_id="r", model="m", prompt=prompt, prompt_token_ids=tokens)
+
+
+@pytest.mark.parametrize(
+    ("tokenizer", "tokens", "expected"),
+    [
+        pytest.param(Refusing(), {"sim": tuple(TOKENS)}, [1.0, 0.5, 1.0], id="prepared"),
+        pytest.param(None, {"sim": tuple(TOKENS)}, [1.0, 0.5, 1.0], id="prepared-no-service"),
+        # the ids prepared win over the prompt's text: one block of eight tokens matches
+        # ("c" is untracked: it scores from the routing history)
+        pytest.param(
+            Refusing(), {"sim": (*tuple(TOKENS[:4]), 9, 9, 9, 9)}, [0.5, 0.5, 1.0], id="ids-win"
+        ),
+        # prepared, but not for this engine kind: unknown tokens, routing history ("c")
+        pytest.param(Refusing(), {"vllm": tuple(TOKENS)}, [0.0, 0.0, 1.0], id="other-engine"),
+        pytest.param(Refusing(), {}, [0.0, 0.0, 1.0], id="nothing-prepared"),
+    ],
+)
+def test_prepared_token_ids_are_used_and_nothing_is_tokenized(
+    tokenizer: Refusing | None, tokens: dict[str, tuple[int, ...]], expected: list[float]
+) -> None:
+    index = KVBlockIndex()
+    holds(index, "a", TOKENS, 4)
+    holds(index, "b", TOKENS, 2)
+    params = PrecisePrefixParameters(approx=ApproxPrefixParameters(block_size=8))
+    plugin = PrecisePrefixScorer("pp", params, index=index, tokenizer=tokenizer)
+    routed(plugin, PROMPT, "c")
+    assert list(plugin.score(CycleState(0.0), prepared(tokens), EPS)) == pytest.approx(expected)
+
+
+def test_without_prepared_ids_the_service_tokenizes_as_before() -> None:
+    index = KVBlockIndex()
+    holds(index, "a", TOKENS, 4)
+    with pytest.raises(AssertionError, match="inside the decision"):
+        PrecisePrefixScorer("pp", index=index, tokenizer=Refusing()).score(
+            CycleState(0.0), req(), EPS
+        )

@@ -9,6 +9,12 @@ index is fed by a data producer between cycles, the tokenizer is a pure function
   request's prompt, chat template included (:class:`TemplateTokenizer` wraps anything with
   ``encode`` and ``apply_chat_template``, such as the simulator's dummy tokenizer).
 
+Token ids prepared before scheduling come first: when a request carries
+``prompt_token_ids`` (the gateway's ``PromptTokenizerProducer`` tokenizes in a worker thread,
+off the event loop), the scorer reads them and never calls a tokenizer; an engine kind they
+lack has unknown tokens. Only a request without them (tests, callers that prepare nothing) is
+tokenized here, with the ``"tokenizer"`` service, once per engine kind and cycle.
+
 For each endpoint the index tracks (it has applied that endpoint's events), the prompt's
 tokens are cut into that endpoint's block size and chained into request keys; the score is
 the fraction of the prompt's tokens in the blocks it holds from the first. The block size is
@@ -217,7 +223,7 @@ class PrecisePrefixScorer(NamedPlugin):
     ) -> dict[str, float]:
         """Fractions of tracked endpoints the tokenizer can serve; empty without services."""
         index = self._index
-        if index is None or self._tokenizer is None:
+        if index is None or (self._tokenizer is None and request.prompt_token_ids is None):
             return {}
         fractions: dict[str, float] = {}
         for e in endpoints:
@@ -257,6 +263,9 @@ class PrecisePrefixScorer(NamedPlugin):
     def _tokens(
         self, state: CycleState, request: SchedulingRequest, engine: str
     ) -> Sequence[int] | None:
+        prepared = request.prompt_token_ids
+        if prepared is not None:  # tokenized before scheduling: never tokenize here
+            return prepared.get(engine)
         cache = cast(
             "dict[str, Sequence[int] | None]", state.data.setdefault(f"{self._key}/tokens", {})
         )
