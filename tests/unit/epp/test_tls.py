@@ -110,3 +110,61 @@ def test_bad_cert_path_files_are_a_config_error_naming_the_file(
     with pytest.raises(ConfigError, match=message) as caught:
         load_pair(make(tmp_path))
     assert caught.value.path == "--cert-path"
+
+
+# -- the command line: reference-style flags, bad files refused before listening ----------
+
+
+def _cli(args: list[str], tmp: Path) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from pilothouse.epp.cli import epp_command
+
+    (tmp / "endpoints.yaml").write_text("[]\n")
+    result = CliRunner().invoke(
+        epp_command, ["--endpoints-file", str(tmp / "endpoints.yaml"), *args]
+    )
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--cert-path", "/nonexistent/certs"], "is not a directory", id="missing"),
+        pytest.param(["--plaintext", "--cert-path", "."], "--cert-path needs TLS", id="plain"),
+        pytest.param(["--secure-serving=false", "--cert-path", "."], "needs TLS", id="false"),
+        pytest.param(["--secure-serving=maybe"], "is not a valid boolean", id="not-a-bool"),
+    ],
+)
+def test_bad_tls_flags_are_usage_errors_without_a_traceback(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    code, output = _cli(args, tmp_path)
+    assert code == 2
+    assert message in output
+    assert "Traceback" not in output
+
+
+def test_the_tls_flags_reach_the_settings(tmp_path: Path) -> None:
+    pytest.importorskip("grpc")
+    from pilothouse.epp import cli
+
+    directory = _write(tmp_path / "certs", self_signed())
+    seen = {}
+    for name, args in {
+        "default": [],
+        "bare-flag": ["--secure-serving"],
+        "go-style-false": ["--secure-serving=false"],
+        "plaintext": ["--plaintext"],
+        "cert-path": ["--cert-path", str(directory)],
+    }.items():
+        params = cli.epp_command.make_context("epp", ["--endpoints-file", "x", *args]).params
+        secure, cert_path = cli._tls(params)
+        seen[name] = (secure, cert_path)
+    assert seen == {
+        "default": (True, None),
+        "bare-flag": (True, None),
+        "go-style-false": (False, None),
+        "plaintext": (False, None),
+        "cert-path": (True, directory),
+    }
