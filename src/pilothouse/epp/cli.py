@@ -63,6 +63,18 @@ Prints "pilothouse is ready: grpc://HOST:PORT" on stdout once listening.
     help="YAML routing policy: flow_control, hold, traffic splits, fallback_endpoints "
     "(see docs/epp.md).",
 )  # fmt: skip
+@click.option(
+    "--secure-serving", type=click.BOOL, default=True, is_flag=False, flag_value=True,
+    show_default=True, metavar="[BOOL]",
+    help="Serve ext_proc over TLS (the reference picker's flag; --secure-serving=false "
+    "serves plaintext). Health and metrics are plaintext either way.",
+)  # fmt: skip
+@click.option("--plaintext", is_flag=True, help="Same as --secure-serving=false.")
+@click.option(
+    "--cert-path", type=click.Path(path_type=Path),
+    help="Directory with tls.crt and tls.key to serve (a mounted kubernetes.io/tls Secret); "
+    "default: a self-signed certificate generated at start.",
+)  # fmt: skip
 @click.option("--seed", type=int, default=None, help="Seed the scheduler's random choices.")
 @click.option(
     "--kv-events", is_flag=True,
@@ -74,8 +86,9 @@ def epp_command(**options: Any) -> None:
 
     Envoy's ext_proc filter streams every request to the picker, which schedules it with
     the same scheduler the standalone gateway uses and answers with the chosen endpoint
-    in the x-gateway-destination-endpoint header. Plaintext gRPC (TLS is not supported
-    yet): keep it on loopback or a trusted network.
+    in the x-gateway-destination-endpoint header. ext_proc is served over TLS by default,
+    with a self-signed certificate unless --cert-path is given (gateways such as kgateway
+    and Istio with GAIE's DestinationRule connect with TLS without verifying it).
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -122,12 +135,25 @@ def _scheduler(name: str, seed: int | None, kv_events: bool) -> tuple[Any, Any]:
     return build_kv_scheduler(resolve_config(name), SystemClock(), kv_events=kv_events, seed=seed)
 
 
+def _tls(options: dict[str, Any]) -> tuple[bool, Path | None]:
+    secure = bool(options["secure_serving"]) and not options["plaintext"]
+    cert_path: Path | None = options["cert_path"]
+    if cert_path is not None and not secure:
+        raise ConfigError("--cert-path needs TLS: drop --plaintext / --secure-serving=false")
+    if cert_path is not None:
+        from pilothouse.epp.tls import load_pair
+
+        load_pair(cert_path)  # fail now, with the file's name, not when gRPC starts
+    return secure, cert_path
+
+
 def _settings(options: dict[str, Any], pool_key: str) -> Any:
     from pilothouse.config.epp import EppPolicy, load_epp_policy
     from pilothouse.epp.server import EppSettings
 
     path = options["policy_file"]
     policy = load_epp_policy(path) if path is not None else EppPolicy()
+    secure, cert_path = _tls(options)
     return EppSettings(
         host=options["host"],
         port=options["port"],
@@ -137,7 +163,16 @@ def _settings(options: dict[str, Any], pool_key: str) -> Any:
         max_body_bytes=options["max_body_bytes"],
         probe_interval_s=options["probe_interval"],
         policy=policy,
+        secure_serving=secure,
+        cert_path=cert_path,
     )
+
+
+def _security(server: Any) -> str:
+    certificate = server.certificate
+    if certificate is None:
+        return "plaintext"
+    return "TLS, self-signed certificate" if certificate.generated else "TLS, --cert-path"
 
 
 async def _serve(server: Any) -> None:
@@ -154,8 +189,8 @@ async def _serve(server: Any) -> None:
     host = server.settings.host
     print(f"{READY_PREFIX}grpc://{host}:{server.port}", flush=True)
     print(
-        f"health: grpc://{host}:{server.health_port}  metrics: http://{host}:{server.metrics_port}"
-        "/metrics",
+        f"ext_proc: {_security(server)}  health: grpc://{host}:{server.health_port} (plaintext)"
+        f"  metrics: http://{host}:{server.metrics_port}/metrics",
         file=sys.stderr,
         flush=True,
     )

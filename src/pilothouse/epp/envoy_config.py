@@ -32,6 +32,42 @@ class EnvoySettings:
     epp_health_port: int = 9003
     listen_host: str = "127.0.0.1"
     epp_health_interval_s: float = 2.0
+    epp_tls: bool = True  # the picker serves ext_proc with TLS (its default)
+    epp_ca_file: str = ""  # verify the picker against this CA file; "": do not verify
+
+
+_TLS = """\
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          alpn_protocols: [h2]{validation}
+    # The health checks (below) go to the picker's health port, which is plaintext.
+    transport_socket_matches:
+    - name: plaintext_health
+      match: {{plaintext: true}}
+      transport_socket:
+        name: envoy.transport_sockets.raw_buffer
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer
+"""
+_VERIFY = """
+          validation_context: {{trusted_ca: {{filename: "{ca}"}}}}"""
+_NO_VERIFY = "  # no validation_context: like kgateway, trust any picker cert"
+_HEALTH_PLAINTEXT = "      transport_socket_match_criteria: {plaintext: true}\n"
+
+
+def _epp_transport(settings: EnvoySettings) -> dict[str, str]:
+    """The epp cluster's TLS transport socket and the health checks' plaintext override."""
+    if not settings.epp_tls:
+        return {"epp_transport_socket": "", "epp_health_transport": ""}
+    ca = settings.epp_ca_file
+    validation = _VERIFY.format(ca=ca) if ca else _NO_VERIFY
+    return {
+        "epp_transport_socket": _TLS.format(validation=validation),
+        "epp_health_transport": _HEALTH_PLAINTEXT,
+    }
 
 
 EXAMPLE = EnvoySettings()
@@ -54,6 +90,7 @@ def render_envoy_config(settings: EnvoySettings, pool: Sequence[str]) -> str:
     values: dict[str, object] = dict(asdict(settings))
     values["epp_health_interval"] = f"{settings.epp_health_interval_s:g}s"
     values["pool_endpoints"] = "[" + ", ".join(_socket(a) for a in pool) + "]"
+    values.update(_epp_transport(settings))
     return Template(text).substitute(values)
 
 

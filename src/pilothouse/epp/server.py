@@ -1,17 +1,20 @@
 """The endpoint picker process: ext_proc gRPC server, health server, metrics, discovery.
 
 :class:`EppServer` wires the same pieces the standalone gateway uses (one
-:class:`EndpointPool`, one :class:`Router` over the scheduler objects, the
+:class:`EndpointPool`, one :class:`RoutingPipeline` over the scheduler objects, the
 :class:`EndpointMonitor`) behind Envoy's ext_proc protocol instead of an HTTP proxy::
 
     EndpointSource ──sync──► EndpointPool ◄── EndpointMonitor (health, /metrics)
                                   │
-    Envoy ──ext_proc──► ExtProcService ─► Exchange ─► Router ─► Scheduler
+    Envoy ──ext_proc──► ExtProcService ─► Exchange ─► RoutingPipeline ─► Scheduler
 
-Three listeners, plaintext, on ``settings.host``: ext_proc (9002), gRPC health (9003) and
-Prometheus ``/metrics`` over HTTP (9090). Port 0 binds a free port (see the ``*_port``
-attributes once started). TLS is not implemented yet: keep the picker on loopback or a
-trusted pod network.
+Three listeners on ``settings.host``: ext_proc (9002), gRPC health (9003) and Prometheus
+``/metrics`` over HTTP (9090). Port 0 binds a free port (see the ``*_port`` attributes once
+started). ext_proc is served with TLS unless ``secure_serving`` is off: the certificate in
+``cert_path`` (``tls.crt``, ``tls.key``) or a self-signed one generated at start
+(:mod:`pilothouse.epp.tls`; the served one is :attr:`EppServer.certificate`). Health and
+metrics stay plaintext, as in the reference picker: kubelet gRPC probes and Prometheus
+scrapes cannot present or verify a picker certificate.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -39,6 +43,7 @@ from pilothouse.epp.health import EppHealth
 from pilothouse.epp.metrics import EppMetrics, start_metrics_server
 from pilothouse.epp.processor import EppProtocolError, Exchange, PickerContext
 from pilothouse.epp.protocol import ProcessingRequest, ProcessingResponse
+from pilothouse.epp.tls import CertificatePair, load_pair, self_signed
 from pilothouse.routing import RoutingPipeline, TrafficSplitter
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.scheduling.types import Endpoint
@@ -63,6 +68,8 @@ class EppSettings:
     grace_s: float = 5.0
     policy: EppPolicy = field(default_factory=EppPolicy)
     """Flow control, holding, traffic splits and fallback endpoints (``--config``)."""
+    secure_serving: bool = True  # ext_proc over TLS (health and metrics stay plaintext)
+    cert_path: Path | None = None  # holds tls.crt and tls.key; None: self-signed at start
     grpc_options: tuple[tuple[str, Any], ...] = field(
         default=(("grpc.max_receive_message_length", 16 * 1024 * 1024),)
     )
@@ -159,6 +166,7 @@ class EppServer:
         self.port = settings.port
         self.health_port = settings.health_port
         self.metrics_port = settings.metrics_port
+        self.certificate: CertificatePair | None = None  # what ext_proc serves, once started
 
     async def start(self) -> None:
         s = self.settings
@@ -171,7 +179,8 @@ class EppServer:
             probe_timeout_s=s.probe_timeout_s,
         )
         await self.health.start()
-        self.port = await self._serve_grpc(s.port, self._add_ext_proc)
+        self.certificate = self._certificate()
+        self.port = await self._serve_grpc(s.port, self._add_ext_proc, self.certificate)
         self.health_port = await self._serve_grpc(s.health_port, self._add_health)
         self._metrics_runner = await start_metrics_server(self.metrics, s.host, s.metrics_port)
         self.metrics_port = int(self._metrics_runner.addresses[0][1])
@@ -217,10 +226,23 @@ class EppServer:
     ) -> None:
         await self.stop()
 
-    async def _serve_grpc(self, port: int, add: Any) -> int:
+    def _certificate(self) -> CertificatePair | None:
+        s = self.settings
+        if not s.secure_serving:
+            return None
+        return load_pair(s.cert_path) if s.cert_path is not None else self_signed([s.host])
+
+    async def _serve_grpc(
+        self, port: int, add: Any, certificate: CertificatePair | None = None
+    ) -> int:
         server = grpc.aio.server(options=list(self.settings.grpc_options))
         add(server)
-        bound = server.add_insecure_port(_grpc_address(self.settings.host, port))
+        address = _grpc_address(self.settings.host, port)
+        if certificate is None:
+            bound = server.add_insecure_port(address)
+        else:
+            pair = ((certificate.key_pem, certificate.cert_pem),)
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials(pair))
         if bound == 0:
             raise OSError(f"cannot bind gRPC port {self.settings.host}:{port}")
         await server.start()

@@ -44,6 +44,7 @@ TABLE: tuple[Kind, ...] = (
     Kind("InferencePool", "/apis/inference.networking.k8s.io/v1", "inferencepools"),
     Kind("HTTPRoute", "/apis/gateway.networking.k8s.io/v1", "httproutes"),
     Kind("Gateway", "/apis/gateway.networking.k8s.io/v1", "gateways"),
+    Kind("DestinationRule", "/apis/networking.istio.io/v1", "destinationrules"),
 )
 BY_KIND: Mapping[str, Kind] = MappingProxyType({k.kind: k for k in TABLE})
 BY_PATH: Mapping[tuple[str, str], Kind] = MappingProxyType({(k.prefix, k.plural): k for k in TABLE})

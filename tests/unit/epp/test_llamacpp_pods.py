@@ -33,7 +33,9 @@ from pilothouse.testing.fake_engine import create_fake_engine
 from tests.unit.epp import messages as m
 from tests.unit.render.conftest import EMBEDDED_EXAMPLE
 
-SETTINGS = EppSettings(port=0, health_port=0, metrics_port=0, probe_interval_s=0.02, grace_s=0.5)
+SETTINGS = EppSettings(
+    port=0, health_port=0, metrics_port=0, probe_interval_s=0.02, grace_s=0.5, secure_serving=False
+)
 NAME = "smollm2-135m-instruct"
 Manifest = dict[str, Any]
 

@@ -28,7 +28,9 @@ from pilothouse.scheduling.types import Endpoint
 from pilothouse.testing.fake_engine import create_fake_engine
 from tests.unit.epp import messages as m
 
-SETTINGS = EppSettings(port=0, health_port=0, metrics_port=0, probe_interval_s=0.05, grace_s=0.5)
+SETTINGS = EppSettings(
+    port=0, health_port=0, metrics_port=0, probe_interval_s=0.05, grace_s=0.5, secure_serving=False
+)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

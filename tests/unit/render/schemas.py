@@ -5,6 +5,7 @@ InferencePool, HTTPRoute and Gateway CRDs with ``jsonschema`` against the schema
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="needs t
 jsonschema = pytest.importorskip("jsonschema", reason="needs the dev extra")
 
 REPO = Path(__file__).resolve().parents[3]
-SCHEMAS = REPO.parent / "shared" / "schemas"
+# A git worktree outside the checkout's parent names the schemas folder explicitly.
+SCHEMAS = Path(os.environ.get("PILOTHOUSE_SCHEMAS", REPO.parent / "shared" / "schemas"))
 KUBERNETES_VERSIONS = ("1.30", "1.37")  # oldest we claim (gRPC probes are GA) and newest known
 CRD_FILES = {
     ("inference.networking.k8s.io/v1", "InferencePool"): (
@@ -26,6 +28,42 @@ CRD_FILES = {
 }
 # Not built in and no schema at hand: checked for the fields KEDA requires only.
 KEDA = ("keda.sh/v1alpha1", "ScaledObject")
+# Istio's networking CRDs are not in ../shared/schemas (only security.istio.io is): the
+# DestinationRule is checked by hand against the fields of Istio's API reference.
+ISTIO_DR = ("networking.istio.io/v1", "DestinationRule")
+_DR_SPEC = {"host", "trafficPolicy", "subsets", "exportTo", "workloadSelector"}
+_DR_POLICY = {"loadBalancer", "connectionPool", "outlierDetection", "tls", "portLevelSettings",
+              "tunnel", "proxyProtocol", "retryBudget"}  # fmt: skip
+_DR_TLS = {"mode", "clientCertificate", "privateKey", "caCertificates", "credentialName",
+           "subjectAltNames", "sni", "insecureSkipVerify", "caCrl"}  # fmt: skip
+_DR_TLS_MODES = {"DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"}
+
+
+def _check_tls(tls: dict[str, Any]) -> None:
+    assert set(tls) <= _DR_TLS, f"unknown ClientTLSSettings fields {set(tls) - _DR_TLS}"
+    assert tls.get("mode") in _DR_TLS_MODES, f"bad tls.mode {tls.get('mode')!r}"
+    assert isinstance(tls.get("insecureSkipVerify", False), bool)
+
+
+def DESTINATION_RULE(manifest: dict[str, Any]) -> None:  # noqa: N802 - a validator, as KEDA's
+    """Raise AssertionError where ``manifest`` is not a DestinationRule Istio accepts."""
+    spec = manifest["spec"]
+    assert set(spec) <= _DR_SPEC, f"unknown spec fields {set(spec) - _DR_SPEC}"
+    assert isinstance(spec.get("host"), str), "spec.host is required"
+    assert spec["host"], "spec.host is empty"
+    policy = spec.get("trafficPolicy", {})
+    assert set(policy) <= _DR_POLICY, f"unknown trafficPolicy fields {set(policy) - _DR_POLICY}"
+    if "tls" in policy:
+        _check_tls(policy["tls"])
+    for level in policy.get("portLevelSettings", []):
+        assert set(level) <= _DR_POLICY - {"portLevelSettings"} | {"port"}
+        port = level.get("port")
+        assert isinstance(port, dict), "port is {number: N}"
+        assert set(port) == {"number"}, "port is {number: N}"
+        assert isinstance(port["number"], int)
+        assert 0 < port["number"] < 65536
+        if "tls" in level:
+            _check_tls(level["tls"])
 
 
 def require_schemas() -> Path:
@@ -68,6 +106,8 @@ def validate(manifest: dict[str, Any]) -> None:
     key = (manifest["apiVersion"], manifest["kind"])
     if key in CRD_FILES:
         crd_validator(*key).validate(manifest)
+    elif key == ISTIO_DR:
+        DESTINATION_RULE(manifest)
     elif key == KEDA:
         spec = manifest["spec"]
         assert spec["scaleTargetRef"]["name"]

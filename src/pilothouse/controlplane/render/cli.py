@@ -113,6 +113,13 @@ def render_flags(function: Callable[..., Any]) -> Callable[..., Any]:
             help="What the gateway does when the picker is down "
             "[default: kubernetes.failure_mode, FailClose].",
         ),
+        click.option(
+            "--epp-plaintext",
+            is_flag=True,
+            help="Pickers serve plaintext gRPC (--secure-serving=false) and no gateway TLS "
+            "policy is rendered; by default they serve TLS and, for Istio, a DestinationRule "
+            "makes the gateway connect with TLS.",
+        ),
     ]
     for option in reversed(options):
         function = option(function)

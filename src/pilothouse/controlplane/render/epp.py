@@ -3,6 +3,13 @@
 The picker is ``pilothouse epp`` (ext_proc gRPC on 9002, gRPC health on 9003 with the
 ``liveness`` and ``readiness`` services, Prometheus on 9090, as in the Gateway API Inference
 Extension); it watches its InferencePool and the pods of its namespace, hence the Role.
+
+ext_proc is served with TLS (a self-signed certificate made at start) unless the render is
+told ``--epp-plaintext``. The gateway must then connect with TLS: kgateway and agentgateway
+always do (without verifying the certificate); Istio does when a DestinationRule says so,
+which is rendered for ``gateway_class: istio`` as GAIE's chart does, but for the ext_proc
+port only (metrics on 9090 stay plaintext HTTP for Prometheus). Health stays plaintext:
+kubelet's gRPC probes cannot speak TLS.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ METRICS_PORT = 9090
 SCHEDULER_MOUNT = "/etc/pilothouse"
 SCHEDULER_CONFIGMAP = "pilothouse-scheduler"
 SCHEDULER_KEY = "scheduler.yaml"
+ISTIO = "istio"
 
 
 def epp_name(plan: ModelPlan) -> str:
@@ -59,7 +67,28 @@ def epp_objects(
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         },
         _service(plan, meta),
+        *_destination_rule(plan, options, meta),
         _deployment(plan, options, bind, meta, scheduler_file, scheduler),
+    ]
+
+
+def _destination_rule(plan: ModelPlan, options: RenderOptions, meta: Manifest) -> list[Manifest]:
+    """Istio connects to the picker's ext_proc port with TLS, trusting its self-signed cert."""
+    if not (options.epp_tls and options.gateway_class == ISTIO):
+        return []
+    tls = {"mode": "SIMPLE", "insecureSkipVerify": True}
+    return [
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": meta,
+            "spec": {
+                "host": epp_name(plan),  # a short name: the Service in the rule's namespace
+                "trafficPolicy": {
+                    "portLevelSettings": [{"port": {"number": GRPC_PORT}, "tls": tls}]
+                },
+            },
+        }
     ]
 
 
@@ -152,6 +181,7 @@ def _args(
         str(HEALTH_PORT),
         "--metrics-port",
         str(METRICS_PORT),
+        f"--secure-serving={'true' if options.epp_tls else 'false'}",
     ]
 
 

@@ -65,6 +65,7 @@ class RenderOptions:
     gateway_class: str = "istio"
     epp_replicas: int = 1
     failure_mode: FailureMode = "FailClose"
+    epp_tls: bool = True  # pickers serve ext_proc with TLS; False: --secure-serving=false
     images: Images = field(default_factory=Images)
     autoscaling: Autoscaling = field(default_factory=Autoscaling)
     resources: Resources = field(default_factory=Resources)

@@ -33,6 +33,7 @@ def options_from_fleet(fleet: FleetSpec, flags: Mapping[str, Any]) -> RenderOpti
         gateway_class=_pick(flags, "gateway_class", k8s.gateway_class),
         epp_replicas=_pick(flags, "epp_replicas", k8s.picker_replicas),
         failure_mode=_pick(flags, "failure_mode", k8s.failure_mode),
+        epp_tls=not flags.get("epp_plaintext", False),
         images=Images(
             _pick(flags, "vllm_image", k8s.vllm_image),
             _pick(flags, "pilothouse_image", k8s.pilothouse_image),
