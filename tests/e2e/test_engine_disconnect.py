@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.engine_procs import engine_process, eventually, open_request, sim_url
+from tests.e2e.engine_procs import engine_process, eventually, free_port, open_request, sim_url
 
 pytestmark = pytest.mark.e2e
 
-FREED_WITHIN_S = 10.0
+FREED_WITHIN_S = 15.0
 """Generous bound for "frees its slot within 1 s"; see the module docstring."""
 
 SIM_MAX_TOKENS = 2500
@@ -82,3 +83,63 @@ async def test_sim_aborts_the_request_of_a_client_that_left(tmp_path: Path, stre
     generated = settled["vllm:generation_tokens_total"]
     assert generated == after["vllm:generation_tokens_total"]  # nothing more after the abort
     assert generated < SIM_MAX_TOKENS / 10
+
+
+# -- llama.cpp (embedded model) -------------------------------------------------------------
+
+LLAMA_MAX_TOKENS = 2000
+# At temperature 0 SmolLM2 counts on to max_tokens here (finish_reason "length"): left
+# alone, this request samples all 2,000 tokens (minutes on a CPU).
+COUNTING = {"prompt": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,", "temperature": 0}
+
+
+async def llama_health(http: aiohttp.ClientSession) -> dict[str, Any]:
+    try:
+        async with http.get("/health") as reply:
+            return dict(await reply.json()) if reply.status == 200 else {}
+    except aiohttp.ClientConnectionError:
+        return {}  # not listening yet
+
+
+async def llama_chat(http: aiohttp.ClientSession, max_tokens: int) -> int:
+    """A short chat completion; its completion tokens."""
+    body = {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": max_tokens}
+    async with http.post("/v1/chat/completions", json=body) as reply:
+        assert reply.status == 200
+        return int((await reply.json())["usage"]["completion_tokens"])
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "non-streamed"])
+async def test_llamacpp_stops_generating_for_a_client_that_left(
+    tmp_path: Path, stream: bool
+) -> None:
+    pytest.importorskip("llama_cpp", reason="needs the 'embedded' extra (llama-cpp-python)")
+    port = free_port()
+    args = ["llamacpp", "--port", str(port), "--threads", "2"]
+    with engine_process(args, tmp_path / "llama.log"):
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession(url) as http:
+            await eventually(lambda: llama_health(http), bool, "llama.cpp up", timeout_s=120)
+            await llama_chat(http, 1)  # warm-up: llama.cpp's first call is slow
+            before = await llama_health(http)
+            body = {**COUNTING, "stream": stream, "max_tokens": LLAMA_MAX_TOKENS}
+            client = await open_request(url, "/v1/completions", body)
+            if stream:
+                await client.read_until(b"data: ")  # the first chunk is out
+            else:
+                await eventually(lambda: llama_health(http), lambda h: h["running"] == 1, "busy")
+            await client.hang_up()
+            hung_up = time.monotonic()
+            after = await eventually(
+                lambda: llama_health(http),
+                lambda h: h["running"] == 0,
+                "the runner after the client left",
+                timeout_s=FREED_WITHIN_S,
+            )
+            print(f"llama.cpp ({'streamed' if stream else 'non-streamed'}) freed the model "
+                  f"{time.monotonic() - hung_up:.3f}s after the client left: {after}")  # fmt: skip
+            assert await llama_chat(http, 4) > 0  # the next request gets the model
+    assert after["cancelled"] == before["cancelled"] + 1
+    sampled = after["sampled_tokens"] - before["sampled_tokens"]
+    assert 0 < sampled < LLAMA_MAX_TOKENS / 4
