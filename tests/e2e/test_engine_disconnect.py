@@ -85,6 +85,31 @@ async def test_sim_aborts_the_request_of_a_client_that_left(tmp_path: Path, stre
     assert generated < SIM_MAX_TOKENS / 10
 
 
+async def test_sim_drops_a_queued_request_whose_client_left(tmp_path: Path) -> None:
+    args = [*SIM_ARGS, "--max-num-seqs", "1"]  # one running request; the next one queues
+    with engine_process(args, tmp_path / "sim.log") as proc:
+        url = sim_url(proc)
+        async with aiohttp.ClientSession(url) as http:
+            body = {"model": "sim-model", "prompt": "tell me everything", "max_tokens": 2500}
+            running = await open_request(url, "/v1/completions", body)
+            queued = await open_request(url, "/v1/completions", body)
+            await eventually(
+                lambda: sim_metrics(http),
+                lambda m: m["vllm:num_requests_running"] == m["vllm:num_requests_waiting"] == 1,
+                "one request running, one queued",
+            )
+            await queued.hang_up()
+            after = await eventually(
+                lambda: sim_metrics(http),
+                lambda m: m["vllm:num_requests_waiting"] == 0,
+                "the queue after the client left",
+                timeout_s=FREED_WITHIN_S,
+            )
+            await running.hang_up()
+    assert after["vllm:request_success_total{abort}"] == 1
+    assert after["vllm:num_requests_running"] == 1  # the other client's request runs on
+
+
 # -- llama.cpp (embedded model) -------------------------------------------------------------
 
 LLAMA_MAX_TOKENS = 2000
