@@ -3,13 +3,20 @@
 Why not ``python -m llama_cpp.server``: it ignores ``stream_options.include_usage`` (so a
 gateway cannot account streamed tokens) and has no ``/health``. This server adds both and
 keeps llama.cpp's own chat templating, sampling and prompt reuse.
+
+A client that closes its connection stops its generation at the next token, streamed or
+not, and frees the model for the next request (see :mod:`.runner`). ``/health`` reports
+``running`` and ``waiting`` requests, ``sampled_tokens`` (all finished generations) and
+``cancelled`` (generations stopped early because their client left).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +25,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from pilothouse.errors import BadRequest, ModelNotFound, RequestError
 from pilothouse.openai.errors import error_body
@@ -88,8 +96,15 @@ class _Engine:
         self.runner = runner
 
     async def health(self, request: Request) -> Response:
+        runner = self.runner
         return _json(
-            {"status": "ok", "running": self.runner.running, "waiting": self.runner.waiting}
+            {
+                "status": "ok",
+                "running": runner.running,
+                "waiting": runner.waiting,
+                "sampled_tokens": runner.sampled_tokens,
+                "cancelled": runner.cancelled,
+            }
         )
 
     async def models(self, request: Request) -> Response:
@@ -126,10 +141,12 @@ class _Engine:
         if doc.get("stream"):
             usage = bool((doc.get("stream_options") or {}).get("include_usage"))
             chunks = self.runner.stream(lambda: call(stream=True, **kwargs), count)
-            return StreamingResponse(
-                self._sse(chunks, count, usage, chat), media_type="text/event-stream"
-            )
-        result = await self.runner.run(lambda: call(stream=False, **kwargs))
+            return _ClosingStream(self._sse(chunks, count, usage, chat))
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(request, count))
+        try:
+            result = await self.runner.run(lambda: call(stream=False, **kwargs), count)
+        finally:
+            watcher.cancel()
         result["model"] = self.settings.served_name
         return _json(result)
 
@@ -156,16 +173,21 @@ class _Engine:
         return kwargs
 
     async def _sse(
-        self, chunks: AsyncIterator[dict[str, Any]], count: TokenCount, usage: bool, chat: bool
-    ) -> AsyncIterator[bytes]:
+        self,
+        chunks: AsyncGenerator[dict[str, Any], None],
+        count: TokenCount,
+        usage: bool,
+        chat: bool,
+    ) -> AsyncGenerator[bytes, None]:
         finish: str | None = None
         chunk_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        async for chunk in chunks:
-            chunk["model"] = self.settings.served_name
-            chunk_id, created = chunk.get("id", chunk_id), chunk.get("created", created)
-            for choice in chunk.get("choices", ()):
-                finish = choice.get("finish_reason") or finish
-            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+        async with contextlib.aclosing(chunks):  # closing this generator closes ``chunks``
+            async for chunk in chunks:
+                chunk["model"] = self.settings.served_name
+                chunk_id, created = chunk.get("id", chunk_id), chunk.get("created", created)
+                for choice in chunk.get("choices", ()):
+                    finish = choice.get("finish_reason") or finish
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
         if usage:
             completion = count.completion_tokens(finish)
             yield (
@@ -187,3 +209,33 @@ class _Engine:
                 + b"\n\n"
             )
         yield b"data: [DONE]\n\n"
+
+
+async def _cancel_on_disconnect(request: Request, count: TokenCount) -> None:
+    """Cancel ``count``'s generation when the client closes its connection.
+
+    Once the body is read, the ASGI server's next ``receive`` message is
+    ``http.disconnect``, sent when the connection closes.
+    """
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    count.cancel()
+
+
+class _ClosingStream(StreamingResponse):
+    """An SSE response that closes its chunk generator however the response ends.
+
+    Starlette stops iterating when the client disconnects, but may leave the generator
+    suspended until the garbage collector finalises it; closing it here cancels the
+    generation at once (:meth:`SerialRunner.stream`).
+    """
+
+    def __init__(self, chunks: AsyncGenerator[bytes, None]) -> None:
+        super().__init__(chunks, media_type="text/event-stream")
+        self._chunks = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._chunks.aclose()

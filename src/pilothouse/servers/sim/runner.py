@@ -61,7 +61,12 @@ class SimServer:
 
     async def start(self) -> None:
         app = create_sim_app(self.settings, on_crash=self._on_crash or self._crash)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+        # handler_cancellation: a client that closes its connection cancels its handler
+        # (aiohttp's default since 3.9 is to let it run on), whose ``finally`` aborts the
+        # request in the engine model, streamed or not, waiting or running (as vLLM does).
+        self._runner = web.AppRunner(
+            app, shutdown_timeout=1.0, access_log=None, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         await site.start()

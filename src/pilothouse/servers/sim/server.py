@@ -11,6 +11,12 @@ vLLM's dynamic LoRA endpoints too: ``POST /v1/load_lora_adapter`` with ``{"lora_
 loaded) and ``POST /v1/unload_lora_adapter`` with ``{"lora_name"}`` (404 when unknown).
 Without the flag they are 404, as in vLLM. Adapters are listed by ``/v1/models`` with
 ``parent`` = the base model, and requests naming an unknown adapter get 404.
+
+A client that closes its connection, streamed or not, aborts its request as vLLM does: it
+leaves the running batch (or the queue) and frees its KV blocks at once, and is counted in
+``vllm:request_success_total{finished_reason="abort"}``. The server runs with aiohttp's
+handler cancellation (:class:`~pilothouse.servers.sim.runner.SimServer`), so a handler
+waiting for its tokens is cancelled and the ``finally`` of :func:`_serve` aborts it.
 """
 
 from __future__ import annotations
