@@ -13,7 +13,7 @@ from aiohttp import web
 from pilothouse.clock import SystemClock
 from pilothouse.config.fleet import GatewaySpec
 from pilothouse.endpoints.pool import EndpointPool
-from pilothouse.gateway.app import create_app
+from pilothouse.gateway.app import GatewayApp, create_app
 from pilothouse.scheduling.config import builtin_config
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint
@@ -24,6 +24,7 @@ from pilothouse.testing.fake_engine import FakeBehaviour, create_fake_engine
 class Harness:
     url: str
     engines: dict[str, FakeBehaviour]
+    app: GatewayApp | None = None
 
 
 class _QuietServer(uvicorn.Server):
@@ -63,7 +64,7 @@ async def running_gateway(
         while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
             await asyncio.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
-        yield Harness(url=f"http://127.0.0.1:{port}", engines=engines)
+        yield Harness(url=f"http://127.0.0.1:{port}", engines=engines, app=app)
     finally:
         server.should_exit = True
         await task

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import socket
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,11 @@ import aiohttp
 import orjson
 
 from pilothouse.clock import SystemClock
+from pilothouse.config.epp import EppPolicy
 from pilothouse.endpoints.file_source import FileSource
 from pilothouse.epp.envoy_config import EnvoySettings, find_envoy, render_envoy_config
 from pilothouse.epp.server import EppServer, EppSettings
-from pilothouse.routing import Pick
+from pilothouse.routing import Decision, Route
 from pilothouse.scheduling.config import resolve_config
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.servers.sim.runner import SimServer
@@ -45,6 +46,17 @@ HOLD_TOKENS = 20_000  # about 20 s of streaming at time scale 10: "held open" fo
 
 def _chat(content: str, **extra: Any) -> dict[str, Any]:
     return {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
+
+
+def _sim_settings(models: Sequence[str], port: int = 0) -> SimSettings:
+    first, *others = models
+    return SimSettings(
+        port=port,
+        model=first,
+        time_scale=10,
+        lora_modules=tuple(others),
+        runtime_lora_updating=False,
+    )
 
 
 def _free_port() -> int:
@@ -114,14 +126,15 @@ class Stack:
 
 def _record_picks(epp: EppServer, picks: list[str]) -> None:
     """Remember every decision of the scheduler, in order."""
-    pick = epp.router.pick
+    decide = epp.pipeline.decide
 
-    def recording(*args: Any, **kwargs: Any) -> Pick:
-        chosen = pick(*args, **kwargs)
-        picks.append(chosen.endpoint.name)
-        return chosen
+    def recording(*args: Any, **kwargs: Any) -> Decision:
+        decision = decide(*args, **kwargs)
+        if isinstance(decision, Route):
+            picks.append(decision.pick.endpoint.name)
+        return decision
 
-    epp.router.pick = recording  # type: ignore[method-assign]
+    epp.pipeline.decide = recording  # type: ignore[method-assign]
 
 
 def _spawn_envoy(binary: Path, config: str, tmp: Path) -> subprocess.Popen[bytes]:
@@ -158,25 +171,42 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.asynccontextmanager
 async def envoy_stack(
-    binary: Path, tmp: Path, *, replicas: int = 3, scheduler: str = "default", tls: bool = True
+    binary: Path,
+    tmp: Path,
+    *,
+    replicas: int = 3,
+    scheduler: str = "default",
+    tls: bool = True,
+    policy: EppPolicy | None = None,
+    later: Mapping[str, int] | None = None,
+    models: Sequence[str] = (MODEL,),
 ) -> AsyncIterator[Stack]:
     """Sims, the picker (file discovery) and Envoy in front; everything stopped at exit.
 
     With ``tls`` (the picker's default) Envoy reaches ext_proc over TLS and verifies the
     picker's self-signed certificate against itself, written out as Envoy's trusted CA.
+    ``policy`` is the picker's routing policy (``--config``); ``later`` lists endpoints (name
+    → port) that discovery reports but no sim serves yet (the test starts them). Each sim
+    serves ``models`` (the first as its model, the others as LoRA-style extra names).
     """
     sims: dict[str, SimServer] = {}
     proc: subprocess.Popen[bytes] | None = None
     epp: EppServer | None = None
     try:
         for i in range(replicas):
-            sim = SimServer(SimSettings(port=0, model=MODEL, time_scale=10))
+            sim = SimServer(_sim_settings(models))
             await sim.start()
             sims[f"r{i}"] = sim
-        lines = [f"- {{name: {n}, address: '127.0.0.1:{s.port}'}}" for n, s in sims.items()]
+        addresses = {n: s.port for n, s in sims.items()} | dict(later or {})
+        lines = [f"- {{name: {n}, address: '127.0.0.1:{p}'}}" for n, p in addresses.items()]
         (tmp / "endpoints.yaml").write_text("\n".join(lines) + "\n")
         settings = EppSettings(
-            port=0, health_port=0, metrics_port=0, probe_interval_s=0.1, secure_serving=tls
+            port=0,
+            health_port=0,
+            metrics_port=0,
+            probe_interval_s=0.1,
+            secure_serving=tls,
+            policy=policy or EppPolicy(),
         )
         schedule = build_scheduler(resolve_config(scheduler), SystemClock(), seed=7)
         epp = EppServer(settings, FileSource(tmp / "endpoints.yaml", poll_interval_s=0.1), schedule)
@@ -196,7 +226,7 @@ async def envoy_stack(
             epp_tls=tls,
             epp_ca_file=str(ca) if tls else "",
         )
-        pool = [f"127.0.0.1:{s.port}" for s in sims.values()]
+        pool = [f"127.0.0.1:{port}" for port in addresses.values()]
         proc = await _start_envoy(binary, render_envoy_config(ports, pool), tmp, ports.admin_port)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             stack = Stack(epp, sims, ports, session)

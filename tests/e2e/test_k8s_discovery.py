@@ -256,3 +256,42 @@ def test_endpoints_per_target_port_and_active_ports_annotation() -> None:
         ("z-rank-2", "[fd00::5]:8002"),
     ]
     assert pool_endpoints(None, pods) == ()
+
+
+def _objective(name: str, pool_name: str, priority: int | None) -> dict[str, object]:
+    spec: dict[str, object] = {"poolRef": {"name": pool_name}}
+    if priority is not None:
+        spec["priority"] = priority
+    return {
+        "apiVersion": "inference.networking.x-k8s.io/v1alpha2",
+        "kind": "InferenceObjective",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": spec,
+    }
+
+
+async def test_the_pools_inference_objectives_are_followed(fake: FakeKubeAPI) -> None:
+    client = fake.api_client()
+    seen: list[dict[str, int]] = []
+    source = InferencePoolSource(POOL, NS, api_client=client, settings=FAST)
+    source.on_objectives = lambda objectives: seen.append(dict(objectives))
+    fake.put(pool())
+    fake.put(_objective("critical", POOL, 10))
+    fake.put(_objective("other-pool", "another", 99))  # not this pool's
+    task = asyncio.create_task(source.run(Collector()))
+    try:
+        async with asyncio.timeout(10):
+            while not seen or seen[-1] != {"critical": 10}:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            fake.put(_objective("batch", POOL, None))  # no priority: 0
+            fake.put(_objective("critical", POOL, 20))
+            while seen[-1] != {"critical": 20, "batch": 0}:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            fake.delete("InferenceObjective", "critical", NS)
+            while seen[-1] != {"batch": 0}:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        client.close()

@@ -34,6 +34,7 @@ from pilothouse.endpoints.kv_transport import (
     ZmqFeedFactory,
 )
 from pilothouse.endpoints.pool import EndpointPool
+from pilothouse.endpoints.prompt_tokens import pool_engines
 from pilothouse.engines.tokenizer import ChatMessage, DummyTokenizer
 from pilothouse.gateway.app import build_gateway_scheduler, create_app
 from pilothouse.scheduling.types import Endpoint
@@ -189,11 +190,15 @@ async def cluster(tmp_path: Path, feeds: DroppingFeeds | None = None) -> AsyncIt
         pool = EndpointPool()
         for name, server in servers.items():
             pool.add(_endpoint(name, server), ready=True)
-        scheduler, subscriber = build_gateway_scheduler(spec, SystemClock())
+        # As `pilothouse gateway` builds it: prompts tokenized before scheduling, in a worker.
+        scheduler, subscriber, prompts = build_gateway_scheduler(
+            spec, SystemClock(), engines=pool_engines(pool.candidates), prepared=True
+        )
         assert subscriber is not None
+        assert prompts is not None
         if feeds is not None:
             subscriber = KVEventSubscriber(subscriber.index, connect=feeds)
-        app = create_app(spec, pool, scheduler, kv_events=subscriber)
+        app = create_app(spec, pool, scheduler, kv_events=subscriber, preparer=prompts)
         url = await stack.enter_async_context(_serve(app))
         gateway = await stack.enter_async_context(aiohttp.ClientSession(url))
         http = await stack.enter_async_context(aiohttp.ClientSession())

@@ -61,9 +61,26 @@ log = logging.getLogger(__name__)
 POOL_GROUP = "inference.networking.k8s.io"
 POOL_VERSION = "v1"
 POOL_PLURAL = "inferencepools"
+OBJECTIVE_GROUP = "inference.networking.x-k8s.io"
+OBJECTIVE_VERSION = "v1alpha2"
+OBJECTIVE_PLURAL = "inferenceobjectives"
 HTTP_GONE = 410
 
 Snapshot = Mapping[str, Obj]  # name → object, the whole current set of one collection
+ObjectivesSink = Callable[[Mapping[str, int]], None]
+
+
+def pool_objectives(pool_name: str, objectives: Iterable[Obj]) -> dict[str, int]:
+    """Objective name → priority for the InferenceObjectives that reference ``pool_name``
+    (``spec.poolRef.name``); one without a priority counts as 0, as the reference picker's."""
+    found: dict[str, int] = {}
+    for obj in objectives:
+        spec = obj.get("spec") or {}
+        if (spec.get("poolRef") or {}).get("name") != pool_name:
+            continue
+        priority = spec.get("priority")
+        found[str(obj["metadata"]["name"])] = priority if isinstance(priority, int) else 0
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +262,10 @@ class InferencePoolSource:
         self.namespace = namespace
         self._api_client = api_client
         self._settings = settings or WatchSettings()
+        self.on_objectives: ObjectivesSink | None = None
+        """Told the pool's InferenceObjectives (name → priority) whenever they change; set
+        it before :meth:`run` to watch them (the endpoint picker maps the
+        ``x-gateway-inference-objective`` header through it)."""
 
     async def run(self, sink: EndpointSink) -> None:
         """Report the set once both collections are listed, then every change, until cancelled."""
@@ -293,12 +314,23 @@ class InferencePoolSource:
         def list_pods(**kwargs: Any) -> Any:
             return core.list_namespaced_pod(self.namespace, **kwargs)
 
-        return [
+        def list_objectives(**kwargs: Any) -> Any:
+            return custom.list_namespaced_custom_object(
+                OBJECTIVE_GROUP, OBJECTIVE_VERSION, self.namespace, OBJECTIVE_PLURAL, **kwargs
+            )
+
+        reflectors = [
             _Reflector(
                 f"inferencepool/{self.pool_name}", list_pools, publisher("pool"), self._settings
             ),
             _Reflector(f"pods/{self.namespace}", list_pods, publisher("pods"), self._settings),
         ]
+        if self.on_objectives is not None:
+            name = f"inferenceobjectives/{self.namespace}"
+            reflectors.append(
+                _Reflector(name, list_objectives, publisher("objectives"), self._settings)
+            )
+        return reflectors
 
     async def _report(
         self, updates: asyncio.Queue[tuple[str, Snapshot]], sink: EndpointSink
@@ -311,6 +343,9 @@ class InferencePoolSource:
             while not updates.empty():  # coalesce a burst into one report
                 kind, items = updates.get_nowait()
                 latest[kind] = items
+            objectives = latest.pop("objectives", None)
+            if objectives is not None and self.on_objectives is not None:
+                self.on_objectives(pool_objectives(self.pool_name, objectives.values()))
             if "pool" not in latest or "pods" not in latest:
                 continue
             pool = latest["pool"].get(self.pool_name)

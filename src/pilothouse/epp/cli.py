@@ -104,7 +104,9 @@ def epp_command(**options: Any) -> None:
         ) from exc
     except PilothouseError as exc:
         raise click.UsageError(str(exc)) from exc
-    asyncio.run(_serve(EppServer(settings, source, scheduler, kv_events=kv_events)))
+    tokenize = kv_events is not None
+    server = EppServer(settings, source, scheduler, kv_events=kv_events, tokenize=tokenize)
+    asyncio.run(_serve(server))
 
 
 def _source(options: dict[str, Any]) -> tuple[EndpointSource, str]:
@@ -132,7 +134,15 @@ def _scheduler(name: str, seed: int | None, kv_events: bool) -> tuple[Any, Any]:
     from pilothouse.endpoints.kv_subscriber import build_kv_scheduler
     from pilothouse.scheduling.config import resolve_config
 
-    return build_kv_scheduler(resolve_config(name), SystemClock(), kv_events=kv_events, seed=seed)
+    # With KV events, prompts are tokenized before scheduling, in a worker (EppServer's
+    # producer): the scheduler never tokenizes inside a decision.
+    return build_kv_scheduler(
+        resolve_config(name),
+        SystemClock(),
+        kv_events=kv_events,
+        seed=seed,
+        inline_tokenizer=not kv_events,
+    )
 
 
 def _tls(options: dict[str, Any]) -> tuple[bool, Path | None]:

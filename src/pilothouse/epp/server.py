@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +39,8 @@ from pilothouse.endpoints.discovery import EndpointSource
 from pilothouse.endpoints.kv_subscriber import KVEventSubscriber
 from pilothouse.endpoints.monitor import EndpointMonitor
 from pilothouse.endpoints.pool import EndpointPool
+from pilothouse.endpoints.prompt_tokens import PromptTokenizerProducer, pool_engines
+from pilothouse.endpoints.tokenizers import ModelTokenizers
 from pilothouse.epp.health import EppHealth
 from pilothouse.epp.metrics import EppMetrics, start_metrics_server
 from pilothouse.epp.processor import EppProtocolError, Exchange, PickerContext
@@ -140,7 +142,10 @@ class EppServer:
         *,
         clock: Clock | None = None,
         kv_events: KVEventSubscriber | None = None,
+        tokenize: bool = False,
     ) -> None:
+        """``tokenize``: tokenize prompts before scheduling, in a worker (the prompt-token
+        producer), for a ``precise-prefix`` scorer fed by ``kv_events``."""
         self.settings = settings
         self.pool = EndpointPool()
         self.metrics = EppMetrics(self.pool)
@@ -148,6 +153,14 @@ class EppServer:
         self._source = source
         self._clock = clock or SystemClock()
         self.pipeline = _pipeline(settings, self.pool, scheduler, self._clock, self.metrics)
+        if hasattr(source, "on_objectives"):  # Kubernetes: the pool's InferenceObjectives
+            source.on_objectives = self._on_objectives
+        self._producer: PromptTokenizerProducer | None = None
+        if tokenize:
+            key = settings.pool_key
+            engines = pool_engines(lambda _model: self.pool.candidates(key))
+            self._producer = PromptTokenizerProducer(ModelTokenizers({}), engines)
+            self.pipeline.preparer = self._producer
         self._context = PickerContext(
             self.pipeline,
             self.pool,
@@ -191,6 +204,8 @@ class EppServer:
 
     async def stop(self) -> None:
         self.pipeline.waiting.close()
+        if self._producer is not None:
+            self._producer.close()
         await self.health.shutdown()
         await asyncio.gather(*(server.stop(self.settings.grace_s) for server in self._grpc))
         self._grpc.clear()
@@ -275,6 +290,13 @@ class EppServer:
         if self._synced.is_set() and self._monitor is not None:
             self._spawn(self._monitor.tick(), "epp-probe-new")  # probe newcomers now
         self._synced.set()
+
+    def _on_objectives(self, objectives: Mapping[str, int]) -> None:
+        """The pool's InferenceObjectives changed: priorities by objective name, over the
+        ``--config`` ones."""
+        base = self.settings.policy.flow_control.objectives
+        self.pipeline.objectives = {**base, **objectives}
+        log.info("objectives: %s", ", ".join(f"{k}={v}" for k, v in sorted(objectives.items())))
 
     async def _become_ready(self) -> None:
         await self._synced.wait()

@@ -46,13 +46,15 @@ def create_app(
     monitor: bool = True,
     kv_events: KVEventSubscriber | None = None,
     fleet: FleetSpec | None = None,
+    preparer: PromptTokenizerProducer | None = None,
 ) -> GatewayApp:
     """Build a gateway; the monitor probes endpoints unless ``monitor`` is False (tests).
 
     ``kv_events`` (from :func:`build_gateway_scheduler`) follows the pool's endpoints while
     the app runs. ``fleet`` declares LoRA adapters and traffic splits (see
     ``docs/lora.md`` and ``docs/canary.md``); the app follows a new spec through
-    :meth:`GatewayContext.adopt`.
+    :meth:`GatewayContext.adopt`. ``preparer`` (from :func:`build_gateway_scheduler`)
+    tokenizes prompts before scheduling; the app closes it when it stops.
     """
     ctx = GatewayContext(
         settings=settings,
@@ -62,6 +64,7 @@ def create_app(
         clock=clock or SystemClock(),
         adapters=AdapterRegistry(fleet),
         traffic=TrafficSplitter(fleet.traffic if fleet is not None else ()),
+        preparer=preparer,
     )
     proxies = {r.value: ProxyEndpoint(r, ctx) for r in OpenAIRoute}
     routes = [Route(path, proxy, methods=["POST"]) for path, proxy in proxies.items()]
@@ -74,7 +77,7 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        lifespan=_lifespan(ctx, monitor, kv_events),
+        lifespan=_lifespan(ctx, monitor, kv_events, preparer),
         exception_handlers={HTTPException: _http_error},
     )
     app.state.ctx = ctx
@@ -145,7 +148,10 @@ def transport_settings(settings: GatewaySpec) -> TransportSettings:
 
 
 def _lifespan(  # type: ignore[no-untyped-def]
-    ctx: GatewayContext, monitor: bool, kv_events: KVEventSubscriber | None
+    ctx: GatewayContext,
+    monitor: bool,
+    kv_events: KVEventSubscriber | None,
+    preparer: PromptTokenizerProducer | None,
 ):
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -184,6 +190,8 @@ def _lifespan(  # type: ignore[no-untyped-def]
                     await kv_events.close()
                 ctx.pipeline.waiting.close()
                 await transport.aclose()
+                if preparer is not None:
+                    preparer.close()
                 ctx.session = ctx.transport = None
 
     return lifespan

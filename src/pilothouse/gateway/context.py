@@ -22,7 +22,7 @@ from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import Unauthorized
 from pilothouse.gateway.adapters import AdapterLoader
 from pilothouse.gateway.metrics import GatewayMetrics
-from pilothouse.routing import AdapterRegistry, RoutingPipeline, TrafficSplitter
+from pilothouse.routing import AdapterRegistry, RequestPreparer, RoutingPipeline, TrafficSplitter
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.transport import Transport
 
@@ -45,6 +45,8 @@ class GatewayContext:
     """LoRA adapters served as models (declared in the spec, or found on replicas)."""
     traffic: TrafficSplitter = field(default_factory=TrafficSplitter)
     """Public model names split across versions (canary)."""
+    preparer: RequestPreparer | None = None
+    """Tokenizes prompts before scheduling, in a worker (precise-prefix with KV events)."""
     pipeline: RoutingPipeline = field(init=False)
     loader: AdapterLoader = field(init=False)
     _id_prefix: str = field(init=False, default_factory=lambda: os.urandom(6).hex())
@@ -60,6 +62,7 @@ class GatewayContext:
             adapters=self.adapters,
             traffic=self.traffic,
             on_decision=self.metrics.decision.observe,
+            preparer=self.preparer,
         )
         self.loader = AdapterLoader(self.adapters)
 

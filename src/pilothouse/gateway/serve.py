@@ -14,6 +14,7 @@ import uvicorn
 from pilothouse.clock import SystemClock
 from pilothouse.config.fleet import FleetSpec
 from pilothouse.endpoints.pool import EndpointPool
+from pilothouse.endpoints.prompt_tokens import pool_engines
 from pilothouse.gateway.app import GatewayApp, build_gateway_scheduler, create_app
 from pilothouse.gateway.asgi import ASGIApp
 from pilothouse.scheduling.types import Endpoint
@@ -42,8 +43,18 @@ def build_gateway(spec: FleetSpec, endpoints: list[Endpoint], *, ready: bool = F
                 )
             )
     clock = SystemClock()
-    scheduler, kv_events, _prompt_tokens = build_gateway_scheduler(spec.gateway, clock)
-    return create_app(spec.gateway, pool, scheduler, clock=clock, kv_events=kv_events, fleet=spec)
+    scheduler, kv_events, prompt_tokens = build_gateway_scheduler(
+        spec.gateway, clock, engines=pool_engines(pool.candidates), prepared=True
+    )
+    return create_app(
+        spec.gateway,
+        pool,
+        scheduler,
+        clock=clock,
+        kv_events=kv_events,
+        fleet=spec,
+        preparer=prompt_tokens,
+    )
 
 
 async def serve(

@@ -8,7 +8,7 @@ resolve the name (traffic split, LoRA adapter) → hold / admit / shed → sched
 from pilothouse.routing.adapters import AdapterPlan, AdapterRegistry, DeclaredAdapter
 from pilothouse.routing.decision import HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
 from pilothouse.routing.pipeline import RoutingPipeline
-from pilothouse.routing.pool import PoolState
+from pilothouse.routing.pool import PoolState, RequestPreparer
 from pilothouse.routing.request import (
     PRIORITY_HEADERS,
     TENANT_HEADERS,
@@ -32,6 +32,7 @@ __all__ = [
     "HeaderLookup",
     "Pick",
     "PoolState",
+    "RequestPreparer",
     "Route",
     "RoutingPipeline",
     "Ticket",

@@ -65,6 +65,8 @@ class Ticket:
     request: SchedulingRequest
     public_model: str | None = None
     """The traffic split's public name when the request named one."""
+    prepared: bool = False
+    """The preparer (prompt tokenizer) has completed ``request``."""
     admitted: bool = False
     """Dispatched by flow control: it may be scheduled without queueing again."""
     endpoint: Endpoint | None = None

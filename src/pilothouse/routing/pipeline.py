@@ -26,7 +26,7 @@ from pilothouse.config.fleet import FlowControlSpec, HoldSpec
 from pilothouse.errors import NoEndpointAvailable
 from pilothouse.routing.adapters import AdapterRegistry
 from pilothouse.routing.decision import HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
-from pilothouse.routing.pool import PoolState
+from pilothouse.routing.pool import PoolState, RequestPreparer
 from pilothouse.routing.request import with_adapter
 from pilothouse.routing.traffic import TrafficSplitter
 from pilothouse.routing.waiting import Waiting
@@ -55,6 +55,7 @@ class RoutingPipeline:
         pool_key: str | None = None,
         on_decision: Callable[[float], None] | None = None,
         recheck_s: float = 0.05,
+        preparer: RequestPreparer | None = None,
     ) -> None:
         self.pool = pool
         self.scheduler = scheduler
@@ -65,6 +66,7 @@ class RoutingPipeline:
         self.objectives: dict[str, int] = dict(self.flow.objectives)
         self._pool_key = pool_key
         self._on_decision = on_decision
+        self.preparer = preparer
         saturation = self.flow.saturation
         self._limits = SaturationLimits(
             saturation.max_in_flight_per_replica,
@@ -162,7 +164,14 @@ class RoutingPipeline:
         return Route(self._schedule(request, candidates), load)
 
     async def route(self, ticket: Ticket, only: frozenset[str] | None = None) -> Route:
-        """:meth:`decide`, waiting as long as it says ``Wait`` (shed errors propagate)."""
+        """:meth:`decide`, waiting as long as it says ``Wait`` (shed errors propagate).
+
+        The first time, the preparer (the prompt tokenizer) completes the request off the
+        event loop: the decision itself never tokenizes.
+        """
+        if self.preparer is not None and not ticket.prepared:
+            ticket.request = await self.preparer.prepare(ticket.request)
+            ticket.prepared = True
         while True:
             decision = self.decide(ticket, only)
             if isinstance(decision, Route):

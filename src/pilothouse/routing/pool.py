@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pilothouse.scheduling.types import Endpoint
+from pilothouse.scheduling.types import Endpoint, SchedulingRequest
 
 
 class PoolState(Protocol):
@@ -31,3 +31,9 @@ class PoolState(Protocol):
     def release(self, name: str, backlog_tokens: int | None) -> None:
         """It ended (``backlog_tokens`` still counted, or ``None`` once prefilled)."""
         ...
+
+
+class RequestPreparer(Protocol):
+    """A data producer that completes a request before its first decision (tokenizing)."""
+
+    async def prepare(self, request: SchedulingRequest) -> SchedulingRequest: ...

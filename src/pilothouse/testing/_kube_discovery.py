@@ -42,6 +42,9 @@ TABLE: tuple[Kind, ...] = (
     Kind("HorizontalPodAutoscaler", "/apis/autoscaling/v2", "horizontalpodautoscalers"),
     Kind("ScaledObject", "/apis/keda.sh/v1alpha1", "scaledobjects"),
     Kind("InferencePool", "/apis/inference.networking.k8s.io/v1", "inferencepools"),
+    Kind(
+        "InferenceObjective", "/apis/inference.networking.x-k8s.io/v1alpha2", "inferenceobjectives"
+    ),
     Kind("HTTPRoute", "/apis/gateway.networking.k8s.io/v1", "httproutes"),
     Kind("Gateway", "/apis/gateway.networking.k8s.io/v1", "gateways"),
     Kind("DestinationRule", "/apis/networking.istio.io/v1", "destinationrules"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -288,3 +289,17 @@ async def test_messages_out_of_order_are_protocol_errors(message: Any) -> None:
     await exchange.handle(m.request_headers())
     with pytest.raises(EppProtocolError):
         await exchange.handle(message)
+
+
+async def test_the_fallback_list_is_answered_while_the_pool_knows_no_endpoint() -> None:
+    empty = m.context([])
+    ctx = dataclasses.replace(empty, fallback=("10.9.0.1:8000", "10.9.0.2:8000"))
+    _, out = await _routed(ctx)
+    assert m.set_headers(out[0])["x-gateway-destination-endpoint"] == (
+        "10.9.0.1:8000,10.9.0.2:8000"
+    )
+    _, refused = await _routed(empty)  # without a fallback list: 503, as before
+    assert refused[0].immediate_response.status.code == 503
+    ctx.pool.add(m.endpoints(1)[0], ready=False)  # known but not ready: the pipeline decides
+    _, out = await _routed(ctx)
+    assert out[0].immediate_response.status.code == 503
