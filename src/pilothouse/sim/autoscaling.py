@@ -11,9 +11,10 @@ hook decides which of them exist at each virtual instant:
   then **ready** and offered to the scheduler;
 - a replica removed stops taking requests at once and **drains**: it costs until its last
   request finishes;
-- a request that finds no ready replica is **held** (its TTFT includes the wait) and
-  arrives at the first replica ready; a held request also triggers a tick at once, so a
-  fleet at zero starts a replica on its first request.
+- a request that finds no ready replica is **held** (the routing pipeline answers
+  ``Wait(hold)``; its TTFT includes the wait) and arrives at the first replica ready; a held
+  request also triggers a tick at once, so a fleet at zero starts a replica on its first
+  request.
 
 ``policy=None`` is the fixed fleet: every replica ready from the start, for comparison.
 Replica-seconds integrate the replicas that exist (starting, ready or draining) over the
@@ -33,7 +34,6 @@ from pilothouse.autoscale import (
     autoscale,
 )
 from pilothouse.config.autoscaling import AutoscalingSpec
-from pilothouse.scheduling.types import Endpoint
 from pilothouse.sim.cluster_types import ScalingRun, SimRequest
 from pilothouse.sim.events import SCALE
 from pilothouse.sim.recorder import percentile
@@ -109,20 +109,22 @@ class SimScaling:
 
     # -- the cluster's calls -------------------------------------------------------------
 
-    def admit(
-        self, request: SimRequest, endpoints: Sequence[Endpoint], now: float
-    ) -> list[Endpoint] | None:
-        """The endpoints ``request`` may go to, or ``None`` when it is held."""
+    def arrived(self, now: float) -> None:
+        """A request arrived (the autoscaler's idle clock restarts)."""
         self._last_request = now
-        if self._serving:
-            return [endpoints[i] for i in self._serving]
+
+    def serving(self) -> list[int]:
+        """Indices of the replicas the scheduler may use now (ready, not draining)."""
+        return self._serving
+
+    def hold(self, request: SimRequest, now: float) -> None:
+        """``request`` found no ready replica: hold it until one is ready."""
         self._held.append(request)
         self._held_at.setdefault(request.request_id, now)
         if self._config.policy is not None:
             self._decide(now)  # from zero on the first request, not at the next tick
             if not self._tick_pending:
                 self._schedule_tick(now)
-        return None
 
     def on_event(self, ref: int, tag: int, now: float) -> list[SimRequest]:
         """A tick, or replica ``ref`` ready; returns the held requests to dispatch now."""

@@ -1,7 +1,10 @@
 """A discrete-event simulation of N engine replicas behind the real scheduler, in virtual time.
 
-The gateway part is the very scheduler the gateway runs (:func:`build_scheduler` with a
-:class:`~pilothouse.clock.ManualClock` that the loop sets to each event's time); the
+The gateway part is the very request pipeline the gateway and the endpoint picker run
+(:class:`~pilothouse.routing.RoutingPipeline` over :class:`~pilothouse.sim.pool.SimPool`,
+its scheduler built by :func:`build_scheduler` with a :class:`~pilothouse.clock.ManualClock`
+that the loop sets to each event's time: ``decide`` at arrival, ``started`` /
+``first_token`` / ``finished`` as the replica reports them); the
 engines are :class:`~pilothouse.sim.engine_model.EngineModel` replicas. Two kinds of event
 drive it (:mod:`pilothouse.sim.events`):
 
@@ -38,13 +41,15 @@ from typing import cast
 
 from pilothouse.clock import ManualClock
 from pilothouse.errors import NoEndpointAvailable
+from pilothouse.routing import RoutingPipeline, Ticket, Wait
 from pilothouse.scheduling import PluginRegistry, SchedulerConfig, build_scheduler
-from pilothouse.scheduling.types import SchedulingRequest
+from pilothouse.scheduling.types import Endpoint, SchedulingRequest
 from pilothouse.sim.autoscaling import ClusterHandles, ScalingConfig, SimScaling
 from pilothouse.sim.cluster_types import ClusterConfig, RunResult, SimRequest
 from pilothouse.sim.engine_model import EngineModel
 from pilothouse.sim.events import ARRIVAL, KV_TRANSFER, SCALE, STEP_END, EventQueue
 from pilothouse.sim.pd import Disaggregation, Handoff, receive_kv, role_labels
+from pilothouse.sim.pool import SimPool
 from pilothouse.sim.recorder import Progress, RunRecorder
 from pilothouse.sim.replica import SimReplica
 from pilothouse.sim.types import EngineRequest, FinishedRequest
@@ -66,9 +71,6 @@ class ClusterSimulator:
     ) -> None:
         self._config = config
         self._clock = ManualClock()
-        self._scheduler = build_scheduler(
-            scheduler, self._clock, registry=registry, seed=config.seed
-        )
         self._replicas = [self._replica(i) for i in range(config.replicas)]
         self._by_name = {r.name: r for r in self._replicas}
         self._endpoints = [r.endpoint for r in self._replicas]
@@ -76,7 +78,7 @@ class ClusterSimulator:
         self._queue = EventQueue()
         self._recorder = RunRecorder(config.replicas, progress)
         self._in_flight: dict[str, SimRequest] = {}
-        self._backlog: dict[str, int] = {}  # uncached prompt tokens of requests not yet prefilled
+        self._tickets: dict[str, Ticket] = {}  # the pipeline's tickets of requests in flight
         self._parked: dict[str, list[SimRequest]] = {}
         self._alive: set[str] = set()  # queued, parked or in flight (membership tests only)
         self._dirty: list[SimReplica] = []
@@ -91,6 +93,9 @@ class ClusterSimulator:
                 self._replicas, self._queue.push, self._queue.__len__, self._renew
             )
             self._scaling = SimScaling(scaling, handles)
+        self._pipeline = _pipeline(
+            config, scheduler, registry, self._clock, self._by_name, self._endpoints, self._scaling
+        )
 
     def _replica(self, index: int) -> SimReplica:
         config = self._config
@@ -200,20 +205,21 @@ class ClusterSimulator:
             session_id=request.session_id,
             tenant=request.tenant,
         )
-        endpoints = self._endpoints
         if self._scaling is not None:
-            admitted = self._scaling.admit(request, endpoints, now)
-            if admitted is None:
-                return  # held until a replica is ready
-            endpoints = admitted
+            self._scaling.arrived(now)
+        ticket = self._pipeline.open(scheduling)
         try:
-            result = self._scheduler.schedule(scheduling, endpoints)
-            target = result.target
+            decision = self._pipeline.decide(ticket)
         except NoEndpointAvailable:
             self._fail(request)
             return
-        replica = self._by_name[target.name]
-        prefiller = self._pd.prefiller(result)
+        if isinstance(decision, Wait):  # no replica ready: held until one is
+            assert self._scaling is not None
+            self._scaling.hold(request, now)
+            return
+        pick = decision.pick
+        replica = self._by_name[pick.endpoint.name]
+        prefiller = self._pd.prefiller(pick.headers)
         try:
             if prefiller is None:
                 replica.engine.add_request(_engine_request(request), now)
@@ -223,11 +229,8 @@ class ClusterSimulator:
             self._fail(request)
             return
         self._in_flight[request.request_id] = request
-        uncached = result.uncached_tokens
-        backlog = request.prompt_tokens if uncached is None else uncached
-        self._backlog[request.request_id] = backlog
-        replica.acquire(backlog)
-        self._endpoints[replica.index] = replica.endpoint
+        self._tickets[request.request_id] = ticket
+        self._pipeline.started(ticket, pick)
         self._touch(replica, now)
         self._reschedule(replica, now)
 
@@ -257,9 +260,9 @@ class ClusterSimulator:
         replica.step_end = None
         self._recorder.step(result)
         for request_id in result.first_tokens:
-            backlog = self._backlog.pop(request_id, None)
-            if backlog is not None:
-                replica.prefilled(backlog)
+            ticket = self._tickets.get(request_id)
+            if ticket is not None:
+                self._pipeline.first_token(ticket)
         for done in result.finished:
             if self._pd.is_prefill(done.request_id):
                 at, handoff = self._pd.prefilled(done, now)
@@ -274,7 +277,7 @@ class ClusterSimulator:
     def _complete(self, replica: SimReplica, done: FinishedRequest, now: float) -> None:
         self._in_flight.pop(done.request_id)
         self._alive.discard(done.request_id)
-        replica.release(self._backlog.pop(done.request_id, None))
+        self._pipeline.finished(self._tickets.pop(done.request_id))
         done = self._pd.finished(done)
         self._recorder.finished(done if self._scaling is None else self._scaling.finished(done))
         self._release_followups(done.request_id, now)
@@ -316,6 +319,24 @@ class ClusterSimulator:
         tick = min(self._next_sample, now)
         self._recorder.sample_queues(tick, self._replicas, in_ratio=not self._stream_done)
         self._next_sample = (math.floor(now / period) + 1) * period
+
+
+def _pipeline(
+    config: ClusterConfig,
+    scheduler: SchedulerConfig,
+    registry: PluginRegistry | None,
+    clock: ManualClock,
+    by_name: dict[str, SimReplica],
+    endpoints: list[Endpoint],
+    scaling: SimScaling | None,
+) -> RoutingPipeline:
+    """The gateway's request pipeline over the simulated replicas (virtual time)."""
+    built = build_scheduler(scheduler, clock, registry=registry, seed=config.seed)
+    serving = scaling.serving if scaling is not None else None
+    pipeline = RoutingPipeline(SimPool(by_name, endpoints, serving), built, clock)
+    if scaling is not None:  # held requests are the hook's: it starts replicas for them
+        pipeline.hold_for([config.model], lambda model: None)
+    return pipeline
 
 
 def _engine_request(request: SimRequest) -> EngineRequest:

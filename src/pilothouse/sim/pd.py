@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from pilothouse.scheduling.plugins.profiles.pd import PREFILLER_HEADER
-from pilothouse.scheduling.types import SchedulingResult
 from pilothouse.sim.cluster_types import ClusterConfig, SimRequest
 from pilothouse.sim.engine_model import EngineModel
 from pilothouse.sim.types import EngineRequest, FinishedRequest
@@ -79,9 +78,9 @@ class Disaggregation:
         self._by_address = dict(addresses)  # replica address -> index
         self._pending: dict[str, Handoff] = {}  # by prefill-leg id, then by request id
 
-    def prefiller(self, result: SchedulingResult) -> int | None:
-        """The index of the replica the result asks to prefill on, if any."""
-        address = result.headers.get(PREFILLER_HEADER)
+    def prefiller(self, headers: Mapping[str, str]) -> int | None:
+        """The index of the replica the scheduler's headers ask to prefill on, if any."""
+        address = headers.get(PREFILLER_HEADER)
         if address is None:
             return None
         index = self._by_address.get(address)
