@@ -1,29 +1,25 @@
-"""Parse only what routing needs from an OpenAI request body.
+"""Parse what routing needs from an OpenAI request body, after validating all of it.
 
 The gateway forwards the client's bytes untouched unless it must change them (asking a
-streaming engine for usage data). Validation covers the fields routing and forwarding rely
-on and names the bad field in the error; everything else is the engine's business.
+streaming engine for usage data). Every parameter the OpenAI API reference defines for the
+route is validated first (:mod:`pilothouse.openai.validation`): a bad request is a 400 with
+the parameter's path and OpenAI's error code, never an engine's 502 or a 500.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import orjson
 
 from pilothouse.errors import BadRequest
+from pilothouse.openai.routes import Route
+from pilothouse.openai.validation import validate
 
 # Rough characters-per-token ratio for English text with BPE tokenizers; only used to
 # estimate load before the engine reports real counts.
 _CHARS_PER_TOKEN = 4
-
-
-class Route(Enum):
-    CHAT = "/v1/chat/completions"
-    COMPLETIONS = "/v1/completions"
-    EMBEDDINGS = "/v1/embeddings"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +44,7 @@ def parse_request(route: Route, raw: bytes) -> ParsedRequest:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise BadRequest("request body must be a JSON object")
+    validate(route, doc)
     model = _field(doc, "model", str, required=True)
     prompt = _PROMPT_READERS[route](doc)
     stream = _field(doc, "stream", bool) or False
@@ -109,8 +106,8 @@ def _chat_prompt(doc: dict[str, Any]) -> str:
 def _content_text(content: Any, index: int) -> str:
     if content is None or isinstance(content, str):
         return content or ""
-    if isinstance(content, list):  # multi-part content: keep the text parts
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    if isinstance(content, list):  # multi-part content (validated): keep the text parts
+        return "".join(part.get("text") or "" for part in content)
     raise BadRequest(
         f"field 'messages[{index}].content' must be a string or an array",
         param=f"messages[{index}].content",
@@ -127,6 +124,8 @@ def _completion_prompt(doc: dict[str, Any]) -> str:
         return "\n".join(prompt)
     if isinstance(prompt, list) and all(isinstance(p, int) for p in prompt):
         return " ".join(map(str, prompt))  # token ids: still a stable prefix key
+    if isinstance(prompt, list) and all(isinstance(p, list) for p in prompt):
+        return "\n".join(" ".join(map(str, ids)) for ids in prompt)  # a batch of token ids
     raise BadRequest(
         "field 'prompt' must be a string, an array of strings or an array of token ids",
         param="prompt",
@@ -159,4 +158,10 @@ def _with_usage_requested(doc: dict[str, Any], raw: bytes) -> bytes:
     if options and options.get("include_usage") is True:
         return raw
     doc["stream_options"] = {**(options or {}), "include_usage": True}
-    return orjson.dumps(doc)
+    try:
+        return orjson.dumps(doc)
+    except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes (254)
+        raise BadRequest(f"request body cannot be re-encoded: {exc}", code="invalid_json") from exc
+
+
+__all__ = ["ParsedRequest", "Route", "parse_request"]

@@ -21,8 +21,8 @@ EMB = Route.EMBEDDINGS
         (CHAT, b'{"messages": [{"role": "user", "content": "x"}]}', "model", "'model'"),
         (CHAT, b'{"model": 3, "messages": []}', "model", "string"),
         (CHAT, b'{"model": "m"}', "messages", "'messages'"),
-        (CHAT, b'{"model": "m", "messages": []}', "messages", "non-empty"),
-        (CHAT, b'{"model": "m", "messages": ["hi"]}', "messages[0]", "role"),
+        (CHAT, b'{"model": "m", "messages": []}', "messages", "minimum length 1"),
+        (CHAT, b'{"model": "m", "messages": ["hi"]}', "messages[0]", "an object"),
         (
             CHAT,
             b'{"model": "m", "messages": [{"role": "user", "content": 5}]}',
@@ -32,7 +32,7 @@ EMB = Route.EMBEDDINGS
         (CHAT, b'{"model": "m", "messages": [{"role": "u"}], "stream": 1}', "stream", "boolean"),
         (
             CHAT,
-            b'{"model": "m", "messages": [{"role": "u"}], "max_tokens": true}',
+            b'{"model": "m", "messages": [{"role": "user", "content": ""}], "max_tokens": true}',
             "max_tokens",
             "integer",
         ),
@@ -81,7 +81,7 @@ def test_bad_bodies_name_the_field(
                         "role": "user",
                         "content": [
                             {"type": "text", "text": "a"},
-                            {"type": "image_url"},
+                            {"type": "image_url", "image_url": {"url": "data:,"}},
                             {"type": "text", "text": "b"},
                         ],
                     }
