@@ -25,7 +25,13 @@ def _spec(**flow: object) -> GatewaySpec:
             **flow,
         }
     )
-    return GatewaySpec(port=0, probe_interval_s=0.1, read_timeout_s=10, flow_control=control)
+    return GatewaySpec(
+        port=0,
+        probe_interval_s=0.1,
+        read_timeout_s=10,
+        flow_control=control,
+        trust_priority_header=True,  # the tests set numeric priorities
+    )
 
 
 async def _chat(

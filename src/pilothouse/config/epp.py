@@ -44,6 +44,9 @@ class EppPolicy(_Spec):
     flow_control: FlowControlSpec = Field(default_factory=FlowControlSpec)
     hold: EppHoldSpec = Field(default_factory=EppHoldSpec)
     traffic: list[TrafficSplit] = Field(default_factory=list)
+    trust_priority_header: bool = False
+    """Honour a numeric ``x-pilothouse-priority`` from the data plane; off: only objective
+    names (configured or InferenceObjectives) set a priority."""
     fallback_endpoints: list[str] = Field(default_factory=list)
     """``ip:port`` list sent, in order, while the picker knows no endpoint at all (its
     discovery has not reported one yet, or failed)."""

@@ -195,6 +195,10 @@ class GatewaySpec(_Spec):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=600.0, gt=0)
+    trust_priority_header: bool = False
+    """Honour a numeric priority header (``x-pilothouse-priority: 7``). Off: only objective
+    names (``flow_control.objectives``) set a priority, so a client cannot outrank them; turn
+    it on only behind a proxy that sets or strips the header."""
     upstream_client: Literal["http1", "aiohttp"] = "http1"
     """The client of the upstream leg: ``http1``, a lean keep-alive HTTP/1.1 client on
     asyncio and httptools (the default), or ``aiohttp`` (see docs/transport.md)."""

@@ -205,7 +205,11 @@ class Exchange:
         parsed = parse_request(route, body)
         self._streaming = parsed.stream
         request = scheduling_request(
-            parsed, self._headers.get, self._request_id, pipeline.objectives
+            parsed,
+            self._headers.get,
+            self._request_id,
+            pipeline.objectives,
+            pipeline.trust_priority_header,
         )
         self.ticket = pipeline.open(request, request.session_id)
         if self.ticket.public_model is None:

@@ -121,6 +121,7 @@ def _pipeline(
         traffic=TrafficSplitter(policy.traffic),
         pool_key=settings.pool_key,
         on_decision=metrics.scheduling.observe,
+        trust_priority_header=policy.trust_priority_header,
     )
     if policy.hold.enabled:  # the pool scales itself (HPA, KEDA): holding only waits
         pipeline.hold_for([settings.pool_key], lambda model: None)

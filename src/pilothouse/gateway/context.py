@@ -63,6 +63,7 @@ class GatewayContext:
             traffic=self.traffic,
             on_decision=self.metrics.decision.observe,
             preparer=self.preparer,
+            trust_priority_header=self.settings.trust_priority_header,
         )
         self.loader = AdapterLoader(self.adapters)
 

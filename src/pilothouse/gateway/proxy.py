@@ -93,7 +93,9 @@ class ProxyEndpoint:
                 f"model '{parsed.model}' does not exist; see GET /v1/models", param="model"
             )
         lookup = _lookup(headers)
-        request = scheduling_request(parsed, lookup, request_id, pipeline.objectives)
+        request = scheduling_request(
+            parsed, lookup, request_id, pipeline.objectives, pipeline.trust_priority_header
+        )
         ticket = pipeline.open(request, request.session_id)
         if ticket.public_model is not None:
             version = ticket.request.model

@@ -56,6 +56,7 @@ class RoutingPipeline:
         on_decision: Callable[[float], None] | None = None,
         recheck_s: float = 0.05,
         preparer: RequestPreparer | None = None,
+        trust_priority_header: bool = False,
     ) -> None:
         self.pool = pool
         self.scheduler = scheduler
@@ -64,6 +65,8 @@ class RoutingPipeline:
         self.adapters = adapters or AdapterRegistry()
         self.traffic = traffic or TrafficSplitter()
         self.objectives: dict[str, int] = dict(self.flow.objectives)
+        self.trust_priority_header = trust_priority_header
+        """Numeric priority headers are honoured (objective names always are)."""
         self._pool_key = pool_key
         self._on_decision = on_decision
         self.preparer = preparer

@@ -34,6 +34,7 @@ def scheduling_request(
     header: HeaderLookup,
     request_id: str,
     objectives: Mapping[str, int] | None = None,
+    trusted: bool = False,
 ) -> SchedulingRequest:
     """What routing needs from a request: body fields plus the routing headers.
 
@@ -49,7 +50,7 @@ def scheduling_request(
         stream=parsed.stream,
         session_id=header("x-session-id") or parsed.user,
         tenant=request_tenant(header),
-        priority=request_priority(header, objectives or {}),
+        priority=request_priority(header, objectives or {}, trusted),
     )
 
 
@@ -62,8 +63,16 @@ def request_tenant(header: HeaderLookup) -> str | None:
     return None
 
 
-def request_priority(header: HeaderLookup, objectives: Mapping[str, int]) -> int:
-    """The first priority header that is an integer or a known objective name; else 0."""
+def request_priority(
+    header: HeaderLookup, objectives: Mapping[str, int], trusted: bool = False
+) -> int:
+    """The first priority header that names a known objective, or (only from a ``trusted``
+    source) is an integer; else 0.
+
+    Objective names map to the priorities the operator configured, so any client may send
+    them; a bare number would let a client outrank every objective (``99999``), so it is
+    honoured only when the front door trusts the header (a proxy that sets or strips it).
+    """
     for name in PRIORITY_HEADERS:
         value = header(name)
         if value is None:
@@ -71,6 +80,8 @@ def request_priority(header: HeaderLookup, objectives: Mapping[str, int]) -> int
         value = value.strip()
         if value in objectives:
             return objectives[value]
+        if not trusted:
+            continue
         try:
             return int(value)
         except ValueError:

@@ -65,9 +65,9 @@ async def test_a_request_is_answered_only_once_its_body_is_complete() -> None:
 async def test_the_body_goes_back_in_chunks_of_at_most_62000_bytes(size: int, chunks: int) -> None:
     ctx = m.context(m.endpoints(1))
     content = "x" * (
-        size - len(orjson.dumps({**m.CHAT, "messages": [{"role": "u", "content": ""}]}))
+        size - len(orjson.dumps({**m.CHAT, "messages": [{"role": "user", "content": ""}]}))
     )
-    body = orjson.dumps({**m.CHAT, "messages": [{"role": "u", "content": content}]})
+    body = orjson.dumps({**m.CHAT, "messages": [{"role": "user", "content": content}]})
     assert len(body) == size
     _, out = await _routed(ctx, body)
     pieces = [r.request_body.response.body_mutation.streamed_response for r in out[1:]]

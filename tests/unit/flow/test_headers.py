@@ -11,9 +11,9 @@ BODY = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
 OBJECTIVES = {"critical": 10, "batch": -5}
 
 
-def _request(headers: dict[str, str]) -> tuple[str | None, int]:
+def _request(headers: dict[str, str], trusted: bool = True) -> tuple[str | None, int]:
     parsed = parse_request(Route.CHAT, BODY)
-    req = scheduling_request(parsed, headers.get, "r", OBJECTIVES)
+    req = scheduling_request(parsed, headers.get, "r", OBJECTIVES, trusted)
     return req.tenant, req.priority
 
 
@@ -50,3 +50,22 @@ def _request(headers: dict[str, str]) -> tuple[str | None, int]:
 )
 def test_tenant_and_priority(headers: dict[str, str], tenant: str | None, priority: int) -> None:
     assert _request(headers) == (tenant, priority)
+
+
+@pytest.mark.parametrize(
+    ("headers", "priority"),
+    [
+        pytest.param({"x-pilothouse-priority": "99999"}, 0, id="number-ignored"),
+        pytest.param({"x-gateway-inference-objective": "3"}, 0, id="numeric-objective-ignored"),
+        pytest.param({"x-gateway-inference-objective": "critical"}, 10, id="objective-honoured"),
+        pytest.param(
+            {"x-pilothouse-priority": "99999", "x-gateway-inference-objective": "batch"},
+            -5,
+            id="number-skipped-objective-taken",
+        ),
+    ],
+)
+def test_an_untrusted_client_cannot_outrank_the_objectives(
+    headers: dict[str, str], priority: int
+) -> None:
+    assert _request(headers, trusted=False) == (None, priority)
