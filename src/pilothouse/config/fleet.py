@@ -185,6 +185,18 @@ class HoldSpec(_Spec):
     """A request still held after this long gets 503."""
 
 
+class AdminSpec(_Spec):
+    """Who may use the admin API (``/admin/*``): see docs/configuration.md."""
+
+    api_key: str | None = Field(default=None, min_length=1)
+    """The admin credential (``Authorization: Bearer``); default: ``gateway.api_key``.
+    Required when the gateway listens beyond loopback."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """``Host`` names accepted besides localhost, loopback addresses and the bind address."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Browser origins (``https://console.example``) allowed to call the admin API."""
+
+
 class GatewaySpec(_Spec):
     """How the gateway listens, authenticates, schedules and forwards."""
 
@@ -213,6 +225,7 @@ class GatewaySpec(_Spec):
     engine's KV events (``precise-prefix``; needs the ``hf`` extra). ``sim`` endpoints use the
     simulator's tokenizer; a model without one is matched by routing history only."""
     hold: HoldSpec = Field(default_factory=HoldSpec)
+    admin: AdminSpec = Field(default_factory=AdminSpec)
 
 
 class FleetSpec(_Spec):

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from pilothouse.errors import BadRequest, RequestError, UpstreamError
 from pilothouse.gateway.adapters import load_adapter, unload_adapter
-from pilothouse.gateway.admin import is_loopback
+from pilothouse.gateway.admin_guard import check_admin
 from pilothouse.gateway.context import GatewayContext
 from pilothouse.openai.errors import error_from_exception
 from pilothouse.scheduling.types import Endpoint
@@ -52,10 +52,8 @@ def adapter_routes(ctx: GatewayContext) -> list[Route]:
 
 
 def _check(ctx: GatewayContext, request: Request) -> None:
-    host = request.client.host if request.client is not None else ""
-    if not is_loopback(host):
-        raise _Forbidden("the admin endpoint answers loopback clients only")
-    ctx.check_api_key(request.headers.get("authorization", "").encode() or None)
+    client = request.client.host if request.client is not None else ""
+    check_admin(ctx.settings, client, request.headers, request.method)
 
 
 class _Forbidden(RequestError):

@@ -11,7 +11,6 @@ and, when the gateway has an API key, only with ``Authorization: Bearer <key>`` 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Protocol
 
@@ -22,8 +21,9 @@ from starlette.routing import Route
 
 from pilothouse.config.fleet import FleetSpec, parse_fleet
 from pilothouse.errors import ConfigError, RequestError
+from pilothouse.gateway.admin_guard import check_admin, is_loopback
 from pilothouse.gateway.context import GatewayContext
-from pilothouse.openai.errors import error_body, error_from_exception
+from pilothouse.openai.errors import error_from_exception
 
 ADMIN_PATH = "/admin/fleet"
 
@@ -63,27 +63,13 @@ def admin_routes(ctx: GatewayContext, apply: Apply, status: Status) -> list[Rout
 
 
 def _refuse(ctx: GatewayContext, request: Request) -> Response | None:
-    host = request.client.host if request.client is not None else ""
-    if not is_loopback(host):
-        message = "the admin endpoint answers loopback clients only"
-        return Response(error_body(message, "permission_error"), 403, media_type=_JSON)
+    client = request.client.host if request.client is not None else ""
     try:
-        ctx.check_api_key(request.headers.get("authorization", "").encode() or None)
+        check_admin(ctx.settings, client, request.headers, request.method)
     except RequestError as exc:
         code, body, _ = error_from_exception(exc)
         return Response(body, code, media_type=_JSON)
     return None
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1, or ::ffff:127.x (an IPv4 client of a dual-stack socket)."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
 
 
 def _problems(message: str, problems: tuple[str, ...]) -> dict[str, object]:
@@ -95,3 +81,6 @@ def _problems(message: str, problems: tuple[str, ...]) -> dict[str, object]:
 
 def _json(document: object, status: int = 200) -> Response:
     return Response(orjson.dumps(document), status, media_type=_JSON)
+
+
+__all__ = ["ADMIN_PATH", "admin_routes", "is_loopback"]

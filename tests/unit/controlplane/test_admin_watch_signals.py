@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.applications import Starlette
@@ -27,8 +28,8 @@ from pilothouse.scheduling.types import Endpoint, EndpointMetrics
 SPEC = {"models": [{"name": "m", "engine": "sim"}]}
 
 
-def admin(api_key: str | None = None) -> tuple[Starlette, list[FleetSpec]]:
-    settings = GatewaySpec(api_key=api_key)
+def admin(api_key: str | None = None, **gateway: Any) -> tuple[Starlette, list[FleetSpec]]:
+    settings = GatewaySpec(api_key=api_key, **gateway)
     ctx = GatewayContext(
         settings=settings,
         pool=EndpointPool(),
@@ -45,8 +46,10 @@ def admin(api_key: str | None = None) -> tuple[Starlette, list[FleetSpec]]:
     return Starlette(routes=admin_routes(ctx, apply, lambda: {"replicas": []})), applied
 
 
-def client(app: Starlette, host: str = "127.0.0.1") -> TestClient:
-    return TestClient(app, client=(host, 40000))
+def client(
+    app: Starlette, host: str = "127.0.0.1", base: str = "http://127.0.0.1:8000"
+) -> TestClient:
+    return TestClient(app, client=(host, 40000), base_url=base)
 
 
 def test_apply_and_status_over_loopback() -> None:
@@ -82,13 +85,67 @@ def test_an_invalid_spec_is_refused_with_every_problem() -> None:
     bad: dict[str, Any] = {"models": [{"name": "m", "replicas": -1}], "gateway": {"port": -1}}
     with client(app) as c:
         reply = c.put("/admin/fleet", json=bad)
-        assert c.put("/admin/fleet", content=b"{not json").status_code == 400
+        json_type = {"content-type": "application/json"}
+        assert c.put("/admin/fleet", content=b"{not json", headers=json_type).status_code == 400
     assert reply.status_code == 400
     assert [p.split(":")[0] for p in reply.json()["problems"]] == [
         "models[0].replicas",
         "gateway.port",
     ]
     assert applied == []
+
+
+def test_a_web_pages_simple_request_is_refused() -> None:
+    """A text/plain POST or PUT needs no CORS preflight: a page could send it (issue #11)."""
+    app, applied = admin()
+    raw = orjson.dumps(SPEC)
+    with client(app) as c:
+        page = {"content-type": "text/plain", "origin": "https://evil.example"}
+        assert c.put("/admin/fleet", content=raw, headers=page).status_code == 403
+        plain = {"content-type": "text/plain"}
+        assert c.put("/admin/fleet", content=raw, headers=plain).status_code == 415
+        assert c.get("/admin/fleet", headers={"origin": "https://evil.example"}).status_code == 403
+    assert applied == []
+
+
+def test_dns_rebinding_is_refused_by_the_host_check() -> None:
+    app, applied = admin()
+    with client(app, base="http://attacker.example:8000") as c:
+        reply = c.put("/admin/fleet", json=SPEC)
+    assert reply.status_code == 403
+    assert "attacker.example" in reply.json()["error"]["message"]
+    assert applied == []
+
+
+@pytest.mark.parametrize("base", ["http://localhost:8000", "http://[::1]:8000", "http://127.0.0.5"])
+def test_loopback_host_names_are_this_gateway(base: str) -> None:
+    app, _ = admin()
+    with client(app, base=base) as c:
+        assert c.get("/admin/fleet").status_code == 200
+
+
+def test_allowed_hosts_and_origins_are_honoured() -> None:
+    app, applied = admin(
+        admin={"allowed_hosts": ["gw.internal"], "allowed_origins": ["https://console.internal"]}
+    )
+    with client(app, base="http://gw.internal:8000") as c:
+        headers = {"origin": "https://console.internal"}
+        assert c.put("/admin/fleet", json=SPEC, headers=headers).status_code == 200
+    assert len(applied) == 1
+
+
+def test_beyond_loopback_the_admin_api_needs_its_credential() -> None:
+    app, applied = admin(host="0.0.0.0")
+    with client(app) as c:
+        reply = c.put("/admin/fleet", json=SPEC)
+    assert reply.status_code == 403
+    assert "gateway.admin.api_key" in reply.json()["error"]["message"]
+    app, applied = admin(host="0.0.0.0", admin={"api_key": "adm"})
+    with client(app, host="10.0.0.9") as c:
+        assert c.put("/admin/fleet", json=SPEC).status_code == 401
+        headers = {"authorization": "Bearer adm"}
+        assert c.put("/admin/fleet", json=SPEC, headers=headers).status_code == 200
+    assert len(applied) == 1
 
 
 def test_apply_default_url_comes_from_the_file(tmp_path: Path) -> None:
