@@ -119,8 +119,9 @@ def test_image_tag_is_the_default_of_render_and_helm(parsed: list[Instruction]) 
     assert KubernetesSpec().pilothouse_image == PILOTHOUSE_IMAGE
     values = yaml.safe_load((ROOT / "deploy/helm/pilothouse/values.yaml").read_text())
     assert values["images"]["pilothouse"] == PILOTHOUSE_IMAGE
-    # The build command in the Containerfile's header tags it so.
+    # The build commands in the Containerfile's header and the README tag it so.
     assert f"-t {PILOTHOUSE_IMAGE} " in CONTAINERFILE.read_text(encoding="utf-8")
+    assert f"-t {PILOTHOUSE_IMAGE} " in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_labels_carry_the_version(runtime: list[Instruction]) -> None:
