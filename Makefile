@@ -86,6 +86,7 @@ lint: setup
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Containerfile
 
 typecheck: setup
 	$(BIN)/mypy

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pilothouse import __version__
 from pilothouse.config.loader import SpecProblems
 
 #: A Kubernetes resource quantity (``250m``, ``4``, ``16Gi``, ``1.5``).
@@ -18,6 +19,10 @@ QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 #: A DNS-1035 label short enough to take suffixes such as ``-epp``.
 K8S_NAME = r"^[a-z]([-a-z0-9]{0,48}[a-z0-9])?$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+#: The image the repository's ``Containerfile`` builds (gateway, picker, simulator and
+#: llama.cpp servers in one), tagged with this package's version: a moving ``latest`` with
+#: ``imagePullPolicy: IfNotPresent`` lets each node keep whichever build it pulled first.
+PILOTHOUSE_IMAGE = f"ghcr.io/pilothouse/pilothouse:{__version__}"
 
 
 class _Spec(BaseModel):
@@ -46,7 +51,7 @@ class KubernetesSpec(_Spec):
         default="http://prometheus-operated.monitoring.svc:9090", pattern=r"^https?://\S+$"
     )
     vllm_image: str = Field(default="vllm/vllm-openai:latest", min_length=1)
-    pilothouse_image: str = Field(default="ghcr.io/pilothouse/pilothouse:latest", min_length=1)
+    pilothouse_image: str = Field(default=PILOTHOUSE_IMAGE, min_length=1)
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     picker_replicas: int = Field(default=1, ge=1, le=16)
     failure_mode: Literal["FailOpen", "FailClose"] = "FailClose"

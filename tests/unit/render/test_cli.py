@@ -27,7 +27,7 @@ def test_k8s_to_stdout_with_options() -> None:
     assert (gateway["metadata"]["name"], gateway["spec"]["gatewayClassName"]) == ("edge", "istio")
     images = {c["image"] for d in docs if d["kind"] == "Deployment"
               for c in d["spec"]["template"]["spec"]["containers"]}  # fmt: skip
-    assert images == {"my/vllm:1", "ghcr.io/pilothouse/pilothouse:latest"}
+    assert images == {"my/vllm:1", "ghcr.io/pilothouse/pilothouse:0.1.0"}
 
 
 def test_k8s_out_writes_one_file_per_model(tmp_path: Path) -> None:

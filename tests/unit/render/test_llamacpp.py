@@ -51,7 +51,7 @@ def test_embedded_example_runs_the_llamacpp_engine_in_the_pilothouse_image(
 ) -> None:
     manifests = objects(embedded_fleet)
     container = server(manifests)
-    assert container["image"] == "ghcr.io/pilothouse/pilothouse:latest"
+    assert container["image"] == "ghcr.io/pilothouse/pilothouse:0.1.0"
     assert container["command"] == ["python", "-m", "pilothouse", "engine", "llamacpp"]
     assert container["args"] == [
         "--source", "embedded", "--served-name", NAME, "--host", "0.0.0.0", "--port", "8000",

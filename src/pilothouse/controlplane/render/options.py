@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pilothouse.config.autoscaling import AutoscalingSpec
+from pilothouse.config.deploy import PILOTHOUSE_IMAGE
 from pilothouse.config.fleet import ArgValue, FleetSpec, ModelSpec
 from pilothouse.engines.registry import engine_kind, rendered_kinds
 from pilothouse.errors import ConfigError
@@ -36,7 +37,7 @@ _SLUG_MAX = 50  # leaves room for "-epp" within a 63-character Service name
 @dataclass(frozen=True, slots=True)
 class Images:
     vllm: str = "vllm/vllm-openai:latest"
-    pilothouse: str = "ghcr.io/pilothouse/pilothouse:latest"
+    pilothouse: str = PILOTHOUSE_IMAGE
     pull_policy: str = "IfNotPresent"
 
 
