@@ -46,6 +46,7 @@ from pilothouse.transport import UpstreamRequest, UpstreamResponse
 
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
 _ATTEMPTS = 2
+_MAX_REQUEST_ID = 128
 
 
 class ProxyEndpoint:
@@ -58,7 +59,7 @@ class ProxyEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = header_map(scope)
-        request_id = headers.get(b"x-request-id", b"").decode() or self.ctx.new_request_id()
+        request_id = _client_request_id(headers.get(b"x-request-id")) or self.ctx.new_request_id()
         reply_headers = [(b"x-request-id", request_id.encode())]
         watch = ClientWatch(receive, send)
         parsed: ParsedRequest | None = None
@@ -201,10 +202,13 @@ class ProxyEndpoint:
         # Only served names become label values: a client cannot grow the series count.
         model = parsed.model if parsed is not None and served else ""
         elapsed = time.perf_counter() - started
-        metrics.requests.labels(model, self.route.value, str(outcome.status)).inc()
+        # A stream that broke after its 200 went out is an upstream failure (502) in the
+        # metrics; one whose client left is 499.
+        status = "502" if outcome.broken else str(outcome.status)
+        metrics.requests.labels(model, self.route.value, status).inc()
         split = ticket.public_model if ticket is not None else None
         if split is not None and parsed is not None:  # versions come from the spec: bounded
-            metrics.split_requests.labels(split, parsed.model, str(outcome.status)).inc()
+            metrics.split_requests.labels(split, parsed.model, status).inc()
         if served:
             metrics.e2e.labels(model).observe(elapsed)
             if outcome.ttft_s is not None:
@@ -247,6 +251,15 @@ class ProxyEndpoint:
         if parsed is not None and self.ctx.settings.log_prompts:
             record["prompt"] = parsed.prompt
         self.ctx.access_log.info(orjson.dumps(record).decode())
+
+
+def _client_request_id(raw: bytes | None) -> str | None:
+    """The client's ``x-request-id`` when it is printable ASCII of at most 128 bytes; any
+    other value (non-UTF-8 bytes, control characters) is replaced by our own id."""
+    if not raw or len(raw) > _MAX_REQUEST_ID or not raw.isascii():
+        return None
+    text = raw.decode("ascii")
+    return text if text.isprintable() else None
 
 
 def _lookup(headers: dict[bytes, bytes]) -> HeaderLookup:

@@ -10,13 +10,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
+
 from pilothouse.errors import UpstreamError
 from pilothouse.gateway.asgi import Send
-from pilothouse.openai.errors import sse_error_event
+from pilothouse.openai.errors import error_body, sse_error_event
 from pilothouse.openai.sse import json_usage as _json_usage
 from pilothouse.openai.sse import keep_tail
 from pilothouse.openai.sse import sse_usage as _sse_usage
 from pilothouse.transport import UpstreamResponse
+
+_ERROR_TEXT = 500
+_CONTEXT_LENGTH = "maximum context length"
+_CONTEXT_CODE = "context_length_exceeded"
 
 #: What a request that ended because its client went away is counted and logged as
 #: (nginx's "client closed request"; never sent: there is nobody to send it to).
@@ -48,9 +54,12 @@ def _start(
 async def relay_whole(
     resp: UpstreamResponse, send: Send, headers: list[tuple[bytes, bytes]]
 ) -> Outcome:
-    """Relay a non-streamed answer and read its usage."""
+    """Relay a non-streamed answer and read its usage; an engine's error answer that is
+    not an OpenAI error body is rewritten into one (:func:`openai_error`)."""
     body = await resp.read()
     content_type = resp.headers.get("content-type", "application/json").encode()
+    if resp.status >= 400:
+        body, content_type = openai_error(resp.status, body), b"application/json"
     start = _start(resp.status, content_type, headers)
     start["headers"].append((b"content-length", str(len(body)).encode()))  # type: ignore[attr-defined]
     await send(start)
@@ -94,6 +103,36 @@ async def relay_stream(
     if not outcome.broken:
         _read_usage(outcome, _sse_usage(tail))
     return outcome
+
+
+def openai_error(status: int, body: bytes) -> bytes:
+    """``body`` when it already is ``{"error": {"message": …}}``; else an OpenAI error body
+    carrying the engine's text (a text/plain 404, a bare JSON ``detail``…). A prompt over
+    the model's context gets OpenAI's ``context_length_exceeded`` code."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        message = error["message"]
+        if _CONTEXT_LENGTH in message.lower() and error.get("code") != _CONTEXT_CODE:
+            return error_body(message, "invalid_request_error", param=error.get("param"),
+                              code=_CONTEXT_CODE)  # fmt: skip
+        return body
+    text = _detail(doc) or body[:_ERROR_TEXT].decode("utf-8", "replace").strip()
+    kind = "invalid_request_error" if status < 500 else "upstream_error"
+    code = _CONTEXT_CODE if _CONTEXT_LENGTH in text.lower() else None
+    return error_body(f"the engine answered {status}: {text}", kind, code=code)
+
+
+def _detail(doc: object) -> str | None:
+    if isinstance(doc, dict):
+        for key in ("message", "detail", "error"):
+            value = doc.get(key)
+            if isinstance(value, str):
+                return value[:_ERROR_TEXT]
+    return None
 
 
 def _read_usage(outcome: Outcome, usage: object) -> None:

@@ -119,3 +119,6 @@ async def test_a_stream_that_breaks_midway_ends_with_an_sse_error_event() -> Non
     assert len(fake.sent) == 1  # no retry once bytes went out
     assert _in_flight(ctx) == [0, 0]
     assert fake.responses[0].closed
+    labels = {"model": "m", "route": "/v1/chat/completions", "status": "502"}
+    counted = ctx.metrics.registry.get_sample_value("pilothouse_requests_total", labels)
+    assert counted == 1  # a broken stream is counted as the upstream failure it is
