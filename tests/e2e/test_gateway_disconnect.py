@@ -17,7 +17,6 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 import httpx
 import orjson
 import pytest
@@ -30,6 +29,7 @@ from pilothouse.config.fleet import (
     SaturationSpec,
 )
 from pilothouse.servers.sim import SimSettings
+from tests.e2e.engine_procs import open_request
 from tests.e2e.gateway_harness import running_gateway
 from tests.e2e.sim_gateway import SimGateway, sim_gateway
 
@@ -75,24 +75,17 @@ async def test_a_client_that_leaves_frees_its_engine_slot(stream: bool) -> None:
     settings = SimSettings(port=0, model="sim-model", time_scale=0.1)
     async with sim_gateway(_fleet(), [("r0", settings)]) as gw:
         body = {"model": "sim-model", "prompt": "tell me everything", "stream": stream}
-        session = aiohttp.ClientSession()
-        request = asyncio.create_task(
-            session.post(gw.url + "/v1/completions", json={**body, "max_tokens": MAX_TOKENS})
-        )
+        client = await open_request(gw.url, "/v1/completions", {**body, "max_tokens": MAX_TOKENS})
         try:
+            if stream:
+                await client.read_until(b"data: ")  # the first chunk is out
 
             async def generating() -> bool:
                 return _running(gw) == 1 and _gateway_in_flight(gw) == 1
 
             await _until(generating, "the request generating")
-            if stream:
-                reply = await request
-                await reply.content.readany()  # the first chunk is out
         finally:
-            request.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await request
-            await session.close()  # the client hangs up
+            await client.hang_up()  # the client leaves
         left = time.monotonic()
 
         async def freed() -> bool:
