@@ -134,7 +134,9 @@ def build_gateway_scheduler(
     )  # fmt: skip
     producer = None
     if subscriber is not None and tokenizer is not None and engines is not None:
-        producer = PromptTokenizerProducer(tokenizer, engines)
+        producer = PromptTokenizerProducer(
+            tokenizer, engines, block_sizes=subscriber.index.block_sizes
+        )
     return scheduler, subscriber, producer
 
 
