@@ -33,6 +33,7 @@ _MODES = {"both": (False, True), "plain": (False,), "stream": (True,)}
         "epp": "pilothouse.bench.epp_bench:epp_bench_command",
         "live": "pilothouse.bench.live_cli:live_command",
         "decision": "pilothouse.bench.decision_cli:decision_command",
+        "gateway-lag": "pilothouse.bench.gateway_lag_cli:gateway_lag_command",
         "transport": "pilothouse.bench.overhead_client:transport_command",
     },
     context_settings={"help_option_names": ["-h", "--help"]},

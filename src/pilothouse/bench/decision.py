@@ -260,7 +260,9 @@ def _bench_config(
     mib = _index_mib(targets) if config.memory and has_index else None
     kinds: dict[str, int] = {}
     timing = _Timing(scheduler, clock, corpus, kinds)
-    producer = producer_for(tokenizer) if precise else None
+    producer = None
+    if precise and kv_index is not None:
+        producer = producer_for(tokenizer, kv_index.block_sizes)
     passes = _measure(name, config, timing, producer, progress)
     distinct = len(kv_index) if kv_index is not None else None
     plugins = describe(sched_config)

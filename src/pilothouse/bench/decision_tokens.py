@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +63,12 @@ def load_tokenizer(name: str) -> ModelTokenizer:
         return HFPromptTokenizer.load(save_gguf_tokenizer(embedded_model_path(), Path(out)))
 
 
-def producer_for(tokenizer: ModelTokenizer) -> PromptTokenizerProducer:
-    return PromptTokenizerProducer(tokenizer, fixed_engines({ENGINE}))
+def producer_for(
+    tokenizer: ModelTokenizer, block_sizes: Callable[[], Iterable[int]] | None = None
+) -> PromptTokenizerProducer:
+    """The front doors' producer; with ``block_sizes`` (the KV index's), it also chains the
+    prompt's block keys, as the gateway's does."""
+    return PromptTokenizerProducer(tokenizer, fixed_engines({ENGINE}), block_sizes=block_sizes)
 
 
 class ProducerTokenizer:

@@ -82,7 +82,7 @@ class _Endpoint:
 class KVBlockIndex:
     """Request key → endpoints holding that block, maintained from KV-event batches."""
 
-    __slots__ = ("_capacity", "_endpoints", "_holders", "_max_endpoints")
+    __slots__ = ("_capacity", "_endpoints", "_holders", "_max_endpoints", "_sizes")
 
     def __init__(self, max_blocks_per_endpoint: int = 500_000, max_endpoints: int = 4096) -> None:
         if max_blocks_per_endpoint <= 0 or max_endpoints <= 0:
@@ -91,6 +91,7 @@ class KVBlockIndex:
         self._max_endpoints = max_endpoints
         self._endpoints: OrderedDict[str, _Endpoint] = OrderedDict()
         self._holders: dict[int, set[str]] = {}
+        self._sizes: frozenset[int] = frozenset()
 
     # -- writes (the subscriber) -----------------------------------------------------------
 
@@ -111,6 +112,7 @@ class KVBlockIndex:
         state = self._endpoints.pop(endpoint, None)
         if state is not None:
             self._forget(endpoint, state)
+            self._resize()
 
     # -- reads (the scheduler) -------------------------------------------------------------
 
@@ -122,6 +124,14 @@ class KVBlockIndex:
         """The block size ``endpoint``'s events declared (``None`` before its first store)."""
         state = self._endpoints.get(endpoint)
         return None if state is None else state.block_size
+
+    def block_sizes(self) -> frozenset[int]:
+        """The block sizes tracked endpoints declared: those a prompt's keys are needed for.
+
+        Safe to call from another thread (a producer precomputing keys): the set is
+        replaced, never mutated.
+        """
+        return self._sizes
 
     def block_keys(
         self,
@@ -188,6 +198,7 @@ class KVBlockIndex:
         while len(self._endpoints) >= self._max_endpoints:
             oldest, old_state = self._endpoints.popitem(last=False)
             self._forget(oldest, old_state)
+            self._resize()
         state = self._endpoints[endpoint] = _Endpoint()
         return state
 
@@ -206,7 +217,9 @@ class KVBlockIndex:
                 state.unresolved += len(hashes)
                 return
             key = parent
-        state.block_size = size
+        if state.block_size != size:
+            state.block_size = size
+            self._resize()
         chunks = zip(*[iter(tokens)] * size, strict=False)  # n-tuples, cut in C
         for block, chunk in zip(hashes, chunks, strict=False):
             key = hash((key,) + chunk)  # noqa: RUF005 (faster, same hash)
@@ -248,6 +261,11 @@ class KVBlockIndex:
             return
         del state.key_refs[key]
         self._release(endpoint, key)
+
+    def _resize(self) -> None:
+        sizes = {s.block_size for s in self._endpoints.values() if s.block_size is not None}
+        if sizes != self._sizes:
+            self._sizes = frozenset(sizes)
 
     def _release(self, endpoint: str, key: int) -> None:
         holders = self._holders.get(key)

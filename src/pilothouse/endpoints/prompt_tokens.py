@@ -23,6 +23,13 @@ tokens on both sides, so fixed text blocks would need re-tokenizing around every
 tokens are the boundaries that every template already has, and that a renderer can check
 (``HFPromptTokenizer`` falls back to one segment per prompt when its tokenizer does not cut
 exactly there). Both caches are bounded by the tokens they hold.
+
+With ``block_sizes`` (the KV-event index's :meth:`~pilothouse.endpoints.kv_index.KVBlockIndex.
+block_sizes`), the worker also chains the prompt's block keys for each block size the
+endpoints declared (``prompt_block_keys``), so the ``precise-prefix`` scorer hashes nothing
+inside the decision either (375 keys of a 6 k-token prompt: about 150 µs of the event loop's
+time per request). The keys are cached with the prompt; a hit that lacks a block size goes
+to the worker.
 """
 
 from __future__ import annotations
@@ -38,11 +45,13 @@ from itertools import chain
 from types import MappingProxyType
 from typing import Protocol
 
-from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+from pilothouse.endpoints.kv_index import block_keys
+from pilothouse.scheduling.types import BlockKeysId, Endpoint, SchedulingRequest
 
 log = logging.getLogger("pilothouse.tokenize")
 
 EngineKinds = Callable[[SchedulingRequest], Iterable[str]]
+BlockSizes = Callable[[], Iterable[int]]
 Tokens = tuple[int, ...]
 
 
@@ -136,12 +145,16 @@ class PromptTokenizerProducer:
         *,
         max_prompt_tokens: int = 1_000_000,
         max_segment_tokens: int = 1_000_000,
+        max_key_blocks: int = 100_000,
+        block_sizes: BlockSizes | None = None,
         executor: Executor | None = None,
     ) -> None:
         self._renderer = renderer
         self._engines = engines
+        self._block_sizes = block_sizes or (lambda: ())
         self.prompts = TokenLRU(max_prompt_tokens)
         self.segments = TokenLRU(max_segment_tokens)
+        self.keys = TokenLRU(max_key_blocks)  # (engine, model, prompt, size, lora) → keys
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tokenize")
         self._counts = [0, 0, 0, 0]  # prompt hits, misses, segment hits, misses
@@ -176,17 +189,26 @@ class PromptTokenizerProducer:
         self, request: SchedulingRequest, engines: Sequence[str]
     ) -> SchedulingRequest | None:
         found: dict[str, Tokens] = {}
+        keys: dict[BlockKeysId, Tokens] = {}
+        sizes = tuple(self._block_sizes())
         for engine in engines:
             tokens = self.prompts.get((engine, request.model, request.prompt))
             if tokens is None:
                 return None
             found[engine] = tokens
+            for size in sizes:
+                cached = self.keys.get(self._keys_id(request, engine, size))
+                if cached is None:
+                    return None
+                keys[engine, size, request.lora] = cached
         self._counts[0] += 1
-        return replace(request, prompt_token_ids=MappingProxyType(found))
+        return self._prepared(request, found, keys)
 
     def _tokenize(self, request: SchedulingRequest, engines: Sequence[str]) -> SchedulingRequest:
         self._counts[1] += 1
         found: dict[str, Tokens] = {}
+        keys: dict[BlockKeysId, Tokens] = {}
+        sizes = tuple(self._block_sizes())
         for engine in engines:
             try:
                 tokens = self._engine_tokens(request, engine)
@@ -195,7 +217,36 @@ class PromptTokenizerProducer:
                 continue
             if tokens is not None:
                 found[engine] = tokens
-        return replace(request, prompt_token_ids=MappingProxyType(found))
+                for size in sizes:
+                    keys[engine, size, request.lora] = self._block_keys(
+                        request, engine, size, tokens
+                    )
+        return self._prepared(request, found, keys)
+
+    @staticmethod
+    def _prepared(
+        request: SchedulingRequest, found: dict[str, Tokens], keys: dict[BlockKeysId, Tokens]
+    ) -> SchedulingRequest:
+        return replace(
+            request,
+            prompt_token_ids=MappingProxyType(found),
+            prompt_block_keys=MappingProxyType(keys) if keys else None,
+        )
+
+    @staticmethod
+    def _keys_id(request: SchedulingRequest, engine: str, size: int) -> Hashable:
+        return (engine, request.model, request.prompt, size, request.lora)
+
+    def _block_keys(
+        self, request: SchedulingRequest, engine: str, size: int, tokens: Tokens
+    ) -> Tokens:
+        """The prompt's chained block keys for ``size`` (as the KV index keys blocks)."""
+        cache_id = self._keys_id(request, engine, size)
+        keys = self.keys.get(cache_id)
+        if keys is None:
+            keys = tuple(block_keys(tokens, size, request.lora))
+            self.keys.put(cache_id, keys)
+        return keys
 
     def _engine_tokens(self, request: SchedulingRequest, engine: str) -> Tokens | None:
         key = (engine, request.model, request.prompt)

@@ -25,6 +25,7 @@ from pilothouse.gateway.adapter_admin import adapter_routes
 from pilothouse.gateway.adapters import AdapterWatcher
 from pilothouse.gateway.asgi import Receive, Scope, Send
 from pilothouse.gateway.context import GatewayContext
+from pilothouse.gateway.lag_probe import LoopLagProbe
 from pilothouse.gateway.metrics import GatewayMetrics
 from pilothouse.gateway.proxy import ProxyEndpoint
 from pilothouse.openai.errors import error_body, error_from_exception
@@ -123,9 +124,12 @@ def build_gateway_scheduler(
     tells the producer which engine kinds serve a request's model
     (``pool_engines(pool.candidates)``). With ``prepared`` every request is expected to go
     through ``await producer.prepare(request)`` first: the scheduler gets no tokenizer, and
-    never tokenizes inside a decision.
+    never tokenizes inside a decision. ``settings.tokenize: inline`` turns both off: no
+    producer, the decision tokenizes (the old path, to compare against).
     """
     config = resolve_config(settings.scheduler)
+    if settings.tokenize == "inline":
+        prepared, engines = False, None
     if tokenizer is None and settings.kv_events:
         tokenizer = load_tokenizers(settings.tokenizers or {}, "gateway.tokenizers")
     scheduler, subscriber = build_kv_scheduler(
@@ -134,7 +138,9 @@ def build_gateway_scheduler(
     )  # fmt: skip
     producer = None
     if subscriber is not None and tokenizer is not None and engines is not None:
-        producer = PromptTokenizerProducer(tokenizer, engines)
+        producer = PromptTokenizerProducer(
+            tokenizer, engines, block_sizes=subscriber.index.block_sizes
+        )
     return scheduler, subscriber, producer
 
 
@@ -153,8 +159,14 @@ def _lifespan(  # type: ignore[no-untyped-def]
     kv_events: KVEventSubscriber | None,
     preparer: PromptTokenizerProducer | None,
 ):
+    probe = None
+    if ctx.settings.loop_lag_probe_s > 0:
+        probe = LoopLagProbe(ctx.metrics.registry, ctx.settings.loop_lag_probe_s)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if probe is not None:
+            probe.start()
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(
             total=None,
@@ -192,6 +204,8 @@ def _lifespan(  # type: ignore[no-untyped-def]
                 await transport.aclose()
                 if preparer is not None:
                     preparer.close()
+                if probe is not None:
+                    await probe.stop()
                 ctx.session = ctx.transport = None
 
     return lifespan

@@ -65,6 +65,9 @@ class Endpoint:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+BlockKeysId = tuple[str, int, str | None]  # engine kind, block size, lora
+
+
 @dataclass(frozen=True, slots=True)
 class SchedulingRequest:
     """What routing needs to know about a request, and nothing more.
@@ -76,6 +79,12 @@ class SchedulingRequest:
     that engine computes them, prepared before scheduling by a data producer (tokenizing is
     heavy: it never runs inside a decision). ``None``: nobody prepared them; an engine kind
     missing from the mapping: its tokens are unknown (no tokenizer for it).
+
+    ``prompt_block_keys`` holds, for some ``(engine kind, block size, lora)``, the chained
+    request keys of the prompt's full blocks as the KV-event index computes them
+    (``pilothouse.endpoints.kv_index.block_keys`` over that engine's ``prompt_token_ids``),
+    prepared by the same producer so that a decision does no hashing; a combination missing
+    from it is hashed by the scorer.
     """
 
     request_id: str
@@ -90,6 +99,7 @@ class SchedulingRequest:
     priority: int = 0
     lora: str | None = None
     prompt_token_ids: Mapping[str, tuple[int, ...]] | None = None
+    prompt_block_keys: Mapping[BlockKeysId, tuple[int, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,21 @@ def test_unresolved_and_block_size_are_reported() -> None:
     assert index.block_size("a") == 16
 
 
+def test_block_sizes_are_those_tracked_endpoints_declared() -> None:
+    index = KVBlockIndex(max_endpoints=2)
+    assert index.block_sizes() == frozenset()
+    apply(index, "a", CHAIN[0])
+    apply(index, "b", stored([8], list(range(16)), block_size=16))
+    assert index.block_sizes() == {BS, 16}
+    index.drop("b")
+    assert index.block_sizes() == {BS}
+    apply(index, "a", AllBlocksCleared(), stored([9], list(range(16)), block_size=16))
+    assert index.block_sizes() == {16}  # "a" now declares 16
+    apply(index, "b", CHAIN[0])
+    apply(index, "c", CHAIN[0])  # evicts "a", the least recently updated
+    assert index.block_sizes() == {BS}
+
+
 def test_lora_adapters_never_share_blocks() -> None:
     index = KVBlockIndex()
     apply(index, "a", stored([1, 2], PROMPT[:8], lora="sql"))

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pilothouse.endpoints.kv_index import block_keys
 from pilothouse.endpoints.prompt_tokens import (
     PromptText,
     PromptTokenizerProducer,
@@ -27,8 +28,10 @@ CHAT = f"system\n{SYSTEM}\nuser\nhello there"
 OTHER_CHAT = f"system\n{SYSTEM}\nuser\nsomething else entirely"
 
 
-def request(prompt: str = CHAT, model: str = "m", rid: str = "r") -> SchedulingRequest:
-    return SchedulingRequest(request_id=rid, model=model, prompt=prompt)
+def request(
+    prompt: str = CHAT, model: str = "m", rid: str = "r", lora: str | None = None
+) -> SchedulingRequest:
+    return SchedulingRequest(request_id=rid, model=model, prompt=prompt, lora=lora)
 
 
 class Counting(DummyTokenizer):
@@ -88,6 +91,39 @@ async def test_a_miss_is_tokenized_in_the_worker_a_hit_on_the_loop() -> None:
     assert again.prompt_token_ids == first.prompt_token_ids
     assert again.request_id == "r2"
     assert tokens.stats().prompt_hits == 1
+    executor.shutdown()
+
+
+def test_block_keys_are_chained_for_each_declared_block_size() -> None:
+    sizes = [4, 16]
+    tokens = producer(block_sizes=lambda: sizes)
+    prepared = tokens.prepare_now(request(lora=None))
+    ids = (prepared.prompt_token_ids or {})["sim"]
+    assert prepared.prompt_block_keys == {
+        ("sim", 4, None): tuple(block_keys(ids, 4)),
+        ("sim", 16, None): tuple(block_keys(ids, 16)),
+    }
+    assert len(ids) // 16 >= 1  # both sizes have keys to compare
+    adapter = tokens.prepare_now(request(lora="sql"))
+    assert adapter.prompt_block_keys == {
+        ("sim", 4, "sql"): tuple(block_keys(ids, 4, "sql")),
+        ("sim", 16, "sql"): tuple(block_keys(ids, 16, "sql")),
+    }
+    assert producer().prepare_now(request()).prompt_block_keys is None  # no index: no keys
+
+
+async def test_a_hit_lacking_a_new_block_size_goes_to_the_worker() -> None:
+    sizes, executor = [4], Recording()
+    tokens = producer(block_sizes=lambda: sizes, executor=executor)
+    first = await tokens.prepare(request())
+    again = await tokens.prepare(request())
+    assert executor.submitted == 1  # keys cached with the prompt: a hit on the loop
+    assert again.prompt_block_keys == first.prompt_block_keys
+    sizes.append(8)  # an endpoint declared a new block size
+    third = await tokens.prepare(request())
+    assert executor.submitted == 2
+    assert set(third.prompt_block_keys or {}) == {("sim", 4, None), ("sim", 8, None)}
+    assert tokens.stats().prompt_misses == 2  # ...but its tokens came from the cache
     executor.shutdown()
 
 

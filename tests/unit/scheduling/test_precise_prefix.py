@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from pilothouse.clock import ManualClock
-from pilothouse.endpoints.kv_index import KVBlockIndex
+from pilothouse.endpoints.kv_index import KVBlockIndex, block_keys
 from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.errors import ConfigError
 from pilothouse.kvevents import BlockStored, KVEventBatch
@@ -286,3 +286,69 @@ def test_without_prepared_ids_the_service_tokenizes_as_before() -> None:
         PrecisePrefixScorer("pp", index=index, tokenizer=Refusing()).score(
             CycleState(0.0), req(), EPS
         )
+
+
+class NoHashing(KVBlockIndex):
+    """An index whose ``block_keys`` the scorer must not call: keys were prepared."""
+
+    def block_keys(
+        self,
+        token_ids: Sequence[int],
+        block_size: int,
+        lora: str | None = None,
+        max_blocks: int | None = None,
+    ) -> list[int]:
+        raise AssertionError(f"hashed {len(token_ids)} tokens inside the decision")
+
+
+def keyed(lora: str | None = None, keys: Sequence[int] | None = None) -> SchedulingRequest:
+    """A request with its ids and its block keys prepared, as the producer prepares them."""
+    ready = tuple(keys if keys is not None else block_keys(TOKENS, BS, lora))
+    return SchedulingRequest(
+        request_id="r", model="m", prompt=PROMPT, lora=lora,
+        prompt_token_ids={"sim": tuple(TOKENS)}, prompt_block_keys={("sim", BS, lora): ready},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("request_", "expected"),
+    [
+        pytest.param(keyed(), [1.0, 0.5, 0.0], id="prepared-keys"),
+        # the keys prepared win over the ids: only the first block's key is the index's
+        pytest.param(keyed(keys=[*block_keys(TOKENS, BS)[:1], 7, 7, 7]), [0.25, 0.25, 0.0]),
+        pytest.param(keyed(lora="ad"), [0.0, 0.0, 0.0], id="other-lora-keys"),
+    ],
+)
+def test_prepared_block_keys_are_matched_without_hashing(
+    request_: SchedulingRequest, expected: list[float]
+) -> None:
+    index = NoHashing()
+    holds(index, "a", TOKENS, 4)
+    holds(index, "b", TOKENS, 2)
+    plugin = PrecisePrefixScorer("pp", index=index)
+    assert list(plugin.score(CycleState(0.0), request_, EPS)) == pytest.approx(expected)
+
+
+def test_keys_for_another_block_size_are_hashed_in_the_decision() -> None:
+    index = KVBlockIndex()
+    holds(index, "a", TOKENS, 2, block_size=8)
+    stale = SchedulingRequest(
+        request_id="r", model="m", prompt=PROMPT, prompt_token_ids={"sim": tuple(TOKENS)},
+        prompt_block_keys={("sim", BS, None): (1, 2, 3, 4)},
+    )  # fmt: skip
+    plugin = PrecisePrefixScorer("pp", index=index)
+    assert list(plugin.score(CycleState(0.0), stale, EPS)) == pytest.approx([1.0, 0.0, 0.0])
+
+
+def test_prepared_keys_are_cut_to_max_prefix_blocks() -> None:
+    index = KVBlockIndex()
+    holds(index, "a", TOKENS, 4)
+    holds(index, "b", TOKENS, 1)
+    params = PrecisePrefixParameters(max_prefix_blocks=2)
+    inline = PrecisePrefixScorer(
+        "pp", params, index=index, tokenizer=TemplateTokenizer(DummyTokenizer())
+    )
+    ready = PrecisePrefixScorer("pp", params, index=index)
+    expected = list(inline.score(CycleState(0.0), req(), EPS))
+    assert expected == pytest.approx([0.5, 0.25, 0.0])
+    assert list(ready.score(CycleState(0.0), keyed(), EPS)) == pytest.approx(expected)

@@ -184,31 +184,26 @@ class PrecisePrefixScorer(NamedPlugin):
     def score(
         self, state: CycleState, request: SchedulingRequest, endpoints: Sequence[Endpoint]
     ) -> Sequence[float]:
-        precise = self._precise(state, request, endpoints)
+        precise, sizes = self._precise(state, request, endpoints)
         if any(precise.values()):
             rest = [e for e in endpoints if e.name not in precise]
             fractions = {**self._history(state, request, rest), **precise}
         else:
             fractions = self._history(state, request, endpoints)
+        if len(sizes) < len(endpoints):  # untracked endpoints: blocks from the history
+            history = self._approx.index
+            sizes = {
+                e.name: sizes[e.name] if e.name in sizes else history.size(e.name)
+                for e in endpoints
+            }
         state.data[PREFIX_MATCH_KEY] = fractions
-        state.data[PREFIX_INDEX_SIZE_KEY] = self._sizes(endpoints)
+        state.data[PREFIX_INDEX_SIZE_KEY] = sizes
         return [fractions[e.name] for e in endpoints]
 
     def post_schedule(
         self, state: CycleState, request: SchedulingRequest, result: SchedulingResult
     ) -> None:
         self._approx.post_schedule(state, request, result)
-
-    def _sizes(self, endpoints: Sequence[Endpoint]) -> dict[str, int]:
-        """Blocks each endpoint holds: from its events when tracked, else from the history."""
-        index = self._index
-        history = self._approx.index
-        return {
-            e.name: index.size(e.name)
-            if index is not None and index.tracks(e.name)
-            else history.size(e.name)
-            for e in endpoints
-        }
 
     def _history(
         self, state: CycleState, request: SchedulingRequest, endpoints: Sequence[Endpoint]
@@ -220,44 +215,59 @@ class PrecisePrefixScorer(NamedPlugin):
 
     def _precise(
         self, state: CycleState, request: SchedulingRequest, endpoints: Sequence[Endpoint]
-    ) -> dict[str, float]:
-        """Fractions of tracked endpoints the tokenizer can serve; empty without services."""
+    ) -> tuple[dict[str, float], dict[str, int]]:
+        """Fractions of tracked endpoints the tokenizer can serve, and the blocks each
+        tracked endpoint holds; both empty without an index. One pass: this is the hot loop
+        (64 endpoints a decision)."""
         index = self._index
-        if index is None or (self._tokenizer is None and request.prompt_token_ids is None):
-            return {}
+        if index is None:
+            return {}, {}
+        known = self._tokenizer is not None or request.prompt_token_ids is not None
+        lookups = cast(
+            "dict[tuple[str, int], _Lookup | None]", state.data.setdefault(self._key, {})
+        )
+        tracks, block_size, held = index.tracks, index.block_size, index.size
         fractions: dict[str, float] = {}
+        sizes: dict[str, int] = {}
         for e in endpoints:
-            if not index.tracks(e.name):
+            name = e.name
+            if not tracks(name):
                 continue
-            size = index.block_size(e.name)
+            sizes[name] = held(name)
+            if not known:
+                continue
+            size = block_size(name)
             if size is None:  # nothing stored yet
-                fractions[e.name] = 0.0
+                fractions[name] = 0.0
                 continue
-            lookup = self._lookup(state, request, e.engine, size, index)
+            key = (e.engine, size)
+            if key in lookups:
+                lookup = lookups[key]
+            else:
+                lookup = lookups[key] = self._lookup(state, request, key)
             if lookup is not None:
                 matched, tokens = lookup
-                fractions[e.name] = min(1.0, matched.get(e.name, 0) * size / tokens)
-        return fractions
+                fractions[name] = min(1.0, matched.get(name, 0) * size / tokens)
+        return fractions, sizes
 
     def _lookup(
-        self,
-        state: CycleState,
-        request: SchedulingRequest,
-        engine: str,
-        size: int,
-        index: PrefixIndexView,
+        self, state: CycleState, request: SchedulingRequest, key: tuple[str, int]
     ) -> _Lookup | None:
-        """Tokens and index matches per (engine, block size), computed once per cycle."""
-        cache = cast("dict[tuple[str, int], _Lookup | None]", state.data.setdefault(self._key, {}))
-        key = (engine, size)
-        if key in cache:
-            return cache[key]
+        """Index matches and prompt tokens for one (engine, block size), from the block
+        keys prepared with the request when it carries them (no hashing here)."""
+        assert self._index is not None
+        engine, size = key
         tokens = self._tokens(state, request, engine)
         result: _Lookup | None = None
         if tokens:
-            keys = index.block_keys(tokens, size, request.lora, self._max_blocks)
-            result = (index.match(keys), len(tokens))
-        cache[key] = result
+            prepared = request.prompt_block_keys
+            ready = None if prepared is None else prepared.get((engine, size, request.lora))
+            keys: Sequence[int]
+            if ready is None:
+                keys = self._index.block_keys(tokens, size, request.lora, self._max_blocks)
+            else:
+                keys = ready[: self._max_blocks] if len(ready) > self._max_blocks else ready
+            result = (self._index.match(keys), len(tokens))
         return result
 
     def _tokens(
