@@ -30,7 +30,8 @@ outside their module) with a leading underscore::
     └── RequestError                a client-facing failure with an HTTP status
         ├── BadRequest              malformed JSON, missing/wrong-typed field → 400
         ├── Unauthorized            missing or wrong API key                → 401
-        ├── _Forbidden              [gateway.adapter_admin] admin call, not loopback → 403
+        ├── AdminForbidden          [gateway.admin_guard] admin call refused   → 403
+        ├── UnsupportedMediaType    [gateway.admin_guard] admin body not JSON   → 415
         ├── ModelNotFound           unknown model                           → 404
         ├── PayloadTooLarge         body over the configured limit          → 413
         ├── UpstreamError           the engine failed                       → 502

@@ -56,11 +56,6 @@ def _check(ctx: GatewayContext, request: Request) -> None:
     check_admin(ctx.settings, client, request.headers, request.method)
 
 
-class _Forbidden(RequestError):
-    status = 403
-    error_type = "permission_error"
-
-
 def _listing(ctx: GatewayContext) -> dict[str, dict[str, object]]:
     held = ctx.adapters.held()
     listing: dict[str, dict[str, object]] = {}
