@@ -74,7 +74,7 @@ $(HELM):
 	$(HELM) version --short
 
 # The committed chart, checked by Helm itself: lint (strict) and template with the defaults.
-# tests/unit/render/test_helm_binary.py compares helm's output with `render k8s`.
+# tests/unit/controlplane/render/test_helm_binary.py compares helm's output with `render k8s`.
 helm-check: $(HELM)
 	$(HELM) lint --strict $(CHART)
 	$(HELM) template fleet $(CHART) --namespace default >/dev/null

@@ -30,8 +30,8 @@ from pilothouse.scheduling.config import builtin_config
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint
 from pilothouse.testing.fake_engine import create_fake_engine
+from tests.unit.controlplane.render.conftest import EMBEDDED_EXAMPLE
 from tests.unit.epp import messages as m
-from tests.unit.render.conftest import EMBEDDED_EXAMPLE
 
 SETTINGS = EppSettings(
     port=0, health_port=0, metrics_port=0, probe_interval_s=0.02, grace_s=0.5, secure_serving=False

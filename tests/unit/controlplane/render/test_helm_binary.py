@@ -13,10 +13,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.render.schemas import require_schemas, validate
-from tests.unit.render.test_helm import CHART, OVERRIDDEN, OVERRIDES, by_identity, expected
+from tests.unit.controlplane.render.schemas import require_schemas, validate
+from tests.unit.controlplane.render.test_helm import (
+    CHART,
+    OVERRIDDEN,
+    OVERRIDES,
+    by_identity,
+    expected,
+)
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 Manifest = dict[str, Any]
 
 

@@ -12,8 +12,13 @@ import pytest
 from pilothouse.config.fleet import load_fleet
 from pilothouse.controlplane.render.bundle import render_fleet
 from pilothouse.controlplane.render.options import RENDERED_ENGINES, Autoscaling, RenderOptions
-from tests.unit.render.conftest import EMBEDDED_EXAMPLE, EXAMPLES, SIM_EXAMPLE, VLLM_EXAMPLE
-from tests.unit.render.schemas import require_schemas, validate
+from tests.unit.controlplane.render.conftest import (
+    EMBEDDED_EXAMPLE,
+    EXAMPLES,
+    SIM_EXAMPLE,
+    VLLM_EXAMPLE,
+)
+from tests.unit.controlplane.render.schemas import require_schemas, validate
 
 AUTOSCALERS = ["hpa", "keda", "none"]
 

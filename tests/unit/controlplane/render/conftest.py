@@ -7,7 +7,7 @@ import yaml
 
 from pilothouse.config.fleet import FleetSpec, load_fleet
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 VLLM_EXAMPLE = EXAMPLES / "fleet-vllm-gpu.yaml"
 SIM_EXAMPLE = EXAMPLES / "fleet-k8s-sim.yaml"
 EMBEDDED_EXAMPLE = EXAMPLES / "fleet-embedded.yaml"

@@ -18,10 +18,10 @@ from pilothouse.config.fleet import load_fleet
 from pilothouse.controlplane.render.bundle import render_fleet
 from pilothouse.controlplane.render.helm import ACTION, ACTION_FORM, render_chart, write_chart
 from pilothouse.controlplane.render.options import Autoscaling, Images, RenderOptions
-from tests.unit.render.conftest import SIM_EXAMPLE, VLLM_EXAMPLE
-from tests.unit.render.schemas import require_schemas, validate
+from tests.unit.controlplane.render.conftest import SIM_EXAMPLE, VLLM_EXAMPLE
+from tests.unit.controlplane.render.schemas import require_schemas, validate
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 CHART = REPO / "deploy" / "helm" / "pilothouse"
 REGENERATE = "-f examples/fleet-vllm-gpu.yaml --out deploy/helm/pilothouse"
 SLUG = "qwen2-5-0-5b-instruct"

@@ -17,7 +17,7 @@ from pilothouse.controlplane.render.helm import render_chart, write_chart
 from pilothouse.controlplane.render.spec_options import options_from_fleet
 from pilothouse.errors import ConfigError
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 Manifest = dict[str, Any]
 
 SPEC: dict[str, Any] = {

@@ -12,7 +12,7 @@ from pilothouse.config.fleet import FleetSpec
 from pilothouse.controlplane.render.bundle import render_fleet
 from pilothouse.controlplane.render.epp import GRPC_PORT, METRICS_PORT
 from pilothouse.controlplane.render.options import RenderOptions
-from tests.unit.render.schemas import DESTINATION_RULE, require_schemas, validate
+from tests.unit.controlplane.render.schemas import DESTINATION_RULE, require_schemas, validate
 
 Manifest = dict[str, Any]
 EPP = "qwen2-5-0-5b-instruct-epp"

@@ -16,7 +16,7 @@ from pilothouse.controlplane.render.helm import render_chart, write_chart
 from pilothouse.controlplane.render.options import Autoscaling, RenderOptions, Resources
 from pilothouse.errors import ConfigError
 from pilothouse.servers.cli import llamacpp as llamacpp_command
-from tests.unit.render.conftest import EMBEDDED_EXAMPLE
+from tests.unit.controlplane.render.conftest import EMBEDDED_EXAMPLE
 
 Manifest = dict[str, Any]
 NAME = "smollm2-135m-instruct"

@@ -8,7 +8,7 @@ import yaml
 from click.testing import CliRunner
 
 from pilothouse.controlplane.render.cli import render_group
-from tests.unit.render.conftest import SIM_EXAMPLE, VLLM_EXAMPLE
+from tests.unit.controlplane.render.conftest import SIM_EXAMPLE, VLLM_EXAMPLE
 
 
 def test_k8s_to_stdout_with_options() -> None:

@@ -15,7 +15,7 @@ import yaml
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="needs the dev extra")
 jsonschema = pytest.importorskip("jsonschema", reason="needs the dev extra")
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 # A git worktree outside the checkout's parent names the schemas folder explicitly.
 SCHEMAS = Path(os.environ.get("PILOTHOUSE_SCHEMAS", REPO.parent / "shared" / "schemas"))
 KUBERNETES_VERSIONS = ("1.30", "1.37")  # oldest we claim (gRPC probes are GA) and newest known
