@@ -1,7 +1,7 @@
 """Every example fleet that needs no GPU runs under `pilothouse up` as it is: each model, each
 LoRA adapter and each traffic split's public name answers a chat request. (The same files
-render for Kubernetes: tests/unit/controlplane/render/test_validate.py; the autoscaling example, which
-starts at zero replicas, is run by tests/e2e/test_scale_to_zero.py.)"""
+render for Kubernetes: tests/unit/controlplane/render/test_validate.py; the autoscaling
+example, which starts at zero replicas, is run by tests/e2e/test_scale_to_zero.py.)"""
 
 from __future__ import annotations
 
