@@ -24,7 +24,7 @@ from pilothouse.controlplane.watch import watch_spec
 from pilothouse.errors import ConfigError
 from pilothouse.gateway.admin import admin_routes
 from pilothouse.gateway.context import GatewayContext
-from pilothouse.gateway.serve import build_gateway, serve
+from pilothouse.gateway.serve import bind, build_gateway, serve
 from pilothouse.scheduling.config import resolve_config
 
 
@@ -100,6 +100,7 @@ async def run_up(
     console = _console()
     for note in pending_features(spec):
         console.log(f"note: {note}")
+    sock = bind(spec.gateway.host, spec.gateway.port)  # a port in use fails before replicas
     app = build_gateway(spec, [])
     ctx = app.ctx
     log_dir = log_dir or default_log_dir()
@@ -122,12 +123,15 @@ async def run_up(
         if fleet_file is not None:
             apply = _applier(executor, overrides)
             tasks.append(_task(watch_spec(fleet_file, spec.local, apply)))
-        await serve(app, spec.gateway.host, spec.gateway.port, _announce, _stopping(console))
+        await serve(
+            app, spec.gateway.host, spec.gateway.port, _announce, _stopping(console), sock=sock
+        )
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await executor.stop()
+        sock.close()  # uvicorn closed it once serving; not when a replica failed to start
         console.log("stopped every replica")
 
 

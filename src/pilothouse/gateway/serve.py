@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
@@ -15,6 +16,7 @@ from pilothouse.clock import SystemClock
 from pilothouse.config.fleet import FleetSpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.endpoints.prompt_tokens import pool_engines
+from pilothouse.errors import ConfigError
 from pilothouse.gateway.app import GatewayApp, build_gateway_scheduler, create_app
 from pilothouse.gateway.asgi import ASGIApp
 from pilothouse.scheduling.types import Endpoint
@@ -57,14 +59,40 @@ def build_gateway(spec: FleetSpec, endpoints: list[Endpoint], *, ready: bool = F
     )
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """The gateway's listening socket, bound now; :class:`ConfigError` if it cannot be.
+
+    ``pilothouse up`` binds before it starts any replica, so a port in use fails at once.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another "
+            "gateway.port (or --port; 0 picks a free one)",
+            path="gateway.port",
+        ) from exc
+    return sock
+
+
 async def serve(
     app: ASGIApp,
     host: str,
     port: int,
     on_started: Callable[[str], None],
     on_stopping: Callable[[], Awaitable[None]] | None = None,
+    *,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM, then stop accepting, drain and call ``on_stopping``."""
+    """Serve ``app`` until SIGINT/SIGTERM, then stop accepting, drain and call ``on_stopping``.
+
+    ``sock``: a socket :func:`bind` returned (default: bind ``host:port`` now).
+    """
+    sock = sock or bind(host, port)
     config = uvicorn.Config(
         app,
         host=host,
@@ -79,7 +107,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _request_exit, server)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         # uvicorn exposes readiness only as a flag.
         while not server.started and not task.done():  # noqa: ASYNC110
@@ -92,7 +120,7 @@ async def serve(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        if on_stopping is not None:
+        if on_stopping is not None and server.started:
             await on_stopping()
 
 
