@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import socket
 import subprocess
 import sys
@@ -51,3 +53,35 @@ def test_a_port_in_use_fails_before_any_replica_starts(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         output = run_up(tmp_path, SIM_FLEET.format(port=port))
     assert f"gateway.port: cannot listen on 127.0.0.1:{port}" in output
+
+
+VLLM_FLEET = """\
+models:
+  - name: fixed
+    engine: sim
+    replicas: 1
+  - name: big
+    engine: vllm
+    source: hf://Qwen/Qwen2.5-0.5B-Instruct
+    autoscaling: {{min_replicas: {low}, max_replicas: 2}}
+gateway:
+  port: 0
+"""
+
+
+@pytest.mark.parametrize("low", [0, 1])  # at zero it used to print "ready", then loop
+@pytest.mark.parametrize(
+    ("python", "why"),
+    [
+        ("/nonexistent/python3", "is not an executable Python"),
+        (sys.executable, "cannot import vllm"),  # the test environment has no vLLM
+    ],
+)
+def test_a_missing_vllm_fails_before_anything_starts(
+    tmp_path: Path, python: str, why: str, low: int
+) -> None:
+    if python == sys.executable and importlib.util.find_spec("vllm") is not None:
+        pytest.skip("this environment has vLLM")
+    env = {**os.environ, "PILOTHOUSE_VLLM_PYTHON": python}
+    output = run_up(tmp_path, VLLM_FLEET.format(low=low), env)
+    assert f"models[1].engine: vllm: PILOTHOUSE_VLLM_PYTHON={python} {why}" in output
