@@ -126,9 +126,11 @@ async def run_up(
         if fleet_file is not None:
             apply = _applier(executor, overrides, executor_kind == "local")
             tasks.append(_task(watch_spec(fleet_file, spec.local, apply)))
+        gateway = spec.gateway
         await serve(
-            app, spec.gateway.host, spec.gateway.port, _announce, _stopping(console), sock=sock
-        )
+            app, gateway.host, gateway.port, _announce, _stopping(console),
+            sock=sock, drain_s=gateway.drain_timeout_s,
+        )  # fmt: skip
     finally:
         for task in tasks:
             task.cancel()
@@ -192,7 +194,8 @@ async def run_gateway(fleet_file: Path, overrides: FleetOverrides) -> None:
             path="models",
         )
     app = build_gateway(spec, [])
-    await serve(app, spec.gateway.host, spec.gateway.port, _announce)
+    gateway = spec.gateway
+    await serve(app, gateway.host, gateway.port, _announce, drain_s=gateway.drain_timeout_s)
 
 
 def _announce(url: str) -> None:

@@ -19,6 +19,7 @@ from pilothouse.endpoints.prompt_tokens import pool_engines
 from pilothouse.errors import ConfigError
 from pilothouse.gateway.app import GatewayApp, build_gateway_scheduler, create_app
 from pilothouse.gateway.asgi import ASGIApp
+from pilothouse.gateway.drain import DrainCutoff
 from pilothouse.scheduling.types import Endpoint
 
 log = logging.getLogger("pilothouse")
@@ -87,26 +88,29 @@ async def serve(
     on_stopping: Callable[[], Awaitable[None]] | None = None,
     *,
     sock: socket.socket | None = None,
+    drain_s: float = 30.0,
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, then stop accepting, drain and call ``on_stopping``.
 
-    ``sock``: a socket :func:`bind` returned (default: bind ``host:port`` now).
+    ``sock``: a socket :func:`bind` returned (default: bind ``host:port`` now). The drain
+    waits up to ``drain_s`` for requests in flight; :class:`DrainCutoff` answers the rest.
     """
     sock = sock or bind(host, port)
+    cutoff = DrainCutoff(app)
     config = uvicorn.Config(
-        app,
+        cutoff,
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=drain_s,  # type: ignore[arg-type]  # used as a float
         proxy_headers=False,  # loopback by default; X-Forwarded-* parsing costs every request
     )
     server = _Server(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _request_exit, server)
+        loop.add_signal_handler(sig, _request_exit, server, cutoff)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         # uvicorn exposes readiness only as a flag.
@@ -136,7 +140,8 @@ def _settle_heap() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-def _request_exit(server: uvicorn.Server) -> None:
+def _request_exit(server: uvicorn.Server, cutoff: DrainCutoff) -> None:
+    cutoff.begin()
     if server.should_exit:
         server.force_exit = True
     server.should_exit = True
