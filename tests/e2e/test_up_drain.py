@@ -6,7 +6,9 @@ logs a traceback (the cut is a known condition, not a crash).
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -54,6 +56,52 @@ def test_a_stream_cut_by_the_drain_ends_with_an_sse_error_event(tmp_path: Path) 
         text = log.read_text()
         assert "Traceback" not in text, text
         assert "CancelledError" not in text, text
+    finally:
+        stop(proc)
+        for pid in engines:
+            kill_quietly(pid)
+
+
+SIM_FLEET = """\
+models:
+  - name: m
+    engine: sim
+    replicas: 2
+gateway:
+  port: 0
+"""
+
+
+def wait_until_refused(url: str) -> None:
+    for _ in range(300):  # a bound on polls, not a time limit
+        try:
+            httpx.get(url.removesuffix("/v1") + "/health", timeout=5)
+        except httpx.TransportError:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the gateway kept accepting after SIGINT")
+
+
+def test_a_double_ctrl_c_after_a_served_request_stops_quietly(tmp_path: Path) -> None:
+    """The second SIGINT (a repeated Ctrl-C, or make passing it on) skips the drain, not
+    the gateway's shutdown: nothing outlives the replicas to probe them or to be cancelled."""
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text(SIM_FLEET)
+    log = tmp_path / "up.log"
+    args = ["up", "-f", str(spec), "--log-dir", str(tmp_path)]
+    proc, url = start_until_ready(args, log, new_session=True)
+    engines = children(proc.pid)
+    try:
+        body = {"model": "m", "prompt": "hi", "max_tokens": 8}
+        assert httpx.post(url + "/completions", json=body, timeout=30).status_code == 200
+        os.killpg(proc.pid, signal.SIGINT)
+        wait_until_refused(url)  # the first is handled: a second is not merged into it
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == 0
+        text = log.read_text()
+        for noise in ("Traceback", "CancelledError", "failed its probe", "is not ready"):
+            assert noise not in text, text
+        assert "stopped every replica" in text
     finally:
         stop(proc)
         for pid in engines:

@@ -124,6 +124,10 @@ async def serve(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if server.started and server.force_exit:
+            # A second signal skips the drain, and uvicorn then skips the app's shutdown
+            # too: its monitor would probe stopped replicas, its lifespan be cancelled.
+            await server.lifespan.shutdown()
         if on_stopping is not None and server.started:
             await on_stopping()
 
