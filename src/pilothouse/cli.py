@@ -245,6 +245,9 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         runner(coro)
     except PilothouseError as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:  # a Ctrl-C after the drain, while replicas stop
+        click.echo("interrupted; replicas still running get SIGTERM as pilothouse exits", err=True)
+        raise SystemExit(130) from None
 
 
 def main() -> None:

@@ -21,10 +21,11 @@ from pilothouse.controlplane.local import default_log_dir
 from pilothouse.controlplane.replicas import ReplicaRuntime
 from pilothouse.controlplane.signals import GatewaySignals
 from pilothouse.controlplane.watch import watch_spec
+from pilothouse.engines.launch import check_prerequisites
 from pilothouse.errors import ConfigError
 from pilothouse.gateway.admin import admin_routes
 from pilothouse.gateway.context import GatewayContext
-from pilothouse.gateway.serve import build_gateway, serve
+from pilothouse.gateway.serve import bind, build_gateway, serve
 from pilothouse.scheduling.config import resolve_config
 
 
@@ -97,9 +98,12 @@ async def run_up(
 ) -> None:
     spec = overrides.apply(load_fleet(fleet_file) if fleet_file else embedded_fleet())
     resolve_config(spec.gateway.scheduler)  # fail before starting anything
+    if executor_kind == "local":  # Ray's nodes have environments of their own
+        check_prerequisites(spec)
     console = _console()
     for note in pending_features(spec):
         console.log(f"note: {note}")
+    sock = bind(spec.gateway.host, spec.gateway.port)  # a port in use fails before replicas
     app = build_gateway(spec, [])
     ctx = app.ctx
     log_dir = log_dir or default_log_dir()
@@ -110,7 +114,7 @@ async def run_up(
         signals=GatewaySignals(ctx.pool, ctx.pipeline.held, ctx.metrics.registry),
         runtime=_runtime(executor_kind, spec, log_dir),
     )
-    _wire(app.app, ctx, executor, overrides)
+    _wire(app.app, ctx, executor, overrides, check=executor_kind == "local")
     tasks: list[asyncio.Task[None]] = []
     try:
         with console.status(f"starting replicas; logs in {executor.log_dir}"):
@@ -120,14 +124,19 @@ async def run_up(
             )
         tasks.append(_task(executor.run()))
         if fleet_file is not None:
-            apply = _applier(executor, overrides)
+            apply = _applier(executor, overrides, executor_kind == "local")
             tasks.append(_task(watch_spec(fleet_file, spec.local, apply)))
-        await serve(app, spec.gateway.host, spec.gateway.port, _announce, _stopping(console))
+        gateway = spec.gateway
+        await serve(
+            app, gateway.host, gateway.port, _announce, _stopping(console),
+            sock=sock, drain_s=gateway.drain_timeout_s,
+        )  # fmt: skip
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await executor.stop()
+        sock.close()  # uvicorn closed it once serving; not when a replica failed to start
         console.log("stopped every replica")
 
 
@@ -143,21 +152,31 @@ def _runtime(kind: Executor, spec: FleetSpec, log_dir: Path) -> ReplicaRuntime |
 
 
 def _wire(
-    app: Starlette, ctx: GatewayContext, executor: LocalExecutor, overrides: FleetOverrides
+    app: Starlette,
+    ctx: GatewayContext,
+    executor: LocalExecutor,
+    overrides: FleetOverrides,
+    *,
+    check: bool,
 ) -> None:
     """Hold requests for launched models, follow applied specs, and serve /admin/fleet."""
     ctx.pipeline.hold_for(launched_models(executor.spec), executor.demand)
     executor.on_apply(lambda spec: ctx.pipeline.set_hold_models(launched_models(spec)))
     executor.on_apply(ctx.adopt)  # adapters and traffic-split weights
-    routes = admin_routes(ctx, _applier(executor, overrides), executor.status)
+    routes = admin_routes(ctx, _applier(executor, overrides, check), executor.status)
     app.router.routes.extend(routes)
 
 
 def _applier(
-    executor: LocalExecutor, overrides: FleetOverrides
+    executor: LocalExecutor, overrides: FleetOverrides, check: bool
 ) -> Callable[[FleetSpec], ApplyReport]:
+    """Apply a new spec; with ``check``, refuse one whose engines cannot start here."""
+
     def apply(spec: FleetSpec) -> ApplyReport:
-        return executor.apply(overrides.apply(spec))
+        spec = overrides.apply(spec)
+        if check:
+            check_prerequisites(spec)
+        return executor.apply(spec)
 
     return apply
 
@@ -175,7 +194,8 @@ async def run_gateway(fleet_file: Path, overrides: FleetOverrides) -> None:
             path="models",
         )
     app = build_gateway(spec, [])
-    await serve(app, spec.gateway.host, spec.gateway.port, _announce)
+    gateway = spec.gateway
+    await serve(app, gateway.host, gateway.port, _announce, drain_s=gateway.drain_timeout_s)
 
 
 def _announce(url: str) -> None:

@@ -68,6 +68,12 @@ class LocalSpec(_Spec):
     """A replica ready this long forgets its earlier crashes."""
     start_timeout_s: float = Field(default=300.0, gt=0)
     """A replica not healthy this long after its start is killed and restarted."""
+    probe_timeout_s: float = Field(default=2.0, gt=0)
+    """How long one health probe of a replica may take before it counts as failed."""
+    liveness_interval_s: float = Field(default=2.0, gt=0)
+    """How often a ready replica is health-probed."""
+    liveness_failures: int = Field(default=3, ge=1)
+    """A ready replica that fails this many probes in a row (hung) is restarted."""
     drain_timeout_s: float = Field(default=30.0, gt=0)
     """On scale-down, longest wait for a replica's in-flight requests before it is stopped."""
     stop_grace_s: float = Field(default=10.0, gt=0)

@@ -215,6 +215,9 @@ class GatewaySpec(_Spec):
     """The client of the upstream leg: ``http1``, a lean keep-alive HTTP/1.1 client on
     asyncio and httptools (the default), or ``aiohttp`` (see docs/transport.md)."""
     probe_interval_s: float = Field(default=0.5, gt=0)
+    drain_timeout_s: float = Field(default=30.0, gt=0)
+    """On shutdown, longest wait for requests in flight; streams still open then get an
+    SSE error event, requests not yet answered a 503."""
     access_log: bool = True
     log_prompts: bool = False
     flow_control: FlowControlSpec = Field(default_factory=FlowControlSpec)

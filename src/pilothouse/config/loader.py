@@ -40,12 +40,17 @@ class SpecProblems(PilothouseError, ValueError):
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; a missing file or a syntax error is a :class:`ConfigError`."""
+    """Parse a YAML file; a missing or non-UTF-8 file, or bad syntax, is a :class:`ConfigError`."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{p} is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} on line {line}"
+        ) from exc
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -8,8 +8,11 @@ default) or Ray actors on a cluster (:class:`~pilothouse.controlplane.ray_runtim
 Every ``local.reconcile_interval_s`` (or at once when a held request signals demand) it:
 
 1. **observes** its replicas: a process that exited unasked is *crashed*; a *starting* one
-   is health-probed and becomes *ready* (and routable) when it answers; a replica ready for
-   ``local.restart_reset_s`` forgets its earlier crashes;
+   is health-probed and becomes *ready* (and routable) when it answers; a *ready* one is
+   probed every ``local.liveness_interval_s`` and, after ``local.liveness_failures`` failed
+   probes in a row (hung: alive but not answering), is *crashed* too, leaves routing and is
+   restarted like any crash; a replica ready for ``local.restart_reset_s`` forgets its
+   earlier crashes;
 2. **autoscales** each model with an ``autoscaling`` block: a sample from the gateway
    (:class:`~pilothouse.controlplane.signals.GatewaySignals`) every ``interval_s`` into
    :func:`~pilothouse.autoscale.autoscale`, whose target it keeps
@@ -67,6 +70,8 @@ class _Replica:
     phase: Phase
     since: float
     restarts: int = 0
+    failed_probes: int = 0
+    probed: float = 0.0
 
 
 class LocalExecutor:
@@ -220,6 +225,7 @@ class LocalExecutor:
                 replica.restarts = 0
         for name in await self._probe_starting():
             log.info("replica %s is ready on %s", name, self._pool.get(name).address)
+        await self._probe_ready()
 
     async def _probe_starting(self) -> list[str]:
         """Probe the starting replicas; the healthy ones become ready (and routable)."""
@@ -230,7 +236,10 @@ class LocalExecutor:
             for name, r in self._replicas.items()
             if r.phase == "starting" and r.process is not None
         ]
-        healthy = await asyncio.gather(*(probe(session, process) for _, _, process in starting))
+        timeout_s = self._spec.local.probe_timeout_s
+        healthy = await asyncio.gather(
+            *(probe(session, process, timeout_s) for _, _, process in starting)
+        )
         ready = []
         for (name, replica, _), ok in zip(starting, healthy, strict=True):
             if ok and replica.phase == "starting":
@@ -239,7 +248,29 @@ class LocalExecutor:
                 ready.append(name)
         return ready
 
-    # -- autoscale -----------------------------------------------------------------------
+    async def _probe_ready(self) -> None:
+        """Probe the ready replicas that are due; one that keeps failing is hung: crashed."""
+        assert self._session is not None, "start() first"
+        local, now = self._spec.local, self._clock.now()
+        due = [
+            (name, r, r.process)
+            for name, r in self._replicas.items()
+            if r.phase == "ready" and r.process is not None
+            and now - r.probed >= local.liveness_interval_s
+        ]  # fmt: skip
+        results = await asyncio.gather(
+            *(probe(self._session, process, local.probe_timeout_s) for _, _, process in due)
+        )
+        for (name, replica, _), ok in zip(due, results, strict=True):
+            replica.probed = now
+            replica.failed_probes = 0 if ok else replica.failed_probes + 1
+            if replica.phase == "ready" and replica.failed_probes >= local.liveness_failures:
+                log.warning(
+                    "replica %s failed %d health probes in a row (hung?); restarting it",
+                    name, replica.failed_probes,
+                )  # fmt: skip
+                replica.phase, replica.since = "crashed", self._clock.now()
+                self._pool.set_ready(name, False)
 
     # -- act -----------------------------------------------------------------------------
 

@@ -33,8 +33,6 @@ from pilothouse.engines.registry import engine_kind
 from pilothouse.errors import EngineError
 from pilothouse.scheduling.types import Endpoint
 
-_PROBE = aiohttp.ClientTimeout(total=2)
-
 
 class ReplicaHandle(Protocol):
     """One running replica as the executor sees it, wherever it runs."""
@@ -156,12 +154,14 @@ async def spawn_replica(
     return ReplicaProcess(endpoint, process, log_path)
 
 
-async def probe(session: aiohttp.ClientSession, replica: ReplicaHandle) -> bool:
-    """True when the replica answers its engine's health path with 200."""
+async def probe(
+    session: aiohttp.ClientSession, replica: ReplicaHandle, timeout_s: float = 2.0
+) -> bool:
+    """True when the replica answers its engine's health path with 200 within ``timeout_s``."""
     endpoint = replica.endpoint
     url = f"http://{endpoint.address}{engine_kind(endpoint.engine).health_path}"
     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-        async with session.get(url, timeout=_PROBE) as resp:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             await resp.read()
             return resp.status == 200
     return False
@@ -173,6 +173,7 @@ async def terminate(replicas: Iterable[ReplicaProcess], grace_s: float = 10.0) -
     for process in running:
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
+            process.send_signal(signal.SIGCONT)  # a stopped (hung) one handles SIGTERM too
     try:
         await asyncio.wait_for(asyncio.gather(*(p.wait() for p in running)), grace_s)
     except TimeoutError:

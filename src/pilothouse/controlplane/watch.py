@@ -2,9 +2,10 @@
 
 The file's modification time and size are polled every ``local.watch_interval_s``; a change
 is read once the file has stayed the same for ``local.watch_debounce_s`` (an editor that
-writes in several steps is read once). A file that no longer validates is not applied:
-every problem is logged with its field path, and the fleet keeps running on the last good
-spec.
+writes in several steps is read once). A file that no longer reads or validates (not UTF-8,
+not YAML, a bad field) is not applied, nor is a spec the executor refuses (an engine whose
+prerequisites are missing): every problem is logged, with its field path where it has one,
+the fleet keeps running on the last good spec, and the watch goes on.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pilothouse.clock import Clock, SystemClock
 from pilothouse.config.deploy import LocalSpec
 from pilothouse.config.fleet import FleetSpec, load_fleet
 from pilothouse.controlplane.changes import ApplyReport
-from pilothouse.errors import ConfigError
+from pilothouse.errors import ConfigError, PilothouseError
 
 log = logging.getLogger("pilothouse.watch")
 Stamp = tuple[int, int] | None
@@ -68,13 +69,20 @@ async def watch_spec(
             continue
         try:
             spec = load_fleet(path)
+            report = apply(spec)
         except ConfigError as exc:
-            log.error("%s changed but is not valid; keeping the running spec:", path)
-            for problem in exc.problems:
-                log.error("  %s", problem)
+            _refused(path, exc.problems)
             continue
-        report = apply(spec)
+        except PilothouseError as exc:
+            _refused(path, (str(exc),))
+            continue
         local = spec.local
         log.info("%s changed: applied (%d action(s))", path, len(report.actions))
         for line in (*report.actions, *report.notes):
             log.info("  %s", line)
+
+
+def _refused(path: Path, problems: tuple[str, ...]) -> None:
+    log.error("%s changed but cannot be applied; keeping the running spec:", path)
+    for problem in problems:
+        log.error("  %s", problem)

@@ -6,8 +6,9 @@ and how it serves LoRA adapters) is answered by the kind's adapter, one module p
 :mod:`pilothouse.engines.kinds`; callers look it up with
 :func:`pilothouse.engines.registry.engine_kind` and never compare engine names.
 
-The two pieces of behaviour, the local command line and the pod's arguments, are one-verb
-protocols (:class:`Launcher`, :class:`PodArgs`); everything else is a frozen fact.
+The pieces of behaviour, the local command line, what must be installed for it, and the
+pod's arguments, are one-verb protocols (:class:`Launcher`, :class:`Prerequisites`,
+:class:`PodArgs`); everything else is a frozen fact.
 """
 
 from __future__ import annotations
@@ -110,6 +111,15 @@ class Launcher(Protocol):
         ...
 
 
+class Prerequisites(Protocol):
+    """What this machine needs before a replica of the kind can start locally."""
+
+    def check(self) -> None:
+        """Return when it is all there; :class:`EngineError` saying what is missing and how
+        to get it."""
+        ...
+
+
 class PodArgs(Protocol):
     """Writes the container's arguments of a rendered model-server pod."""
 
@@ -144,6 +154,7 @@ class EngineKind:
     metrics_path: str | None = None
     lora: LoraSupport | None = None
     launcher: Launcher | None = None  # None: not launched; the Fleet gives endpoints
+    prerequisites: Prerequisites | None = None  # None: nothing beyond pilothouse itself
     pod: PodHints | None = None  # None: not rendered for Kubernetes
     resources: Resources = field(default_factory=Resources)
     builtin_tokenizer: bool = False  # prompts tokenized as pilothouse's dummy tokenizer does
@@ -157,6 +168,11 @@ class EngineKind:
             )
         base = self.launcher.command(model, host, port)
         return [*base, *engine_args(model.args), *self.lora_flags(model)]
+
+    def check_prerequisites(self) -> None:
+        """:class:`EngineError` if a replica of this kind cannot start on this machine."""
+        if self.prerequisites is not None:
+            self.prerequisites.check()
 
     def pod_args(self, pod: PodContext) -> list[str]:
         """The rendered container's args; :class:`ConfigError` if it is not rendered."""

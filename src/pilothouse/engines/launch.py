@@ -6,12 +6,20 @@ the Fleet's ``args`` follow as flags, then the flags that serve its LoRA adapter
 
 from __future__ import annotations
 
-from pilothouse.config.fleet import ModelSpec
+from pilothouse.config.fleet import FleetSpec, ModelSpec
 from pilothouse.engines.args import engine_args
 from pilothouse.engines.kinds.vllm import VLLM_PYTHON_ENV, vllm_python
 from pilothouse.engines.registry import engine_kind
+from pilothouse.errors import ConfigError, EngineError
 
-__all__ = ["VLLM_PYTHON_ENV", "adapter_args", "engine_args", "replica_command", "vllm_python"]
+__all__ = [
+    "VLLM_PYTHON_ENV",
+    "adapter_args",
+    "check_prerequisites",
+    "engine_args",
+    "replica_command",
+    "vllm_python",
+]
 
 
 def adapter_args(model: ModelSpec) -> list[str]:
@@ -28,3 +36,23 @@ def adapter_args(model: ModelSpec) -> list[str]:
 def replica_command(model: ModelSpec, host: str, port: int) -> list[str]:
     """The argv that starts one replica of ``model`` listening on ``host:port``."""
     return engine_kind(model.engine).launch_command(model, host, port)
+
+
+def check_prerequisites(spec: FleetSpec) -> None:
+    """Check, once per engine kind, that this machine can start the spec's launched models.
+
+    One :class:`ConfigError` listing every kind that cannot start, each at the ``engine``
+    field of the first model that uses it, so nothing starts when one of them cannot.
+    """
+    problems: list[str] = []
+    checked: set[str] = set()
+    for index, model in enumerate(spec.models):
+        if not model.launched or model.engine in checked:
+            continue
+        checked.add(model.engine)
+        try:
+            engine_kind(model.engine).check_prerequisites()
+        except EngineError as exc:
+            problems.append(f"models[{index}].engine: {model.engine}: {exc}")
+    if problems:
+        raise ConfigError("; ".join(problems), problems=problems)

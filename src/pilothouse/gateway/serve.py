@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
@@ -15,8 +16,10 @@ from pilothouse.clock import SystemClock
 from pilothouse.config.fleet import FleetSpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.endpoints.prompt_tokens import pool_engines
+from pilothouse.errors import ConfigError
 from pilothouse.gateway.app import GatewayApp, build_gateway_scheduler, create_app
 from pilothouse.gateway.asgi import ASGIApp
+from pilothouse.gateway.drain import DrainCutoff
 from pilothouse.scheduling.types import Endpoint
 
 log = logging.getLogger("pilothouse")
@@ -57,29 +60,58 @@ def build_gateway(spec: FleetSpec, endpoints: list[Endpoint], *, ready: bool = F
     )
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """The gateway's listening socket, bound now; :class:`ConfigError` if it cannot be.
+
+    ``pilothouse up`` binds before it starts any replica, so a port in use fails at once.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another "
+            "gateway.port (or --port; 0 picks a free one)",
+            path="gateway.port",
+        ) from exc
+    return sock
+
+
 async def serve(
     app: ASGIApp,
     host: str,
     port: int,
     on_started: Callable[[str], None],
     on_stopping: Callable[[], Awaitable[None]] | None = None,
+    *,
+    sock: socket.socket | None = None,
+    drain_s: float = 30.0,
 ) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM, then stop accepting, drain and call ``on_stopping``."""
+    """Serve ``app`` until SIGINT/SIGTERM, then stop accepting, drain and call ``on_stopping``.
+
+    ``sock``: a socket :func:`bind` returned (default: bind ``host:port`` now). The drain
+    waits up to ``drain_s`` for requests in flight; :class:`DrainCutoff` answers the rest.
+    """
+    sock = sock or bind(host, port)
+    cutoff = DrainCutoff(app)
     config = uvicorn.Config(
-        app,
+        cutoff,
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=drain_s,  # type: ignore[arg-type]  # used as a float
         proxy_headers=False,  # loopback by default; X-Forwarded-* parsing costs every request
     )
     server = _Server(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _request_exit, server)
-    task = asyncio.create_task(server.serve())
+        loop.add_signal_handler(sig, _request_exit, server, cutoff)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         # uvicorn exposes readiness only as a flag.
         while not server.started and not task.done():  # noqa: ASYNC110
@@ -92,7 +124,11 @@ async def serve(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        if on_stopping is not None:
+        if server.started and server.force_exit:
+            # A second signal skips the drain, and uvicorn then skips the app's shutdown
+            # too: its monitor would probe stopped replicas, its lifespan be cancelled.
+            await server.lifespan.shutdown()
+        if on_stopping is not None and server.started:
             await on_stopping()
 
 
@@ -108,7 +144,8 @@ def _settle_heap() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-def _request_exit(server: uvicorn.Server) -> None:
+def _request_exit(server: uvicorn.Server, cutoff: DrainCutoff) -> None:
+    cutoff.begin()
     if server.should_exit:
         server.force_exit = True
     server.should_exit = True

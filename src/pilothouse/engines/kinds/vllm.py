@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 
 from pilothouse.config.fleet import ModelSpec
@@ -44,12 +45,19 @@ VLLM_METRICS = MetricNames(
 )
 
 
+_HAS_VLLM = "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"
+_CHECK_TIMEOUT_S = 60.0
+
+
 def vllm_python() -> str:
     """The interpreter for vLLM replicas; :class:`EngineError` when it cannot have vLLM."""
     configured = os.environ.get(VLLM_PYTHON_ENV)
     if configured:
-        if not os.access(configured, os.X_OK):
-            raise EngineError(f"{VLLM_PYTHON_ENV}={configured} is not an executable Python")
+        if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
+            raise EngineError(
+                f"{VLLM_PYTHON_ENV}={configured} is not an executable Python; point it at "
+                "the Python of an environment with vLLM (docs/engines.md)"
+            )
         return configured
     if importlib.util.find_spec("vllm") is None:
         raise EngineError(
@@ -76,6 +84,29 @@ class VllmLauncher:
             "--port",
             str(port),
         ]
+
+
+class VllmPrerequisites:
+    """vLLM importable by :func:`vllm_python` (found, not imported: that takes seconds)."""
+
+    def check(self) -> None:
+        python = vllm_python()
+        if not os.environ.get(VLLM_PYTHON_ENV):
+            return  # vllm_python() found vllm in this environment
+        try:
+            found = subprocess.run(
+                [python, "-c", _HAS_VLLM],
+                capture_output=True,
+                timeout=_CHECK_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EngineError(f"{VLLM_PYTHON_ENV}={python} does not run: {exc}") from exc
+        if found.returncode != 0:
+            raise EngineError(
+                f"{VLLM_PYTHON_ENV}={python} cannot import vllm: install vLLM in that "
+                "environment, or point the variable at one that has it (docs/engines.md)"
+            )
 
 
 class VllmPodArgs:
@@ -122,6 +153,7 @@ VLLM = EngineKind(
     serves_concurrently=True,
     lora=VLLM_LORA,
     launcher=VllmLauncher(),
+    prerequisites=VllmPrerequisites(),
     pod=PodHints(
         command=("vllm", "serve"),
         args=VllmPodArgs(),
