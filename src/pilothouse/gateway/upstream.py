@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from pilothouse.errors import UpstreamError
+from pilothouse.errors import UpstreamError, UpstreamTimeout
 from pilothouse.gateway.asgi import Send
 from pilothouse.openai.errors import error_body, sse_error_event
 from pilothouse.openai.sse import json_usage as _json_usage
@@ -95,7 +95,7 @@ async def relay_stream(
             last = now
             tail = keep_tail(tail, chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    except UpstreamError as exc:
+    except (UpstreamError, UpstreamTimeout) as exc:  # broke off, or stalled past read_timeout_s
         outcome.broken = True
         event = sse_error_event(f"the engine stream broke: {exc.message}")
         await send({"type": "http.response.body", "body": event, "more_body": True})

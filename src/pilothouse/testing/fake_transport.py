@@ -39,6 +39,7 @@ class Answer:
 
     ``break_after=N``: after N chunks the stream breaks (``UpstreamError``).
     ``hang_after=N``: after N chunks nothing more ever comes (the stream stalls).
+    ``timeout_after=N``: after N chunks the transport's read timeout fires (``UpstreamTimeout``).
     """
 
     status: int = 200
@@ -46,6 +47,7 @@ class Answer:
     headers: tuple[tuple[str, str], ...] = _JSON
     break_after: int | None = None
     hang_after: int | None = None
+    timeout_after: int | None = None
 
     @classmethod
     def json(cls, doc: object, status: int = 200) -> Answer:
@@ -111,6 +113,8 @@ class FakeResponse:
                 raise UpstreamError(f"scripted break after {sent} chunks")
             if sent == answer.hang_after:
                 await asyncio.get_running_loop().create_future()
+            if sent == answer.timeout_after:
+                raise UpstreamTimeout(f"scripted read timeout after {sent} chunks")
             await asyncio.sleep(0)  # one loop pass per chunk, as bytes from a socket
             yield chunk
         if answer.break_after is not None and answer.break_after >= len(answer.chunks):

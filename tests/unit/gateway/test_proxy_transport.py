@@ -26,6 +26,7 @@ from pilothouse.testing import Answer, Fail, FakeTransport
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 A, B = "10.0.0.1:8000", "10.0.0.2:8000"
+SSE = (("content-type", "text/event-stream"),)
 
 
 def _proxy(fake: FakeTransport) -> tuple[ProxyEndpoint, GatewayContext]:
@@ -122,3 +123,18 @@ async def test_a_stream_that_breaks_midway_ends_with_an_sse_error_event() -> Non
     labels = {"model": "m", "route": "/v1/chat/completions", "status": "502"}
     counted = ctx.metrics.registry.get_sample_value("pilothouse_requests_total", labels)
     assert counted == 1  # a broken stream is counted as the upstream failure it is
+
+
+async def test_a_stream_that_stalls_past_the_read_timeout_ends_with_an_sse_error_event() -> None:
+    """A hung engine mid-stream: the transport's read timeout ends the stream properly."""
+    events = [b'data: {"choices":[]}\n\n'] * 3
+    fake = FakeTransport()
+    for address in (A, B):
+        fake.always(address, Answer(chunks=tuple(events), headers=SSE, timeout_after=1))
+    proxy, ctx = _proxy(fake)
+    status, body = await _call(proxy, {**CHAT, "stream": True})
+    assert status == 200
+    assert body.startswith(events[0])
+    assert body.rstrip().endswith(b"data: [DONE]")
+    assert b"error" in body
+    assert _in_flight(ctx) == [0, 0]
