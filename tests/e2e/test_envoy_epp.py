@@ -603,7 +603,7 @@ async def test_the_gateway_and_the_picker_make_the_same_picks() -> None:
 def test_the_benchmark_command_runs(envoy_binary: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from pilothouse.bench.epp_bench import epp_bench_command
+    from pilothouse.bench.epp.run import epp_bench_command
 
     out = tmp_path / "report.json"
     args = ["--requests", "20", "--warmup", "2", "--replicas", "1", "--json", str(out)]

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from pilothouse.bench.live import Level, LiveSettings
-from pilothouse.bench.live_fleet import SimFleetSpec, run_launched
-from pilothouse.bench.sim_cli import SimPlan, run_policy
+from pilothouse.bench.live.fleet import SimFleetSpec, run_launched
+from pilothouse.bench.live.run import Level, LiveSettings
+from pilothouse.bench.sim.cli import SimPlan, run_policy
 from pilothouse.bench.workloads import ArrivalSpec
 from pilothouse.sim.cluster_types import RunMetrics
 from tests.e2e.procs import alive, children

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from pilothouse.bench.sim_cli import sim_command
+from pilothouse.bench.sim.cli import sim_command
 from pilothouse.config.autoscaling import AutoscalingSpec
 from pilothouse.scheduling import builtin_config
 from pilothouse.sim.autoscaling import ScalingConfig

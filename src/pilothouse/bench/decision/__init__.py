@@ -1,0 +1,1 @@
+"""`pilothouse bench decision`: one scheduling decision at scale."""

@@ -1,0 +1,1 @@
+"""`pilothouse bench epp`: the endpoint picker behind a real Envoy."""

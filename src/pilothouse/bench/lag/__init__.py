@@ -1,0 +1,1 @@
+"""`pilothouse bench gateway-lag` and the event-loop lag probe."""

@@ -1,0 +1,1 @@
+"""`pilothouse bench live`: workloads over HTTP against a running fleet."""

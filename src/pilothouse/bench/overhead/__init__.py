@@ -1,0 +1,1 @@
+"""`pilothouse bench overhead` and `bench transport`: the gateway's own cost."""

@@ -1,0 +1,241 @@
+"""``pilothouse bench overhead``: the gateway's own cost against the same mock upstream."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pilothouse.bench.cli import run_async
+
+if TYPE_CHECKING:  # the overhead harness (aiohttp, yaml) loads only when its command runs
+    from pilothouse.bench.overhead.run import (
+        LevelResult,
+        OverheadConfig,
+        OverheadReport,
+        TargetStats,
+    )
+
+_REPORT_WIDTH = 160
+_MODES = {"both": (False, True), "plain": (False,), "stream": (True,)}
+
+
+@click.command()
+@click.option(
+    "-c",
+    "--concurrency",
+    "concurrency",
+    type=click.IntRange(1, 4096),
+    multiple=True,
+    default=(1, 16, 64),
+    show_default=True,
+    help="Closed-loop workers; repeat the option for several levels.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(sorted(_MODES)),
+    default="both",
+    show_default=True,
+    help="Non-streamed (plain) requests, streamed ones, or both.",
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(0, 600),
+    default=1.0,
+    show_default=True,
+    help="Seconds of load before each measured window.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(0.1, 600),
+    default=5.0,
+    show_default=True,
+    help="Seconds in each measured window.",
+)
+@click.option(
+    "--requests",
+    type=click.IntRange(1),
+    default=None,
+    help="Measure this many requests per window instead of --duration seconds.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1, 20),
+    default=1,
+    show_default=True,
+    help="Repeat every level; results are pooled (the direct/gateway order flips).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 10),
+    default=2,
+    show_default=True,
+    help="Repeat a direct/gateway pair this often while other processes disturb it "
+    "(more than 0.15 cores busy outside the benchmark).",
+)
+@click.option(
+    "--scheduler",
+    default="default",
+    show_default=True,
+    help="The gateway's scheduler config: a built-in name or a YAML path.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write every number to this JSON file.",
+)
+@click.option(
+    "--peer",
+    type=click.Choice(["vllm-router"]),
+    default=None,
+    help="Also measure this peer router in front of the same mock, in the same run "
+    "(vllm-router: pip install 'pilothouse[peers]').",
+)
+@click.option("--fail-on-miss", is_flag=True, help="Exit with status 1 when a target is missed.")
+def overhead(
+    concurrency: tuple[int, ...],
+    mode: str,
+    warmup: float,
+    duration: float,
+    requests: int | None,
+    rounds: int,
+    retries: int,
+    scheduler: str,
+    json_path: Path | None,
+    peer: str | None,
+    fail_on_miss: bool,
+) -> None:
+    """Measure the gateway's overhead against direct calls to a fast mock engine.
+
+    Starts a mock OpenAI upstream and a gateway in front of it (both as separate processes on
+    127.0.0.1), then at each concurrency level, streamed and not, runs a closed-loop load
+    directly and through the gateway. Reports requests/s, p50/p99 latency, the latency the
+    gateway adds, and the gateway's CPU time per request, with a verdict per target.
+    """
+    from pilothouse.bench.overhead.run import OverheadConfig
+
+    config = OverheadConfig(
+        concurrency=tuple(dict.fromkeys(concurrency)),
+        streams=_MODES[mode],
+        warmup_s=warmup,
+        duration_s=None if requests else duration,
+        requests=requests,
+        rounds=rounds,
+        retries=retries,
+        scheduler=scheduler,
+        peer=peer,
+    )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=_REPORT_WIDTH)  # a file or pipe: keep every row on one line
+    report = _run_with_progress(config, console)
+    console.print(render_table(report))
+    for line in verdict_lines(report):
+        console.print(line)
+    if report.other_load_cores > report.config.max_other_load:
+        console.print(
+            f"[yellow]warning[/yellow]: other processes kept up to "
+            f"{report.other_load_cores:.2f} cores busy during the measurement; "
+            "rerun on a quiet machine for latency and requests/s figures"
+        )
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2))
+        console.print(f"wrote {json_path}")
+    if fail_on_miss and not report.passed:
+        raise SystemExit(1)
+
+
+def _run_with_progress(config: OverheadConfig, console: Console) -> OverheadReport:
+    from pilothouse.bench.overhead.run import run_overhead
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("starting mock upstream and gateway", total=None)
+
+        def advance(description: str, done: int, total: int) -> None:
+            progress.update(task, description=description, completed=done, total=total)
+
+        return run_async(run_overhead(config, advance))
+
+
+def _ms(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.2f}"
+
+
+def _latency(stats: TargetStats) -> str:
+    return f"{_ms(stats.p50_ms)}/{_ms(stats.p99_ms)}"
+
+
+def render_table(report: OverheadReport) -> Table:
+    """One row per (mode, concurrency) level."""
+    table = Table(
+        title="gateway overhead: direct calls to the mock upstream vs through the gateway"
+    )
+    for header in (
+        "mode",
+        "conc",
+        "rps direct",
+        "rps gateway",
+        "p50/p99 ms direct",
+        "p50/p99 ms gateway",
+        "added p50 ms",
+        "added p99 ms",
+        "gateway CPU ms/req",
+        "errors",
+    ):
+        table.add_column(header, justify="left" if header == "mode" else "right")
+    if report.config.peer:
+        for header in ("rps peer", "p50/p99 ms peer", "added p99 ms peer", "peer CPU ms/req"):
+            table.add_column(header, justify="right")
+    for lv in report.levels:
+        table.add_row(
+            "stream" if lv.stream else "plain",
+            str(lv.concurrency),
+            f"{lv.direct.rps:,.0f}",
+            f"{lv.gateway.rps:,.0f}",
+            _latency(lv.direct),
+            _latency(lv.gateway),
+            f"{lv.added_p50_ms:+.2f}",
+            f"{lv.added_p99_ms:+.2f}",
+            f"{lv.gateway_cpu_ms:.3f}",
+            str(lv.direct.errors + lv.gateway.errors + (lv.peer.errors if lv.peer else 0)),
+            *_peer_cells(lv),
+        )
+    return table
+
+
+def _peer_cells(lv: LevelResult) -> list[str]:
+    if lv.peer is None:
+        return []
+    return [
+        f"{lv.peer.rps:,.0f}",
+        _latency(lv.peer),
+        f"{lv.peer_added_p99_ms:+.2f}",
+        f"{lv.peer_cpu_ms:.3f}",
+    ]
+
+
+def verdict_lines(report: OverheadReport) -> list[str]:
+    """One line per target: PASS/FAIL, the measured value, the limit and where."""
+    lines = []
+    for v in report.verdicts:
+        mark = "[green]PASS[/green]" if v.passed else "[red]FAIL[/red]"
+        value = f"{v.value:.0f}" if v.unit == "requests" else f"{v.value:.3f}"
+        if v.unit == "x":
+            lines.append(f"{mark} {v.name}: {value}x (limit {v.limit:g}x; {v.detail})")
+            continue
+        lines.append(f"{mark} {v.name}: {value} {v.unit} (limit {v.limit:g} {v.unit}; {v.detail})")
+    return lines

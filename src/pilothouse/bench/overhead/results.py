@@ -1,0 +1,157 @@
+"""The overhead benchmark's results: per target and level, pooled over rounds, and as JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from pilothouse.bench.loadgen import LoadResult, summarize
+from pilothouse.bench.overhead.verdicts import Verdict
+
+if TYPE_CHECKING:
+    from pilothouse.bench.overhead.run import OverheadConfig
+
+SCHEMA = "pilothouse.bench.overhead/v1"
+OURS = ("gateway", "peer", "upstream", "client")
+"""The meters of the processes a run starts; the rest of the machine's CPU is other load."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStats:
+    """One target (direct or gateway) at one level, pooled over rounds."""
+
+    requests: int
+    errors: int
+    window_s: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+    cpu_ms_per_request: dict[str, float]
+    other_load_cores: float
+    first_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LevelResult:
+    stream: bool
+    concurrency: int
+    direct: TargetStats
+    gateway: TargetStats
+    peer: TargetStats | None = None
+    """The peer router (``--peer``) against the same mock, when one was measured."""
+
+    @property
+    def added_p50_ms(self) -> float:
+        return self.gateway.p50_ms - self.direct.p50_ms
+
+    @property
+    def added_p99_ms(self) -> float:
+        return self.gateway.p99_ms - self.direct.p99_ms
+
+    @property
+    def gateway_cpu_ms(self) -> float:
+        """The gateway's CPU per request it served (the figure the targets are about)."""
+        return self.gateway.cpu_ms_per_request["gateway"]
+
+    @property
+    def peer_added_p99_ms(self) -> float:
+        return self.peer.p99_ms - self.direct.p99_ms if self.peer else float("nan")
+
+    @property
+    def peer_cpu_ms(self) -> float:
+        """The peer router's CPU per request it served."""
+        return self.peer.cpu_ms_per_request["peer"] if self.peer else float("nan")
+
+    def to_json(self) -> dict[str, object]:
+        doc: dict[str, object] = {
+            "stream": self.stream,
+            "concurrency": self.concurrency,
+            "direct": asdict(self.direct),
+            "gateway": asdict(self.gateway),
+            "added_p50_ms": self.added_p50_ms,
+            "added_p99_ms": self.added_p99_ms,
+            "gateway_cpu_ms_per_request": self.gateway_cpu_ms,
+        }
+        if self.peer is not None:
+            doc["peer"] = asdict(self.peer)
+            doc["peer_added_p50_ms"] = self.peer.p50_ms - self.direct.p50_ms
+            doc["peer_added_p99_ms"] = self.peer_added_p99_ms
+            doc["peer_cpu_ms_per_request"] = self.peer_cpu_ms
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class OverheadReport:
+    config: OverheadConfig
+    machine: dict[str, object]
+    levels: list[LevelResult]
+    verdicts: list[Verdict]
+    repeated_pairs: int = 0
+
+    @property
+    def other_load_cores(self) -> float:
+        """The most cores anything else kept busy during one target's windows at one level."""
+        loads = [
+            t.other_load_cores
+            for lv in self.levels
+            for t in (lv.direct, lv.gateway, lv.peer)
+            if t is not None
+        ]
+        return max(loads, default=0.0)
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts)
+
+    def to_json(self) -> dict[str, object]:
+        levels = [lv.to_json() for lv in self.levels]
+        return {
+            "schema": SCHEMA,
+            "machine": self.machine,
+            "config": asdict(self.config),
+            "peer": self.config.peer,
+            "levels": levels,
+            "verdicts": [asdict(v) for v in self.verdicts],
+            "other_load_cores_max": self.other_load_cores,
+            "repeated_pairs": self.repeated_pairs,
+            "passed": self.passed,
+        }
+
+
+def _pool(results: list[LoadResult]) -> TargetStats:
+    latencies = [x for r in results for x in r.latencies_s]
+    completed = sum(r.completed for r in results)
+    window = sum(r.window_s for r in results)
+    cpu: dict[str, float] = {}
+    for r in results:
+        for name, seconds in r.cpu_s.items():
+            cpu[name] = cpu.get(name, 0.0) + seconds
+    per_request = {
+        name: (s * 1e3 / completed if completed else float("nan")) for name, s in cpu.items()
+    }
+    summary = summarize(latencies)
+    return TargetStats(
+        requests=completed,
+        errors=sum(r.errors for r in results),
+        window_s=window,
+        rps=completed / window if window > 0 else 0.0,
+        p50_ms=summary.p50_ms,
+        p90_ms=summary.p90_ms,
+        p99_ms=summary.p99_ms,
+        mean_ms=summary.mean_ms,
+        max_ms=summary.max_ms,
+        cpu_ms_per_request=per_request,
+        other_load_cores=_other_load(cpu, window),
+        first_error=next((r.first_error for r in results if r.first_error), None),
+    )
+
+
+def _other_load(cpu: dict[str, float], window_s: float) -> float:
+    """Cores busy with anything but the gateway, the mock and the load generator."""
+    if window_s <= 0 or "machine" not in cpu:
+        return 0.0
+    ours = sum(cpu.get(name, 0.0) for name in OURS)
+    return max(0.0, (cpu["machine"] - ours) / window_s)

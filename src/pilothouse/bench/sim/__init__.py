@@ -1,0 +1,1 @@
+"""`pilothouse bench sim`: routing and autoscaling policies in virtual time."""

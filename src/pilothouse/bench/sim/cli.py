@@ -1,0 +1,258 @@
+"""``pilothouse bench sim``: routing policies on a simulated cluster, in virtual time.
+
+Every policy is an ordinary scheduler config (a built-in name or a YAML file) run by the
+real scheduler over N :class:`~pilothouse.sim.engine_model.EngineModel` replicas
+(:mod:`pilothouse.sim.cluster`), at each QPS level of a sweep, on the same request stream.
+Writes ``results.json``, ``report.md`` and PNG plots into ``--out``.
+
+With ``--autoscale``, the policies compared are autoscaling policies instead
+(:mod:`pilothouse.bench.sim.autoscale_policies`), under one scheduler: each run's replica count
+follows the autoscaler (:mod:`pilothouse.sim.autoscaling`), and the report adds the
+replica-seconds spent and the TTFT SLO attainment (``--ttft-slo``). Pair it with a load
+that changes over time, ``--arrival diurnal``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pilothouse.bench.report import PolicyRun, SweepReport, write_report_md, write_results_json
+from pilothouse.bench.sim.autoscale_policies import resolve_autoscale
+from pilothouse.bench.sim.plan import (
+    SimPlan,
+    command_line,
+    levels_for,
+    policy_label,
+    report_settings,
+    run_policy,
+)
+from pilothouse.bench.workload_options import workload_options
+from pilothouse.bench.workloads import ArrivalSpec, Workload
+from pilothouse.errors import ConfigError, PilothouseError
+from pilothouse.scheduling import resolve_config
+from pilothouse.sim.presets import DEFAULT_PRESET, PRESETS
+
+__all__ = ["DEFAULT_POLICIES", "SimPlan", "parse_settings", "run_policy", "sim_command"]
+
+DEFAULT_POLICIES = "round-robin,least-requests,cache-aware-sglang,prefix-load"
+
+
+def _run_all(
+    plan: SimPlan, policies: Sequence[str], workload: Workload, jobs: int, console: Console
+) -> list[PolicyRun]:
+    total = plan.requests * len(plan.levels) * len(policies) * len(plan.scalings())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task("simulating requests", total=total)
+        if jobs == 1:
+            runs = []
+            for policy in policies:
+                bar.update(task, description=f"simulating {policy_label(policy)}")
+                runs += run_policy(plan, policy, workload, lambda n: bar.advance(task, n))
+            return runs
+        per_policy = plan.requests * len(plan.levels) * len(plan.scalings())
+        with ProcessPoolExecutor(max_workers=min(jobs, len(policies))) as pool:
+            futures = [pool.submit(run_policy, plan, policy) for policy in policies]
+            results = []
+            for future in futures:
+                results.append(future.result())
+                bar.advance(task, per_policy)
+        return [run for runs in results for run in runs]
+
+
+def _policies(policies: str | None, autoscale: tuple[str, ...]) -> list[str]:
+    """The policy list; every config is resolved (and validated) before anything runs.
+
+    Without ``--policies``: the four default routing policies, or, with ``--autoscale``,
+    the gateway's ``default`` scheduler alone.
+    """
+    given = policies if policies is not None else ("default" if autoscale else DEFAULT_POLICIES)
+    names = [p.strip() for p in given.split(",") if p.strip()]
+    if not names:
+        raise ConfigError("--policies names no policy", "policies")
+    if autoscale and len(names) > 1:
+        raise ConfigError(
+            "--autoscale compares autoscaling policies under one scheduler: "
+            "give a single --policies value",
+            "policies",
+        )
+    for name in names:
+        resolve_config(name)
+    return names
+
+
+def _autoscale(value: str | None, replicas: int, ttft_slo: float | None) -> tuple[str, ...]:
+    """The ``--autoscale`` names, each resolved (and validated) before anything runs."""
+    if value is None:
+        return ()
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise ConfigError("--autoscale names no policy", "autoscale")
+    for name in names:
+        resolve_autoscale(name, replicas, ttft_slo)
+    return names
+
+
+def parse_settings(settings: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--set expects NAME=VALUE, got {item!r}", "set")
+        pairs.append((name.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    write_results_json(out / "results.json", report)
+    names: list[str] = []
+    if plots:
+        from pilothouse.bench.plots import write_plots  # matplotlib is optional
+
+        names = list(write_plots(report, out))
+    write_report_md(out / "report.md", report, names)
+    return names
+
+
+@click.command("sim", context_settings={"help_option_names": ["-h", "--help"]})
+@workload_options
+@click.option(
+    "--policies",
+    default=None,
+    help="Comma-separated scheduler configs: built-in names or YAML paths "
+    f"[default: {DEFAULT_POLICIES}; with --autoscale: default].",
+)
+@click.option(
+    "--autoscale",
+    default=None,
+    help="Compare autoscaling policies: built-in names (fixed, queue-depth, kv-cache, ttft) "
+    "or YAML files of an autoscaling block; --replicas is then the maximum.",
+)
+@click.option(
+    "--startup-delay",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="With --autoscale: seconds before a started replica takes requests.",
+)
+@click.option(
+    "--ttft-slo",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Report the share of requests whose TTFT is at most this many seconds.",
+)
+@click.option("--replicas", type=click.IntRange(1, 4096), default=8, show_default=True)
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default=DEFAULT_PRESET,
+    show_default=True,
+    help="Engine model of every replica.",
+)
+@click.option(
+    "--qps",
+    default=None,
+    help="Comma-separated QPS levels. Default: a sweep from a quarter of the no-cache "
+    "capacity to past the perfect-cache capacity (a trace: its own rate).",
+)
+@click.option(
+    "--requests",
+    type=click.IntRange(1),
+    default=3000,
+    show_default=True,
+    help="Requests per QPS level.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--scrape-interval",
+    type=click.FloatRange(min=0.0),
+    default=0.05,
+    show_default=True,
+    help="Seconds between engine-metric scrapes (0: always fresh).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bench-out/sim"),
+    show_default=True,
+    help="Directory for results.json, report.md and the plots.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Run policies in this many worker processes.",
+)
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots (no matplotlib needed).")
+def sim_command(
+    workload: str,
+    settings: tuple[str, ...],
+    arrival: str,
+    burstiness: float,
+    period: float,
+    amplitude: float,
+    policies: str | None,
+    autoscale: str | None,
+    startup_delay: float,
+    ttft_slo: float | None,
+    replicas: int,
+    preset: str,
+    qps: str | None,
+    requests: int,
+    seed: int,
+    scrape_interval: float,
+    out: Path,
+    jobs: int,
+    no_plots: bool,
+) -> None:
+    """Compare routing policies on a simulated cluster in virtual time."""
+    console = Console(stderr=True)
+    try:
+        scaled = _autoscale(autoscale, replicas, ttft_slo)
+        names = _policies(policies, scaled)
+        plan = SimPlan(
+            workload,
+            parse_settings(settings),
+            ArrivalSpec(arrival, burstiness, period, amplitude),
+            preset,
+            replicas,
+            requests,
+            seed,
+            scrape_interval,
+            (),
+            scaled,
+            startup_delay,
+            ttft_slo,
+        )
+        built = plan.build_workload()
+        plan = replace(plan, levels=levels_for(qps, built, preset, replicas))
+        started = time.perf_counter()
+        runs = _run_all(plan, names, built, jobs, console)
+        report = SweepReport(
+            workload=built.name,
+            preset=preset,
+            replicas=replicas,
+            seed=seed,
+            command=command_line(plan, names, out),
+            parameters=built.parameters(),
+            settings=report_settings(plan, names),
+            runs=runs,
+        )
+        plots = _write(report, out, not no_plots)
+    except (PilothouseError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    console.print(
+        f"{len(runs)} runs in {time.perf_counter() - started:.1f} s (wall); "
+        f"wrote {out / 'results.json'}, {out / 'report.md'}"
+        + (f" and {len(plots)} plots" if plots else "")
+    )
