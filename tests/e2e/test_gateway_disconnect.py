@@ -79,6 +79,7 @@ async def test_a_client_that_leaves_frees_its_engine_slot(stream: bool) -> None:
         request = asyncio.create_task(
             session.post(gw.url + "/v1/completions", json={**body, "max_tokens": MAX_TOKENS})
         )
+        reply: aiohttp.ClientResponse | None = None
         try:
 
             async def generating() -> bool:
@@ -92,6 +93,8 @@ async def test_a_client_that_leaves_frees_its_engine_slot(stream: bool) -> None:
             request.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await request
+            if reply is not None:
+                reply.close()  # the client hangs up (an unclosed reply warns when collected)
             await session.close()  # the client hangs up
         left = time.monotonic()
 

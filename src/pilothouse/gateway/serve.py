@@ -17,6 +17,7 @@ from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.endpoints.prompt_tokens import pool_engines
 from pilothouse.gateway.app import GatewayApp, build_gateway_scheduler, create_app
 from pilothouse.gateway.asgi import ASGIApp
+from pilothouse.gateway.http_server import server_config
 from pilothouse.scheduling.types import Endpoint
 
 log = logging.getLogger("pilothouse")
@@ -65,17 +66,7 @@ async def serve(
     on_stopping: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, then stop accepting, drain and call ``on_stopping``."""
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=30,
-        proxy_headers=False,  # loopback by default; X-Forwarded-* parsing costs every request
-    )
-    server = _Server(config)
+    server = _Server(server_config(app, host, port, timeout_graceful_shutdown=30))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _request_exit, server)
