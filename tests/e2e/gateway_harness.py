@@ -14,6 +14,7 @@ from pilothouse.clock import SystemClock
 from pilothouse.config.fleet import GatewaySpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.gateway.app import GatewayApp, create_app
+from pilothouse.gateway.http_server import server_config
 from pilothouse.scheduling.config import builtin_config
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint
@@ -56,9 +57,7 @@ async def running_gateway(
         engines[name] = behaviour
     spec = settings or GatewaySpec(port=0, probe_interval_s=0.1, read_timeout_s=2)
     app = create_app(spec, pool, build_scheduler(builtin_config(scheduler), SystemClock()))
-    server = _QuietServer(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
+    server = _QuietServer(server_config(app, "127.0.0.1", 0))
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag

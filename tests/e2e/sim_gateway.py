@@ -7,12 +7,11 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
-import uvicorn
-
 from pilothouse.clock import SystemClock
 from pilothouse.config.fleet import FleetSpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.gateway.app import GatewayApp, create_app
+from pilothouse.gateway.http_server import server_config
 from pilothouse.scheduling.config import builtin_config
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint
@@ -48,9 +47,7 @@ async def sim_gateway(
             )
         scheduler_ = build_scheduler(builtin_config(scheduler), SystemClock())
         app = create_app(fleet.gateway, pool, scheduler_, fleet=fleet)
-        front = _QuietServer(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-        )
+        front = _QuietServer(server_config(app, "127.0.0.1", 0))
         task = asyncio.create_task(front.serve())
         try:
             while not front.started:  # noqa: ASYNC110 - uvicorn exposes only a flag

@@ -76,21 +76,47 @@ async def send_error(
     return status
 
 
+#: The scope extension under which a server hands the request path a :class:`DisconnectSignal`.
+DISCONNECT_EXTENSION = "pilothouse.disconnect"
+
+
+class DisconnectSignal:
+    """Fired once when the connection carrying a request is lost."""
+
+    __slots__ = ("callback", "fired")
+
+    def __init__(self) -> None:
+        self.fired = False
+        self.callback: Callable[[], None] | None = None
+
+    def fire(self) -> None:
+        self.fired = True
+        callback, self.callback = self.callback, None
+        if callback is not None:
+            callback()
+
+
 class ClientWatch:
     """Notices a client that leaves before its answer is complete, and cancels its task.
 
-    ASGI servers report the disconnect through ``receive()`` once the body has been read;
-    a watcher task waits for it and cancels the request's task, so whatever the request
-    awaits (a wait queue, the engine's first byte, the next chunk) stops at once and its
+    Under the gateway's own server (:mod:`pilothouse.gateway.http_server`) the scope carries
+    a disconnect signal, and the watch is a callback on it. Under any other ASGI server the
+    disconnect is reported through ``receive()`` once the body has been read: a watcher task
+    waits for it. Either way the request's task is cancelled, so whatever the request awaits
+    (a wait queue, the engine's first byte, the next chunk) stops at once and its
     ``finally`` blocks give everything back. ``send`` is wrapped to know when the answer is
     complete: a disconnect after that is the normal end of the exchange.
     """
 
-    __slots__ = ("_receive", "_send", "_watcher", "complete", "gone")
+    __slots__ = ("_receive", "_send", "_signal", "_task", "_watcher", "complete", "gone")
 
-    def __init__(self, receive: Receive, send: Send) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._receive = receive
         self._send = send
+        extensions = scope.get("extensions")
+        signal = extensions.get(DISCONNECT_EXTENSION) if extensions else None
+        self._signal = signal if isinstance(signal, DisconnectSignal) else None
+        self._task: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.complete = False
         self.gone = False
@@ -103,9 +129,19 @@ class ClientWatch:
     def start(self) -> None:
         task = asyncio.current_task()
         assert task is not None  # called from the request's task
-        self._watcher = asyncio.create_task(self._watch(task))
+        signal = self._signal
+        if signal is None:
+            self._watcher = asyncio.create_task(self._watch(task))
+        elif signal.fired:
+            self._leave(task)
+        else:
+            self._task = task
+            signal.callback = self._disconnected
 
     def stop(self) -> None:
+        if self._signal is not None:
+            self._signal.callback = None
+            self._task = None
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
@@ -118,11 +154,18 @@ class ClientWatch:
         task.uncancel()
         return True
 
+    def _disconnected(self) -> None:
+        if self._task is not None:
+            self._leave(self._task)
+
+    def _leave(self, task: asyncio.Task[None]) -> None:
+        if not self.complete:
+            self.gone = True
+            task.cancel()
+
     async def _watch(self, task: asyncio.Task[None]) -> None:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 break
-        if not self.complete:
-            self.gone = True
-            task.cancel()
+        self._leave(task)

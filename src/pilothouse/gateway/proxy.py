@@ -61,7 +61,7 @@ class ProxyEndpoint:
         headers = header_map(scope)
         request_id = _client_request_id(headers.get(b"x-request-id")) or self.ctx.new_request_id()
         reply_headers = [(b"x-request-id", request_id.encode())]
-        watch = ClientWatch(receive, send)
+        watch = ClientWatch(scope, receive, send)
         parsed: ParsedRequest | None = None
         ticket: Ticket | None = None
         outcome = Outcome(status=500)

@@ -20,6 +20,7 @@ from pilothouse.errors import ConfigError
 from pilothouse.gateway.app import GatewayApp, build_gateway_scheduler, create_app
 from pilothouse.gateway.asgi import ASGIApp
 from pilothouse.gateway.drain import DrainCutoff
+from pilothouse.gateway.http_server import server_config
 from pilothouse.scheduling.types import Endpoint
 
 log = logging.getLogger("pilothouse")
@@ -97,15 +98,11 @@ async def serve(
     """
     sock = sock or bind(host, port)
     cutoff = DrainCutoff(app)
-    config = uvicorn.Config(
+    config = server_config(
         cutoff,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=drain_s,  # type: ignore[arg-type]  # used as a float
-        proxy_headers=False,  # loopback by default; X-Forwarded-* parsing costs every request
+        host,
+        port,
+        timeout_graceful_shutdown=drain_s,  # used as a float
     )
     server = _Server(config)
     loop = asyncio.get_running_loop()

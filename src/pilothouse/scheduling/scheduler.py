@@ -9,7 +9,6 @@ that implements :class:`PostSchedule`. The gateway, the EPP and the simulator al
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from types import MappingProxyType
 
 from pilothouse.clock import Clock, ManualClock
@@ -83,7 +82,13 @@ class Scheduler:
             )
         uncached = state.data.get(UNCACHED_TOKENS_KEY)
         if result.uncached_tokens is None and isinstance(uncached, dict):
-            result = replace(result, uncached_tokens=uncached.get(primary.targets[0].name))
+            # The constructor, not dataclasses.replace: a few µs less on every request.
+            result = SchedulingResult(
+                primary_profile=result.primary_profile,
+                profiles=result.profiles,
+                uncached_tokens=uncached.get(primary.targets[0].name),
+                headers=result.headers,
+            )
         for plugin in self._post:
             plugin.post_schedule(state, request, result)
         return result

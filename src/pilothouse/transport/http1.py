@@ -49,20 +49,29 @@ class Http1Response:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         conn = self._require()
+        while (piece := await self._next(conn)) is not None:
+            yield piece
+
+    async def read(self) -> bytes:
+        # Its own loop, not ``chunks()``: an async generator costs a few µs per response.
+        conn = self._require()
+        pieces = []
+        while (piece := await self._next(conn)) is not None:
+            pieces.append(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    async def _next(self, conn: Http1Connection) -> bytes | None:
+        """The body bytes that arrived since the last call, or ``None`` at its end."""
         if self._headers is None:
             self._headers = _header_map(conn.header_list)
         while True:
             if conn.buffered:
-                yield conn.take()
-            elif conn.complete:
-                return
-            elif conn.error is not None:
+                return conn.take()
+            if conn.complete:
+                return None
+            if conn.error is not None:
                 raise conn.error
-            else:
-                await _wait(conn, self._read_timeout_s, "the engine sent nothing for")
-
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.chunks()])
+            await _wait(conn, self._read_timeout_s, "the engine sent nothing for")
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 
 import pytest
 
 from pilothouse.clock import ManualClock
 from pilothouse.errors import NoEndpointAvailable, SchedulingError
 from pilothouse.scheduling.config import builtin_config, load_scheduler_config
-from pilothouse.scheduling.interfaces import CycleState, Plugin
+from pilothouse.scheduling.interfaces import UNCACHED_TOKENS_KEY, CycleState, Plugin
 from pilothouse.scheduling.registry import default_registry
 from pilothouse.scheduling.scheduler import Scheduler, build_scheduler
 from pilothouse.scheduling.testing import endpoint, request
@@ -294,3 +295,56 @@ def test_profile_handler_mistakes_are_scheduling_errors(asked: list[str], messag
     scheduler = Scheduler(ManualClock(), {"p": profile}, Bad())
     with pytest.raises(SchedulingError, match=message):
         scheduler.schedule(request(), EPS)
+
+
+class UncachedScorer(FixedScorer):
+    """Publishes each endpoint's uncached prompt tokens, as prefix scorers do."""
+
+    def score(
+        self, state: CycleState, request: SchedulingRequest, endpoints: Sequence[Endpoint]
+    ) -> Sequence[float]:
+        state.data[UNCACHED_TOKENS_KEY] = {e.name: 10 * i for i, e in enumerate(endpoints)}
+        return super().score(state, request, endpoints)
+
+
+class HeaderHandler(TwoProfiles):
+    name = "handler"
+
+    def pick_profiles(
+        self,
+        state: CycleState,
+        request: SchedulingRequest,
+        profiles: Sequence[str],
+        results: Mapping[str, ProfileResult],
+    ) -> Sequence[str]:
+        return [] if results else ["p"]
+
+    def process_results(
+        self, state: CycleState, request: SchedulingRequest, results: Mapping[str, ProfileResult]
+    ) -> SchedulingResult:
+        return SchedulingResult("p", results, headers={"x-h": "1"})
+
+
+def test_the_primary_targets_uncached_tokens_join_the_handlers_result() -> None:
+    registry = default_registry()
+    registry.register("handler", lambda n, p, c: HeaderHandler())
+    registry.register("uncached", lambda n, p, c: UncachedScorer(n, [0.0, 1.0, 0.0]))
+    registry.register("picker", lambda n, p, c: RecordingPicker(n))
+    config = load_scheduler_config(
+        {
+            "plugins": [{"type": "handler"}, {"type": "uncached"}, {"type": "picker"}],
+            "profiles": [{"name": "p", "plugins": [{"ref": "uncached"}, {"ref": "picker"}]}],
+            "profile_handler": "handler",
+        }
+    )
+    result = build_scheduler(config, ManualClock(), registry=registry).schedule(request(), EPS)
+    assert result.target.name == "b"
+    assert result.uncached_tokens == 10
+    assert (result.primary_profile, list(result.profiles)) == ("p", ["p"])
+    assert result.headers == {"x-h": "1"}
+    assert {f.name for f in fields(SchedulingResult)} == {  # a new field must be carried too
+        "primary_profile",
+        "profiles",
+        "uncached_tokens",
+        "headers",
+    }
