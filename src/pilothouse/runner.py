@@ -129,7 +129,7 @@ async def run_up(
         gateway = spec.gateway
         await serve(
             app, gateway.host, gateway.port, _announce, _stopping(console),
-            sock=sock, drain_s=gateway.drain_timeout_s,
+            sock=sock, drain_s=gateway.drain_timeout_s, http=gateway.http,
         )  # fmt: skip
     finally:
         for task in tasks:
@@ -195,7 +195,10 @@ async def run_gateway(fleet_file: Path, overrides: FleetOverrides) -> None:
         )
     app = build_gateway(spec, [])
     gateway = spec.gateway
-    await serve(app, gateway.host, gateway.port, _announce, drain_s=gateway.drain_timeout_s)
+    await serve(
+        app, gateway.host, gateway.port, _announce,
+        drain_s=gateway.drain_timeout_s, http=gateway.http,
+    )  # fmt: skip
 
 
 def _announce(url: str) -> None:

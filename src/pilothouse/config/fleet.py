@@ -185,6 +185,24 @@ class HoldSpec(_Spec):
     """A request still held after this long gets 503."""
 
 
+class HttpSpec(_Spec):
+    """What one client may make the gateway hold (see docs/reliability.md)."""
+
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    """A request head (request line and headers) longer than this: 431, connection closed."""
+    max_headers: int = Field(default=100, ge=8)
+    """More header fields than this: 431."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """A request head not complete this long after its first byte (or the connection
+    opening): 408, connection closed."""
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """Longest pause while a request body is read: 408."""
+    keep_alive_s: float = Field(default=5.0, gt=0)
+    """An idle keep-alive connection is closed after this long."""
+    max_connections: int | None = Field(default=None, ge=1)
+    """Connections (and requests) served at once; beyond: 503. None: no limit."""
+
+
 class AdminSpec(_Spec):
     """Who may use the admin API (``/admin/*``): see docs/configuration.md."""
 
@@ -236,6 +254,7 @@ class GatewaySpec(_Spec):
     ``pilothouse_event_loop_lag_seconds``, how late the loop ran a timer."""
     hold: HoldSpec = Field(default_factory=HoldSpec)
     admin: AdminSpec = Field(default_factory=AdminSpec)
+    http: HttpSpec = Field(default_factory=HttpSpec)
 
 
 class FleetSpec(_Spec):

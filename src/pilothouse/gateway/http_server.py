@@ -10,30 +10,93 @@ Under any other ASGI server the request path falls back to the watcher task.
 It also writes a response whose length is known (``content-length``) with one write: uvicorn
 writes the status line and headers as soon as the app sends ``http.response.start``, and the
 body with the next message, two send calls on the socket where one will do. Streamed
-responses (chunked) still send their headers at once. Everything else is uvicorn's own.
+responses (chunked) still send their headers at once.
+
+And it bounds what a client can make the gateway hold (:class:`HttpLimits`, the gateway's
+``http`` settings): a request head over ``max_header_bytes`` or with more than
+``max_headers`` fields is answered 431 and the connection closed, so unfinished headers can
+never grow memory; a head not complete within ``header_timeout_s`` of its first byte (or of
+the connection opening), or a body that stalls for ``body_timeout_s``, is answered 408
+(slowloris). Idle keep-alive connections close after ``keep_alive_s``, and beyond
+``max_connections`` uvicorn answers 503. Everything else is uvicorn's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pilothouse.gateway.asgi import DISCONNECT_EXTENSION, DisconnectSignal
+from pilothouse.openai.errors import error_body
 
 _LENGTH = b"\r\ncontent-length: "
 
 
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """What one client may make the gateway hold (``gateway.http``; docs/configuration.md)."""
+
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+
+
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol that fires the current request's disconnect signal."""
+    """uvicorn's httptools protocol with a disconnect signal and request limits."""
+
+    def __init__(self, *args: Any, limits: HttpLimits | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits or HttpLimits()
+        self._in_head = True  # reading a request head (not yet complete)
+        self._head_bytes = 0
+        self._header_count = 0
+        self._read_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.limits.header_timeout_s)  # a connection that never sends a head
+
+    def data_received(self, data: bytes) -> None:
+        reading_body = not self._in_head and self._read_timer is not None
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._read_timer is None:
+                self._arm(self.limits.header_timeout_s)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > self.limits.max_header_bytes:
+            self._refuse(431, "request header fields too large", "request_header_too_large")
+        elif reading_body and self._read_timer is not None:
+            self._arm(self.limits.body_timeout_s)  # the body is moving: a new deadline
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.limits.max_headers:
+            self._refuse(431, "too many request header fields", "request_header_too_large")
+            return
+        super().on_header(name, value)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["extensions"] = {DISCONNECT_EXTENSION: DisconnectSignal()}  # type: ignore[dict-item]
 
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._in_head, self._head_bytes, self._header_count = True, 0, 0
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._disarm()  # uvicorn's keep-alive timer watches the idle connection now
+
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._arm(self.limits.body_timeout_s)
         previous = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
@@ -42,12 +105,47 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             cycle.transport = _HeadHolder(self.transport)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
         cycle = self.cycle
         super().connection_lost(exc)
         if cycle is not None and not cycle.response_complete:
             signal = cycle.scope.get("extensions", {}).get(DISCONNECT_EXTENSION)
             if isinstance(signal, DisconnectSignal):
                 signal.fire()
+
+    def _arm(self, delay: float) -> None:
+        self._disarm()
+        self._read_timer = self.loop.call_later(delay, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _timed_out(self) -> None:
+        self._read_timer = None
+        what = "headers" if self._in_head else "body"
+        self._refuse(408, f"the request {what} did not arrive in time", "request_timeout")
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        """Answer ``status`` and close, unless a response already started (then just close)."""
+        self._disarm()
+        cycle = self.cycle
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if cycle is None or not cycle.response_started:
+            body = error_body(message, "invalid_request_error", code=code)
+            reason = _REASONS[status]
+            transport.write(
+                f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+                + body
+            )
+        transport.close()
+
+
+_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
 
 
 class _HeadHolder:
@@ -88,10 +186,21 @@ class _HeadHolder:
             self._transport.write(head)
 
 
-def server_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
+def server_config(
+    app: Any,
+    host: str,
+    port: int,
+    limits: HttpLimits | None = None,
+    *,
+    keep_alive_s: float = 5.0,
+    max_connections: int | None = None,
+    **options: Any,
+) -> uvicorn.Config:
     """uvicorn's settings for the gateway (``options`` override them; tests use this too)."""
     settings: dict[str, Any] = {
-        "http": GatewayHttpProtocol,
+        "http": partial(GatewayHttpProtocol, limits=limits or HttpLimits()),
+        "timeout_keep_alive": keep_alive_s,
+        "limit_concurrency": max_connections,
         "log_level": "warning",
         "access_log": False,
         "lifespan": "on",

@@ -13,14 +13,14 @@ from collections.abc import Awaitable, Callable, Iterator
 import uvicorn
 
 from pilothouse.clock import SystemClock
-from pilothouse.config.fleet import FleetSpec
+from pilothouse.config.fleet import FleetSpec, HttpSpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.endpoints.prompt_tokens import pool_engines
 from pilothouse.errors import ConfigError
 from pilothouse.gateway.app import GatewayApp, build_gateway_scheduler, create_app
 from pilothouse.gateway.asgi import ASGIApp
 from pilothouse.gateway.drain import DrainCutoff
-from pilothouse.gateway.http_server import server_config
+from pilothouse.gateway.http_server import HttpLimits, server_config
 from pilothouse.scheduling.types import Endpoint
 
 log = logging.getLogger("pilothouse")
@@ -90,6 +90,7 @@ async def serve(
     *,
     sock: socket.socket | None = None,
     drain_s: float = 30.0,
+    http: HttpSpec | None = None,
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, then stop accepting, drain and call ``on_stopping``.
 
@@ -98,10 +99,17 @@ async def serve(
     """
     sock = sock or bind(host, port)
     cutoff = DrainCutoff(app)
+    http = http or HttpSpec()
+    limits = HttpLimits(
+        http.max_header_bytes, http.max_headers, http.header_timeout_s, http.body_timeout_s
+    )
     config = server_config(
         cutoff,
         host,
         port,
+        limits,
+        keep_alive_s=http.keep_alive_s,
+        max_connections=http.max_connections,
         timeout_graceful_shutdown=drain_s,  # used as a float
     )
     server = _Server(config)
