@@ -91,7 +91,7 @@ async def _server(app: _App | None = None) -> AsyncIterator[int]:
             yield
 
     server = Quiet(server_config(app or _App(), "127.0.0.1", 0, lifespan="off"))
-    assert server.config.http is GatewayHttpProtocol
+    assert server.config.http.func is GatewayHttpProtocol  # type: ignore[union-attr]
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
