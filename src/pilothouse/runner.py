@@ -24,6 +24,7 @@ from pilothouse.controlplane.watch import watch_spec
 from pilothouse.engines.launch import check_prerequisites
 from pilothouse.errors import ConfigError
 from pilothouse.gateway.admin import admin_routes
+from pilothouse.gateway.app import GatewayApp
 from pilothouse.gateway.context import GatewayContext
 from pilothouse.gateway.serve import bind, build_gateway, serve
 from pilothouse.scheduling.config import resolve_config
@@ -130,6 +131,7 @@ async def run_up(
         await serve(
             app, gateway.host, gateway.port, _announce, _stopping(console),
             sock=sock, drain_s=gateway.drain_timeout_s, http=gateway.http,
+            on_refused=_count_refusals(app),
         )  # fmt: skip
     finally:
         for task in tasks:
@@ -197,7 +199,7 @@ async def run_gateway(fleet_file: Path, overrides: FleetOverrides) -> None:
     gateway = spec.gateway
     await serve(
         app, gateway.host, gateway.port, _announce,
-        drain_s=gateway.drain_timeout_s, http=gateway.http,
+        drain_s=gateway.drain_timeout_s, http=gateway.http, on_refused=_count_refusals(app),
     )  # fmt: skip
 
 
@@ -210,3 +212,13 @@ def _stopping(console: Console) -> Callable[[], Awaitable[None]]:
         console.log("gateway drained; stopping replicas")
 
     return stopping
+
+
+def _count_refusals(app: GatewayApp) -> Callable[[int], None]:
+    """Count requests the HTTP limits refused (431, 408) in the gateway's metrics."""
+    refused = app.ctx.metrics.http_refused
+
+    def count(status: int) -> None:
+        refused.labels(str(status)).inc()
+
+    return count

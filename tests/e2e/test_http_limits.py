@@ -89,6 +89,20 @@ async def test_a_stalled_head_or_body_gets_408(gateway: tuple[str, int, int]) ->
     assert b"body" in reply
 
 
+async def test_refusals_are_counted(gateway: tuple[str, int, int]) -> None:
+    host, port, _ = gateway
+    metrics = b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    text = (await _exchange(host, port, metrics)).decode()
+    counted = {
+        status: float(value)
+        for status, value in re.findall(
+            r'pilothouse_http_refused_total\{status="(\d+)"\} (\S+)', text
+        )
+    }
+    assert counted.get("431", 0) >= 2  # the two of the first test (module-scoped gateway)
+    assert counted.get("408", 0) >= 2
+
+
 async def test_ordinary_requests_pass(gateway: tuple[str, int, int]) -> None:
     host, port, _ = gateway
     ok = await _exchange(

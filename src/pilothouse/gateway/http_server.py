@@ -24,6 +24,8 @@ the connection opening), or a body that stalls for ``body_timeout_s``, is answer
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -35,6 +37,7 @@ from pilothouse.gateway.asgi import DISCONNECT_EXTENSION, DisconnectSignal
 from pilothouse.openai.errors import error_body
 
 _LENGTH = b"\r\ncontent-length: "
+log = logging.getLogger("pilothouse.http")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +53,16 @@ class HttpLimits:
 class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a disconnect signal and request limits."""
 
-    def __init__(self, *args: Any, limits: HttpLimits | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        limits: HttpLimits | None = None,
+        on_refused: Callable[[int], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits or HttpLimits()
+        self._on_refused = on_refused
         self._in_head = True  # reading a request head (not yet complete)
         self._head_bytes = 0
         self._header_count = 0
@@ -134,6 +144,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self._on_refused is not None:
+            self._on_refused(status)
+        log.info("refused a request from %s: %s %s", self.client, status, message)
         if cycle is None or not cycle.response_started:
             body = error_body(message, "invalid_request_error", code=code)
             reason = _REASONS[status]
@@ -194,11 +207,12 @@ def server_config(
     *,
     keep_alive_s: float = 5.0,
     max_connections: int | None = None,
+    on_refused: Callable[[int], None] | None = None,
     **options: Any,
 ) -> uvicorn.Config:
     """uvicorn's settings for the gateway (``options`` override them; tests use this too)."""
     settings: dict[str, Any] = {
-        "http": partial(GatewayHttpProtocol, limits=limits or HttpLimits()),
+        "http": partial(GatewayHttpProtocol, limits=limits or HttpLimits(), on_refused=on_refused),
         "timeout_keep_alive": keep_alive_s,
         "limit_concurrency": max_connections,
         "log_level": "warning",

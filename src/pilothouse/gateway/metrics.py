@@ -104,6 +104,15 @@ class GatewayMetrics:
             buckets=_DECISION_BUCKETS,
             registry=r,
         )
+        self.http_refused = _Children(
+            Counter(
+                "pilothouse_http_refused",
+                "Requests refused by the HTTP limits before reaching the gateway's routes "
+                "(431: head too large, 408: head or body too slow).",
+                ["status"],
+                registry=r,
+            )
+        )
         self.retries = _Children(
             Counter(
                 "pilothouse_upstream_retries",

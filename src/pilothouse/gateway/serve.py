@@ -91,6 +91,7 @@ async def serve(
     sock: socket.socket | None = None,
     drain_s: float = 30.0,
     http: HttpSpec | None = None,
+    on_refused: Callable[[int], None] | None = None,
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, then stop accepting, drain and call ``on_stopping``.
 
@@ -110,6 +111,7 @@ async def serve(
         limits,
         keep_alive_s=http.keep_alive_s,
         max_connections=http.max_connections,
+        on_refused=on_refused,
         timeout_graceful_shutdown=drain_s,  # used as a float
     )
     server = _Server(config)
