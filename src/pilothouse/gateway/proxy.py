@@ -37,7 +37,13 @@ from pilothouse.gateway.asgi import (
     send_error,
 )
 from pilothouse.gateway.context import GatewayContext
-from pilothouse.gateway.upstream import CLIENT_CLOSED, Outcome, relay_stream, relay_whole
+from pilothouse.gateway.upstream import (
+    CLIENT_CLOSED,
+    SERVER_CUT,
+    Outcome,
+    relay_stream,
+    relay_whole,
+)
 from pilothouse.openai.requests import ParsedRequest, Route, parse_request
 from pilothouse.routing import HeaderLookup, Ticket, scheduling_request, with_model
 from pilothouse.routing import Route as Routed
@@ -76,6 +82,9 @@ class ProxyEndpoint:
             outcome.status = await send_error(watch.send, exc, reply_headers)
         except asyncio.CancelledError:
             if not watch.left(asyncio.current_task()):
+                # Cut by the server (the end of a drain): counted and logged, then let go.
+                cut = Outcome(status=SERVER_CUT, cut=True)
+                self._account(parsed, ticket, cut, request_id, started)
                 raise
             outcome = Outcome(status=CLIENT_CLOSED, client_left=True)
         finally:
@@ -248,6 +257,8 @@ class ProxyEndpoint:
             record["broken_stream"] = True
         if outcome.client_left:
             record["client_left"] = True
+        if outcome.cut:
+            record["cut_by_shutdown"] = True
         if parsed is not None and self.ctx.settings.log_prompts:
             record["prompt"] = parsed.prompt
         self.ctx.access_log.info(orjson.dumps(record).decode())

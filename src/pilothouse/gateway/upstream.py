@@ -27,6 +27,8 @@ _CONTEXT_CODE = "context_length_exceeded"
 #: What a request that ended because its client went away is counted and logged as
 #: (nginx's "client closed request"; never sent: there is nobody to send it to).
 CLIENT_CLOSED = 499
+#: What a request the server cut (at the end of its shutdown drain) is counted as.
+SERVER_CUT = 503
 
 
 @dataclass(slots=True)
@@ -39,6 +41,8 @@ class Outcome:
     completion_tokens: int | None = None
     broken: bool = False
     client_left: bool = False
+    cut: bool = False
+    """Cut by the server itself (the end of a shutdown drain)."""
 
 
 def _start(

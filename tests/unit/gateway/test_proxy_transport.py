@@ -22,7 +22,7 @@ from pilothouse.openai.requests import Route
 from pilothouse.scheduling.config import builtin_config
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint
-from pilothouse.testing import Answer, Fail, FakeTransport
+from pilothouse.testing import Answer, Fail, FakeTransport, Hang
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 A, B = "10.0.0.1:8000", "10.0.0.2:8000"
@@ -137,4 +137,20 @@ async def test_a_stream_that_stalls_past_the_read_timeout_ends_with_an_sse_error
     assert body.startswith(events[0])
     assert body.rstrip().endswith(b"data: [DONE]")
     assert b"error" in body
+    assert _in_flight(ctx) == [0, 0]
+
+
+async def test_a_request_cut_by_the_server_is_counted_before_it_goes() -> None:
+    """The end of a shutdown drain cancels what is still running: it is counted (503) and
+    its in-flight count given back, and the cancellation still propagates."""
+    fake = FakeTransport().always(A, Hang()).always(B, Hang())
+    proxy, ctx = _proxy(fake)
+    task = asyncio.create_task(_call(proxy, CHAT))
+    while not fake.sent:  # noqa: ASYNC110 - the fake records what was sent
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    labels = {"model": "m", "route": "/v1/chat/completions", "status": "503"}
+    assert ctx.metrics.registry.get_sample_value("pilothouse_requests_total", labels) == 1
     assert _in_flight(ctx) == [0, 0]
