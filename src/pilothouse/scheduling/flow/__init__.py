@@ -2,8 +2,8 @@
 
 :mod:`~pilothouse.scheduling.flow.saturation` decides saturation from endpoint snapshots;
 :mod:`~pilothouse.scheduling.flow.queue` orders and bounds the waiting requests. Neither
-reads a clock nor does I/O; the gateway's admission wrapper
-(:mod:`pilothouse.gateway.admission`) drives them. See ``docs/flow-control.md``.
+reads a clock nor does I/O; the routing pipeline's waiting primitive
+(:mod:`pilothouse.routing.waiting`) drives them. See ``docs/flow-control.md``.
 """
 
 from pilothouse.scheduling.flow.queue import (
