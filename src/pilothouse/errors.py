@@ -30,10 +30,13 @@ outside their module) with a leading underscore::
     └── RequestError                a client-facing failure with an HTTP status
         ├── BadRequest              malformed JSON, missing/wrong-typed field → 400
         ├── Unauthorized            missing or wrong API key                → 401
+        ├── Forbidden               a key used beyond its scope              → 403
         ├── AdminForbidden          [gateway.admin_guard] admin call refused   → 403
         ├── UnsupportedMediaType    [gateway.admin_guard] admin body not JSON   → 415
         ├── ModelNotFound           unknown model                           → 404
         ├── PayloadTooLarge         body over the configured limit          → 413
+        ├── RateLimited             [governance] a rate limit would be exceeded → 429
+        ├── BudgetExceeded          [governance] a budget would be exceeded    → 429
         ├── UpstreamError           the engine failed                       → 502
         └── UpstreamTimeout         the engine did not answer in time       → 504
 """
@@ -126,6 +129,13 @@ class Unauthorized(RequestError):
     error_type = "authentication_error"
 
 
+class Forbidden(RequestError):
+    """A valid identity asking for something it may not do (a model, a network)."""
+
+    status = 403
+    error_type = "permission_error"
+
+
 class ModelNotFound(RequestError):
     status = 404
     error_type = "invalid_request_error"
@@ -134,6 +144,36 @@ class ModelNotFound(RequestError):
 class PayloadTooLarge(RequestError):
     status = 413
     error_type = "invalid_request_error"
+
+
+class RateLimited(RequestError):
+    """A request would exceed ``subject``'s ``what`` limit (reserved before any engine work)."""
+
+    status = 429
+    error_type = "rate_limit_exceeded"
+
+    def __init__(self, subject: str, what: str, limit: int, retry_after: float = 60.0) -> None:
+        self.subject = subject
+        self.retry_after = retry_after
+        super().__init__(
+            f"rate limit of {subject}: {limit} {what}; retry in {retry_after:g} s",
+            code="rate_limit_exceeded",
+        )
+
+
+class BudgetExceeded(RequestError):
+    """A request could cost more than ``subject``'s budget has left."""
+
+    status = 429
+    error_type = "insufficient_quota"
+
+    def __init__(self, subject: str, left: float, needed: float, unit: str) -> None:
+        self.subject = subject
+        super().__init__(
+            f"budget of {subject} exceeded: {left:g} {unit} left, this request may cost "
+            f"up to {needed:g} {unit}",
+            code="insufficient_quota",
+        )
 
 
 class UpstreamError(RequestError):

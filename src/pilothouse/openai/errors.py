@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from pilothouse.errors import RequestError, RequestShed, SchedulingError
+from pilothouse.errors import RateLimited, RequestError, RequestShed, SchedulingError
 
 
 def error_body(
@@ -23,7 +23,7 @@ def error_body(
 def error_from_exception(exc: RequestError | SchedulingError) -> tuple[int, bytes, dict[str, str]]:
     """Status, body and extra headers for one of our client-facing errors."""
     headers: dict[str, str] = {}
-    if isinstance(exc, RequestShed):
+    if isinstance(exc, RequestShed | RateLimited):
         headers["retry-after"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, RequestError):
         body = error_body(exc.message, exc.error_type, param=exc.param, code=exc.code)

@@ -1,0 +1,140 @@
+"""Token rate limits: requests per minute, tokens per minute and concurrent requests.
+
+Each subject (a key, a team, a model) has a :class:`Limit`. A request reserves, on every
+subject it belongs to at once (all or nothing), one request, its prompt tokens plus the most
+output it may produce, and one concurrent slot; :meth:`RateLimiter.settle` corrects the
+tokens to what was used and frees the slot, :meth:`RateLimiter.release` gives everything
+back for a request that never reached an engine.
+
+The window is a rolling minute kept as per-second buckets, so a burst that used the minute
+is forgotten second by second, not all at once. Calls are synchronous and never await: on
+one event loop a reservation is atomic, so N concurrent requests can never be admitted past
+a limit together.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import count
+
+from pilothouse.errors import RateLimited
+
+WINDOW_S = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """What one subject may use; ``None`` leaves a dimension unlimited."""
+
+    requests_per_min: int | None = None
+    tokens_per_min: int | None = None
+    concurrent: int | None = None
+
+
+@dataclass(slots=True)
+class _Usage:
+    buckets: deque[list[int]] = field(default_factory=deque)  # [second, requests, tokens]
+    requests: int = 0
+    tokens: int = 0
+    in_flight: int = 0
+
+    def expire(self, now: float) -> None:
+        horizon = int(now) - WINDOW_S
+        while self.buckets and self.buckets[0][0] <= horizon:
+            _, requests, tokens = self.buckets.popleft()
+            self.requests -= requests
+            self.tokens -= tokens
+
+    def correct(self, at: float, requests: int, tokens: int) -> None:
+        """Adjust the bucket of second ``at`` (nothing once it left the window)."""
+        second = int(at)
+        for bucket in reversed(self.buckets):
+            if bucket[0] == second:
+                bucket[1] += requests
+                bucket[2] += tokens
+                self.requests += requests
+                self.tokens += tokens
+                return
+            if bucket[0] < second:
+                return
+
+    def add(self, now: float, requests: int, tokens: int) -> None:
+        second = int(now)
+        if self.buckets and self.buckets[-1][0] == second:
+            self.buckets[-1][1] += requests
+            self.buckets[-1][2] += tokens
+        else:
+            self.buckets.append([second, requests, tokens])
+        self.requests += requests
+        self.tokens += tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What one request holds until it is settled or released."""
+
+    id: int
+    subjects: tuple[str, ...]
+    tokens: int
+    at: float
+
+
+class RateLimiter:
+    """Rolling-minute counters per subject (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._usage: dict[str, _Usage] = {}
+        self._open: dict[int, Reservation] = {}
+        self._ids = count()
+
+    def reserve(
+        self, subjects: Sequence[tuple[str, Limit]], tokens: int, now: float
+    ) -> Reservation:
+        """Hold one request of ``tokens`` on every subject, or raise :class:`RateLimited`
+        naming the first limit it would exceed (nothing is held then)."""
+        for subject, limit in subjects:
+            self._check(subject, limit, tokens, now)
+        for subject, _ in subjects:
+            usage = self._usage.setdefault(subject, _Usage())
+            usage.add(now, 1, tokens)
+            usage.in_flight += 1
+        reservation = Reservation(next(self._ids), tuple(s for s, _ in subjects), tokens, now)
+        self._open[reservation.id] = reservation
+        return reservation
+
+    def settle(self, reservation: Reservation, used_tokens: int, now: float) -> None:
+        """The request ended having used ``used_tokens``: correct the count, free its slot."""
+        if self._open.pop(reservation.id, None) is None:
+            return  # settled or released already: never twice
+        for subject in reservation.subjects:
+            usage = self._usage[subject]
+            usage.in_flight -= 1
+            usage.expire(now)
+            usage.correct(reservation.at, 0, used_tokens - reservation.tokens)
+
+    def release(self, reservation: Reservation, now: float) -> None:
+        """The request did no engine work: give back its request, tokens and slot."""
+        if reservation.id not in self._open:
+            return
+        self.settle(reservation, 0, now)
+        for subject in reservation.subjects:
+            self._usage[subject].correct(reservation.at, -1, 0)
+
+    def usage(self, subject: str, now: float) -> tuple[int, int, int]:
+        """Requests and tokens in the last minute, and requests in flight, of ``subject``."""
+        usage = self._usage.get(subject)
+        if usage is None:
+            return 0, 0, 0
+        usage.expire(now)
+        return usage.requests, usage.tokens, usage.in_flight
+
+    def _check(self, subject: str, limit: Limit, tokens: int, now: float) -> None:
+        requests, used, in_flight = self.usage(subject, now)
+        if limit.concurrent is not None and in_flight + 1 > limit.concurrent:
+            raise RateLimited(subject, "concurrent requests", limit.concurrent, retry_after=1.0)
+        if limit.requests_per_min is not None and requests + 1 > limit.requests_per_min:
+            raise RateLimited(subject, "requests per minute", limit.requests_per_min)
+        if limit.tokens_per_min is not None and used + tokens > limit.tokens_per_min:
+            raise RateLimited(subject, "tokens per minute", limit.tokens_per_min)
