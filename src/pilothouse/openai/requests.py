@@ -44,103 +44,65 @@ def parse_request(route: Route, raw: bytes) -> ParsedRequest:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise BadRequest("request body must be a JSON object")
-    validate(route, doc)
-    model = _field(doc, "model", str, required=True)
+    validate(route, doc)  # every field read below has its type and shape checked here
     prompt = _PROMPT_READERS[route](doc)
-    stream = _field(doc, "stream", bool) or False
-    max_tokens = _field(doc, "max_tokens", int)
+    stream = bool(doc.get("stream"))
+    max_tokens = doc.get("max_tokens")
     if max_tokens is None:
-        max_tokens = _field(doc, "max_completion_tokens", int)
-    user = _field(doc, "user", str)
+        max_tokens = doc.get("max_completion_tokens")
     body = raw
     if stream and route is not Route.EMBEDDINGS:
         body = _with_usage_requested(doc, raw)
     return ParsedRequest(
         route=route,
-        model=model,
+        model=doc["model"],
         prompt=prompt,
         prompt_tokens=len(prompt) // _CHARS_PER_TOKEN + 1,
         stream=stream,
         max_tokens=max_tokens,
-        user=user,
+        user=doc.get("user"),
         body=body,
     )
 
 
-def _field(doc: dict[str, Any], name: str, kind: type, *, required: bool = False) -> Any:
-    value = doc.get(name)
-    if value is None:
-        if required:
-            raise BadRequest(f"missing required field '{name}'", param=name)
-        return None
-    # bool is a subclass of int: a boolean is never a valid integer field.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise BadRequest(
-            f"field '{name}' must be of type {_TYPE_NAMES[kind]}, got {type(value).__name__}",
-            param=name,
-        )
-    return value
-
-
-_TYPE_NAMES = {str: "string", bool: "boolean", int: "integer", list: "array", dict: "object"}
+# The readers below take validated documents: they only flatten the prompt to text.
 
 
 def _chat_prompt(doc: dict[str, Any]) -> str:
-    messages = doc.get("messages")
-    if messages is None:
-        raise BadRequest("missing required field 'messages'", param="messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("field 'messages' must be a non-empty array", param="messages")
     parts: list[str] = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise BadRequest(
-                f"field 'messages[{i}]' must be an object with a string 'role'",
-                param=f"messages[{i}]",
-            )
+    for message in doc["messages"]:
         parts.append(message["role"])
-        parts.append(_content_text(message.get("content"), i))
+        parts.append(_content_text(message.get("content")))
     return "\n".join(parts)
 
 
-def _content_text(content: Any, index: int) -> str:
+def _content_text(content: str | list[dict[str, Any]] | None) -> str:
     if content is None or isinstance(content, str):
         return content or ""
-    if isinstance(content, list):  # multi-part content (validated): keep the text parts
-        return "".join(part.get("text") or "" for part in content)
-    raise BadRequest(
-        f"field 'messages[{index}].content' must be a string or an array",
-        param=f"messages[{index}].content",
-    )
+    return "".join(part.get("text") or "" for part in content)  # text parts of a multi-part
 
 
 def _completion_prompt(doc: dict[str, Any]) -> str:
-    prompt = doc.get("prompt")
-    if prompt is None:
-        raise BadRequest("missing required field 'prompt'", param="prompt")
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
-        return "\n".join(prompt)
-    if isinstance(prompt, list) and all(isinstance(p, int) for p in prompt):
-        return " ".join(map(str, prompt))  # token ids: still a stable prefix key
-    if isinstance(prompt, list) and all(isinstance(p, list) for p in prompt):
-        return "\n".join(" ".join(map(str, ids)) for ids in prompt)  # a batch of token ids
-    raise BadRequest(
-        "field 'prompt' must be a string, an array of strings or an array of token ids",
-        param="prompt",
-    )
+    return _flatten(doc["prompt"])
 
 
 def _embedding_input(doc: dict[str, Any]) -> str:
-    value = doc.get("input")
-    if value is None:
-        raise BadRequest("missing required field 'input'", param="input")
+    value = doc["input"]
     if isinstance(value, str):
         return value
-    if isinstance(value, list):
-        return "\n".join(v if isinstance(v, str) else str(v) for v in value)
-    raise BadRequest("field 'input' must be a string or an array", param="input")
+    return "\n".join(v if isinstance(v, str) else str(v) for v in value)
+
+
+def _flatten(value: str | list[Any]) -> str:
+    """A prompt as text (a stable prefix key): a string, strings one per line, token ids,
+    or batches of token ids one per line."""
+    if isinstance(value, str):
+        return value
+    if value and isinstance(value[0], list):
+        return "\n".join(" ".join(map(str, ids)) for ids in value)
+    if value and isinstance(value[0], int):
+        return " ".join(map(str, value))
+    return "\n".join(value)
 
 
 _PROMPT_READERS = {
@@ -152,9 +114,7 @@ _PROMPT_READERS = {
 
 def _with_usage_requested(doc: dict[str, Any], raw: bytes) -> bytes:
     """Ask the engine for a final usage chunk; re-encode only when the client did not."""
-    options = doc.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise BadRequest("field 'stream_options' must be an object", param="stream_options")
+    options = doc.get("stream_options")  # validated: an object or absent
     if options and options.get("include_usage") is True:
         return raw
     doc["stream_options"] = {**(options or {}), "include_usage": True}
