@@ -146,9 +146,10 @@ class RoutingPipeline:
         ``only`` narrows the candidates to those addresses (a data plane's subset hint).
         """
         request = ticket.request
-        key = self._pool_key or request.model
+        key = self._key(ticket)
         first = not ticket.tried
-        candidates = self.pool.candidates(key, frozenset(ticket.tried))
+        ready = self.pool.candidates(key, frozenset(ticket.tried))
+        candidates = ready
         if not candidates and first and self.holds(key):
             assert self._on_demand is not None
             self._on_demand(key)
@@ -162,7 +163,7 @@ class RoutingPipeline:
             candidates = [e for e in candidates if e.address in only]
         if not candidates:
             raise NoEndpointAvailable(f"no ready replica of model '{request.model}'")
-        if self.flow.enabled and first and not ticket.admitted and self._must_queue(key):
+        if self.flow.enabled and first and not ticket.admitted and self._must_queue(key, ready):
             return Wait(QUEUE, key)
         return Route(self._schedule(request, candidates), load)
 
@@ -188,8 +189,10 @@ class RoutingPipeline:
             self._on_decision(time.perf_counter() - started)
         return Pick(result.target, result.fallbacks, dict(result.headers), result.uncached_tokens)
 
-    def _must_queue(self, model: str) -> bool:
-        return self._room(model) <= 0 or self.waiting.waiting(QUEUE, model)
+    def _must_queue(self, model: str, ready: list[Endpoint]) -> bool:
+        """``ready``: the model's ready replicas, already snapshotted by the decision."""
+        room = headroom(ready, self._limits) - self._granted.get(model, 0)
+        return room <= 0 or self.waiting.waiting(QUEUE, model)
 
     # -- the lifecycle -------------------------------------------------------------------
 
@@ -224,7 +227,7 @@ class RoutingPipeline:
             return
         self.pool.release(endpoint.name, ticket.backlog)
         ticket.endpoint, ticket.backlog = None, None
-        self.waiting.wake(QUEUE, self._pool_key or ticket.request.model)
+        self.waiting.wake(QUEUE, self._key(ticket))
 
     def cancelled(self, ticket: Ticket) -> None:
         """The client went away: whatever the request holds is given back."""
@@ -242,13 +245,17 @@ class RoutingPipeline:
     def _room(self, model: str) -> int:
         return headroom(self.pool.candidates(model), self._limits) - self._granted.get(model, 0)
 
+    def _key(self, ticket: Ticket) -> str:
+        """The pool key a ticket is scheduled and queued under (the picker has one)."""
+        return self._pool_key or ticket.request.model
+
     def _grant(self, ticket: Ticket) -> None:
-        model = self._pool_key or ticket.request.model
+        model = self._key(ticket)
         self._granted[model] = self._granted.get(model, 0) + 1
         ticket.admitted = True
 
     def _ungrant(self, ticket: Ticket, wake: bool = True) -> None:
-        model = self._pool_key or ticket.request.model
+        model = self._key(ticket)
         self._granted[model] = max(0, self._granted.get(model, 0) - 1)
         if wake:
             self.waiting.wake(QUEUE, model)
