@@ -41,7 +41,7 @@ class AdapterLoader:
     ) -> None:
         """Load ``adapter`` on ``endpoint`` unless it holds it; concurrent callers share one
         load. Raises :class:`UpstreamError` when the replica refuses."""
-        if adapter.name in self._registry.held().get(endpoint.name, ()):
+        if self._registry.loaded(endpoint.name, adapter.name):
             return
         key = (endpoint.name, adapter.name)
         pending = self._loading.get(key)

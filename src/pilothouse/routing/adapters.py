@@ -81,6 +81,10 @@ class AdapterRegistry:
         names.update({name: a.base for name, a in self._declared.items()})
         return names
 
+    def loaded(self, endpoint: str, adapter: str) -> bool:
+        """Whether ``endpoint`` is known to hold ``adapter`` (as last seen or loaded)."""
+        return adapter in self._held.get(endpoint, ())
+
     def held(self) -> dict[str, frozenset[str]]:
         """Endpoint name → adapters it holds (as last seen)."""
         return dict(self._held)
