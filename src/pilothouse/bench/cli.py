@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import orjson
+from rich.console import Console
 
 from pilothouse.cli_lazy import LazyGroup
 from pilothouse.errors import PilothouseError
@@ -68,3 +71,15 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
             raise
         click.echo("terminated; the mock upstream and the gateway were stopped", err=True)
         raise SystemExit(128 + signal.SIGTERM) from None
+
+
+def finish_report(
+    console: Console, document: object, json_path: Path | None, passed: bool, fail_on_miss: bool
+) -> None:
+    """The end every judged benchmark shares: write the JSON (when asked for), then exit 1
+    on a miss with ``--fail-on-miss``."""
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        console.print(f"wrote {json_path}")
+    if fail_on_miss and not passed:
+        raise SystemExit(1)

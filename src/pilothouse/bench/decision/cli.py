@@ -8,10 +8,10 @@ import platform
 from pathlib import Path
 
 import click
-import orjson
 from rich.console import Console
 from rich.table import Table
 
+from pilothouse.bench.cli import finish_report
 from pilothouse.bench.decision.run import (
     DEFAULT_CONFIGS,
     DecisionConfig,
@@ -169,11 +169,7 @@ def decision_command(
         console.print(f"{name}: {plugins}")
     for line in verdict_lines(report):
         console.print(line)
-    if json_path is not None:
-        json_path.write_bytes(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2))
-        console.print(f"wrote {json_path}")
-    if fail_on_miss and not report.passed:
-        raise SystemExit(1)
+    finish_report(console, report.to_json(), json_path, report.passed, fail_on_miss)
 
 
 def _us(value: float) -> str:

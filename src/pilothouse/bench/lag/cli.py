@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import click
-import orjson
 from rich.console import Console
 from rich.table import Table
 
+from pilothouse.bench.cli import finish_report
 from pilothouse.bench.lag.gateway import MODES, GatewayLagConfig, GatewayLagReport, run_gateway_lag
 from pilothouse.errors import PilothouseError
 
@@ -69,11 +69,7 @@ def gateway_lag_command(
     console.print(render_table(report))
     for line in verdict_lines(report):
         console.print(line)
-    if json_path is not None:
-        json_path.write_bytes(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2))
-        console.print(f"wrote {json_path}")
-    if fail_on_miss and not report.passed:
-        raise SystemExit(1)
+    finish_report(console, report.to_json(), json_path, report.passed, fail_on_miss)
 
 
 def render_table(report: GatewayLagReport) -> Table:

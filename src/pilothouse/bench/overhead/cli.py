@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pilothouse.bench.cli import run_async
+from pilothouse.bench.cli import finish_report, run_async
 
 if TYPE_CHECKING:  # the overhead harness (aiohttp, yaml) loads only when its command runs
     from pilothouse.bench.overhead.run import (
@@ -146,11 +145,7 @@ def overhead(
             f"{report.other_load_cores:.2f} cores busy during the measurement; "
             "rerun on a quiet machine for latency and requests/s figures"
         )
-    if json_path is not None:
-        json_path.write_bytes(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2))
-        console.print(f"wrote {json_path}")
-    if fail_on_miss and not report.passed:
-        raise SystemExit(1)
+    finish_report(console, report.to_json(), json_path, report.passed, fail_on_miss)
 
 
 def _run_with_progress(config: OverheadConfig, console: Console) -> OverheadReport:
