@@ -34,6 +34,8 @@ outside their module) with a leading underscore::
         ├── AdminForbidden          [gateway.admin_guard] admin call refused   → 403
         ├── UnsupportedMediaType    [gateway.admin_guard] admin body not JSON   → 415
         ├── ModelNotFound           unknown model                           → 404
+        ├── NotFound                [governance] no such organisation, team or key → 404
+        ├── Conflict                [governance] that name is taken              → 409
         ├── PayloadTooLarge         body over the configured limit          → 413
         ├── RateLimited             [governance] a rate limit would be exceeded → 429
         ├── BudgetExceeded          [governance] a budget would be exceeded    → 429
@@ -138,6 +140,20 @@ class Forbidden(RequestError):
 
 class ModelNotFound(RequestError):
     status = 404
+    error_type = "invalid_request_error"
+
+
+class NotFound(RequestError):
+    """An organisation, team or key that does not exist (admin API, CLI)."""
+
+    status = 404
+    error_type = "not_found_error"
+
+
+class Conflict(RequestError):
+    """A name already taken within its parent (admin API, CLI)."""
+
+    status = 409
     error_type = "invalid_request_error"
 
 

@@ -13,7 +13,7 @@ atomic: concurrent requests cannot together spend past a budget.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import count
 
@@ -82,6 +82,12 @@ class Budgets:
     def release(self, charge: Charge) -> None:
         """The request did no engine work: nothing is charged."""
         self.settle(charge, 0.0)
+
+    def seed(self, spent: Mapping[str, float]) -> None:
+        """Start subjects not seen yet from what they already spent (read from the ledger
+        after a restart); a subject already counting keeps its own figure."""
+        for subject, amount in spent.items():
+            self._spent.setdefault(subject, amount)
 
     def spent(self, subject: str) -> float:
         return self._spent.get(subject, 0.0)

@@ -1,0 +1,123 @@
+"""What governance keeps: organisations → teams → keys, their quotas, and ledger entries.
+
+Frozen dataclasses on every boundary: the store returns them, the request path reads them
+from an in-memory directory, the CLI and admin API print them. Ids are short random strings
+with a kind prefix (``org_…``, ``team_…``, ``key_…``); names are unique within their parent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pilothouse.governance.keys import KeyScope
+from pilothouse.governance.limits import Limit
+
+BudgetPeriod = Literal["total", "day", "month"]
+KeyKind = Literal["user", "agent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Limits and budgets of one subject (an organisation, a team or a key); ``None``: none.
+
+    Budgets count over ``budget_period`` (``month``: the calendar month in UTC), in tokens
+    (prompt + completion) and in money (at the models' prices).
+    """
+
+    limit: Limit = field(default_factory=Limit)
+    budget_tokens: float | None = None
+    budget_cost: float | None = None
+    budget_period: BudgetPeriod = "month"
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.limit == Limit() and self.budget_tokens is None and self.budget_cost is None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation:
+    id: str
+    name: str
+    quota: Quota = field(default_factory=Quota)
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    id: str
+    name: str
+    org_id: str
+    quota: Quota = field(default_factory=Quota)
+    max_priority: int | None = None
+    """Highest flow-control priority any of the team's requests may have."""
+    default_priority: int = 0
+    """Priority of the team's requests that ask for none."""
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A stored API key (never its plaintext: ``digest`` is its SHA-256)."""
+
+    id: str
+    digest: str
+    shown: str
+    """The key's first characters, for people to tell keys apart (``ph-AbCd``)."""
+    name: str
+    team_id: str
+    kind: KeyKind = "user"
+    owner: str | None = None
+    """Who answers for an agent key (a person or service account)."""
+    scope: KeyScope = field(default_factory=KeyScope)
+    quota: Quota = field(default_factory=Quota)
+    created_at: float = 0.0
+    revoked_at: float | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every organisation, team and live key at one ``version`` of the store."""
+
+    version: int
+    orgs: tuple[Organisation, ...] = ()
+    teams: tuple[Team, ...] = ()
+    keys: tuple[KeyRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One settled request: who, which model, what it used and cost. ``request_id`` is
+    unique: writing an entry twice (a replay after a crash) keeps one."""
+
+    request_id: str
+    at: float
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float = 0.0
+    engine_s: float = 0.0
+    status: int = 200
+    key_id: str | None = None
+    team_id: str | None = None
+    org_id: str | None = None
+
+
+UsageDimension = Literal["key", "team", "org", "model"]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Ledger totals of one group (``group``: the dimension values, in the asked order)."""
+
+    group: tuple[str | None, ...]
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
