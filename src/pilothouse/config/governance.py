@@ -36,6 +36,15 @@ class PriceSpec(_Spec):
     reservation before the call; settled from the time it really took)."""
 
 
+class LimitSpec(_Spec):
+    """Token rate limits of one model, over every caller together; ``None``: unlimited."""
+
+    requests_per_min: int | None = Field(default=None, gt=0)
+    tokens_per_min: int | None = Field(default=None, gt=0)
+    """Prompt plus output tokens per rolling minute (reserved up front, corrected after)."""
+    concurrent: int | None = Field(default=None, gt=0)
+
+
 class JwtSpec(_Spec):
     """JWT bearer tokens validated against a JWKS; claims name the team and priority."""
 
@@ -102,6 +111,11 @@ class GovernanceSpec(_Spec):
     sync_interval_s: float = Field(default=0.5, gt=0)
     """How often each replica reads key, team and organisation changes from the store (a
     revoked key is refused everywhere within this interval)."""
+    max_output_tokens: int = Field(default=4096, gt=0)
+    """A request that sets no ``max_tokens`` gets this many written into it, so what it
+    reserves is a true upper bound of what it can use."""
+    model_limits: dict[str, LimitSpec] = Field(default_factory=dict)
+    """Model name → rate limits shared by every caller of that model."""
     prices: dict[str, PriceSpec] = Field(default_factory=dict)
     """Model name → price; a model without one costs nothing (token budgets still apply)."""
     jwt: JwtSpec | None = None

@@ -44,9 +44,11 @@ from pilothouse.gateway.upstream import (
     relay_stream,
     relay_whole,
 )
+from pilothouse.governance.governor import Credentials, Used
 from pilothouse.openai.requests import ParsedRequest, Route, parse_request
-from pilothouse.routing import HeaderLookup, Ticket, scheduling_request, with_model
+from pilothouse.routing import HeaderLookup, Ticket, scheduling_request, with_fields
 from pilothouse.routing import Route as Routed
+from pilothouse.routing.governed import ask_of, governed_fields, used_of
 from pilothouse.scheduling.types import Endpoint
 from pilothouse.transport import UpstreamRequest, UpstreamResponse
 
@@ -77,6 +79,8 @@ class ProxyEndpoint:
             parsed = parse_request(self.route, raw)
             ticket, parsed = self._open(parsed, headers, request_id)
             watch.start()
+            if self.ctx.pipeline.governor is not None:
+                await self._admit(ticket, parsed, headers, scope)
             outcome = await self._forward(ticket, parsed, watch.send, started)
         except (RequestError, SchedulingError) as exc:
             outcome.status = await send_error(watch.send, exc, reply_headers)
@@ -90,8 +94,24 @@ class ProxyEndpoint:
         finally:
             watch.stop()
             if ticket is not None:
+                if outcome.client_left and ticket.last_endpoint is not None and parsed:
+                    # It reached an engine but never completed (the client left, the stream
+                    # broke before its end): charged for its prompt, as the engine read it.
+                    self.ctx.pipeline.charge(ticket, Used(parsed.prompt_tokens, 0, outcome.status))
                 self.ctx.pipeline.cancelled(ticket)  # a no-op unless something is still held
         self._account(parsed, ticket, outcome, request_id, started)
+
+    async def _admit(
+        self, ticket: Ticket, parsed: ParsedRequest, headers: dict[bytes, bytes], scope: Scope
+    ) -> None:
+        """Identity, scope, limits and budgets, before the request waits for a replica."""
+        authorization = headers.get(b"authorization")
+        bearer = None
+        if authorization and authorization[:7].lower() == b"bearer ":
+            bearer = authorization[7:].strip().decode("latin-1")
+        client = scope.get("client")
+        credentials = Credentials(bearer, client[0] if client else None)
+        await self.ctx.pipeline.admit(ticket, credentials, ask_of(parsed, ticket.request))
 
     def _open(
         self, parsed: ParsedRequest, headers: dict[bytes, bytes], request_id: str
@@ -107,9 +127,15 @@ class ProxyEndpoint:
             parsed, lookup, request_id, pipeline.objectives, pipeline.trust_priority_header
         )
         ticket = pipeline.open(request, request.session_id)
+        fields = governed_fields(pipeline.governor, parsed)
         if ticket.public_model is not None:
-            version = ticket.request.model
-            parsed = replace(parsed, model=version, body=with_model(parsed.body, version))
+            fields["model"] = ticket.request.model
+        if fields:
+            model = ticket.request.model if ticket.public_model is not None else parsed.model
+            max_tokens = fields.get("max_tokens", parsed.max_tokens)
+            assert max_tokens is None or isinstance(max_tokens, int)
+            body = with_fields(parsed.body, fields)
+            parsed = replace(parsed, model=model, body=body, max_tokens=max_tokens)
         return ticket, parsed
 
     async def _forward(
@@ -195,8 +221,22 @@ class ProxyEndpoint:
         if parsed.stream and resp.status == 200:
             itl = ctx.metrics.itl.labels(parsed.model).observe
             first = partial(ctx.pipeline.first_token, ticket)
-            return await relay_stream(resp, send, out_headers, started, itl, first)
-        return await relay_whole(resp, send, out_headers)
+            finish = partial(self._charge, ticket, parsed)
+            return await relay_stream(resp, send, out_headers, started, itl, first, finish)
+        return await relay_whole(resp, send, out_headers, partial(self._charge, ticket, parsed))
+
+    def _charge(self, ticket: Ticket, parsed: ParsedRequest, outcome: Outcome) -> None:
+        """The answer is complete (its last bytes not sent yet): charge it and write it to
+        the ledger. An engine's refusal (4xx/5xx) did no work: nothing is charged."""
+        if ticket.grant is None:
+            return
+        if outcome.status >= 400:
+            self.ctx.pipeline.cancelled(ticket)
+            return
+        used = used_of(
+            parsed, outcome.prompt_tokens, outcome.completion_tokens, outcome.chunks, outcome.status
+        )
+        self.ctx.pipeline.charge(ticket, used)
 
     def _account(
         self,

@@ -43,6 +43,16 @@ class Outcome:
     client_left: bool = False
     cut: bool = False
     """Cut by the server itself (the end of a shutdown drain)."""
+    chunks: int = 0
+    """Stream chunks relayed (a lower bound of the tokens sent when usage is missing)."""
+
+
+Finish = Callable[[Outcome], None]
+"""Called once the answer is complete, before its last bytes go to the client (the ledger)."""
+
+
+def _nothing(outcome: Outcome) -> None:
+    return None
 
 
 def _start(
@@ -56,7 +66,10 @@ def _start(
 
 
 async def relay_whole(
-    resp: UpstreamResponse, send: Send, headers: list[tuple[bytes, bytes]]
+    resp: UpstreamResponse,
+    send: Send,
+    headers: list[tuple[bytes, bytes]],
+    finish: Finish = _nothing,
 ) -> Outcome:
     """Relay a non-streamed answer and read its usage; an engine's error answer that is
     not an OpenAI error body is rewritten into one (:func:`openai_error`)."""
@@ -66,11 +79,12 @@ async def relay_whole(
         body, content_type = openai_error(resp.status, body), b"application/json"
     start = _start(resp.status, content_type, headers)
     start["headers"].append((b"content-length", str(len(body)).encode()))  # type: ignore[attr-defined]
-    await send(start)
-    await send({"type": "http.response.body", "body": body})
     outcome = Outcome(status=resp.status)
     if resp.status == 200:
         _read_usage(outcome, _json_usage(body))
+    finish(outcome)
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
     return outcome
 
 
@@ -81,6 +95,7 @@ async def relay_stream(
     started: float,
     observe_itl: Callable[[float], None],
     on_first_chunk: Callable[[], None],
+    finish: Finish = _nothing,
 ) -> Outcome:
     """Relay an SSE stream chunk by chunk; on a broken upstream, end with an error event."""
     content_type = resp.headers.get("content-type", "text/event-stream").encode()
@@ -97,15 +112,17 @@ async def relay_stream(
                 outcome.ttft_s = now - started
                 on_first_chunk()
             last = now
+            outcome.chunks += 1
             tail = keep_tail(tail, chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except (UpstreamError, UpstreamTimeout) as exc:  # broke off, or stalled past read_timeout_s
         outcome.broken = True
         event = sse_error_event(f"the engine stream broke: {exc.message}")
         await send({"type": "http.response.body", "body": event, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
     if not outcome.broken:
         _read_usage(outcome, _sse_usage(tail))
+    finish(outcome)
+    await send({"type": "http.response.body", "body": b""})
     return outcome
 
 

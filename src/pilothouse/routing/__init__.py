@@ -18,7 +18,7 @@ from pilothouse.routing.request import (
     scheduling_request,
     with_adapter,
 )
-from pilothouse.routing.traffic import TrafficSplitter, with_model
+from pilothouse.routing.traffic import TrafficSplitter, with_fields, with_model
 
 __all__ = [
     "HOLD",
@@ -42,5 +42,6 @@ __all__ = [
     "request_tenant",
     "scheduling_request",
     "with_adapter",
+    "with_fields",
     "with_model",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pilothouse.governance.governor import Grant
 from pilothouse.routing.adapters import DeclaredAdapter
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
 
@@ -77,3 +78,5 @@ class Ticket:
     """Endpoints already tried (a retry goes elsewhere)."""
     last_endpoint: str | None = None
     """The endpoint it was last sent to (kept after it ends, for the access log)."""
+    grant: Grant | None = None
+    """Its governance holds (limits, budgets) until charged or released."""

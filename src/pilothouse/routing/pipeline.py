@@ -4,10 +4,20 @@ The standalone gateway, the endpoint picker and the simulator all drive a reques
 a :class:`RoutingPipeline`; only the transport around it differs::
 
     ticket = pipeline.open(request, session)       # traffic split, LoRA adapter → base
+    await pipeline.admit(ticket, credentials, ask) # identity, scope, limits, budgets
     route = await pipeline.route(ticket)           # decide(), waiting while it says Wait
     pipeline.started(ticket, route)                # counted in flight on the endpoint
     pipeline.first_token(ticket)                   # its prefill left the backlog
     pipeline.finished(ticket)  or  pipeline.cancelled(ticket)
+    pipeline.charge(ticket, used)                  # before the answer's last bytes: ledger
+
+With a :class:`~pilothouse.governance.governor.Governor`, :meth:`RoutingPipeline.admit`
+authenticates the request and reserves its limits and budgets before anything else; the
+identity becomes the request's tenant (its team: the flow-control fairness id) and caps its
+priority. :meth:`RoutingPipeline.charge` writes the request's usage to the ledger
+synchronously, so a front door calls it before the last bytes of the answer go out: a
+response a client received whole is always in the ledger, even if the process dies next.
+A request that never reached an engine is released by :meth:`RoutingPipeline.cancelled`.
 
 :meth:`RoutingPipeline.decide` is synchronous and reads time only from the injected clock,
 so the discrete-event simulator calls it in virtual time and handles ``Wait`` itself;
@@ -17,13 +27,16 @@ primitive of :mod:`pilothouse.routing.waiting`.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import replace
 
 from pilothouse.clock import Clock
 from pilothouse.config.fleet import FlowControlSpec, HoldSpec
 from pilothouse.errors import NoEndpointAvailable
+from pilothouse.governance.governor import Ask, Credentials, Governor, Used
 from pilothouse.routing.adapters import AdapterRegistry
 from pilothouse.routing.decision import HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
 from pilothouse.routing.pool import PoolState, RequestPreparer
@@ -34,6 +47,8 @@ from pilothouse.routing.waits import hold_policy, queue_policy
 from pilothouse.scheduling.flow import SaturationLimits, headroom
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+
+log = logging.getLogger("pilothouse.routing")
 
 Demand = Callable[[str], None]
 _ALL = 1 << 30  # "no limit" for the hold queue's room
@@ -57,6 +72,7 @@ class RoutingPipeline:
         recheck_s: float = 0.05,
         preparer: RequestPreparer | None = None,
         trust_priority_header: bool = False,
+        governor: Governor | None = None,
     ) -> None:
         self.pool = pool
         self.scheduler = scheduler
@@ -70,6 +86,8 @@ class RoutingPipeline:
         self._pool_key = pool_key
         self._on_decision = on_decision
         self.preparer = preparer
+        self.governor = governor
+        self._settling: set[asyncio.Task[None]] = set()
         saturation = self.flow.saturation
         self._limits = SaturationLimits(
             saturation.max_in_flight_per_replica,
@@ -138,6 +156,51 @@ class RoutingPipeline:
                 request = replace(request, model=base, lora=request.model)
         return Ticket(request, public_model=public)
 
+    # -- governance ----------------------------------------------------------------------
+
+    async def admit(self, ticket: Ticket, credentials: Credentials, ask: Ask) -> None:
+        """Authenticate and reserve (401 / 403 / 429 before any engine work); the identity
+        becomes the request's tenant and caps its priority. A no-op without a governor."""
+        governor = self.governor
+        if governor is None:
+            return
+        identity = governor.authenticate(credentials)
+        grant = await governor.admit(identity, ask, credentials.client)
+        ticket.grant = grant
+        tenant = identity.team_name or ticket.request.tenant
+        ticket.request = replace(ticket.request, tenant=tenant, priority=grant.priority)
+
+    def charge(self, ticket: Ticket, used: Used) -> None:
+        """The request was served (whole or in part): charge ``used`` and record it in the
+        ledger now; limits and budgets are settled right after, off this call."""
+        grant = ticket.grant
+        if grant is None or grant.done or self.governor is None:
+            return
+        self._track(self.governor.charge(grant, used))
+
+    def _release(self, ticket: Ticket) -> None:
+        grant = ticket.grant
+        if grant is None or grant.done or self.governor is None:
+            return
+        self._track(self.governor.release(grant))
+
+    def _track(self, settle: Coroutine[None, None, None] | None) -> None:
+        if settle is None:
+            return
+        task = asyncio.get_running_loop().create_task(settle)
+        self._settling.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("settling a request's limits and budgets failed: %s", task.exception())
+
+    async def drain_settling(self) -> None:
+        """Wait for settlements still running (at shutdown)."""
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+
     # -- the decision --------------------------------------------------------------------
 
     def decide(self, ticket: Ticket, only: frozenset[str] | None = None) -> Decision:
@@ -203,6 +266,8 @@ class RoutingPipeline:
         request = ticket.request
         tokens = request.prompt_tokens if pick.uncached_tokens is None else pick.uncached_tokens
         ticket.endpoint, ticket.backlog = pick.endpoint, tokens
+        if ticket.grant is not None and ticket.grant.routed is None:
+            ticket.grant.routed = time.monotonic()
         ticket.tried.add(pick.endpoint.name)
         ticket.last_endpoint = pick.endpoint.name
         self.pool.acquire(pick.endpoint.name, tokens)
@@ -230,7 +295,9 @@ class RoutingPipeline:
         self.waiting.wake(QUEUE, self._key(ticket))
 
     def cancelled(self, ticket: Ticket) -> None:
-        """The client went away: whatever the request holds is given back."""
+        """The request ended without being charged (the client went away, it failed, or
+        it was never served): whatever it holds is given back."""
+        self._release(ticket)
         if ticket.admitted:
             ticket.admitted = False
             self._ungrant(ticket)

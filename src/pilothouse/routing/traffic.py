@@ -17,7 +17,7 @@ A new spec (``pilothouse apply``) replaces the splits and restarts the rotation.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -90,9 +90,14 @@ class TrafficSplitter:
 
 def with_model(body: bytes, model: str) -> bytes:
     """``body`` (a JSON object) with its ``model`` field set to ``model``."""
+    return with_fields(body, {"model": model})
+
+
+def with_fields(body: bytes, fields: Mapping[str, object]) -> bytes:
+    """``body`` (a JSON object) with ``fields`` set (one decode and encode for all)."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:  # parse_request accepted it: cannot happen
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
-    doc["model"] = model
+    doc.update(fields)
     return orjson.dumps(doc)

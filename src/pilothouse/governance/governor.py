@@ -1,0 +1,408 @@
+"""Identity → scope → limits → budgets before a request; usage → ledger after it.
+
+The :class:`Governor` is what both front doors (the gateway, the endpoint picker) call
+through the routing pipeline::
+
+    identity = governor.authenticate(credentials)         # 401 / 403, synchronous
+    grant = await governor.admit(identity, ask)           # 403 / 429, before any engine work
+    ...                                                   # the request is routed and served
+    await governor.settle(grant, used)                    # charged once, written to the ledger
+    # or: await governor.release(grant)                   # it never reached an engine
+
+Admission reserves on every subject at once (key, team, organisation and model for limits;
+key, team and organisation for budgets) the most the request can cost: its prompt (an upper
+bound: one token per byte, plus the chat template) and its ``max_tokens`` of output, priced
+at the model's rates, plus ``max_request_s`` of engine time for models priced by GPU-hour.
+Settling charges what it really used (never more than was reserved) and frees the rest.
+
+Identity feeds scheduling: the request's tenant (the flow-control fairness id) becomes its
+team, and its priority is capped by the key's and the team's ``max_priority``, so under
+overload the noisy tenant waits (and is shed) first, whatever headers it sends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from pilothouse.config.governance import GovernanceSpec, PriceSpec
+from pilothouse.errors import BudgetExceeded, Forbidden, RateLimited, Unauthorized
+from pilothouse.governance.budgets import Charge
+from pilothouse.governance.directory import Directory
+from pilothouse.governance.keys import KeyScope, authorize, digest
+from pilothouse.governance.limits import Limit, Reservation
+from pilothouse.governance.metrics import GovernanceMetrics
+from pilothouse.governance.ports import BudgetBackend, LimitBackend
+from pilothouse.governance.records import (
+    BudgetPeriod,
+    KeyRecord,
+    LedgerEntry,
+    Organisation,
+    Quota,
+    Team,
+)
+
+log = logging.getLogger("pilothouse.governance")
+
+Wall = Callable[[], float]
+KEY_PREFIX = "ph-"
+_TEMPLATE_TOKENS = 16
+"""Tokens a chat template may add around the prompt (role markers, BOS): part of the bound."""
+
+
+class Recorder(Protocol):
+    """Where settled requests go: the ledger (:mod:`pilothouse.governance.ledger`)."""
+
+    def record(self, entry: LedgerEntry) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a request presented: a bearer token (an API key or a JWT), its client address,
+    and, behind Envoy's ``jwt_authn``, the verified JWT payload Envoy forwarded."""
+
+    bearer: str | None = None
+    client: str | None = None
+    envoy_payload: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a request is: a key (and its team and organisation), a JWT's team, or nobody."""
+
+    subject: str
+    """For logs: ``key_…``, ``jwt:<sub>`` or ``anonymous`` (never a secret)."""
+    key: KeyRecord | None = None
+    team: Team | None = None
+    org: Organisation | None = None
+    scope: KeyScope = field(default_factory=KeyScope)
+    priority: int | None = None
+    """A priority the identity itself asks for (a JWT's priority class)."""
+
+    @property
+    def team_name(self) -> str:
+        return self.team.name if self.team is not None else ""
+
+
+ANONYMOUS = Identity(subject="anonymous")
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What a request asks for, as admission sees it."""
+
+    model: str
+    prompt_bytes: int
+    """UTF-8 length of the prompt text: an upper bound of its tokens (byte-level BPE)."""
+    max_tokens: int
+    priority: int
+    """The priority its headers ask for (objective names, trusted numbers), else 0."""
+    request_id: str
+    messages: int = 1
+
+
+@dataclass(slots=True, eq=False)
+class Grant:
+    """One admitted request's holds, until it is settled or released (exactly once)."""
+
+    identity: Identity
+    ask: Ask
+    priority: int
+    reserved_tokens: int
+    reservation: Reservation | None
+    tokens: Charge | None
+    money: Charge | None
+    started: float
+    """Wall time of admission (the ledger entry's time)."""
+    routed: float | None = None
+    """Monotonic time it was first sent to a replica (engine time is counted from here)."""
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Used:
+    """What a request really used: from the engine's usage, or counted while relaying."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    status: int = 200
+    engine_s: float | None = None
+
+
+class Governor:
+    """See the module docstring. Built by :func:`pilothouse.governance.service.start`."""
+
+    def __init__(
+        self,
+        spec: GovernanceSpec,
+        directory: Directory,
+        limits: LimitBackend,
+        tokens: BudgetBackend,
+        money: BudgetBackend,
+        recorder: Recorder | None,
+        metrics: GovernanceMetrics,
+        *,
+        jwt: JwtCheck | None = None,
+        wall: Wall = time.time,
+    ) -> None:
+        self.spec = spec
+        self.directory = directory
+        self.limits = limits
+        self.tokens = tokens
+        self.money = money
+        self.recorder = recorder
+        self.metrics = metrics
+        self.jwt = jwt
+        self.wall = wall
+        self.enforce = spec.mode == "enforce"
+        self._model_limits = {
+            name: Limit(m.requests_per_min, m.tokens_per_min, m.concurrent)
+            for name, m in spec.model_limits.items()
+        }
+
+    # -- who ------------------------------------------------------------------------------
+
+    def authenticate(self, credentials: Credentials) -> Identity:
+        """The request's identity; :class:`Unauthorized` (401) for a missing, unknown,
+        revoked or expired key or token."""
+        try:
+            identity = self._identify(credentials)
+        except Unauthorized:
+            self.metrics.refused("", "", "unauthorized")
+            raise
+        return identity
+
+    def _identify(self, credentials: Credentials) -> Identity:
+        if credentials.envoy_payload is not None and self.jwt is not None:
+            return self._team_identity(self.jwt.from_envoy(credentials.envoy_payload))
+        bearer = credentials.bearer
+        if not bearer:
+            if self.spec.require_key:
+                raise Unauthorized(
+                    "missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key"
+                )
+            return ANONYMOUS
+        if bearer.startswith(KEY_PREFIX):
+            record = self.directory.key(digest(bearer))
+            if record is None:
+                raise Unauthorized("invalid or revoked API key", code="invalid_api_key")
+            team = self.directory.team(record.team_id)
+            org = self.directory.org(team.org_id) if team is not None else None
+            return Identity(record.id, record, team, org, record.scope)
+        if self.jwt is not None and self.jwt.looks_like(bearer):
+            return self._team_identity(self.jwt.verify(bearer, self.wall()))
+        raise Unauthorized("invalid API key", code="invalid_api_key")
+
+    def _team_identity(self, claims: TeamClaims) -> Identity:
+        team = self.directory.team_named(claims.team) if claims.team else None
+        if team is None:
+            raise Unauthorized(
+                "the token names no known team" + (f" ('{claims.team}')" if claims.team else ""),
+                code="invalid_api_key",
+            )
+        org = self.directory.org(team.org_id)
+        scope = KeyScope(expires_at=claims.expires_at)
+        return Identity(f"jwt:{claims.subject}", None, team, org, scope, claims.priority)
+
+    # -- before ---------------------------------------------------------------------------
+
+    async def admit(self, identity: Identity, ask: Ask, client: str | None = None) -> Grant:
+        """Check scope, then reserve limits and budgets (all or nothing), or raise."""
+        now = self.wall()
+        team = identity.team_name
+        try:
+            priority = self._priority(identity, ask, client, now)
+        except (Unauthorized, Forbidden) as exc:
+            self.metrics.refused(team, ask.model, "forbidden")
+            if self.enforce or isinstance(exc, Unauthorized):
+                raise
+            priority = ask.priority
+        reserved = self._reserve_tokens(ask)
+        grant = Grant(identity, ask, priority, reserved, None, None, None, now)
+        limits = self._limit_subjects(identity, ask.model)
+        try:
+            if limits:
+                grant.reservation = await self.limits.reserve(limits, reserved, now)
+            budgets = self._budget_subjects(identity, now)
+            token_budgets = [
+                (s, q.budget_tokens) for s, q in budgets if q.budget_tokens is not None
+            ]
+            money_budgets = [(s, q.budget_cost) for s, q in budgets if q.budget_cost is not None]
+            if token_budgets:
+                grant.tokens = await self.tokens.reserve(token_budgets, float(reserved))
+            if money_budgets:
+                cost = self._max_cost(ask, reserved)
+                grant.money = await self.money.reserve(money_budgets, cost)
+        except (RateLimited, BudgetExceeded) as exc:
+            await self._undo(grant, now)
+            reason = "rate_limited" if isinstance(exc, RateLimited) else "over_budget"
+            self.metrics.refused(team, ask.model, reason)
+            if self.enforce:
+                raise
+            grant = Grant(identity, ask, priority, reserved, None, None, None, now)
+        self.metrics.admitted(team, ask.model)
+        return grant
+
+    def _priority(self, identity: Identity, ask: Ask, client: str | None, now: float) -> int:
+        wanted = ask.priority
+        if identity.priority is not None:
+            wanted = identity.priority
+        elif wanted == 0 and identity.team is not None:
+            wanted = identity.team.default_priority
+        priority = authorize(identity.scope, ask.model, wanted, client or "", now)
+        if identity.team is not None and identity.team.max_priority is not None:
+            priority = min(priority, identity.team.max_priority)
+        return priority
+
+    def _reserve_tokens(self, ask: Ask) -> int:
+        return ask.prompt_bytes + _TEMPLATE_TOKENS * ask.messages + ask.max_tokens
+
+    def _max_cost(self, ask: Ask, reserved: int) -> float:
+        price = self.spec.prices.get(ask.model)
+        if price is None:
+            return 0.0
+        prompt = reserved - ask.max_tokens
+        return _cost(price, prompt, ask.max_tokens, price.max_request_s)
+
+    def _limit_subjects(self, identity: Identity, model: str) -> list[tuple[str, Limit]]:
+        subjects = [(s, q.limit) for s, q in self._quotas(identity) if q.limit != Limit()]
+        model_limit = self._model_limits.get(model)
+        if model_limit is not None:
+            subjects.append((f"model:{model}", model_limit))
+        return subjects
+
+    def _budget_subjects(self, identity: Identity, now: float) -> list[tuple[str, Quota]]:
+        return [
+            (f"{subject}@{period_of(quota.budget_period, now)}", quota)
+            for subject, quota in self._quotas(identity)
+            if quota.budget_tokens is not None or quota.budget_cost is not None
+        ]
+
+    @staticmethod
+    def _quotas(identity: Identity) -> list[tuple[str, Quota]]:
+        quotas: list[tuple[str, Quota]] = []
+        if identity.key is not None:
+            quotas.append((identity.key.id, identity.key.quota))
+        if identity.team is not None:
+            quotas.append((identity.team.id, identity.team.quota))
+        if identity.org is not None:
+            quotas.append((identity.org.id, identity.org.quota))
+        return quotas
+
+    # -- after ----------------------------------------------------------------------------
+
+    def charge(self, grant: Grant, used: Used) -> Coroutine[None, None, None] | None:
+        """Charge what the request used, once: its ledger entry is written now
+        (synchronously: a front door calls this before the answer's last bytes go out);
+        the returned coroutine settles limits and budgets (the caller runs it soon)."""
+        if grant.done:
+            return None
+        grant.done = True
+        ask = grant.ask
+        engine_s = used.engine_s
+        if engine_s is None:
+            engine_s = time.monotonic() - grant.routed if grant.routed is not None else 0.0
+        price = self.spec.prices.get(ask.model)
+        cost = 0.0
+        if price is not None:
+            cost = _cost(price, used.prompt_tokens, used.completion_tokens, engine_s)
+        if grant.money is not None:
+            cost = min(cost, grant.money.amount)  # what was reserved is the most it can cost
+        identity = grant.identity
+        team = identity.team
+        entry = LedgerEntry(
+            request_id=ask.request_id,
+            at=grant.started,
+            model=ask.model,
+            prompt_tokens=used.prompt_tokens,
+            completion_tokens=used.completion_tokens,
+            cost=cost,
+            engine_s=engine_s,
+            status=used.status,
+            key_id=identity.key.id if identity.key is not None else None,
+            team_id=team.id if team is not None else None,
+            org_id=identity.org.id if identity.org is not None else None,
+        )
+        if self.recorder is not None:
+            self.recorder.record(entry)
+        self.metrics.used(identity.team_name, ask.model, entry)
+        if grant.reservation is None and grant.tokens is None and grant.money is None:
+            return None
+        return self._settle(grant, used.prompt_tokens + used.completion_tokens, cost)
+
+    async def _settle(self, grant: Grant, tokens: int, cost: float) -> None:
+        if grant.reservation is not None:
+            await self.limits.settle(grant.reservation, tokens, self.wall())
+        if grant.tokens is not None:
+            await self.tokens.settle(grant.tokens, float(tokens))
+        if grant.money is not None:
+            await self.money.settle(grant.money, cost)
+
+    def release(self, grant: Grant) -> Coroutine[None, None, None] | None:
+        """The request never reached an engine (or failed there before any output): give
+        every hold back, charge nothing. Returns the coroutine that does it, if any."""
+        if grant.done:
+            return None
+        grant.done = True
+        if grant.reservation is None and grant.tokens is None and grant.money is None:
+            return None
+        return self._undo(grant, self.wall())
+
+    async def _undo(self, grant: Grant, now: float) -> None:
+        if grant.reservation is not None:
+            await self.limits.release(grant.reservation, now)
+        if grant.tokens is not None:
+            await self.tokens.release(grant.tokens)
+        if grant.money is not None:
+            await self.money.release(grant.money)
+
+
+@dataclass(frozen=True, slots=True)
+class TeamClaims:
+    """What a verified JWT says about its bearer, as governance needs it."""
+
+    subject: str
+    team: str | None
+    priority: int | None = None
+    expires_at: float | None = None
+
+
+class JwtCheck(Protocol):
+    """Verifies JWTs (and reads Envoy-verified payloads) into :class:`TeamClaims`: an
+    adapter over :mod:`pilothouse.governance.jwt`, so the governor's tests need no keys."""
+
+    def looks_like(self, token: str) -> bool: ...
+
+    def verify(self, token: str, now: float) -> TeamClaims: ...
+
+    def from_envoy(self, payload: str) -> TeamClaims: ...
+
+
+def period_of(period: BudgetPeriod, now: float) -> str:
+    """The budget period ``now`` falls in (UTC): ``total``, ``2026-12`` or ``2026-12-07``."""
+    if period == "total":
+        return "total"
+    day = datetime.fromtimestamp(now, UTC)
+    return f"{day:%Y-%m}" if period == "month" else f"{day:%Y-%m-%d}"
+
+
+def period_start(period: BudgetPeriod, now: float) -> datetime:
+    """When the period ``now`` falls in began (the ledger is summed from there)."""
+    day = datetime.fromtimestamp(now, UTC)
+    if period == "total":
+        return datetime.fromtimestamp(0, UTC)
+    if period == "month":
+        return day.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return day.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _cost(price: PriceSpec, prompt: int, completion: int, engine_s: float) -> float:
+    per_token = (
+        prompt * price.prompt_per_million + completion * price.completion_per_million
+    ) / 1_000_000
+    engine = min(engine_s, price.max_request_s) * price.gpus * price.gpu_hour / 3600
+    return per_token + engine
