@@ -13,6 +13,9 @@ The same request-path features the standalone gateway has, for the pool behind E
       - name: chat
         versions: [{model: chat-v1, weight: 90}, {model: chat-v2, weight: 10}]
     fallback_endpoints: ["10.0.0.7:8000"]   # answered while discovery knows no endpoint
+    governance:              # identities, limits, budgets, ledger (docs/governance.md)
+      store: postgresql+psycopg://pilothouse@db/pilothouse
+      jwt: {envoy_payload_header: x-pilothouse-jwt-payload, team_claim: team}
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pilothouse.config.fleet import FlowControlSpec, HoldSpec
+from pilothouse.config.governance import GovernanceSpec
 from pilothouse.config.traffic import TrafficSplit
 from pilothouse.errors import ConfigError
 
@@ -50,6 +54,9 @@ class EppPolicy(_Spec):
     fallback_endpoints: list[str] = Field(default_factory=list)
     """``ip:port`` list sent, in order, while the picker knows no endpoint at all (its
     discovery has not reported one yet, or failed)."""
+    governance: GovernanceSpec | None = None
+    """Identities (API keys, JWTs or Envoy's verified ``jwt_authn`` payload), rate limits,
+    budgets and the ledger, as in the gateway (docs/governance.md)."""
 
 
 def load_epp_policy(path: Path) -> EppPolicy:

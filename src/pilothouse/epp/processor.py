@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum, auto
 
 from pilothouse.endpoints.pool import EndpointPool
@@ -40,10 +40,19 @@ from pilothouse.errors import (
     RequestShed,
     SchedulingError,
 )
+from pilothouse.governance.governor import Credentials
 from pilothouse.openai.errors import error_from_exception
-from pilothouse.openai.requests import Route, parse_request
+from pilothouse.openai.requests import ParsedRequest, Route, parse_request
 from pilothouse.openai.sse import json_usage, keep_tail, sse_usage, usage_counts
-from pilothouse.routing import Pick, RoutingPipeline, Ticket, scheduling_request, with_model
+from pilothouse.routing import (
+    Pick,
+    RoutingPipeline,
+    Ticket,
+    scheduling_request,
+    with_fields,
+    with_model,
+)
+from pilothouse.routing.governed import ask_of, governed_fields, used_of
 from pilothouse.scheduling.types import SchedulingRequest
 
 _ROUTES = {route.value: route for route in Route}
@@ -93,6 +102,9 @@ class Exchange:
         self._tail = b""
         self._whole: bytearray | None = bytearray()
         self._first_byte = False
+        self._parsed: ParsedRequest | None = None
+        self._chunks = 0
+        self._status = 200
 
     @property
     def done(self) -> bool:
@@ -148,6 +160,8 @@ class Exchange:
         started = time.perf_counter()
         try:
             forward = self._open(body)
+            if self._ctx.pipeline.governor is not None:
+                await self._admit()
             only = protocol.subset_hint(message)
             if only is None:
                 only = self._subset
@@ -163,6 +177,8 @@ class Exchange:
             return self._reject(exc, "no_endpoint")
         except SchedulingError as exc:
             return self._reject(exc, "error")
+        except RequestError as exc:  # governance: 401 / 403 / 429 before any engine work
+            return self._reject(exc, "refused")
         out = self._forward(pick, None if body is None else forward, body_end)
         self._ctx.metrics.decision.observe(time.perf_counter() - started)
         self._ctx.metrics.requests.labels("routed").inc()
@@ -203,6 +219,12 @@ class Exchange:
             self.ticket = pipeline.open(request)
             return body or b""
         parsed = parse_request(route, body)
+        fields = governed_fields(pipeline.governor, parsed)
+        if fields:
+            max_tokens = fields["max_tokens"]
+            assert isinstance(max_tokens, int)
+            parsed = replace(parsed, body=with_fields(parsed.body, fields), max_tokens=max_tokens)
+        self._parsed = parsed
         self._streaming = parsed.stream
         request = scheduling_request(
             parsed,
@@ -216,6 +238,28 @@ class Exchange:
             return parsed.body
         version = self.ticket.request.model
         return with_model(parsed.body, version)
+
+    async def _admit(self) -> None:
+        """Identity (a key, a JWT, or the payload Envoy's ``jwt_authn`` verified), scope,
+        limits and budgets; requests that are not OpenAI calls are only authenticated."""
+        pipeline, ticket = self._ctx.pipeline, self.ticket
+        governor = pipeline.governor
+        assert governor is not None
+        assert ticket is not None
+        headers = self._headers
+        authorization = headers.get("authorization", "")
+        bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+        payload = None
+        jwt = governor.spec.jwt
+        if jwt is not None and jwt.envoy_payload_header is not None:
+            payload = headers.get(jwt.envoy_payload_header.lower())
+        forwarded = headers.get("x-forwarded-for", "")
+        client = headers.get("x-envoy-external-address") or forwarded.split(",")[0].strip()
+        credentials = Credentials(bearer, client or None, payload)
+        if self._parsed is None:
+            governor.authenticate(credentials)
+            return
+        await pipeline.admit(ticket, credentials, ask_of(self._parsed, ticket.request))
 
     def _strip(self, set_headers: dict[str, str]) -> list[str]:
         """Client-supplied system-owned headers (``x-gateway-*``) that we do not overwrite."""
@@ -238,6 +282,8 @@ class Exchange:
     async def _on_response_headers(self, message: ProcessingRequest) -> list[ProcessingResponse]:
         self._expect(Phase.FORWARDED, "response_headers")
         headers = protocol.header_map(message.response_headers.headers)
+        status = headers.get(":status", "200")
+        self._status = int(status) if status.isdigit() else 200
         if "text/event-stream" in headers.get("content-type", ""):
             self._streaming = True
         self._follow(protocol.served_address(message))
@@ -286,6 +332,7 @@ class Exchange:
             if self.ticket is not None:
                 self._ctx.pipeline.first_token(self.ticket)
             self._ctx.metrics.first_byte.observe(time.perf_counter() - self._started)
+        self._chunks += 1
         if self._streaming:
             self._tail = keep_tail(self._tail, chunk)
         elif self._whole is not None:
@@ -299,6 +346,11 @@ class Exchange:
         else:
             usage = json_usage(bytes(self._whole)) if self._whole else None
         prompt, completion = usage_counts(usage)
+        if self.ticket is not None and self._parsed is not None:
+            # Before the answer's last bytes go back to Envoy: the ledger has it first.
+            used = used_of(self._parsed, prompt, completion, self._chunks, self._status)
+            if self._status < 400:
+                self._ctx.pipeline.charge(self.ticket, used)
         if prompt is not None:
             self._ctx.metrics.tokens.labels("prompt").inc(prompt)
         if completion is not None:

@@ -46,6 +46,7 @@ from pilothouse.epp.metrics import EppMetrics, start_metrics_server
 from pilothouse.epp.processor import EppProtocolError, Exchange, PickerContext
 from pilothouse.epp.protocol import ProcessingRequest, ProcessingResponse
 from pilothouse.epp.tls import CertificatePair, load_pair, self_signed
+from pilothouse.governance.service import Governance, start_governance
 from pilothouse.routing import RoutingPipeline, TrafficSplitter
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.scheduling.types import Endpoint
@@ -181,9 +182,15 @@ class EppServer:
         self.health_port = settings.health_port
         self.metrics_port = settings.metrics_port
         self.certificate: CertificatePair | None = None  # what ext_proc serves, once started
+        self._governance: Governance | None = None
 
     async def start(self) -> None:
         s = self.settings
+        if s.policy.governance is not None:
+            self._governance = await start_governance(
+                s.policy.governance, f"epp-{s.port}", self.metrics.registry
+            )
+            self.pipeline.governor = self._governance.governor
         self._session = aiohttp.ClientSession()
         self._monitor = EndpointMonitor(
             self.pool,
@@ -223,6 +230,10 @@ class EppServer:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._governance is not None:
+            await self.pipeline.drain_settling()
+            await self._governance.aclose()
+            self.pipeline.governor = self._governance = None
 
     async def wait_ready(self, timeout_s: float = 10.0) -> None:
         """Until discovery reported and the first probe round ran (readiness SERVING)."""
