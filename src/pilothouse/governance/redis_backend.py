@@ -129,7 +129,9 @@ class RedisLimits:
         self, subjects: Sequence[tuple[str, Limit]], tokens: int, now: float
     ) -> Reservation:
         """Hold one request of ``tokens`` on every subject, or raise :class:`RateLimited`
-        naming the first limit it would exceed (nothing is held then)."""
+        naming the first limit it would exceed (nothing is held then). The reservation's
+        ``at`` is the second it was counted in: the Redis server's time unless
+        ``time_source="caller"`` (then ``now``, which is otherwise ignored)."""
         rid = secrets.randbits(62)
         args: list[str | int] = [rid, tokens, self._lease_ms, WINDOW_S, self._now(now)]
         for _, limit in subjects:
