@@ -39,6 +39,8 @@ outside their module) with a leading underscore::
         ├── PayloadTooLarge         body over the configured limit          → 413
         ├── RateLimited             [governance] a rate limit would be exceeded → 429
         ├── BudgetExceeded          [governance] a budget would be exceeded    → 429
+        ├── LimitStoreUnavailable   [governance] the shared limit/budget store (Redis)
+        │                           is out of reach; the request is refused  → 503
         ├── UpstreamError           the engine failed                       → 502
         └── UpstreamTimeout         the engine did not answer in time       → 504
 """
@@ -190,6 +192,17 @@ class BudgetExceeded(RequestError):
             f"up to {needed:g} {unit}",
             code="insufficient_quota",
         )
+
+
+class LimitStoreUnavailable(RequestError):
+    """The store holding shared rate limits and budgets (Redis) did not answer.
+
+    Governance fails closed by default: a request that cannot be counted is refused
+    rather than served unchecked (``governance.redis_backend`` documents ``fail_open``).
+    """
+
+    status = 503
+    error_type = "service_unavailable"
 
 
 class UpstreamError(RequestError):
