@@ -25,9 +25,11 @@ from pilothouse.gateway.adapter_admin import adapter_routes
 from pilothouse.gateway.adapters import AdapterWatcher
 from pilothouse.gateway.asgi import Receive, Scope, Send
 from pilothouse.gateway.context import GatewayContext
+from pilothouse.gateway.governance_admin import governance_routes
 from pilothouse.gateway.lag_probe import LoopLagProbe
 from pilothouse.gateway.metrics import GatewayMetrics
 from pilothouse.gateway.proxy import ProxyEndpoint
+from pilothouse.governance.service import start_governance
 from pilothouse.openai.errors import error_body, error_from_exception
 from pilothouse.openai.requests import Route as OpenAIRoute
 from pilothouse.routing import AdapterRegistry, TrafficSplitter
@@ -75,6 +77,7 @@ def create_app(
         Route("/ready", _ready(ctx), methods=["GET"]),
         Route("/metrics", _metrics(ctx), methods=["GET"]),
         *adapter_routes(ctx),
+        *governance_routes(ctx),
     ]
     app = Starlette(
         routes=routes,
@@ -173,6 +176,13 @@ def _lifespan(  # type: ignore[no-untyped-def]
             sock_connect=ctx.settings.connect_timeout_s,
             sock_read=ctx.settings.read_timeout_s,
         )
+        governance = None
+        spec = ctx.settings.governance
+        if spec is not None:
+            instance = f"gateway-{ctx.settings.port}"
+            governance = await start_governance(spec, instance, ctx.metrics.registry)
+            ctx.governance = governance
+            ctx.pipeline.governor = governance.governor
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, auto_decompress=False
         ) as session:
@@ -207,6 +217,10 @@ def _lifespan(  # type: ignore[no-untyped-def]
                 if probe is not None:
                     await probe.stop()
                 ctx.session = ctx.transport = None
+                if governance is not None:
+                    await ctx.pipeline.drain_settling()
+                    await governance.aclose()
+                    ctx.pipeline.governor = ctx.governance = None
 
     return lifespan
 

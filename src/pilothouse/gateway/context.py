@@ -22,6 +22,7 @@ from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import Unauthorized
 from pilothouse.gateway.adapters import AdapterLoader
 from pilothouse.gateway.metrics import GatewayMetrics
+from pilothouse.governance.service import Governance
 from pilothouse.routing import AdapterRegistry, RequestPreparer, RoutingPipeline, TrafficSplitter
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.transport import Transport
@@ -47,6 +48,8 @@ class GatewayContext:
     """Public model names split across versions (canary)."""
     preparer: RequestPreparer | None = None
     """Tokenizes prompts before scheduling, in a worker (precise-prefix with KV events)."""
+    governance: Governance | None = None
+    """Identities, limits, budgets and the ledger (``gateway.governance``), while running."""
     pipeline: RoutingPipeline = field(init=False)
     loader: AdapterLoader = field(init=False)
     _id_prefix: str = field(init=False, default_factory=lambda: os.urandom(6).hex())
@@ -93,8 +96,8 @@ class GatewayContext:
     def check_api_key(self, authorization: bytes | None) -> None:
         """Require ``Authorization: Bearer <key>`` when a key is configured (constant time)."""
         expected = self.settings.api_key
-        if expected is None:
-            return
+        if expected is None or self.pipeline.governor is not None:
+            return  # governed: the bearer is a key or a token the governor checks
         supplied = b""
         if authorization and authorization[:7].lower() == b"bearer ":
             supplied = authorization[7:].strip()

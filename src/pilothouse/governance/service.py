@@ -1,0 +1,164 @@
+"""Governance for one front door: the store, the directory sync, the backends, the ledger.
+
+:func:`start_governance` builds everything ``governance`` in a spec asks for and returns a
+running :class:`Governance`; the front door hands its :attr:`Governance.governor` to its
+routing pipeline and closes it when it stops (the ledger flushes what it holds).
+
+- The store (SQLite under the state directory by default, PostgreSQL by URL) is migrated
+  to the newest schema, then read into the in-memory directory; a task re-reads it every
+  ``sync_interval_s`` when its version moved (revocations reach every replica that fast).
+- Limits and budgets live in this process, or in Redis (``governance.redis``) when several
+  replicas share them; budgets start from what the ledger says was spent this period.
+- The ledger writes ahead to ``<state_dir>/ledger/<instance>`` (one directory per front
+  door instance: a restarted gateway replays its own log) and flushes to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from pilothouse.config.governance import GovernanceSpec
+from pilothouse.errors import PilothouseError
+from pilothouse.governance.directory import Directory
+from pilothouse.governance.governor import Governor, JwtCheck, Wall, period_of, period_start
+from pilothouse.governance.ledger import Ledger
+from pilothouse.governance.metrics import GovernanceMetrics
+from pilothouse.governance.ports import (
+    BudgetBackend,
+    LimitBackend,
+    LocalBudgets,
+    LocalLimits,
+    Store,
+)
+from pilothouse.governance.records import BudgetPeriod
+from pilothouse.governance.store import default_state_dir, open_store
+
+log = logging.getLogger("pilothouse.governance")
+
+_PERIODS: tuple[BudgetPeriod, ...] = ("total", "month", "day")
+
+
+@dataclass(slots=True)
+class Governance:
+    """A running governance stack (see the module docstring)."""
+
+    governor: Governor
+    store: Store
+    ledger: Ledger
+    state_dir: Path
+    _sync: asyncio.Task[None] | None = field(default=None)
+
+    async def sync_once(self) -> bool:
+        """Re-read the store if it changed; True when the directory was replaced."""
+        directory = self.governor.directory
+        version = await asyncio.to_thread(self.store.version)
+        if version == directory.version:
+            return False
+        directory.load(await asyncio.to_thread(self.store.snapshot))
+        return True
+
+    async def _sync_forever(self, interval_s: float) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.sync_once()
+            except PilothouseError as exc:  # the store is down: keep the last snapshot
+                if not failing:
+                    log.warning("governance store unreachable, keeping known keys: %s", exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("governance store reachable again")
+                failing = False
+
+    async def aclose(self) -> None:
+        if self._sync is not None:
+            self._sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync
+        await self.ledger.aclose()
+        await self.governor.limits.aclose()
+        await self.governor.tokens.aclose()
+        await self.governor.money.aclose()
+        await asyncio.to_thread(self.store.close)
+
+
+async def start_governance(
+    spec: GovernanceSpec,
+    instance: str,
+    registry: CollectorRegistry | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    wall: Wall = time.time,
+    store: Store | None = None,
+) -> Governance:
+    """Open, migrate and read the store, start the ledger and the directory sync.
+
+    ``instance`` names this front door (``gateway-8000``): its ledger directory.
+    """
+    state_dir = spec.state_dir or default_state_dir(os.environ if env is None else env)
+    if store is None:
+        store = await asyncio.to_thread(open_store, spec, state_dir)
+        await asyncio.to_thread(store.migrate)
+    directory = Directory(await asyncio.to_thread(store.snapshot))
+    limits, tokens, money = _backends(spec)
+    await _seed(store, tokens, money, wall())
+    ledger = Ledger(state_dir / "ledger" / instance, store, spec.ledger)
+    await ledger.start()
+    governor = Governor(
+        spec,
+        directory,
+        limits,
+        tokens,
+        money,
+        ledger,
+        GovernanceMetrics(registry),
+        jwt=_jwt(spec),
+        wall=wall,
+    )
+    governance = Governance(governor, store, ledger, state_dir)
+    governance._sync = asyncio.get_running_loop().create_task(
+        governance._sync_forever(spec.sync_interval_s)
+    )
+    return governance
+
+
+def _backends(spec: GovernanceSpec) -> tuple[LimitBackend, BudgetBackend, BudgetBackend]:
+    if spec.redis is None:
+        return LocalLimits(), LocalBudgets("tokens"), LocalBudgets(spec.budget_unit)
+    from pilothouse.governance.redis_backend import redis_backends  # the 'stores' extra
+
+    return redis_backends(spec.redis, spec.budget_unit)
+
+
+async def _seed(store: Store, tokens: BudgetBackend, money: BudgetBackend, now: float) -> None:
+    """Budgets start from what the ledger says each subject spent in its current period."""
+    token_spent: dict[str, float] = {}
+    money_spent: dict[str, float] = {}
+    for period in _PERIODS:
+        since = period_start(period, now)
+        label = period_of(period, now)
+        spent = await asyncio.to_thread(store.spent, since)
+        for subject, (used_tokens, cost) in spent.items():
+            token_spent[f"{subject}@{label}"] = used_tokens
+            money_spent[f"{subject}@{label}"] = cost
+    await tokens.seed(token_spent)
+    await money.seed(money_spent)
+
+
+def _jwt(spec: GovernanceSpec) -> JwtCheck | None:
+    if spec.jwt is None:
+        return None
+    from pilothouse.governance.jwt_check import jwt_check
+
+    return jwt_check(spec.jwt)
