@@ -63,7 +63,8 @@ async def test_jwt_jwks_url_is_fetched_before_use_and_cached(provider: Provider)
     token = issuer.mint(now=NOW)
     with pytest.raises(Unauthorized, match="not loaded"):
         verifier.verify(token, NOW)  # nothing fetched yet, and verify never fetches
-    assert provider.fetches == 0 and verifier.refresh_due()
+    assert provider.fetches == 0
+    assert verifier.refresh_due()
     assert await verifier.refresh()
     assert verifier.verify(token, NOW).subject == "alice"
     assert not verifier.refresh_due()
