@@ -37,8 +37,10 @@ class EnvoyJwt:
     Envoy strips the token once verified (``forward: false``: the engine needs none) and
     writes the token's payload, base64url-encoded, into ``payload_header``. That header is
     trusted only because Envoy removes any client-sent copy before ``jwt_authn`` runs (the
-    filter *appends* its value, and the picker reads the first one) and removes it again
-    before the request leaves for the engine.
+    filter *appends* its value, and the picker reads the first one). Envoy 1.40's
+    ``jwt_authn`` also drops client copies itself (the e2e test sees it), but that is not
+    documented, so the config does not depend on it. The route config removes the header
+    again before the request leaves for the engine.
     """
 
     issuer: str | None = None
@@ -132,8 +134,8 @@ def _epp_transport(settings: EnvoySettings) -> dict[str, str]:
 _PROVIDER = "pilothouse"
 _JWKS_CLUSTER = "pilothouse_jwks"
 _JWT_FILTERS = """\
-# Bearer JWTs: first drop any client copy of the payload header (jwt_authn only
-# appends to it, and the picker trusts it), then verify the token.
+# Bearer JWTs: first drop any client copy of the payload header (the picker trusts
+# it; jwt_authn appends its value), then verify the token.
 - name: pilothouse.strip_jwt_payload
   typed_config:
     "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
