@@ -31,7 +31,7 @@ import orjson
 from pilothouse.clock import SystemClock
 from pilothouse.config.epp import EppPolicy
 from pilothouse.endpoints.file_source import FileSource
-from pilothouse.epp.envoy_config import EnvoySettings, find_envoy, render_envoy_config
+from pilothouse.epp.envoy_config import EnvoyJwt, EnvoySettings, find_envoy, render_envoy_config
 from pilothouse.epp.server import EppServer, EppSettings
 from pilothouse.routing import Decision, Route
 from pilothouse.scheduling.config import resolve_config
@@ -180,6 +180,7 @@ async def envoy_stack(
     policy: EppPolicy | None = None,
     later: Mapping[str, int] | None = None,
     models: Sequence[str] = (MODEL,),
+    jwt: EnvoyJwt | None = None,
 ) -> AsyncIterator[Stack]:
     """Sims, the picker (file discovery) and Envoy in front; everything stopped at exit.
 
@@ -188,6 +189,7 @@ async def envoy_stack(
     ``policy`` is the picker's routing policy (``--config``); ``later`` lists endpoints (name
     → port) that discovery reports but no sim serves yet (the test starts them). Each sim
     serves ``models`` (the first as its model, the others as LoRA-style extra names).
+    ``jwt`` puts Envoy's ``jwt_authn`` in front of the picker.
     """
     sims: dict[str, SimServer] = {}
     proc: subprocess.Popen[bytes] | None = None
@@ -225,6 +227,7 @@ async def envoy_stack(
             epp_health_interval_s=0.5,
             epp_tls=tls,
             epp_ca_file=str(ca) if tls else "",
+            jwt=jwt,
         )
         pool = [f"127.0.0.1:{port}" for port in addresses.values()]
         proc = await _start_envoy(binary, render_envoy_config(ports, pool), tmp, ports.admin_port)
