@@ -280,6 +280,10 @@ class Exchange:
     # -- response path -----------------------------------------------------------------
 
     async def _on_response_headers(self, message: ProcessingRequest) -> list[ProcessingResponse]:
+        if self.phase is Phase.REQUEST and not self._headers:
+            # A reply a filter before us made (jwt_authn's 401): we never saw its request,
+            # and pass the answer through untouched.
+            self.phase = Phase.FORWARDED
         self._expect(Phase.FORWARDED, "response_headers")
         headers = protocol.header_map(message.response_headers.headers)
         status = headers.get(":status", "200")

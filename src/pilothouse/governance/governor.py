@@ -33,6 +33,7 @@ from pilothouse.config.governance import GovernanceSpec, PriceSpec
 from pilothouse.errors import BudgetExceeded, Forbidden, RateLimited, Unauthorized
 from pilothouse.governance.budgets import Charge
 from pilothouse.governance.directory import Directory
+from pilothouse.governance.jwt import Claims
 from pilothouse.governance.keys import KeyScope, authorize, digest
 from pilothouse.governance.limits import Limit, Reservation
 from pilothouse.governance.metrics import GovernanceMetrics
@@ -197,7 +198,7 @@ class Governor:
             return self._team_identity(self.jwt.verify(bearer, self.wall()))
         raise Unauthorized("invalid API key", code="invalid_api_key")
 
-    def _team_identity(self, claims: TeamClaims) -> Identity:
+    def _team_identity(self, claims: Claims) -> Identity:
         team = self.directory.team_named(claims.team) if claims.team else None
         if team is None:
             raise Unauthorized(
@@ -361,25 +362,16 @@ class Governor:
             await self.money.release(grant.money)
 
 
-@dataclass(frozen=True, slots=True)
-class TeamClaims:
-    """What a verified JWT says about its bearer, as governance needs it."""
-
-    subject: str
-    team: str | None
-    priority: int | None = None
-    expires_at: float | None = None
-
-
 class JwtCheck(Protocol):
-    """Verifies JWTs (and reads Envoy-verified payloads) into :class:`TeamClaims`: an
-    adapter over :mod:`pilothouse.governance.jwt`, so the governor's tests need no keys."""
+    """Verifies JWTs (and reads Envoy-verified payloads) into claims: the service's adapter
+    over :mod:`pilothouse.governance.jwt` (a protocol, so the governor's tests need no
+    keys)."""
 
     def looks_like(self, token: str) -> bool: ...
 
-    def verify(self, token: str, now: float) -> TeamClaims: ...
+    def verify(self, token: str, now: float) -> Claims: ...
 
-    def from_envoy(self, payload: str) -> TeamClaims: ...
+    def from_envoy(self, payload: str) -> Claims: ...
 
 
 def period_of(period: BudgetPeriod, now: float) -> str:

@@ -26,10 +26,12 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from pilothouse.config.governance import GovernanceSpec
-from pilothouse.errors import PilothouseError
+from pilothouse.clock import Clock, SystemClock
+from pilothouse.config.governance import GovernanceSpec, JwtSpec
+from pilothouse.errors import PilothouseError, Unauthorized
 from pilothouse.governance.directory import Directory
-from pilothouse.governance.governor import Governor, JwtCheck, Wall, period_of, period_start
+from pilothouse.governance.governor import Governor, Wall, period_of, period_start
+from pilothouse.governance.jwt import Claims, JwtVerifier, claims_from_envoy_payload, looks_like_jwt
 from pilothouse.governance.ledger import Ledger
 from pilothouse.governance.metrics import GovernanceMetrics
 from pilothouse.governance.ports import (
@@ -55,6 +57,7 @@ class Governance:
     store: Store
     ledger: Ledger
     state_dir: Path
+    jwt: JwtIdentities | None = None
     _sync: asyncio.Task[None] | None = field(default=None)
 
     async def sync_once(self) -> bool:
@@ -86,6 +89,8 @@ class Governance:
             self._sync.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sync
+        if self.jwt is not None and self.jwt.verifier is not None:
+            await self.jwt.verifier.stop()
         await self.ledger.aclose()
         await self.governor.limits.aclose()
         await self.governor.tokens.aclose()
@@ -113,6 +118,9 @@ async def start_governance(
     directory = Directory(await asyncio.to_thread(store.snapshot))
     limits, tokens, money = _backends(spec)
     await _seed(store, tokens, money, wall())
+    jwt = _jwt(spec, SystemClock())
+    if jwt is not None and jwt.verifier is not None:
+        await jwt.verifier.start()
     ledger = Ledger(state_dir / "ledger" / instance, store, spec.ledger)
     await ledger.start()
     governor = Governor(
@@ -123,10 +131,10 @@ async def start_governance(
         money,
         ledger,
         GovernanceMetrics(registry),
-        jwt=_jwt(spec),
+        jwt=jwt,
         wall=wall,
     )
-    governance = Governance(governor, store, ledger, state_dir)
+    governance = Governance(governor, store, ledger, state_dir, jwt)
     governance._sync = asyncio.get_running_loop().create_task(
         governance._sync_forever(spec.sync_interval_s)
     )
@@ -136,9 +144,14 @@ async def start_governance(
 def _backends(spec: GovernanceSpec) -> tuple[LimitBackend, BudgetBackend, BudgetBackend]:
     if spec.redis is None:
         return LocalLimits(), LocalBudgets("tokens"), LocalBudgets(spec.budget_unit)
-    from pilothouse.governance.redis_backend import redis_backends  # the 'stores' extra
+    from pilothouse.governance import redis_backend as rb  # the 'stores' extra
 
-    return redis_backends(spec.redis, spec.budget_unit)
+    client = rb.connect(spec.redis)
+    return (
+        rb.RedisLimits(client, prefix=f"{rb.DEFAULT_PREFIX}limits:"),
+        rb.RedisBudgets(client, "tokens", prefix=f"{rb.DEFAULT_PREFIX}tokens:"),
+        rb.RedisBudgets(client, spec.budget_unit, prefix=f"{rb.DEFAULT_PREFIX}money:"),
+    )
 
 
 async def _seed(store: Store, tokens: BudgetBackend, money: BudgetBackend, now: float) -> None:
@@ -156,9 +169,30 @@ async def _seed(store: Store, tokens: BudgetBackend, money: BudgetBackend, now: 
     await money.seed(money_spent)
 
 
-def _jwt(spec: GovernanceSpec) -> JwtCheck | None:
+class JwtIdentities:
+    """The governor's :class:`JwtCheck`: bearer JWTs checked by a :class:`JwtVerifier`
+    (when the spec names a JWKS), Envoy-verified payloads read as they are."""
+
+    def __init__(self, spec: JwtSpec, verifier: JwtVerifier | None) -> None:
+        self.spec = spec
+        self.verifier = verifier
+
+    def looks_like(self, token: str) -> bool:
+        return self.verifier is not None and looks_like_jwt(token)
+
+    def verify(self, token: str, now: float) -> Claims:
+        if self.verifier is None:
+            raise Unauthorized("JWT bearer tokens are not accepted here", code="invalid_api_key")
+        return self.verifier.verify(token, now)
+
+    def from_envoy(self, payload: str) -> Claims:
+        return claims_from_envoy_payload(payload, self.spec)
+
+
+def _jwt(spec: GovernanceSpec, clock: Clock) -> JwtIdentities | None:
     if spec.jwt is None:
         return None
-    from pilothouse.governance.jwt_check import jwt_check
-
-    return jwt_check(spec.jwt)
+    verifier = None
+    if spec.jwt.jwks_file is not None or spec.jwt.jwks_url is not None:
+        verifier = JwtVerifier(spec.jwt, clock)
+    return JwtIdentities(spec.jwt, verifier)

@@ -158,9 +158,7 @@ async def test_envoy_jwt_expired_forged_or_missing_never_reach_the_picker(
             assert status == expected, (case, body)
             for listener in ("closed", "open"):
                 status, body = await _post(stack, headers, listener)
-                # 500 until the picker passes through a response it never saw the request
-                # of (the strict xfail below); refused by Envoy either way.
-                assert status in (expected, 500), (case, listener, body)
+                assert status == expected, (case, listener, body)
         assert seen.requests == [], "a refused request must not reach the picker"
         assert stack.picks == []
         assert await stack.served() == before
@@ -168,16 +166,11 @@ async def test_envoy_jwt_expired_forged_or_missing_never_reach_the_picker(
         assert status == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jwt_authn's 401 is a local reply that still passes ext_proc's response path; the "
-    "picker refuses response_headers for a request it never saw, so the fail-closed "
-    "listener turns the 401 into a 500 (fix in epp/processor.py: pass such a response "
-    "through untouched)",
-)
 async def test_envoy_jwt_refusal_keeps_its_401_on_the_fail_closed_listener(
     envoy_binary: Path, tmp_path: Path, issuer: JwtIssuer
 ) -> None:
+    """jwt_authn's 401 is a local reply that still passes ext_proc's response path: the
+    picker passes a response whose request it never saw through untouched."""
     async with _jwt_stack(envoy_binary, tmp_path, issuer) as stack:
         status, body = await _post(stack, _refused(issuer)["expired"])
         assert status == 401, body

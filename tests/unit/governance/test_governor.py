@@ -14,10 +14,10 @@ from pilothouse.governance.governor import (
     Ask,
     Credentials,
     Governor,
-    TeamClaims,
     Used,
     period_of,
 )
+from pilothouse.governance.jwt import Claims
 from pilothouse.governance.keys import KeyScope, new_key
 from pilothouse.governance.limits import Limit
 from pilothouse.governance.metrics import GovernanceMetrics
@@ -46,13 +46,13 @@ class Jwt:
     def looks_like(self, token: str) -> bool:
         return token.count(".") == 2
 
-    def verify(self, token: str, now: float) -> TeamClaims:
+    def verify(self, token: str, now: float) -> Claims:
         if token != "a.b.c":
             raise Unauthorized("bad token")
-        return TeamClaims("alice", "research", priority=5)
+        return Claims("alice", "research", 5, None, {})
 
-    def from_envoy(self, payload: str) -> TeamClaims:
-        return TeamClaims("bob", payload)
+    def from_envoy(self, payload: str) -> Claims:
+        return Claims("bob", payload, None, None, {})
 
 
 def _key(team: Team, quota: Quota | None = None, scope: KeyScope | None = None):
