@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pilothouse.config.autoscaling import AutoscalingSpec
 from pilothouse.config.deploy import K8S_NAME, KubernetesSpec, LocalSpec, ResourcesSpec
+from pilothouse.config.governance import GovernanceSpec
 from pilothouse.config.loader import SpecProblems, read_yaml, validate_model
 from pilothouse.config.ray import RaySpec
 from pilothouse.config.sources import ModelSource, parse_source
@@ -255,6 +256,9 @@ class GatewaySpec(_Spec):
     hold: HoldSpec = Field(default_factory=HoldSpec)
     admin: AdminSpec = Field(default_factory=AdminSpec)
     http: HttpSpec = Field(default_factory=HttpSpec)
+    governance: GovernanceSpec | None = None
+    """Identities, token rate limits, budgets and the ledger (docs/governance.md); absent,
+    requests are served without identities."""
 
 
 class FleetSpec(_Spec):
