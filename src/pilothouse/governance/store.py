@@ -63,6 +63,8 @@ SQLITE_BUSY_MS = 10_000
 CONNECT_TIMEOUT_S = 5
 """How long connecting to PostgreSQL may take before the store counts as unavailable."""
 _MAX_NAME = 200
+_WRITE = "pilothouse_write"
+"""Execution option of a connection that will write (SQLite: ``BEGIN IMMEDIATE``)."""
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
@@ -111,7 +113,7 @@ class SqlStore:
     def migrate(self) -> None:
         from pilothouse.governance.migrations import upgrade
 
-        with self._guard(), self._engine.begin() as conn:
+        with self._guard(), self._writing() as conn:
             upgrade(conn)
 
     def close(self) -> None:
@@ -122,7 +124,7 @@ class SqlStore:
     def create_org(self, name: str, quota: Quota | None = None) -> Organisation:
         _check_name(name, "organisation")
         org = Organisation(new_id("org"), name, quota or Quota(), self._wall())
-        with self._guard(), self._engine.begin() as conn:
+        with self._guard(), self._writing() as conn:
             if conn.execute(select(orgs.c.id).where(orgs.c.name == name)).first():
                 raise Conflict(f"organisation '{name}' already exists")
             conn.execute(insert(orgs).values(schema.org_values(org)))
@@ -139,7 +141,7 @@ class SqlStore:
         default_priority: int = 0,
     ) -> Team:
         _check_name(name, "team")
-        with self._guard(), self._engine.begin() as conn:
+        with self._guard(), self._writing() as conn:
             parent = _org_row(conn, org)
             taken = select(teams.c.id).where(teams.c.org_id == parent.id, teams.c.name == name)
             if conn.execute(taken).first():
@@ -160,7 +162,7 @@ class SqlStore:
     def update_quota(self, subject: str, quota: Quota) -> None:
         """Replace the quota of an organisation, team or key, named by id (or, for teams and
         keys, as elsewhere: ``org/team``, ``team/key``; an organisation by its name)."""
-        with self._guard(), self._engine.begin() as conn:
+        with self._guard(), self._writing() as conn:
             if subject.startswith("key_"):
                 table, subject_id = keys, _key_row(conn, subject).id
             elif subject.startswith("team_") or "/" in subject:
@@ -202,7 +204,7 @@ class SqlStore:
         if kind == "agent" and not owner:
             raise BadRequest("an agent key needs an owner (who answers for it)", param="owner")
         plaintext, stored = new_key(owner or "", scope)
-        with self._guard(), self._engine.begin() as conn:
+        with self._guard(), self._writing() as conn:
             parent = _team_row(conn, team)
             taken = _live_keys().where(keys.c.team_id == parent.id, keys.c.name == name)
             if conn.execute(taken).first():
@@ -225,7 +227,7 @@ class SqlStore:
 
     def revoke_key(self, key: str) -> KeyRecord:
         """Revoke a key (by id or name); revoking a revoked key changes nothing."""
-        with self._guard(), self._engine.begin() as conn:
+        with self._guard(), self._writing() as conn:
             record = schema.key(_key_row(conn, key))
             if record.revoked:
                 return record
@@ -289,7 +291,7 @@ class SqlStore:
             .on_conflict_do_nothing(index_elements=[ledger.c.request_id])
             .returning(ledger.c.request_id)
         )
-        with self._guard(), self._engine.begin() as conn:
+        with self._guard(), self._writing() as conn:
             return len(conn.execute(statement, rows).all())
 
     def usage(
@@ -345,6 +347,15 @@ class SqlStore:
                     totals[subject] = (float(used or 0), float(cost or 0.0))
         return totals
 
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A connection in a transaction that will write; committed unless it raises."""
+        with (
+            self._engine.connect().execution_options(**{_WRITE: True}) as conn,
+            conn.begin(),
+        ):
+            yield conn
+
     # -- errors ----------------------------------------------------------------------------
 
     @contextmanager
@@ -383,17 +394,29 @@ def _engine(url: URL) -> Engine:
 
 
 def _sqlite_engine(url: URL) -> Engine:
+    """SQLite shared by processes: WAL (readers never wait for the writer), a busy timeout,
+    and transactions begun by us rather than by the sqlite3 module, which begins them only
+    before DML: a write transaction must also cover its reads and the migrations' DDL."""
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: object) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # A writer takes the file's write lock up front (waiting out the busy timeout): a
+        # deferred transaction that read first could not upgrade after another process
+        # wrote, and would fail at once instead of waiting.
+        immediate = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 

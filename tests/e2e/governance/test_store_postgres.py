@@ -133,3 +133,13 @@ def test_postgres_outage_raises_store_unavailable_and_recovers(
     # The pooled connections died with the server; the store reconnects by itself.
     assert [o.name for o in store.list_orgs()] == ["acme"]
     assert store.write_ledger([LedgerEntry("r1", 1.0, "chat", 1, 1)]) == 1
+
+
+def test_postgres_concurrent_migrations_of_a_fresh_database(postgres: PostgresServer) -> None:
+    url = postgres.create_database("fresh_concurrent")
+    stores = [SqlStore(url) for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda s: s.migrate(), stores))
+    assert stores[0].version() == 1
+    for store in stores:
+        store.close()

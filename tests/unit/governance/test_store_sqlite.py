@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from pilothouse.config.governance import GovernanceSpec
-from pilothouse.errors import ConfigError, StoreUnavailable
+from pilothouse.errors import ConfigError, Conflict, StoreUnavailable
 from pilothouse.governance.migrations import current
+from pilothouse.governance.records import LedgerEntry
 from pilothouse.governance.store import SqlStore, default_state_dir, open_store, store_url
 from pilothouse.governance.tables import metadata
 
@@ -95,3 +97,31 @@ def test_a_stores_repr_hides_the_password() -> None:
     assert "s3cret" not in repr(store)
     assert "postgresql+psycopg" in repr(store)
     store.close()
+
+
+def test_sqlite_concurrent_processes_migrate_and_write_one_file(tmp_path: Path) -> None:
+    # Separate engines stand for separate processes (SQLite locks per connection): a fresh
+    # file migrated by all at once, then the same name claimed by all at once.
+    url = f"sqlite:///{tmp_path / 'governance.db'}"
+    stores = [SqlStore(url) for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda s: s.migrate(), stores))
+
+        def claim(store: SqlStore) -> str:
+            try:
+                store.create_org("acme")
+            except Conflict:
+                return "conflict"
+            return "created"
+
+        outcomes = sorted(pool.map(claim, stores))
+        ledgers = list(pool.map(lambda s: s.write_ledger([_entry("r1"), _entry("r2")]), stores))
+    assert outcomes == ["conflict", "conflict", "conflict", "created"]
+    assert sum(ledgers) == 2
+    assert [o.name for o in stores[0].list_orgs()] == ["acme"]
+    for store in stores:
+        store.close()
+
+
+def _entry(request_id: str) -> LedgerEntry:
+    return LedgerEntry(request_id, 1.0, "chat", 1, 1)

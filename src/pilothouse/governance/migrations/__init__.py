@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -13,6 +14,9 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 
 HERE = Path(__file__).resolve().parent
+_ALEMBIC = threading.Lock()
+"""Alembic's ``context`` and ``op`` are process-wide proxies: one migration at a time."""
+_PG_LOCK_ID = 0x70696C6F  # "pilo": one migration at a time across PostgreSQL clients
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -24,8 +28,17 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
-    """Upgrade the schema behind ``connection`` to ``revision`` (a no-op when there)."""
-    command.upgrade(alembic_config(connection), revision)
+    """Upgrade the schema behind ``connection`` to ``revision`` (a no-op when there).
+
+    Safe to call from several threads and processes at once (gateway replicas starting
+    together): on PostgreSQL a transaction-scoped advisory lock, on SQLite the write lock
+    the caller's ``BEGIN IMMEDIATE`` holds, makes the others wait and then find the
+    schema already there.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_ID})")
+    with _ALEMBIC:
+        command.upgrade(alembic_config(connection), revision)
 
 
 def current(connection: Connection) -> str | None:
