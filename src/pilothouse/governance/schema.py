@@ -1,19 +1,21 @@
-"""Rows of :mod:`~pilothouse.governance.tables` to records and back.
+"""Rows of :mod:`~pilothouse.governance.tables` to records and back, and lookups by name.
 
 One place knows how a :class:`Quota` is flattened into columns and a :class:`KeyScope`'s
-models and networks into JSON lists, so the store's queries never spell it out.
+models and networks into JSON lists, so the store's queries never spell it out; and how an
+organisation, team or key is found from what a person typed (an id, ``org/team``,
+``team/key``, or a name unique enough on its own).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row
+from sqlalchemy import ColumnElement, Connection, Row, Select, select, update
 
-from pilothouse.errors import BadRequest
+from pilothouse.errors import BadRequest, NotFound
 from pilothouse.governance.keys import KeyScope
 from pilothouse.governance.limits import Limit
 from pilothouse.governance.records import (
@@ -26,7 +28,7 @@ from pilothouse.governance.records import (
     Team,
     UsageDimension,
 )
-from pilothouse.governance.tables import ledger
+from pilothouse.governance.tables import changes, keys, ledger, orgs, teams
 
 
 def quota_values(quota: Quota) -> dict[str, Any]:
@@ -156,3 +158,60 @@ def usage_column(dimension: UsageDimension) -> ColumnElement[Any]:
         raise BadRequest(
             f"usage is grouped by key, team, org or model, not '{dimension}'", param="by"
         ) from None
+
+
+# -- lookups and the change counter ------------------------------------------------------
+
+
+def bump(conn: Connection) -> None:
+    conn.execute(update(changes).where(changes.c.id == 1).values(version=changes.c.version + 1))
+
+
+def version(conn: Connection) -> int:
+    return int(conn.execute(select(changes.c.version).where(changes.c.id == 1)).scalar_one())
+
+
+def live_keys() -> Select[Any]:
+    return select(keys).where(keys.c.revoked_at.is_(None))
+
+
+def org_row(conn: Connection, ref: str) -> Row[Any]:
+    row = conn.execute(select(orgs).where(orgs.c.id == ref)).first()
+    row = row or conn.execute(select(orgs).where(orgs.c.name == ref)).first()
+    if row is None:
+        raise NotFound(f"no organisation '{ref}'")
+    return row
+
+
+def team_row(conn: Connection, ref: str) -> Row[Any]:
+    row = conn.execute(select(teams).where(teams.c.id == ref)).first()
+    if row is not None:
+        return row
+    if "/" in ref:
+        org_ref, _, name = ref.rpartition("/")
+        parent = org_row(conn, org_ref)
+        query = select(teams).where(teams.c.org_id == parent.id, teams.c.name == name)
+    else:
+        query = select(teams).where(teams.c.name == ref)
+    return _one(conn.execute(query).all(), f"team '{ref}'", "org/team")
+
+
+def key_row(conn: Connection, ref: str) -> Row[Any]:
+    row = conn.execute(select(keys).where(keys.c.id == ref)).first()
+    if row is not None:
+        return row
+    query = live_keys()
+    if "/" in ref:
+        team_ref, _, name = ref.rpartition("/")
+        query = query.where(keys.c.team_id == team_row(conn, team_ref).id, keys.c.name == name)
+    else:
+        query = query.where(keys.c.name == ref)
+    return _one(conn.execute(query).all(), f"live key '{ref}'", "team/key or its id")
+
+
+def _one(rows: Sequence[Row[Any]], what: str, hint: str) -> Row[Any]:
+    if not rows:
+        raise NotFound(f"no {what}")
+    if len(rows) > 1:
+        raise BadRequest(f"{what} is ambiguous: name it as {hint}")
+    return rows[0]

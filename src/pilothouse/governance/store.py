@@ -21,28 +21,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Row,
-    Select,
-    create_engine,
-    event,
-    func,
-    insert,
-    make_url,
-    select,
-    update,
-)
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL
 
 from pilothouse.config.governance import GovernanceSpec
-from pilothouse.errors import BadRequest, ConfigError, Conflict, NotFound, StoreUnavailable
+from pilothouse.errors import BadRequest, Conflict
 from pilothouse.governance import schema
+from pilothouse.governance.database import WRITE, guard, make_engine, normalise_url
 from pilothouse.governance.keys import KeyScope, new_key
 from pilothouse.governance.records import (
     KeyKind,
@@ -55,16 +41,10 @@ from pilothouse.governance.records import (
     UsageDimension,
     UsageRow,
 )
-from pilothouse.governance.tables import changes, keys, ledger, orgs, teams
+from pilothouse.governance.tables import keys, ledger, orgs, teams
 
 DB_FILE = "governance.db"
-SQLITE_BUSY_MS = 10_000
-"""How long a writer waits for another process's write to the SQLite file to finish."""
-CONNECT_TIMEOUT_S = 5
-"""How long connecting to PostgreSQL may take before the store counts as unavailable."""
 _MAX_NAME = 200
-_WRITE = "pilothouse_write"
-"""Execution option of a connection that will write (SQLite: ``BEGIN IMMEDIATE``)."""
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
@@ -99,9 +79,9 @@ class SqlStore:
 
     def __init__(self, url: str, *, wall: Callable[[], float] = time.time) -> None:
         self._wall = wall
-        self._url = _normalise(url)
+        self._url = normalise_url(url)
         self._shown_url = self._url.render_as_string(hide_password=True)
-        self._engine = _engine(self._url)
+        self._engine = make_engine(self._url)
 
     def __repr__(self) -> str:
         return f"SqlStore({self._shown_url!r})"
@@ -113,7 +93,7 @@ class SqlStore:
     def migrate(self) -> None:
         from pilothouse.governance.migrations import upgrade
 
-        with self._guard(), self._writing() as conn:
+        with guard(self._shown_url), self._writing() as conn:
             upgrade(conn)
 
     def close(self) -> None:
@@ -124,11 +104,11 @@ class SqlStore:
     def create_org(self, name: str, quota: Quota | None = None) -> Organisation:
         _check_name(name, "organisation")
         org = Organisation(new_id("org"), name, quota or Quota(), self._wall())
-        with self._guard(), self._writing() as conn:
+        with guard(self._shown_url), self._writing() as conn:
             if conn.execute(select(orgs.c.id).where(orgs.c.name == name)).first():
                 raise Conflict(f"organisation '{name}' already exists")
             conn.execute(insert(orgs).values(schema.org_values(org)))
-            _bump(conn)
+            schema.bump(conn)
         return org
 
     def create_team(
@@ -141,8 +121,8 @@ class SqlStore:
         default_priority: int = 0,
     ) -> Team:
         _check_name(name, "team")
-        with self._guard(), self._writing() as conn:
-            parent = _org_row(conn, org)
+        with guard(self._shown_url), self._writing() as conn:
+            parent = schema.org_row(conn, org)
             taken = select(teams.c.id).where(teams.c.org_id == parent.id, teams.c.name == name)
             if conn.execute(taken).first():
                 raise Conflict(f"team '{name}' already exists in organisation '{parent.name}'")
@@ -156,35 +136,35 @@ class SqlStore:
                 self._wall(),
             )
             conn.execute(insert(teams).values(schema.team_values(team)))
-            _bump(conn)
+            schema.bump(conn)
         return team
 
     def update_quota(self, subject: str, quota: Quota) -> None:
         """Replace the quota of an organisation, team or key, named by id (or, for teams and
         keys, as elsewhere: ``org/team``, ``team/key``; an organisation by its name)."""
-        with self._guard(), self._writing() as conn:
+        with guard(self._shown_url), self._writing() as conn:
             if subject.startswith("key_"):
-                table, subject_id = keys, _key_row(conn, subject).id
+                table, subject_id = keys, schema.key_row(conn, subject).id
             elif subject.startswith("team_") or "/" in subject:
-                table, subject_id = teams, _team_row(conn, subject).id
+                table, subject_id = teams, schema.team_row(conn, subject).id
             else:
-                table, subject_id = orgs, _org_row(conn, subject).id
+                table, subject_id = orgs, schema.org_row(conn, subject).id
             conn.execute(
                 update(table).where(table.c.id == subject_id).values(schema.quota_values(quota))
             )
-            _bump(conn)
+            schema.bump(conn)
 
     def get_org(self, org: str) -> Organisation:
-        with self._guard(), self._engine.connect() as conn:
-            return schema.org(_org_row(conn, org))
+        with guard(self._shown_url), self._engine.connect() as conn:
+            return schema.org(schema.org_row(conn, org))
 
     def get_team(self, team: str) -> Team:
-        with self._guard(), self._engine.connect() as conn:
-            return schema.team(_team_row(conn, team))
+        with guard(self._shown_url), self._engine.connect() as conn:
+            return schema.team(schema.team_row(conn, team))
 
     def get_key(self, key: str) -> KeyRecord:
-        with self._guard(), self._engine.connect() as conn:
-            return schema.key(_key_row(conn, key))
+        with guard(self._shown_url), self._engine.connect() as conn:
+            return schema.key(schema.key_row(conn, key))
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -204,9 +184,9 @@ class SqlStore:
         if kind == "agent" and not owner:
             raise BadRequest("an agent key needs an owner (who answers for it)", param="owner")
         plaintext, stored = new_key(owner or "", scope)
-        with self._guard(), self._writing() as conn:
-            parent = _team_row(conn, team)
-            taken = _live_keys().where(keys.c.team_id == parent.id, keys.c.name == name)
+        with guard(self._shown_url), self._writing() as conn:
+            parent = schema.team_row(conn, team)
+            taken = schema.live_keys().where(keys.c.team_id == parent.id, keys.c.name == name)
             if conn.execute(taken).first():
                 raise Conflict(f"team '{parent.name}' already has a live key named '{name}'")
             record = KeyRecord(
@@ -222,60 +202,62 @@ class SqlStore:
                 created_at=self._wall(),
             )
             conn.execute(insert(keys).values(schema.key_values(record)))
-            _bump(conn)
+            schema.bump(conn)
         return plaintext, record
 
     def revoke_key(self, key: str) -> KeyRecord:
         """Revoke a key (by id or name); revoking a revoked key changes nothing."""
-        with self._guard(), self._writing() as conn:
-            record = schema.key(_key_row(conn, key))
+        with guard(self._shown_url), self._writing() as conn:
+            record = schema.key(schema.key_row(conn, key))
             if record.revoked:
                 return record
             now = self._wall()
             conn.execute(update(keys).where(keys.c.id == record.id).values(revoked_at=now))
-            _bump(conn)
+            schema.bump(conn)
         return schema.replace_revoked(record, now)
 
     # -- listings ------------------------------------------------------------------------
 
     def list_orgs(self) -> list[Organisation]:
-        with self._guard(), self._engine.connect() as conn:
+        with guard(self._shown_url), self._engine.connect() as conn:
             rows = conn.execute(select(orgs).order_by(orgs.c.name))
             return [schema.org(row) for row in rows]
 
     def list_teams(self, org: str | None = None) -> list[Team]:
-        with self._guard(), self._engine.connect() as conn:
+        with guard(self._shown_url), self._engine.connect() as conn:
             query = select(teams).order_by(teams.c.org_id, teams.c.name)
             if org is not None:
-                query = query.where(teams.c.org_id == _org_row(conn, org).id)
+                query = query.where(teams.c.org_id == schema.org_row(conn, org).id)
             return [schema.team(row) for row in conn.execute(query)]
 
     def list_keys(self, team: str | None = None, *, revoked: bool = False) -> list[KeyRecord]:
         """Live keys (of one team, or all); with ``revoked``, revoked keys too."""
-        with self._guard(), self._engine.connect() as conn:
+        with guard(self._shown_url), self._engine.connect() as conn:
             query = select(keys).order_by(keys.c.team_id, keys.c.name, keys.c.created_at)
             if team is not None:
-                query = query.where(keys.c.team_id == _team_row(conn, team).id)
+                query = query.where(keys.c.team_id == schema.team_row(conn, team).id)
             if not revoked:
                 query = query.where(keys.c.revoked_at.is_(None))
             return [schema.key(row) for row in conn.execute(query)]
 
     def version(self) -> int:
-        with self._guard(), self._engine.connect() as conn:
-            return _version(conn)
+        with guard(self._shown_url), self._engine.connect() as conn:
+            return schema.version(conn)
 
     def snapshot(self) -> Snapshot:
-        with self._guard(), self._engine.connect() as conn:
+        with guard(self._shown_url), self._engine.connect() as conn:
             # The version is read first: a change landing between the reads makes the rows
             # newer than the version, and the next sync reloads; never the other way round.
-            version = _version(conn)
+            version = schema.version(conn)
             return Snapshot(
                 version=version,
                 orgs=tuple(schema.org(r) for r in conn.execute(select(orgs).order_by(orgs.c.id))),
                 teams=tuple(
                     schema.team(r) for r in conn.execute(select(teams).order_by(teams.c.id))
                 ),
-                keys=tuple(schema.key(r) for r in conn.execute(_live_keys().order_by(keys.c.id))),
+                keys=tuple(
+                    schema.key(r) for r in conn.execute(schema.live_keys().order_by(keys.c.id))
+                ),
             )
 
     # -- the ledger ------------------------------------------------------------------------
@@ -291,7 +273,7 @@ class SqlStore:
             .on_conflict_do_nothing(index_elements=[ledger.c.request_id])
             .returning(ledger.c.request_id)
         )
-        with self._guard(), self._writing() as conn:
+        with guard(self._shown_url), self._writing() as conn:
             return len(conn.execute(statement, rows).all())
 
     def usage(
@@ -316,7 +298,7 @@ class SqlStore:
             query = query.where(ledger.c.at >= _epoch(since))
         if until is not None:
             query = query.where(ledger.c.at < _epoch(until))
-        with self._guard(), self._engine.connect() as conn:
+        with guard(self._shown_url), self._engine.connect() as conn:
             rows = conn.execute(query).all()
         width = len(groups)
         found = [
@@ -336,7 +318,7 @@ class SqlStore:
     def spent(self, since: datetime) -> Mapping[str, tuple[float, float]]:
         totals: dict[str, tuple[float, float]] = {}
         tokens = func.sum(ledger.c.prompt_tokens + ledger.c.completion_tokens)
-        with self._guard(), self._engine.connect() as conn:
+        with guard(self._shown_url), self._engine.connect() as conn:
             for column in (ledger.c.key_id, ledger.c.team_id, ledger.c.org_id):
                 query = (
                     select(column, tokens, func.sum(ledger.c.cost))
@@ -351,80 +333,10 @@ class SqlStore:
     def _writing(self) -> Iterator[Connection]:
         """A connection in a transaction that will write; committed unless it raises."""
         with (
-            self._engine.connect().execution_options(**{_WRITE: True}) as conn,
+            self._engine.connect().execution_options(**{WRITE: True}) as conn,
             conn.begin(),
         ):
             yield conn
-
-    # -- errors ----------------------------------------------------------------------------
-
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """Translate SQLAlchemy's errors into ours (the URL shown without its password)."""
-        try:
-            yield
-        except sa_exc.IntegrityError as exc:
-            raise Conflict(f"the store refused a duplicate: {_reason(exc)}") from exc
-        except sa_exc.DBAPIError as exc:
-            raise StoreUnavailable(f"governance store {self._shown_url}: {_reason(exc)}") from exc
-        except sa_exc.SQLAlchemyError as exc:
-            raise StoreUnavailable(f"governance store {self._shown_url}: {exc}") from exc
-
-
-def _normalise(url: str) -> URL:
-    """Parse ``url``; a plain ``postgresql://`` (or ``postgres://``) gets psycopg 3."""
-    try:
-        parsed = make_url(url)
-    except sa_exc.ArgumentError as exc:
-        raise ConfigError(f"not a database URL: {exc}", path="governance.store") from exc
-    if parsed.drivername in ("postgres", "postgresql"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-def _engine(url: URL) -> Engine:
-    try:
-        if url.get_backend_name() == "sqlite":
-            return _sqlite_engine(url)
-        return create_engine(
-            url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
-        )
-    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
-        raise ConfigError(f"cannot use this store: {exc}", path="governance.store") from exc
-
-
-def _sqlite_engine(url: URL) -> Engine:
-    """SQLite shared by processes: WAL (readers never wait for the writer), a busy timeout,
-    and transactions begun by us rather than by the sqlite3 module, which begins them only
-    before DML: a write transaction must also cover its reads and the migrations' DDL."""
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: object) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # A writer takes the file's write lock up front (waiting out the busy timeout): a
-        # deferred transaction that read first could not upgrade after another process
-        # wrote, and would fail at once instead of waiting.
-        immediate = conn.get_execution_options().get(_WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
-
-
-def _reason(exc: sa_exc.DBAPIError) -> str:
-    """The driver's own message, first line only (no SQL, no parameters)."""
-    text = str(exc.orig) if exc.orig is not None else str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc.orig).__name__
 
 
 def _check_name(name: str, what: str) -> None:
@@ -436,57 +348,3 @@ def _check_name(name: str, what: str) -> None:
 
 def _epoch(when: datetime) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-def _bump(conn: Connection) -> None:
-    conn.execute(update(changes).where(changes.c.id == 1).values(version=changes.c.version + 1))
-
-
-def _version(conn: Connection) -> int:
-    return int(conn.execute(select(changes.c.version).where(changes.c.id == 1)).scalar_one())
-
-
-def _live_keys() -> Select[Any]:
-    return select(keys).where(keys.c.revoked_at.is_(None))
-
-
-def _org_row(conn: Connection, ref: str) -> Row[Any]:
-    row = conn.execute(select(orgs).where(orgs.c.id == ref)).first()
-    row = row or conn.execute(select(orgs).where(orgs.c.name == ref)).first()
-    if row is None:
-        raise NotFound(f"no organisation '{ref}'")
-    return row
-
-
-def _team_row(conn: Connection, ref: str) -> Row[Any]:
-    row = conn.execute(select(teams).where(teams.c.id == ref)).first()
-    if row is not None:
-        return row
-    if "/" in ref:
-        org_ref, _, name = ref.rpartition("/")
-        parent = _org_row(conn, org_ref)
-        query = select(teams).where(teams.c.org_id == parent.id, teams.c.name == name)
-    else:
-        query = select(teams).where(teams.c.name == ref)
-    return _one(conn.execute(query).all(), f"team '{ref}'", "org/team")
-
-
-def _key_row(conn: Connection, ref: str) -> Row[Any]:
-    row = conn.execute(select(keys).where(keys.c.id == ref)).first()
-    if row is not None:
-        return row
-    query = _live_keys()
-    if "/" in ref:
-        team_ref, _, name = ref.rpartition("/")
-        query = query.where(keys.c.team_id == _team_row(conn, team_ref).id, keys.c.name == name)
-    else:
-        query = query.where(keys.c.name == ref)
-    return _one(conn.execute(query).all(), f"live key '{ref}'", "team/key or its id")
-
-
-def _one(rows: Sequence[Row[Any]], what: str, hint: str) -> Row[Any]:
-    if not rows:
-        raise NotFound(f"no {what}")
-    if len(rows) > 1:
-        raise BadRequest(f"{what} is ambiguous: name it as {hint}")
-    return rows[0]

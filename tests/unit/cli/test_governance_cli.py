@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from pilothouse.cli import cli
 from pilothouse.errors import BadRequest
-from pilothouse.governance.cli import parse_when
+from pilothouse.governance.cli_options import parse_when
 from pilothouse.governance.records import LedgerEntry
 from pilothouse.governance.store import SqlStore
 
