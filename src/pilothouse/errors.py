@@ -20,6 +20,7 @@ outside their module) with a leading underscore::
     │   │                           of reach, with advice
     │   └── MissingKind             the cluster does not serve a kind (a CRD is missing)
     ├── BenchError                  [bench.processes] a benchmark could not run
+    ├── StoreUnavailable            the governance store (SQLite, PostgreSQL) is out of reach
     ├── ApplyConflict               [testing._kube_ssa] the fake API server's 409
     ├── _Missing                    [controlplane.kube_client] a 404 for one object
     ├── _Expired                    [endpoints.kubernetes] a watch's 410 Gone: list again
@@ -83,6 +84,12 @@ class KVEventDecodeError(ProtocolError, ValueError):
     Also a :class:`ValueError`, as it was before it joined the tree: code that catches bad
     input as ``ValueError`` keeps working.
     """
+
+
+class StoreUnavailable(PilothouseError):
+    """The governance store cannot be reached or answered with a database error (a stopped
+    PostgreSQL, a locked SQLite file). The request path keeps serving from its in-memory
+    directory and its ledger waits on disk; callers retry later."""
 
 
 class SchedulingError(PilothouseError):

@@ -1,0 +1,1 @@
+"""Alembic revisions of the governance store, oldest first."""

@@ -1,0 +1,114 @@
+"""The governance store's tables (SQLAlchemy Core), shared by the store and its migrations.
+
+Times are seconds since the epoch in double precision (as the records carry them), so SQLite
+and PostgreSQL compare and sum them the same way. ``changes`` is one row whose ``version``
+grows in the same transaction as every change of an organisation, team or key: the
+gateway's directory polls it (one cheap query) and reloads only when it moved.
+
+Key names are unique among a team's *live* keys (a partial index), so a revoked ``ci`` key
+can be replaced by a new ``ci`` key.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+
+def _quota_columns() -> list[Column[object]]:
+    """A subject's :class:`~pilothouse.governance.records.Quota`, flattened."""
+    return [
+        Column("rpm", Integer, nullable=True),
+        Column("tpm", BigInteger, nullable=True),
+        Column("concurrent", Integer, nullable=True),
+        Column("budget_tokens", Double, nullable=True),
+        Column("budget_cost", Double, nullable=True),
+        Column("budget_period", String(8), nullable=False, server_default="month"),
+    ]
+
+
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    *_quota_columns(),
+    Column("created_at", Double, nullable=False),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("org_id", String(32), ForeignKey("orgs.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("max_priority", Integer, nullable=True),
+    Column("default_priority", Integer, nullable=False, server_default="0"),
+    *_quota_columns(),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("org_id", "name", name="uq_teams_org_name"),
+)
+
+keys = Table(
+    "keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("shown", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("team_id", String(32), ForeignKey("teams.id"), nullable=False, index=True),
+    Column("kind", String(8), nullable=False, server_default="user"),
+    Column("owner", String(200), nullable=True),
+    Column("models", JSON, nullable=False),
+    Column("max_priority", Integer, nullable=True),
+    Column("expires_at", Double, nullable=True),
+    Column("networks", JSON, nullable=False),
+    *_quota_columns(),
+    Column("created_at", Double, nullable=False),
+    Column("revoked_at", Double, nullable=True),
+    Index(
+        "uq_keys_team_live_name",
+        "team_id",
+        "name",
+        unique=True,
+        sqlite_where=text("revoked_at IS NULL"),
+        postgresql_where=text("revoked_at IS NULL"),
+    ),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("at", Double, nullable=False, index=True),
+    Column("key_id", String(32), nullable=True, index=True),
+    Column("team_id", String(32), nullable=True, index=True),
+    Column("org_id", String(32), nullable=True),
+    Column("model", String(200), nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost", Double, nullable=False),
+    Column("engine_s", Double, nullable=False),
+    Column("status", Integer, nullable=False),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+)
