@@ -256,8 +256,10 @@ class Ledger:
         delay = self._retry[0]
         while True:
             if not self._urgent():
+                # not asyncio.wait_for: on 3.11 it can swallow a cancel that meets a wake-up
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._spec.flush_interval_s)
+                    async with asyncio.timeout(self._spec.flush_interval_s):
+                        await self._wake.wait()
             self._wake.clear()
             try:
                 await self._drain()

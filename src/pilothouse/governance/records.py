@@ -32,9 +32,7 @@ class Quota:
 
     @property
     def empty(self) -> bool:
-        return (
-            self.limit == Limit() and self.budget_tokens is None and self.budget_cost is None
-        )
+        return self.limit == Limit() and self.budget_tokens is None and self.budget_cost is None
 
 
 @dataclass(frozen=True, slots=True)
