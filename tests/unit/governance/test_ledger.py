@@ -190,6 +190,20 @@ async def test_ledger_memory_stays_bounded_during_a_long_outage(ledgers: Open) -
     assert (stats.buffered, stats.on_disk, stats.written) == (0, 0, 50_000)
 
 
+async def test_ledger_with_less_memory_than_a_batch_sends_smaller_batches(
+    ledgers: Open,
+) -> None:
+    sink = FakeLedgerSink()
+    ledger = ledgers(sink, batch_size=10, max_buffered=3)
+    await ledger.start()
+    for i in range(50):
+        ledger.record(entry(i))
+    assert ledger.stats().buffered == 3
+    assert await ledger.flush(timeout_s=30)
+    assert ids(sink) == [f"req-{i}" for i in range(50)]
+    assert max(sink.batches) == 3
+
+
 async def test_ledger_replays_what_a_stopped_process_left_before_new_entries(
     ledgers: Open, tmp_path: Path
 ) -> None:
