@@ -78,6 +78,11 @@ class _Item(NamedTuple):
 class Ledger:
     """Records usage entries; see the module docstring for the guarantees.
 
+    Usage: ``ledger = Ledger(state_dir / "ledger", store, spec.ledger)``, ``await
+    ledger.start()`` at startup (``await ledger.flush(timeout_s)`` before seeding budgets
+    from :meth:`Store.spent`, if what a crash left must count), ``ledger.record(entry)`` as
+    each request settles, ``await ledger.aclose()`` on the way out; :meth:`stats` for metrics.
+
     ``segment_entries`` lines go in one segment file before the next is started;
     ``retry_initial_s`` doubles after every failed write up to ``retry_max_s``.
     """
@@ -207,6 +212,14 @@ class Ledger:
         """Blocking setup, in a worker thread: lock, read what an earlier process left."""
         self._dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = wal.lock_directory(self._dir)
+        try:
+            self._recover()
+        except BaseException:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise
+
+    def _recover(self) -> None:
         checkpoint = wal.read_checkpoint(self._dir)
         done_below = checkpoint[0] if checkpoint is not None else -1
         old = []
@@ -256,8 +269,10 @@ class Ledger:
         delay = self._retry[0]
         while True:
             if not self._urgent():
+                # not asyncio.wait_for: on 3.11 it can swallow a cancel that meets a wake-up
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._spec.flush_interval_s)
+                    async with asyncio.timeout(self._spec.flush_interval_s):
+                        await self._wake.wait()
             self._wake.clear()
             try:
                 await self._drain()

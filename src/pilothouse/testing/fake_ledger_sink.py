@@ -28,6 +28,8 @@ class FakeLedgerSink:
         self.duplicates = 0
         """Entries written again after they were stored (replays)."""
         self.attempts = 0
+        self.waiting = 0
+        """Writes blocked by :meth:`hold` right now."""
         self.down = False
         self._fail_next = 0
         self._lock = threading.Lock()
@@ -46,7 +48,11 @@ class FakeLedgerSink:
         self._open.set()
 
     def write_ledger(self, entries: Sequence[LedgerEntry]) -> int:
+        with self._lock:
+            self.waiting += 1
         self._open.wait()
+        with self._lock:
+            self.waiting -= 1
         with self._lock:
             self.attempts += 1
             if self.down or self._fail_next > 0:
