@@ -113,7 +113,7 @@ Handler = Callable[[Governance, Request], Awaitable[object]]
 def governance_routes(ctx: GatewayContext) -> list[Route]:
     """The governance admin routes (they answer 404 while governance is off)."""
 
-    def route(path: str, handler: Handler, methods: list[str]) -> Route:
+    def route(path: str, handler: Handler, methods: list[str], creates: bool = True) -> Route:
         async def endpoint(request: Request) -> Response:
             try:
                 client = request.client.host if request.client is not None else ""
@@ -125,7 +125,7 @@ def governance_routes(ctx: GatewayContext) -> list[Route]:
             except RequestError as exc:
                 status, body, _ = error_from_exception(exc)
                 return Response(body, status, media_type=_JSON)
-            status = 201 if request.method == "POST" else 200
+            status = 201 if creates and request.method == "POST" else 200
             return Response(orjson.dumps(document), status, media_type=_JSON)
 
         return Route(path, endpoint, methods=methods)
@@ -134,7 +134,7 @@ def governance_routes(ctx: GatewayContext) -> list[Route]:
         route("/admin/orgs", _orgs, ["GET", "POST"]),
         route("/admin/teams", _teams, ["GET", "POST"]),
         route("/admin/keys", _keys, ["GET", "POST"]),
-        route("/admin/keys/{key}/revoke", _revoke, ["POST"]),
+        route("/admin/keys/{key}/revoke", _revoke, ["POST"], creates=False),
         route("/admin/quotas/{subject}", _quota, ["PUT"]),
         route("/admin/usage", _usage, ["GET"]),
     ]

@@ -329,7 +329,11 @@ class Governor:
             org_id=identity.org.id if identity.org is not None else None,
         )
         if self.recorder is not None:
-            self.recorder.record(entry)
+            try:
+                self.recorder.record(entry)
+            except OSError as exc:  # a full or failing disk: serve, and say so loudly
+                self.metrics.ledger_failures.inc()
+                log.error("the ledger could not record request %s: %s", ask.request_id, exc)
         self.metrics.used(identity.team_name, ask.model, entry)
         if grant.reservation is None and grant.tokens is None and grant.money is None:
             return None

@@ -208,6 +208,10 @@ def write_checkpoint(directory: Path, position: Position) -> None:
     temporary.replace(directory / CHECKPOINT)
 
 
+class LedgerInUse(ConfigError):
+    """Another live process holds this ledger directory."""
+
+
 def lock_directory(directory: Path) -> int:
     """Hold ``directory`` for this process (``flock``: the kernel drops it when the process
     dies, kill -9 included); two gateways writing one log would interleave their segments."""
@@ -216,7 +220,7 @@ def lock_directory(directory: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
         os.close(fd)
-        raise ConfigError(
+        raise LedgerInUse(
             f"the ledger directory {directory} is in use by another process; give each "
             "gateway replica a state directory of its own",
             "governance.state_dir",

@@ -39,6 +39,12 @@ class GovernanceMetrics:
             registry=self.registry,
         )
 
+        self.ledger_failures = Counter(
+            "pilothouse_ledger_record_failures",
+            "Settled requests the ledger could not write to its local log (disk errors)",
+            registry=self.registry,
+        )
+
     def admitted(self, team: str, model: str) -> None:
         self.admissions.labels(team, model, "admitted").inc()
 

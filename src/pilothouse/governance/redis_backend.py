@@ -297,11 +297,14 @@ def _cap(value: int | None) -> int:
     return -1 if value is None else value
 
 
-def connect(url: str, *, timeout_s: float = 1.0, max_connections: int = 64) -> aioredis.Redis:
+def connect(
+    url: str, *, timeout_s: float = 1.0, max_connections: int = 128, pool_wait_s: float = 10.0
+) -> aioredis.Redis:
     """A client for ``url`` (``redis://host:port/db``) fit for the request path.
 
     hiredis parses replies when installed. At most ``max_connections`` sockets: a burst of
-    requests waits up to ``timeout_s`` for one rather than opening a socket each. One
+    requests waits up to ``pool_wait_s`` for one rather than opening a socket each (a busy
+    pool is not an outage: only a socket that fails within ``timeout_s`` is). One
     immediate retry, no backoff: a pooled connection gone stale (Redis restarted) is
     replaced transparently, but an outage answers within about ``timeout_s`` instead of
     after redis-py's default ten backed-off retries.
@@ -309,7 +312,7 @@ def connect(url: str, *, timeout_s: float = 1.0, max_connections: int = 64) -> a
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
-        timeout=timeout_s,
+        timeout=pool_wait_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), retries=1),

@@ -28,11 +28,12 @@ from prometheus_client import CollectorRegistry
 
 from pilothouse.clock import Clock, SystemClock
 from pilothouse.config.governance import GovernanceSpec, JwtSpec
-from pilothouse.errors import PilothouseError, Unauthorized
+from pilothouse.errors import ConfigError, PilothouseError, Unauthorized
 from pilothouse.governance.directory import Directory
 from pilothouse.governance.governor import Governor, Wall, period_of, period_start
 from pilothouse.governance.jwt import Claims, JwtVerifier, claims_from_envoy_payload, looks_like_jwt
 from pilothouse.governance.ledger import Ledger
+from pilothouse.governance.ledger_wal import LedgerInUse
 from pilothouse.governance.metrics import GovernanceMetrics
 from pilothouse.governance.ports import (
     BudgetBackend,
@@ -46,6 +47,8 @@ from pilothouse.governance.store import default_state_dir, open_store
 
 log = logging.getLogger("pilothouse.governance")
 
+_MAX_INSTANCES = 64
+_REPLAY_TIMEOUT_S = 30.0
 _PERIODS: tuple[BudgetPeriod, ...] = ("total", "month", "day")
 
 
@@ -117,12 +120,13 @@ async def start_governance(
         await asyncio.to_thread(store.migrate)
     directory = Directory(await asyncio.to_thread(store.snapshot))
     limits, tokens, money = _backends(spec)
-    await _seed(store, tokens, money, wall())
     jwt = _jwt(spec, SystemClock())
     if jwt is not None and jwt.verifier is not None:
         await jwt.verifier.start()
-    ledger = Ledger(state_dir / "ledger" / instance, store, spec.ledger)
-    await ledger.start()
+    ledger = await _start_ledger(spec, state_dir / "ledger", instance, store)
+    # What an earlier process left in its log is in the store before budgets are read.
+    await ledger.flush(_REPLAY_TIMEOUT_S)
+    await _seed(store, tokens, money, wall())
     governor = Governor(
         spec,
         directory,
@@ -139,6 +143,27 @@ async def start_governance(
         governance._sync_forever(spec.sync_interval_s)
     )
     return governance
+
+
+async def _start_ledger(spec: GovernanceSpec, root: Path, instance: str, store: Store) -> Ledger:
+    """The first ledger directory ``instance``, ``instance-1``, … no live process holds.
+
+    Replicas on one port number (``port: 0``, or hosts sharing a state directory) each get
+    their own; a restarted one takes the first free one, which is a crashed process's if
+    one left its log behind, and replays it: no log is left orphaned.
+    """
+    for n in range(_MAX_INSTANCES):
+        name = instance if n == 0 else f"{instance}-{n}"
+        ledger = Ledger(root / name, store, spec.ledger)
+        try:
+            await ledger.start()
+        except LedgerInUse:
+            continue
+        return ledger
+    raise ConfigError(
+        f"{_MAX_INSTANCES} front doors already use ledgers in {root}",
+        path="governance.state_dir",
+    )
 
 
 def _backends(spec: GovernanceSpec) -> tuple[LimitBackend, BudgetBackend, BudgetBackend]:

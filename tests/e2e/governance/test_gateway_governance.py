@@ -46,7 +46,9 @@ def _fleet(state_dir: Path, **governance: Any) -> FleetSpec:
             "models": [{"name": MODEL, "engine": "sim", "endpoints": ["127.0.0.1:1"]}],
             "gateway": {
                 "port": 0,
-                "probe_interval_s": 0.05,
+                # One probe at start: the burst saturates the test's one event loop (client,
+                # gateways and replica), and a late probe would mark the replica down.
+                "probe_interval_s": 30,
                 "admin": {"api_key": "admin-secret"},
                 "governance": {
                     "state_dir": str(state_dir),
@@ -206,6 +208,7 @@ async def test_a_revoked_key_is_refused_by_every_replica_within_a_second(tmp_pat
         [record] = listing.json()["keys"]
         revoked = await client.post(
             gateways[0].url + f"/admin/keys/{record['id']}/revoke",
+            json={},
             headers={"authorization": "Bearer admin-secret"},
         )
         assert revoked.status_code == 200, revoked.text
@@ -245,8 +248,9 @@ async def test_keys_and_digests_never_appear_in_logs_or_metrics(
         for secret in secrets:
             assert secret not in text, where
     assert (
-        'pilothouse_tenant_requests_total{model="sim-model",outcome="rate_limited",'
-        'team="research"}' in metrics
+        'pilothouse_tenant_requests_total{model="sim-model",outcome="rate_limited",team="research"}'
+        in metrics
         or 'pilothouse_tenant_requests_total{team="research",model="sim-model",'
-        'outcome="rate_limited"}' in metrics
+        'outcome="rate_limited"}'
+        in metrics
     )
