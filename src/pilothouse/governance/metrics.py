@@ -7,8 +7,13 @@ keys can grow the series count, and no secret reaches ``/metrics``.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from collections.abc import Callable, Iterator
 
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pilothouse.governance.ledger import LedgerStats
 from pilothouse.governance.records import LedgerEntry
 
 RefusalReason = str
@@ -56,3 +61,32 @@ class GovernanceMetrics:
         self.tokens.labels(team, model, "completion").inc(entry.completion_tokens)
         if entry.cost:
             self.cost.labels(team, model).inc(entry.cost)
+
+
+class LedgerCollector(Collector):
+    """The ledger's state, read at scrape time: entries in memory, waiting on disk only
+    (the backlog of a store outage), written; write failures."""
+
+    def __init__(self, stats: Callable[[], LedgerStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        entries = GaugeMetricFamily(
+            "pilothouse_ledger_entries",
+            "Ledger entries in memory (buffered) and on local disk only (on_disk)",
+            labels=["state"],
+        )
+        entries.add_metric(["buffered"], stats.buffered)
+        entries.add_metric(["on_disk"], stats.on_disk)
+        yield entries
+        written = CounterMetricFamily(
+            "pilothouse_ledger_written", "Ledger entries the store confirmed"
+        )
+        written.add_metric([], stats.written)
+        yield written
+        failures = CounterMetricFamily(
+            "pilothouse_ledger_flush_failures", "Failed attempts to write a batch to the store"
+        )
+        failures.add_metric([], stats.failures)
+        yield failures

@@ -34,7 +34,7 @@ from pilothouse.governance.governor import Governor, Wall, period_of, period_sta
 from pilothouse.governance.jwt import Claims, JwtVerifier, claims_from_envoy_payload, looks_like_jwt
 from pilothouse.governance.ledger import Ledger
 from pilothouse.governance.ledger_wal import LedgerInUse
-from pilothouse.governance.metrics import GovernanceMetrics
+from pilothouse.governance.metrics import GovernanceMetrics, LedgerCollector
 from pilothouse.governance.ports import (
     BudgetBackend,
     LimitBackend,
@@ -127,6 +127,8 @@ async def start_governance(
     # What an earlier process left in its log is in the store before budgets are read.
     await ledger.flush(_REPLAY_TIMEOUT_S)
     await _seed(store, tokens, money, wall())
+    metrics = GovernanceMetrics(registry)
+    metrics.registry.register(LedgerCollector(ledger.stats))
     governor = Governor(
         spec,
         directory,
@@ -134,7 +136,7 @@ async def start_governance(
         tokens,
         money,
         ledger,
-        GovernanceMetrics(registry),
+        metrics,
         jwt=jwt,
         wall=wall,
     )
