@@ -8,6 +8,8 @@ outside their module) with a leading underscore::
 
     PilothouseError
     ├── ConfigError                 bad config file or spec (carries the field path)
+    │   └── LedgerInUse             [governance.ledger_wal] another live process holds
+    │                               that ledger directory
     ├── SpecProblems                [config.loader] a validator's problems, each with its
     │                               path; also a ValueError (pydantic needs one); the loader
     │                               turns it into a ConfigError

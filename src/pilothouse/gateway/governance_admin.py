@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pilothouse.errors import BadRequest, RequestError
+from pilothouse.errors import BadRequest, NotFound, RequestError
 from pilothouse.gateway.admin_guard import check_admin
 from pilothouse.gateway.context import GatewayContext
 from pilothouse.governance.keys import KeyScope
@@ -120,7 +120,7 @@ def governance_routes(ctx: GatewayContext) -> list[Route]:
                 check_admin(ctx.settings, client, request.headers, request.method)
                 governance = ctx.governance
                 if governance is None:
-                    raise _Off("governance is off: set gateway.governance in the fleet spec")
+                    raise NotFound("governance is off: set gateway.governance in the fleet spec")
                 document = await handler(governance, request)
             except RequestError as exc:
                 status, body, _ = error_from_exception(exc)
@@ -138,11 +138,6 @@ def governance_routes(ctx: GatewayContext) -> list[Route]:
         route("/admin/quotas/{subject}", _quota, ["PUT"]),
         route("/admin/usage", _usage, ["GET"]),
     ]
-
-
-class _Off(RequestError):
-    status = 404
-    error_type = "not_found_error"
 
 
 async def _orgs(governance: Governance, request: Request) -> object:
