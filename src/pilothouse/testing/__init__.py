@@ -6,6 +6,13 @@
 - :mod:`pilothouse.testing.fake_kube`: an in-process fake of the Kubernetes API (discovery,
   list/watch, server-side apply, delete).
 - :mod:`pilothouse.testing.kube_objects`: Pod and InferencePool JSON builders for it.
+- :mod:`pilothouse.testing.fake_ledger_sink`: :class:`FakeLedgerSink`, an in-memory store
+  for the usage ledger with switchable outages, for code built on
+  :class:`pilothouse.governance.ledger.Ledger`.
+- :mod:`pilothouse.testing.jwt_issuer`: :class:`JwtIssuer`, a key pair, its JWKS file and
+  tokens with chosen claims (also ``python -m pilothouse.testing.jwt_issuer``).
+- :mod:`pilothouse.testing.postgres` and :mod:`pilothouse.testing.redis_server`: throwaway
+  PostgreSQL and Redis servers on loopback (Debian's binaries), for store tests.
 """
 
 from pilothouse.testing.fake_transport import (
