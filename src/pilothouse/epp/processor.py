@@ -40,7 +40,7 @@ from pilothouse.errors import (
     RequestShed,
     SchedulingError,
 )
-from pilothouse.governance.governor import Credentials
+from pilothouse.governance.governor import Credentials, Used
 from pilothouse.openai.errors import error_from_exception
 from pilothouse.openai.requests import ParsedRequest, Route, parse_request
 from pilothouse.openai.sse import json_usage, keep_tail, sse_usage, usage_counts
@@ -57,6 +57,7 @@ from pilothouse.scheduling.types import SchedulingRequest
 
 _ROUTES = {route.value: route for route in Route}
 _MAX_WHOLE_BODY = 1 << 20  # non-streamed answers kept (for their usage) up to this size
+_CLIENT_CLOSED = 499  # the status a request the client left is recorded with (as nginx)
 
 
 class EppProtocolError(PilothouseError):
@@ -119,9 +120,17 @@ class Exchange:
         return await handler(self, message)
 
     def close(self) -> None:
-        """The stream ended (normally, cancelled or broken): release what is held."""
-        if self.ticket is not None:
-            self._ctx.pipeline.cancelled(self.ticket)
+        """The stream ended (normally, cancelled or broken): release what is held.
+
+        A request that reached an engine and never completed (the client left, the stream
+        broke) is charged its prompt, as the engine read it: the gateway's rule too.
+        """
+        ticket = self.ticket
+        if ticket is not None:
+            if self.phase in (Phase.FORWARDED, Phase.RESPONSE) and self._parsed is not None:
+                used = Used(self._parsed.prompt_tokens, 0, _CLIENT_CLOSED)
+                self._ctx.pipeline.charge(ticket, used)
+            self._ctx.pipeline.cancelled(ticket)
         self.phase = Phase.DONE
 
     # -- request path ------------------------------------------------------------------
@@ -362,6 +371,7 @@ class Exchange:
         self._ctx.metrics.duration.observe(time.perf_counter() - self._started)
         if self.ticket is not None:
             self._ctx.pipeline.finished(self.ticket)
+        self.phase = Phase.DONE  # completed: close() charges nothing more
         self.close()
 
     def _expect(self, phase: Phase, kind: str) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,18 @@ pytest.importorskip(
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import generate_latest
 
-from pilothouse.config.governance import JwtSpec
+from pilothouse.config.epp import EppPolicy
+from pilothouse.config.governance import GovernanceSpec, JwtSpec, LedgerSpec
 from pilothouse.epp import protocol
 from pilothouse.epp.envoy_config import EnvoyJwt, EnvoySettings, render_envoy_config
 from pilothouse.governance.jwt import claims_from_envoy_payload
+from pilothouse.governance.records import Quota, Team
+from pilothouse.governance.store import SqlStore
 from pilothouse.testing.jwt_issuer import AUDIENCE, ISSUER, JwtIssuer
 from tests.e2e.test_envoy_epp import (
+    MODEL,
     Stack,
     _chat,
     _free_port,
@@ -103,12 +109,41 @@ def _bearer(token: str) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def _jwt_stack(
-    binary: Path, tmp: Path, issuer: JwtIssuer, *, api_keys: bool = False
+    binary: Path,
+    tmp: Path,
+    issuer: JwtIssuer,
+    *,
+    api_keys: bool = False,
+    policy: EppPolicy | None = None,
 ) -> AsyncIterator[Stack]:
     jwks = issuer.write_jwks(tmp / "jwks.json")
     jwt = EnvoyJwt.from_spec(SPEC.model_copy(update={"jwks_file": jwks}), api_keys=api_keys)
-    async with envoy_stack(binary, tmp, replicas=1, tls=False, jwt=jwt) as stack:
+    async with envoy_stack(binary, tmp, replicas=1, tls=False, jwt=jwt, policy=policy) as stack:
         yield stack
+
+
+@contextlib.contextmanager
+def _store(state_dir: Path) -> Iterator[SqlStore]:
+    store = SqlStore(f"sqlite:///{state_dir / 'governance.db'}")
+    try:
+        store.migrate()
+        yield store
+    finally:
+        store.close()
+
+
+def _governed(state_dir: Path) -> EppPolicy:
+    """The picker's policy: governance over the SQLite store in ``state_dir``, identities
+    from the payload Envoy's ``jwt_authn`` verified (SPEC names no JWKS: the picker checks
+    issuer and audience again, not the signature)."""
+    governance = GovernanceSpec(
+        state_dir=state_dir,
+        require_key=True,
+        sync_interval_s=0.1,
+        ledger=LedgerSpec(flush_interval_s=0.05),
+        jwt=SPEC,
+    )
+    return EppPolicy(governance=governance)
 
 
 async def _post(stack: Stack, headers: dict[str, str], listener: str = "closed") -> tuple[int, str]:
@@ -116,6 +151,33 @@ async def _post(stack: Stack, headers: dict[str, str], listener: str = "closed")
         stack.url(listener), json=_chat("hello", max_tokens=2), headers=headers
     ) as reply:
         return reply.status, await reply.text()
+
+
+# What one request of ``_post`` reserves (docs/governance.md): its prompt's bytes
+# ("user\nhello"), 16 template tokens per message line, and its max_tokens.
+RESERVED = len(b"user\nhello") + 16 * 2 + 2
+
+
+def _teams(state_dir: Path) -> dict[str, Team]:
+    """Team red (no limits) and team blue, whose budget holds one request's reservation:
+    what its first request used leaves less than the next one would reserve."""
+    with _store(state_dir) as store:
+        store.create_org("acme")
+        return {
+            "red": store.create_team("acme", "red"),
+            "blue": store.create_team("acme", "blue", Quota(budget_tokens=RESERVED)),
+        }
+
+
+def _usage(body: str) -> tuple[int, int]:
+    usage = json.loads(body)["usage"]
+    return int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+
+
+def _error(body: str) -> dict[str, Any]:
+    error = json.loads(body)["error"]
+    assert isinstance(error, dict)
+    return error
 
 
 async def test_envoy_jwt_valid_is_served_with_its_identity_at_the_picker(
@@ -129,10 +191,80 @@ async def test_envoy_jwt_valid_is_served_with_its_identity_at_the_picker(
         claims = claims_from_envoy_payload(payload, SPEC)
         assert (claims.subject, claims.team, claims.priority) == ("alice", "red", 10)
         assert seen.values("authorization") == []  # forward: false, the token stays at Envoy
-        # TODO(lead): once the picker's governor reads SPEC.envoy_payload_header, assert
-        # here that this request was charged to team "red" (the ledger / usage rows), and
-        # add: a team whose budget is exhausted gets 429 from the picker (insufficient_quota)
-        # while another team is still served.
+
+
+async def test_envoy_jwt_valid_is_charged_to_its_team_and_an_exhausted_team_gets_429(
+    envoy_binary: Path,
+    tmp_path: Path,
+    issuer: JwtIssuer,
+    seen: Seen,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The picker governs: the team Envoy's verified payload names is charged in the
+    ledger with the usage its client saw; a team over its budget gets 429 from the picker
+    (relayed by Envoy with the OpenAI error body) while another team is still served; a
+    token naming a team nobody created gets 401 from the picker."""
+    caplog.set_level(logging.DEBUG)
+    teams = _teams(tmp_path)
+    red = issuer.mint(claims=CLAIMS)
+    blue = issuer.mint("bob", {"org": {"team": "blue"}})
+    stranger = issuer.mint("eve", {"org": {"team": "green"}})
+    served: dict[str, list[tuple[int, int]]] = {"red": [], "blue": []}
+    async with _jwt_stack(envoy_binary, tmp_path, issuer, policy=_governed(tmp_path)) as stack:
+        for team, token in (("red", red), ("blue", blue)):
+            status, body = await _post(stack, _bearer(token))
+            assert status == 200, (team, body)
+            served[team].append(_usage(body))
+        status, body = await _post(stack, _bearer(blue))
+        assert status == 429, body
+        error = _error(body)
+        assert error["code"] == "insufficient_quota", error
+        assert error["message"].startswith(f"budget of {teams['blue'].id}@"), error
+        assert f"may cost up to {RESERVED} tokens" in error["message"], error
+        status, body = await _post(stack, _bearer(red))  # the other team is still served
+        assert status == 200, body
+        served["red"].append(_usage(body))
+        status, body = await _post(stack, _bearer(stranger))
+        assert status == 401, body
+        assert _error(body)["code"] == "invalid_api_key"
+        assert "green" in _error(body)["message"]
+        assert stack.picks == ["r0"] * 3, "a refused request is never scheduled"
+        sample = stack.epp.metrics.registry.get_sample_value
+        assert sample("pilothouse_epp_requests_total", {"result": "refused"}) == 2
+        expected_outcomes = {
+            ("red", "admitted"): 2,
+            ("blue", "admitted"): 1,
+            ("blue", "over_budget"): 1,
+            ("", "unauthorized"): 1,  # no team is known before the identity is
+        }
+        for (team, outcome), count in expected_outcomes.items():
+            labels = {"team": team, "model": MODEL, "outcome": outcome}
+            if outcome == "unauthorized":
+                labels["model"] = ""
+            assert sample("pilothouse_tenant_requests_total", labels) == count, labels
+        red_prompt = sample(
+            "pilothouse_tenant_tokens_total", {"team": "red", "model": MODEL, "kind": "prompt"}
+        )
+        assert red_prompt == sum(p for p, _ in served["red"])
+        exposition = generate_latest(stack.epp.metrics.registry).decode()
+        payloads = [v for request in seen.requests for k, v in request if k == HEADER]
+    # The picker has stopped: its ledger is flushed to the store.
+    with _store(tmp_path) as store:
+        rows = {row.group[0]: row for row in store.usage(["team"])}
+    charged = {
+        team_id: (row.requests, row.prompt_tokens, row.completion_tokens)
+        for team_id, row in rows.items()
+    }
+    expected = {
+        teams[name].id: (len(usage), sum(p for p, _ in usage), sum(c for _, c in usage))
+        for name, usage in served.items()
+    }
+    print(f"ledger by team: {charged}")
+    assert charged == expected
+    assert len(payloads) == 5
+    for secret in (red, blue, stranger, *payloads):
+        assert secret not in caplog.text
+        assert secret not in exposition
 
 
 def _refused(issuer: JwtIssuer) -> dict[str, dict[str, str]]:
@@ -190,7 +322,7 @@ async def test_envoy_jwt_smuggled_payload_header_is_not_trusted(
         # An API key passes Envoy unverified (the picker checks it): no token is verified,
         # and the smuggled header is still removed.
         status, body = await _post(stack, {**_bearer("ph-some-api-key"), HEADER: smuggled})
-        assert status == 200, body  # no governance in this picker yet: served
+        assert status == 200, body  # this picker has no governance: served
         assert seen.values(HEADER) == []
         assert seen.values("authorization") == ["Bearer ph-some-api-key"]
 
