@@ -14,7 +14,7 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,8 @@ from pilothouse.epp import protocol
 from pilothouse.epp.envoy_config import EnvoyJwt, EnvoySettings, render_envoy_config
 from pilothouse.governance.jwt import claims_from_envoy_payload
 from pilothouse.governance.records import Quota, Team
-from pilothouse.governance.store import SqlStore
 from pilothouse.testing.jwt_issuer import AUDIENCE, ISSUER, JwtIssuer
+from tests.e2e.governance.stores import sqlite_store
 from tests.e2e.test_envoy_epp import (
     MODEL,
     Stack,
@@ -122,16 +122,6 @@ async def _jwt_stack(
         yield stack
 
 
-@contextlib.contextmanager
-def _store(state_dir: Path) -> Iterator[SqlStore]:
-    store = SqlStore(f"sqlite:///{state_dir / 'governance.db'}")
-    try:
-        store.migrate()
-        yield store
-    finally:
-        store.close()
-
-
 def _governed(state_dir: Path) -> EppPolicy:
     """The picker's policy: governance over the SQLite store in ``state_dir``, identities
     from the payload Envoy's ``jwt_authn`` verified (SPEC names no JWKS: the picker checks
@@ -161,7 +151,7 @@ RESERVED = len(b"user\nhello") + 16 * 2 + 2
 def _teams(state_dir: Path) -> dict[str, Team]:
     """Team red (no limits) and team blue, whose budget holds one request's reservation:
     what its first request used leaves less than the next one would reserve."""
-    with _store(state_dir) as store:
+    with sqlite_store(state_dir) as store:
         store.create_org("acme")
         return {
             "red": store.create_team("acme", "red"),
@@ -249,7 +239,7 @@ async def test_envoy_jwt_valid_is_charged_to_its_team_and_an_exhausted_team_gets
         exposition = generate_latest(stack.epp.metrics.registry).decode()
         payloads = [v for request in seen.requests for k, v in request if k == HEADER]
     # The picker has stopped: its ledger is flushed to the store.
-    with _store(tmp_path) as store:
+    with sqlite_store(tmp_path) as store:
         rows = {row.group[0]: row for row in store.usage(["team"])}
     charged = {
         team_id: (row.requests, row.prompt_tokens, row.completion_tokens)

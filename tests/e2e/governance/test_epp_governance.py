@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,12 @@ from pilothouse.epp.server import EppServer, EppSettings
 from pilothouse.governance.ledger import Ledger
 from pilothouse.governance.limits import Limit
 from pilothouse.governance.records import KeyRecord, Quota, UsageRow
-from pilothouse.governance.store import SqlStore
 from pilothouse.openai.requests import Route, parse_request
 from pilothouse.scheduling.config import resolve_config
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint
 from pilothouse.testing.fake_engine import create_fake_engine
+from tests.e2e.governance.stores import sqlite_store
 from tests.unit.epp import messages as m
 
 pytestmark = pytest.mark.e2e
@@ -54,19 +54,9 @@ TEAM = "research"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}
 
 
-@contextlib.contextmanager
-def _store(state_dir: Path) -> Iterator[SqlStore]:
-    store = SqlStore(f"sqlite:///{state_dir / 'governance.db'}")
-    try:
-        store.migrate()
-        yield store
-    finally:
-        store.close()
-
-
 def _keys(state_dir: Path, **quotas: Quota) -> dict[str, tuple[str, KeyRecord]]:
     """An org, team ``research`` and one key per name (plaintext and record)."""
-    with _store(state_dir) as store:
+    with sqlite_store(state_dir) as store:
         store.create_org("acme")
         store.create_team("acme", TEAM)
         return {name: store.create_key(TEAM, name, quota=quota) for name, quota in quotas.items()}
@@ -135,7 +125,7 @@ class Picker:
         assert await governor.recorder.flush(10)
         state_dir = governor.spec.state_dir
         assert state_dir is not None
-        with _store(state_dir) as store:
+        with sqlite_store(state_dir) as store:
             return store.usage(["key"])
 
     async def idle(self) -> None:

@@ -27,9 +27,9 @@ from pilothouse.config.fleet import FleetSpec, parse_fleet
 from pilothouse.governance.keys import digest
 from pilothouse.governance.limits import Limit
 from pilothouse.governance.records import Quota
-from pilothouse.governance.store import SqlStore
 from pilothouse.servers.sim import SimServer, SimSettings
 from pilothouse.testing.redis_server import RedisServer
+from tests.e2e.governance.stores import sqlite_store
 from tests.e2e.procs import start_until_ready, stop
 from tests.e2e.sim_gateway import SimGateway, sim_gateway
 
@@ -65,20 +65,10 @@ def _fleet(state_dir: Path, **governance: Any) -> FleetSpec:
     )
 
 
-@contextlib.contextmanager
-def _store(state_dir: Path) -> Iterator[SqlStore]:
-    store = SqlStore(f"sqlite:///{state_dir / 'governance.db'}")
-    try:
-        store.migrate()
-        yield store
-    finally:
-        store.close()
-
-
 def _tenant(state_dir: Path, key: Quota | None = None, team: Quota | None = None) -> str:
     """An org, a team and one key (its plaintext returned)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    with _store(state_dir) as store:
+    with sqlite_store(state_dir) as store:
         store.create_org("acme")
         store.create_team("acme", "research", team or Quota())
         plaintext, _ = store.create_key("research", "ci", quota=key or Quota())
@@ -130,7 +120,7 @@ async def _ledger_tokens(gw: SimGateway, state_dir: Path) -> tuple[int, int]:
     governance = gw.app.ctx.governance
     assert governance is not None
     assert await governance.ledger.flush(timeout_s=10)
-    with _store(state_dir) as store:
+    with sqlite_store(state_dir) as store:
         [row] = store.usage([])
     return row.requests, row.prompt_tokens + row.completion_tokens
 
@@ -241,7 +231,7 @@ async def test_concurrent_budget_on_two_replicas_sharing_redis_is_never_overspen
         assert sum(_usage(r) for r in served) <= budget
         assert refused
         assert all(r.json()["error"]["code"] == "insufficient_quota" for r in refused)
-    with _store(tmp_path) as store:  # both replicas' ledgers, flushed as they stopped
+    with sqlite_store(tmp_path) as store:  # both replicas' ledgers, flushed as they stopped
         [row] = store.usage([])
     assert (row.requests, row.prompt_tokens + row.completion_tokens) == (
         len(served),
