@@ -84,9 +84,7 @@ class Load:
             await self._client.aclose()
 
     def of(self, kind: Kind, phase: str | None = None) -> list[Result]:
-        return [
-            r for r in self.results.values() if r.kind == kind and phase in (None, r.phase)
-        ]
+        return [r for r in self.results.values() if r.kind == kind and phase in (None, r.phase)]
 
     def served(self) -> dict[str, tuple[int, int]]:
         """Request id → (prompt, completion) tokens of every served request."""
@@ -189,4 +187,3 @@ class Load:
             result.kind = "broken"
             return
         result.kind = "served"
-
