@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -111,4 +112,88 @@ changes = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("version", BigInteger, nullable=False),
+)
+
+# -- the tool gateway (issue #13): pins, approvals, the audit log -------------------------
+#
+# Pin changes are counted in ``changes`` row 2 (row 1 counts identities), so gateways reload
+# pins with the same one-row poll. The audit log's seq and hash chain are global; its head
+# (``audit_head``, one row) is updated in the transaction of every append: writers lock it
+# (PostgreSQL: ``FOR UPDATE``; SQLite: the file's write lock), and ``verify`` compares it
+# with the last row, so deleting rows at the end is detected too.
+
+tool_observations = Table(
+    "tool_observations",
+    metadata,
+    Column("server", String(64), primary_key=True),
+    Column("observed_at", Double, nullable=False),
+)
+
+tool_observed = Table(
+    "tool_observed",
+    metadata,
+    Column("server", String(64), primary_key=True),
+    Column("tool", Text, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("definition", JSON, nullable=False),
+)
+
+tool_pins = Table(
+    "tool_pins",
+    metadata,
+    Column("server", String(64), primary_key=True),
+    Column("tool", Text, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("approved_at", Double, nullable=False),
+    Column("approved_by", Text, nullable=False),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("session", Text, nullable=False),
+    Column("principal", Text, nullable=False),
+    Column("tool", Text, nullable=False),
+    Column("args_hash", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(8), nullable=False, index=True),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("decided_by", Text, nullable=True),
+    Column("decided_at", Double, nullable=True),
+    Index(
+        "uq_approvals_open_call",
+        "session",
+        "tool",
+        "args_hash",
+        unique=True,
+        sqlite_where=text("status IN ('pending', 'approved')"),
+        postgresql_where=text("status IN ('pending', 'approved')"),
+    ),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", Double, nullable=False, index=True),
+    Column("kind", Text, nullable=False),
+    Column("session", Text, nullable=True),
+    Column("principal", Text, nullable=True),
+    Column("tool", Text, nullable=True),
+    Column("decision", Text, nullable=True),
+    Column("rule", Text, nullable=True),
+    Column("detail", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
 )
