@@ -29,6 +29,9 @@ API_KEY_ENV = "PILOTHOUSE_API_KEY"
         "teams": "pilothouse.governance.cli:teams",
         "keys": "pilothouse.governance.cli:keys",
         "usage": "pilothouse.governance.cli:usage",
+        "tools": "pilothouse.governance.tool_cli:tools",
+        "approvals": "pilothouse.governance.tool_cli:approvals",
+        "audit": "pilothouse.governance.tool_cli:audit",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )
