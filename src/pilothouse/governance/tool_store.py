@@ -476,10 +476,18 @@ class ToolStore:
             raise Conflict(refused)
         return replace(_approval(row), status=status, decided_by=by, decided_at=now)
 
-    def approval(self, approval_id: str) -> Approval | None:
+    def approval(self, approval_id: str, now: float | None = None) -> Approval | None:
+        """The approval ``approval_id`` (None: no such id). Expiry is written to the store
+        only by calls that take ``now`` and write; with ``now`` here, an open approval past
+        its expiry is reported as expired (nothing is written: a cheap poll)."""
         with self._reading() as conn:
             row = conn.execute(select(approvals).where(approvals.c.id == approval_id)).first()
-            return None if row is None else _approval(row)
+        if row is None:
+            return None
+        found = _approval(row)
+        if now is not None and found.status in _OPEN and found.expires_at <= now:
+            return replace(found, status="expired")
+        return found
 
     def consume(
         self, approval_id: str, session: str, tool: str, args_hash: str, now: float

@@ -258,6 +258,12 @@ def test_approvals_are_used_once_for_the_exact_call(tools: ToolStore) -> None:
 def test_approvals_expire(tools: ToolStore) -> None:
     approved = tools.request_approval("s1", "agent", "t", ARGS, "", 60, T0)
     tools.decide(approved.id, True, "alice", T0 + 10)
+    polled = tools.approval(approved.id, now=T0 + 60)
+    assert polled is not None
+    assert polled.status == "expired"
+    before = tools.approval(approved.id, now=T0 + 59)
+    assert before is not None
+    assert before.status == "approved"
     assert tools.consume(approved.id, "s1", "t", ARGS, T0 + 60) is False
     pending = tools.request_approval("s1", "agent", "u", ARGS, "", 60, T0)
     with pytest.raises(Conflict, match="expired"):
