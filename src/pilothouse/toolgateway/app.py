@@ -31,7 +31,7 @@ from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pilothouse.config.tools import ToolsSpec
@@ -81,9 +81,8 @@ def create_toolgateway_app(
         return JSONResponse({"status": "ok", "sessions": server.session_count()})
 
     app = Starlette(
-        routes=[Mount("/mcp", app=front), Route("/health", health)], lifespan=lifespan
+        routes=[Route("/mcp", endpoint=front), Route("/health", health)], lifespan=lifespan
     )
-    app.router.redirect_slashes = False
     app.state.toolgateway = server
     return app
 
