@@ -29,6 +29,7 @@ API_KEY_ENV = "PILOTHOUSE_API_KEY"
         "teams": "pilothouse.governance.cli:teams",
         "keys": "pilothouse.governance.cli:keys",
         "usage": "pilothouse.governance.cli:usage",
+        "toolgateway": "pilothouse.toolgateway.cli:toolgateway",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -61,9 +61,7 @@ def create_toolgateway_app(
     """The ASGI app serving ``/mcp`` (see the module docstring). Create it before
     starting ``upstreams``: it watches their listings from the first one."""
     server = ToolGatewayServer(guard, upstreams)
-    manager = StreamableHTTPSessionManager(
-        server.mcp, session_idle_timeout=session_idle_timeout_s
-    )
+    manager = StreamableHTTPSessionManager(server.mcp, session_idle_timeout=session_idle_timeout_s)
     front = _Front(
         manager.handle_request,
         server,
@@ -163,7 +161,11 @@ class _Front:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 given = next(
-                    (v.decode("latin-1") for k, v in message.get("headers", []) if k == _SESSION_HEADER),
+                    (
+                        v.decode("latin-1")
+                        for k, v in message.get("headers", [])
+                        if k == _SESSION_HEADER
+                    ),
                     None,
                 )
                 if given is not None and given not in self.owners and status < 400:

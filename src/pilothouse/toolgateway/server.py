@@ -119,7 +119,7 @@ class ToolGatewayServer:
 
     def _session(self, ctx: ServerRequestContext[Any, Any]) -> ToolSession:
         identity = _identity(ctx)
-        connection = _connection_of(ctx)
+        connection = connection_of(ctx)
         session_id = connection.session_id if connection is not None else None
         if session_id is None:
             return ToolSession(id=f"identity:{identity.subject}", identity=identity)
@@ -186,7 +186,7 @@ def _identity(ctx: ServerRequestContext[Any, Any]) -> Identity:
     return identity
 
 
-def _connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection | None:
+def connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection | None:
     """The session's connection (its standalone stream carries list_changed).
 
     The pinned SDK (2.3.0) gives a low-level handler no public path to it; its

@@ -153,7 +153,9 @@ class Upstreams:
             self._break(state)
             return _error(f"tool server '{tool.server}' connection failed ({type(exc).__name__})")
         return ToolResult(
-            content=[c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in result.content],
+            content=[
+                c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in result.content
+            ],
             structured=result.structured_content,
             is_error=result.is_error,
         )

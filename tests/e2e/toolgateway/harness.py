@@ -45,7 +45,7 @@ async def serving(app: ASGIApp, host: str = "127.0.0.1") -> AsyncIterator[str]:
     server = _QuietServer(uvicorn.Config(app, host=host, port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        while not server.started:
             if task.done():
                 task.result()
             await asyncio.sleep(0.02)
@@ -123,7 +123,9 @@ async def running_gateway(
 
 
 @contextlib.asynccontextmanager
-async def agent(url: str, key: str | None, mode: str = "legacy", **kwargs: Any) -> AsyncIterator[Client]:
+async def agent(
+    url: str, key: str | None, mode: str = "legacy", **kwargs: Any
+) -> AsyncIterator[Client]:
     """The official SDK client, as an agent holding ``key``."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with httpx2.AsyncClient(headers=headers, timeout=30) as http:

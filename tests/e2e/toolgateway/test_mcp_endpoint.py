@@ -83,14 +83,16 @@ async def test_sessions_are_per_identity_and_protocol(tmp_path: Path) -> None:
         async with agent(gw.url, gw.bob, "auto") as client:
             await client.call_tool("files__echo", {"text": "c"})
     first, second, third = (c.session for c in guard.calls)
-    assert first.id == second.id and not first.id.startswith("identity:")
+    assert first.id == second.id
+    assert not first.id.startswith("identity:")
     assert third.id == f"identity:{third.identity.subject}"  # 2026-07-28: sessionless
 
 
 async def test_deny_and_pending_are_tool_errors_without_upstream_calls(tmp_path: Path) -> None:
     async with running_gateway(tmp_path, ScriptedGuard()) as gw, agent(gw.url, gw.alice) as client:
         names = {t.name for t in (await client.list_tools()).tools}
-        assert "files__grow" not in names and "files__echo" in names
+        assert "files__grow" not in names
+        assert "files__echo" in names
         denied = await client.call_tool("web__echo", {"text": "x"})
         assert denied.is_error
         assert _text(denied) == "refused by policy7: echo is not for you"
@@ -133,8 +135,10 @@ async def test_secrets_reach_upstreams_only(tmp_path: Path) -> None:
         # ... and the agent's own credentials stopped at the gateway.
         authorization = await client.call_tool("web__header", {"name": "authorization"})
         leaked = await client.call_tool("files__env", {"variable": "TG_FILES_TOKEN"})
-    assert _text(env) == "[redacted]" and _text(header) == "[redacted]"
-    assert _text(authorization) == "" and _text(leaked) == ""
+    assert _text(env) == "[redacted]"
+    assert _text(header) == "[redacted]"
+    assert _text(authorization) == ""
+    assert _text(leaked) == ""
     for secret in (FILES_TOKEN, HTTP_TOKEN, gw.alice):
         assert secret not in listing
 
@@ -156,7 +160,10 @@ def _initialize(key: str | None, **headers: str) -> dict[str, Any]:
 
 async def test_http_refusals(tmp_path: Path) -> None:
     origin = "https://console.example"
-    async with running_gateway(tmp_path, PermitAllGuard(), [origin]) as gw, httpx.AsyncClient() as http:
+    async with (
+        running_gateway(tmp_path, PermitAllGuard(), [origin]) as gw,
+        httpx.AsyncClient() as http,
+    ):
         missing = await http.post(gw.url, **_initialize(None))
         assert missing.status_code == 401
         assert missing.headers["www-authenticate"].startswith("Bearer")
