@@ -36,6 +36,11 @@ def build(name: str = "upstream") -> MCPServer:
         return headers.get(name, "") if headers is not None else ""
 
     @server.tool()
+    def die() -> str:
+        """Exit the server process at once (a crashed tool server)."""
+        os._exit(3)
+
+    @server.tool()
     async def grow(ctx: Context) -> str:
         """Add the tool 'extra' and announce the change."""
 
