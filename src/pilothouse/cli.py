@@ -32,6 +32,7 @@ API_KEY_ENV = "PILOTHOUSE_API_KEY"
         "tools": "pilothouse.governance.tool_cli:tools",
         "approvals": "pilothouse.governance.tool_cli:approvals",
         "audit": "pilothouse.governance.tool_cli:audit",
+        "toolgateway": "pilothouse.toolgateway.cli:toolgateway",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -39,6 +39,7 @@ from pilothouse.config.governance import GovernanceSpec
 from pilothouse.config.loader import SpecProblems, read_yaml, validate_model
 from pilothouse.config.ray import RaySpec
 from pilothouse.config.sources import ModelSource, parse_source
+from pilothouse.config.tools import ToolsSpec
 from pilothouse.config.traffic import MODEL_NAME, AdapterSpec, TrafficSplit
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
@@ -275,6 +276,9 @@ class FleetSpec(_Spec):
     local: LocalSpec = Field(default_factory=LocalSpec)
     ray: RaySpec = Field(default_factory=RaySpec)
     """Read by ``pilothouse up --executor ray`` only (``docs/ray.md``)."""
+    tools: ToolsSpec | None = None
+    """The MCP tool gateway (``pilothouse toolgateway``, docs/toolgateway.md): its upstream
+    servers and the rules every tool call passes. Absent: no tool gateway."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
