@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import count
 from typing import Any
@@ -68,6 +68,8 @@ class FakeToolStore:
         self._version = 0
         self._ids = count(1)
         self.calls: dict[str, int] = {}
+        self.on_request: Callable[[Approval], None] | None = None
+        """Called with each new approval (a person who decides at once, in tests)."""
 
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -109,6 +111,8 @@ class FakeToolStore:
             now + ttl_s,
         )
         self._approvals[approval.id] = approval
+        if self.on_request is not None:
+            self.on_request(approval)
         return approval
 
     def approval(self, id: str) -> Approval | None:
