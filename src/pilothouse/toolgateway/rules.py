@@ -22,7 +22,8 @@ result is redacted (:mod:`.redact`). Every decision goes to the audit log.
 The store of pins and approvals and the audit log are synchronous (a database behind
 them): pins are cached here and re-read when the store's version moves (checked at most
 every ``pin_refresh_s``), and the store is only called from a worker thread. The
-:class:`ToolStore` and :class:`AuditLog` protocols below name exactly what the rules use.
+:class:`ToolStore` and :class:`AuditLog` protocols (:mod:`.ports`, re-exported here) name
+exactly what the rules use.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pilothouse.clock import Clock
 from pilothouse.config.tools import SEPARATOR, ApprovalRule, Label, ToolsSpec
@@ -49,93 +50,33 @@ from pilothouse.toolgateway.pinning import (
     same_name_elsewhere,
 )
 from pilothouse.toolgateway.policy import PolicyRequest, ToolPolicy
+from pilothouse.toolgateway.ports import (
+    Approval,
+    AuditEvent,
+    AuditLog,
+    Pin,
+    SecretValues,
+    ToolStore,
+)
 from pilothouse.toolgateway.redact import Redactor
 from pilothouse.toolgateway.session_state import Hold, SessionState, SessionTable, ToolBudgets
+
+__all__ = [
+    "Approval",
+    "AuditEvent",
+    "AuditLog",
+    "Pin",
+    "Rules",
+    "SecretValues",
+    "ToolStore",
+    "build_rules",
+]
 
 log = logging.getLogger("pilothouse.toolgateway")
 
 Digest = Callable[[Mapping[str, Any]], str]
 _TAINTING: frozenset[Label] = frozenset({"untrusted_output", "sensitive"})
 _DETAIL_MAX = 2000
-
-
-class Pin(Protocol):
-    """An approved tool definition (``governance.tool_store``)."""
-
-    @property
-    def server(self) -> str: ...
-    @property
-    def tool(self) -> str: ...
-    @property
-    def digest(self) -> str: ...
-    @property
-    def approved_at(self) -> float: ...
-    @property
-    def approved_by(self) -> str: ...
-
-
-class Approval(Protocol):
-    """A person's decision on one exact call (``governance.tool_store``)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def session(self) -> str: ...
-    @property
-    def principal(self) -> str: ...
-    @property
-    def tool(self) -> str: ...
-    @property
-    def args_hash(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def expires_at(self) -> float: ...
-
-
-class ToolStore(Protocol):
-    """Pins and approvals (``governance.tool_store.ToolStore``); synchronous."""
-
-    def observe(self, server: str, definitions: Sequence[Mapping[str, Any]]) -> None: ...
-    def pins(self) -> Mapping[tuple[str, str], Pin]: ...
-    def version(self) -> int: ...
-    def request_approval(
-        self,
-        session: str,
-        principal: str,
-        tool: str,
-        args_hash: str,
-        reason: str,
-        ttl_s: float,
-        now: float,
-    ) -> Approval: ...
-    def approval(self, id: str) -> Approval | None: ...
-    def consume(
-        self, approval_id: str, session: str, tool: str, args_hash: str, now: float
-    ) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    """One audited decision (the shape of ``governance.tool_store.AuditEvent``)."""
-
-    kind: str
-    """``list``, ``call``, ``result``, ``approval``, ``quarantine``, ``taint``, ``redaction``."""
-    session: str
-    principal: str
-    tool: str
-    decision: str
-    rule: str
-    detail: str = ""
-
-
-class AuditLog(Protocol):
-    def record(self, event: AuditEvent) -> None:
-        """Synchronous and cheap (buffered): called on the request path."""
-
-
-class SecretValues(Protocol):
-    def values(self) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
