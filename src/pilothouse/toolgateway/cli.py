@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +24,12 @@ import uvicorn
 from pilothouse.config.fleet import FleetSpec, load_fleet
 from pilothouse.config.tools import ToolsSpec
 from pilothouse.errors import ConfigError, PilothouseError
+from pilothouse.governance.audit import AuditLog
 from pilothouse.governance.service import Governance, start_governance
+from pilothouse.governance.store import SqlStore
+from pilothouse.governance.tool_store import ToolStore, args_hash, definition_digest
 from pilothouse.toolgateway.guard import ToolGuard
+from pilothouse.toolgateway.rules import build_rules
 from pilothouse.toolgateway.secrets import Secrets
 
 READY_PREFIX = "pilothouse is ready: "
@@ -80,21 +83,26 @@ def require_tools(fleet: FleetSpec) -> ToolsSpec:
     return fleet.tools
 
 
-def build_guard(spec: ToolsSpec, governance: Governance, secrets: Secrets) -> ToolGuard:
-    """The rules every call passes (:func:`pilothouse.toolgateway.rules.build_rules`).
-
-    Imported by name so this module does not depend on the rules' internals; a build
-    without them refuses to start rather than serve tools unguarded.
-    """
-    try:
-        rules = importlib.import_module("pilothouse.toolgateway.rules")
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            "this build has no tool rules (pilothouse.toolgateway.rules); refusing to serve "
-            "tools without policy"
-        ) from exc
-    guard: ToolGuard = rules.build_rules(spec, governance, secrets)
-    return guard
+def build_guard(
+    spec: ToolsSpec, governance: Governance, secrets: Secrets
+) -> tuple[ToolGuard, AuditLog]:
+    """The rules every call passes, over the governance store's tool tables (pins,
+    approvals) and an audit log writing to its hash chain; start and close the log."""
+    store = governance.store
+    if not isinstance(store, SqlStore):
+        raise ConfigError("the tool gateway needs a SQL governance store", "gateway.governance")
+    tools = ToolStore(store)
+    audit = AuditLog(tools)
+    rules = build_rules(
+        spec,
+        governance,
+        secrets,
+        store=tools,
+        audit=audit,
+        digest=definition_digest,
+        args_hash=args_hash,
+    )
+    return rules, audit
 
 
 async def serve(fleet: FleetSpec, tools: ToolsSpec, host: str, port: int) -> None:
@@ -105,13 +113,17 @@ async def serve(fleet: FleetSpec, tools: ToolsSpec, host: str, port: int) -> Non
     secrets = Secrets.resolve(tools.secrets)
     governance = await start_governance(fleet.gateway.governance, f"toolgateway-{port}")
     try:
-        guard = build_guard(tools, governance, secrets)
-        upstreams = Upstreams(tools, secrets)
-        app = create_toolgateway_app(
-            tools, guard, upstreams, governance.governor.authenticate, host=host
-        )
-        async with upstreams:
-            await _run_http(app, host, port)
+        guard, audit = build_guard(tools, governance, secrets)
+        await audit.start()
+        try:
+            upstreams = Upstreams(tools, secrets)
+            app = create_toolgateway_app(
+                tools, guard, upstreams, governance.governor.authenticate, host=host
+            )
+            async with upstreams:
+                await _run_http(app, host, port)
+        finally:
+            await audit.aclose()
     finally:
         await governance.aclose()
 

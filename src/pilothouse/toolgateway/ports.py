@@ -9,8 +9,9 @@ the audit log's ``record`` is buffered, cheap enough for the request path.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+from pilothouse.governance.tool_store import AuditEvent as AuditEvent
 
 
 class Pin(Protocol):
@@ -67,20 +68,6 @@ class ToolStore(Protocol):
     def consume(
         self, approval_id: str, session: str, tool: str, args_hash: str, now: float
     ) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    """One audited decision (the shape of ``governance.tool_store.AuditEvent``)."""
-
-    kind: str
-    """``list``, ``call``, ``result``, ``approval``, ``quarantine``, ``taint``, ``redaction``."""
-    session: str
-    principal: str
-    tool: str
-    decision: str
-    rule: str
-    detail: str = ""
 
 
 class AuditLog(Protocol):

