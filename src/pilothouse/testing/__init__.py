@@ -11,6 +11,10 @@
   :class:`pilothouse.governance.ledger.Ledger`.
 - :mod:`pilothouse.testing.jwt_issuer`: :class:`JwtIssuer`, a key pair, its JWKS file and
   tokens with chosen claims (also ``python -m pilothouse.testing.jwt_issuer``).
+- :mod:`pilothouse.testing.fake_tool_store`: :class:`FakeToolStore` and
+  :class:`FakeAuditLog`, in-memory pins, approvals and audit for the tool gateway's rules;
+  :mod:`pilothouse.testing.permit_all_guard`: :class:`PermitAllGuard`, a
+  :class:`~pilothouse.toolgateway.guard.ToolGuard` that allows everything and records it.
 - :mod:`pilothouse.testing.postgres` and :mod:`pilothouse.testing.redis_server`: throwaway
   PostgreSQL and Redis servers on loopback (Debian's binaries), for store tests.
 """
