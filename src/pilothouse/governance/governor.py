@@ -22,6 +22,7 @@ overload the noisy tenant waits (and is shed) first, whatever headers it sends.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -382,7 +383,17 @@ def period_of(period: BudgetPeriod, now: float) -> str:
     """The budget period ``now`` falls in (UTC): ``total``, ``2026-12`` or ``2026-12-07``."""
     if period == "total":
         return "total"
-    day = datetime.fromtimestamp(now, UTC)
+    return _period_label(period, int(now // _DAY_S))
+
+
+_DAY_S = 86_400
+
+
+@functools.lru_cache(maxsize=16)
+def _period_label(period: BudgetPeriod, epoch_day: int) -> str:
+    """Formatted once per UTC day (POSIX days are exactly 86,400 s), not per request:
+    formatting a datetime cost more than the budget check it labels."""
+    day = datetime.fromtimestamp(epoch_day * _DAY_S, UTC)
     return f"{day:%Y-%m}" if period == "month" else f"{day:%Y-%m-%d}"
 
 
