@@ -38,7 +38,7 @@ from pilothouse.governance.jwt import Claims
 from pilothouse.governance.keys import KeyScope, authorize, digest
 from pilothouse.governance.limits import Limit, Reservation
 from pilothouse.governance.metrics import GovernanceMetrics
-from pilothouse.governance.ports import BudgetBackend, LimitBackend
+from pilothouse.governance.ports import BudgetBackend, LimitBackend, LocalBudgets, LocalLimits
 from pilothouse.governance.records import (
     BudgetPeriod,
     KeyRecord,
@@ -299,8 +299,9 @@ class Governor:
 
     def charge(self, grant: Grant, used: Used) -> Coroutine[None, None, None] | None:
         """Charge what the request used, once: its ledger entry is written now
-        (synchronously: a front door calls this before the answer's last bytes go out);
-        the returned coroutine settles limits and budgets (the caller runs it soon)."""
+        (synchronously: a front door calls this before the answer's last bytes go out).
+        In-process counters are settled here too; with a shared store (Redis) the returned
+        coroutine settles them (the caller runs it soon)."""
         if grant.done:
             return None
         grant.done = True
@@ -338,7 +339,29 @@ class Governor:
         self.metrics.used(identity.team_name, ask.model, entry)
         if grant.reservation is None and grant.tokens is None and grant.money is None:
             return None
-        return self._settle(grant, used.prompt_tokens + used.completion_tokens, cost)
+        tokens = used.prompt_tokens + used.completion_tokens
+        if self._settle_in_process(grant, tokens, cost):
+            return None
+        return self._settle(grant, tokens, cost)
+
+    def _settle_in_process(self, grant: Grant, tokens: int, cost: float) -> bool:
+        """Settle now when every counter lives in this process: the calls are synchronous,
+        so a coroutine and a task per request (what a shared store needs) are pure cost.
+        False when a backend is remote (Redis): the caller runs :meth:`_settle`."""
+        limits, budgets, money = self.limits, self.tokens, self.money
+        if not (
+            isinstance(limits, LocalLimits)
+            and isinstance(budgets, LocalBudgets)
+            and isinstance(money, LocalBudgets)
+        ):
+            return False
+        if grant.reservation is not None:
+            limits.core.settle(grant.reservation, tokens, self.wall())
+        if grant.tokens is not None:
+            budgets.core.settle(grant.tokens, float(tokens))
+        if grant.money is not None:
+            money.core.settle(grant.money, cost)
+        return True
 
     async def _settle(self, grant: Grant, tokens: int, cost: float) -> None:
         if grant.reservation is not None:
