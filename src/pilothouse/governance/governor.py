@@ -53,6 +53,8 @@ log = logging.getLogger("pilothouse.governance")
 Wall = Callable[[], float]
 KEY_PREFIX = "ph-"
 _TEMPLATE_TOKENS = 16
+_NO_LIMIT = Limit()
+"""Compared with every quota's limit on every request: built once."""
 """Tokens a chat template may add around the prompt (role markers, BOS): part of the bound."""
 
 
@@ -271,7 +273,7 @@ class Governor:
         return _cost(price, prompt, ask.max_tokens, price.max_request_s)
 
     def _limit_subjects(self, identity: Identity, model: str) -> list[tuple[str, Limit]]:
-        subjects = [(s, q.limit) for s, q in self._quotas(identity) if q.limit != Limit()]
+        subjects = [(s, q.limit) for s, q in self._quotas(identity) if q.limit != _NO_LIMIT]
         model_limit = self._model_limits.get(model)
         if model_limit is not None:
             subjects.append((f"model:{model}", model_limit))
