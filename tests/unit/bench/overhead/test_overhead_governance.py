@@ -82,7 +82,8 @@ def test_each_mode_gets_its_verdict_and_redis_is_reported_not_judged() -> None:
     ]  # a governed-redis 10x the gateway fails nothing
     lines = redis_lines(levels)
     assert len(lines) == 2
-    assert "10.000x" in lines[0] and "redis-server 0.050 ms" in lines[0]
+    assert "10.000x" in lines[0]
+    assert "redis-server 0.050 ms" in lines[0]
     assert "reported, not judged" in lines[1]
 
 
@@ -155,9 +156,11 @@ def test_governed_fleet_is_a_valid_spec_with_a_price_and_the_ledger_on(
     assert governance is not None
     assert governance.state_dir == tmp_path
     assert governance.redis == redis_url
-    assert governance.mode == "enforce" and governance.require_key
+    assert governance.mode == "enforce"
+    assert governance.require_key
     (price,) = governance.prices.values()
-    assert price.prompt_per_million > 0 and price.completion_per_million > 0
+    assert price.prompt_per_million > 0
+    assert price.completion_per_million > 0
 
 
 def _yaml_doc(upstream: str, block: dict[str, object]) -> dict[str, object]:
@@ -196,7 +199,8 @@ async def test_load_spec_headers_reach_every_request(echo_url: str) -> None:
     keyed = await run_load(spec, {})
     assert (keyed.completed, keyed.errors) == (10, 0)
     bare = await run_load(LoadSpec(echo_url, b"{}", False, 1, 0, requests=3), {})
-    assert bare.errors >= 3 and "401" in (bare.first_error or "")
+    assert bare.errors >= 3
+    assert "401" in (bare.first_error or "")
 
 
 def test_redis_without_governance_is_a_usage_error_and_help_documents_both() -> None:
@@ -205,7 +209,8 @@ def test_redis_without_governance_is_a_usage_error_and_help_documents_both() -> 
     assert refused.exit_code == 2
     assert "--governance" in refused.output
     help_text = runner.invoke(bench, ["overhead", "--help"]).output
-    assert "--governance" in help_text and "--redis" in help_text
+    assert "--governance" in help_text
+    assert "--redis" in help_text
     assert "1.25x" in help_text
 
 
@@ -213,7 +218,8 @@ def test_redis_without_governance_is_a_usage_error_and_help_documents_both() -> 
 def test_governance_ledger_overhead_command_runs_end_to_end_at_tiny_scale(
     tmp_path: Path, redis: bool
 ) -> None:
-    if redis and shutil.which("redis-server") is None and not Path("/usr/bin/redis-server").exists():
+    installed = shutil.which("redis-server") or Path("/usr/bin/redis-server").exists()
+    if redis and not installed:
         pytest.skip("redis-server is not installed")
     out = tmp_path / "overhead.json"
     args = ["overhead", "--governance", "-c", "2", "--mode", "plain", "--warmup", "0.2"]
@@ -224,7 +230,8 @@ def test_governance_ledger_overhead_command_runs_end_to_end_at_tiny_scale(
     assert "governance overhead" in result.output
     doc = json.loads(out.read_text())
     print({k: v for k, v in doc["levels"][0].items() if "ratio" in k or "cpu_ms" in k})
-    assert doc["config"]["governance"] is True and doc["config"]["redis"] is redis
+    assert doc["config"]["governance"] is True
+    assert doc["config"]["redis"] is redis
     (level,) = doc["levels"]
     governed = [GOVERNED, GOVERNED_REDIS] if redis else [GOVERNED]
     for target in governed:
