@@ -40,6 +40,8 @@ class LoadSpec:
     requests: int | None = None
     timeout_s: float = 30.0
     max_window_s: float = 300.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Sent with every request besides ``Content-Type`` (an ``Authorization``, say)."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -150,10 +152,12 @@ class _Window:
         )
 
 
-async def _one_request(session: aiohttp.ClientSession, spec: LoadSpec) -> str | None:
+async def _one_request(
+    session: aiohttp.ClientSession, spec: LoadSpec, headers: Mapping[str, str]
+) -> str | None:
     """Send one request and read the whole answer; an error description, or None when fine."""
     async with session.post(
-        spec.url, data=spec.body, headers=_HEADERS, skip_auto_headers=_SKIP_AUTO
+        spec.url, data=spec.body, headers=headers, skip_auto_headers=_SKIP_AUTO
     ) as resp:
         if not spec.stream:
             body = await resp.read()
@@ -169,10 +173,11 @@ async def _one_request(session: aiohttp.ClientSession, spec: LoadSpec) -> str | 
 
 
 async def _worker(session: aiohttp.ClientSession, window: _Window) -> None:
+    headers = {**_HEADERS, **window.spec.headers}
     while not window.stopping:
         started = time.perf_counter()
         try:
-            error = await _one_request(session, window.spec)
+            error = await _one_request(session, window.spec, headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         window.record(time.perf_counter() - started, error)

@@ -22,6 +22,7 @@ overload the noisy tenant waits (and is shed) first, whatever headers it sends.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -37,7 +38,7 @@ from pilothouse.governance.jwt import Claims
 from pilothouse.governance.keys import KeyScope, authorize, digest
 from pilothouse.governance.limits import Limit, Reservation
 from pilothouse.governance.metrics import GovernanceMetrics
-from pilothouse.governance.ports import BudgetBackend, LimitBackend
+from pilothouse.governance.ports import BudgetBackend, LimitBackend, LocalBudgets, LocalLimits
 from pilothouse.governance.records import (
     BudgetPeriod,
     KeyRecord,
@@ -52,6 +53,8 @@ log = logging.getLogger("pilothouse.governance")
 Wall = Callable[[], float]
 KEY_PREFIX = "ph-"
 _TEMPLATE_TOKENS = 16
+_NO_LIMIT = Limit()
+"""Compared with every quota's limit on every request: built once."""
 """Tokens a chat template may add around the prompt (role markers, BOS): part of the bound."""
 
 
@@ -270,7 +273,7 @@ class Governor:
         return _cost(price, prompt, ask.max_tokens, price.max_request_s)
 
     def _limit_subjects(self, identity: Identity, model: str) -> list[tuple[str, Limit]]:
-        subjects = [(s, q.limit) for s, q in self._quotas(identity) if q.limit != Limit()]
+        subjects = [(s, q.limit) for s, q in self._quotas(identity) if q.limit != _NO_LIMIT]
         model_limit = self._model_limits.get(model)
         if model_limit is not None:
             subjects.append((f"model:{model}", model_limit))
@@ -298,8 +301,9 @@ class Governor:
 
     def charge(self, grant: Grant, used: Used) -> Coroutine[None, None, None] | None:
         """Charge what the request used, once: its ledger entry is written now
-        (synchronously: a front door calls this before the answer's last bytes go out);
-        the returned coroutine settles limits and budgets (the caller runs it soon)."""
+        (synchronously: a front door calls this before the answer's last bytes go out).
+        In-process counters are settled here too; with a shared store (Redis) the returned
+        coroutine settles them (the caller runs it soon)."""
         if grant.done:
             return None
         grant.done = True
@@ -337,7 +341,29 @@ class Governor:
         self.metrics.used(identity.team_name, ask.model, entry)
         if grant.reservation is None and grant.tokens is None and grant.money is None:
             return None
-        return self._settle(grant, used.prompt_tokens + used.completion_tokens, cost)
+        tokens = used.prompt_tokens + used.completion_tokens
+        if self._settle_in_process(grant, tokens, cost):
+            return None
+        return self._settle(grant, tokens, cost)
+
+    def _settle_in_process(self, grant: Grant, tokens: int, cost: float) -> bool:
+        """Settle now when every counter lives in this process: the calls are synchronous,
+        so a coroutine and a task per request (what a shared store needs) are pure cost.
+        False when a backend is remote (Redis): the caller runs :meth:`_settle`."""
+        limits, budgets, money = self.limits, self.tokens, self.money
+        if not (
+            isinstance(limits, LocalLimits)
+            and isinstance(budgets, LocalBudgets)
+            and isinstance(money, LocalBudgets)
+        ):
+            return False
+        if grant.reservation is not None:
+            limits.core.settle(grant.reservation, tokens, self.wall())
+        if grant.tokens is not None:
+            budgets.core.settle(grant.tokens, float(tokens))
+        if grant.money is not None:
+            money.core.settle(grant.money, cost)
+        return True
 
     async def _settle(self, grant: Grant, tokens: int, cost: float) -> None:
         if grant.reservation is not None:
@@ -382,7 +408,17 @@ def period_of(period: BudgetPeriod, now: float) -> str:
     """The budget period ``now`` falls in (UTC): ``total``, ``2026-12`` or ``2026-12-07``."""
     if period == "total":
         return "total"
-    day = datetime.fromtimestamp(now, UTC)
+    return _period_label(period, int(now // _DAY_S))
+
+
+_DAY_S = 86_400
+
+
+@functools.lru_cache(maxsize=16)
+def _period_label(period: BudgetPeriod, epoch_day: int) -> str:
+    """Formatted once per UTC day (POSIX days are exactly 86,400 s), not per request:
+    formatting a datetime cost more than the budget check it labels."""
+    day = datetime.fromtimestamp(epoch_day * _DAY_S, UTC)
     return f"{day:%Y-%m}" if period == "month" else f"{day:%Y-%m-%d}"
 
 

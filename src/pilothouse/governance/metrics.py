@@ -8,6 +8,7 @@ keys can grow the series count, and no secret reaches ``/metrics``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -50,17 +51,43 @@ class GovernanceMetrics:
             registry=self.registry,
         )
 
+        self._children: dict[tuple[str, str], _TenantSeries] = {}
+        """The series of each (team, model) seen: ``labels()`` takes a lock and hashes its
+        values on every call; the children are looked up once. Bounded as the series are."""
+
+    def _series(self, team: str, model: str) -> _TenantSeries:
+        series = self._children.get((team, model))
+        if series is None:
+            series = _TenantSeries(
+                self.admissions.labels(team, model, "admitted"),
+                self.tokens.labels(team, model, "prompt"),
+                self.tokens.labels(team, model, "completion"),
+            )
+            self._children[(team, model)] = series
+        return series
+
     def admitted(self, team: str, model: str) -> None:
-        self.admissions.labels(team, model, "admitted").inc()
+        self._series(team, model).admitted.inc()
 
     def refused(self, team: str, model: str, reason: RefusalReason) -> None:
         self.admissions.labels(team, model, reason).inc()
 
     def used(self, team: str, model: str, entry: LedgerEntry) -> None:
-        self.tokens.labels(team, model, "prompt").inc(entry.prompt_tokens)
-        self.tokens.labels(team, model, "completion").inc(entry.completion_tokens)
+        series = self._series(team, model)
+        series.prompt.inc(entry.prompt_tokens)
+        series.completion.inc(entry.completion_tokens)
         if entry.cost:
-            self.cost.labels(team, model).inc(entry.cost)
+            if series.cost is None:  # a cost series only for teams and models that cost
+                series.cost = self.cost.labels(team, model)
+            series.cost.inc(entry.cost)
+
+
+@dataclass(slots=True)
+class _TenantSeries:
+    admitted: Counter
+    prompt: Counter
+    completion: Counter
+    cost: Counter | None = None
 
 
 class LedgerCollector(Collector):

@@ -126,6 +126,21 @@ def replace_revoked(key: KeyRecord, at: float) -> KeyRecord:
     return dataclasses.replace(key, revoked_at=at)
 
 
+LEDGER_COLUMNS = (
+    "request_id", "at", "key_id", "team_id", "org_id", "model", "prompt_tokens",
+    "completion_tokens", "cost", "engine_s", "status",
+)  # fmt: skip
+"""The ledger's columns in the order of :func:`ledger_params`."""
+
+
+def ledger_params(entry: LedgerEntry) -> tuple[object, ...]:
+    """One ledger row as positional parameters (the order of :data:`LEDGER_COLUMNS`)."""
+    return (
+        entry.request_id, entry.at, entry.key_id, entry.team_id, entry.org_id, entry.model,
+        entry.prompt_tokens, entry.completion_tokens, entry.cost, entry.engine_s, entry.status,
+    )  # fmt: skip
+
+
 def ledger_values(entry: LedgerEntry) -> dict[str, Any]:
     return {
         "request_id": entry.request_id,

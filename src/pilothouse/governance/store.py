@@ -44,6 +44,11 @@ from pilothouse.governance.records import (
 from pilothouse.governance.tables import keys, ledger, orgs, teams
 
 DB_FILE = "governance.db"
+_SQLITE_LEDGER_INSERT = (
+    f"INSERT INTO ledger ({', '.join(schema.LEDGER_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in schema.LEDGER_COLUMNS)}) "
+    "ON CONFLICT (request_id) DO NOTHING"
+)
 _MAX_NAME = 200
 
 
@@ -266,6 +271,15 @@ class SqlStore:
         unique = {entry.request_id: entry for entry in entries}
         if not unique:
             return 0
+        if self.dialect == "sqlite":
+            # The driver's executemany, not SQLAlchemy's compiled INSERT … RETURNING: the
+            # ledger is the one write whose cost grows with traffic, and this halves its
+            # CPU per row (14 → 7 µs; the gateway's own CPU). Same semantics: a known
+            # request id is skipped, and sqlite3 sums the rows each one changed into
+            # rowcount (0 for a skipped one).
+            params = [schema.ledger_params(entry) for entry in unique.values()]
+            with guard(self._shown_url), self._writing() as conn:
+                return conn.exec_driver_sql(_SQLITE_LEDGER_INSERT, params).rowcount
         rows = [schema.ledger_values(entry) for entry in unique.values()]
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         statement = (

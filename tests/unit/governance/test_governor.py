@@ -252,3 +252,36 @@ async def test_observe_mode_counts_but_refuses_nothing() -> None:
     await governor.admit(identity, _ask())
     refused = governor.metrics.admissions.labels("research", "m", "over_budget")._value.get()
     assert refused == 1
+
+
+@pytest.mark.parametrize(
+    ("when", "month", "day"),
+    [
+        ("2026-12-31T23:59:59.999+00:00", "2026-12", "2026-12-31"),
+        ("2027-01-01T00:00:00+00:00", "2027-01", "2027-01-01"),
+        ("2028-02-29T12:00:00+00:00", "2028-02", "2028-02-29"),
+        ("1970-01-01T00:00:00+00:00", "1970-01", "1970-01-01"),
+    ],
+)
+def test_budget_periods_are_utc_days_and_months_at_their_edges(
+    when: str, month: str, day: str
+) -> None:
+    from datetime import datetime
+
+    now = datetime.fromisoformat(when).timestamp()
+    assert (period_of("month", now), period_of("day", now)) == (month, day)
+    assert period_of("total", now) == "total"
+
+
+async def test_in_process_counters_are_settled_by_charge_itself_without_a_task() -> None:
+    quota = Quota(Limit(concurrent=1), budget_tokens=1000, budget_cost=1.0)
+    governor, plaintext, record, _ = _setup(
+        key_quota=quota, prices={"m": {"prompt_per_million": 1000.0}}
+    )
+    identity = governor.authenticate(Credentials(plaintext))
+    grant = await governor.admit(identity, _ask())
+    assert governor.charge(grant, Used(20, 10)) is None  # nothing left for the caller to run
+    subject = f"{record.id}@{period_of('month', NOW)}"
+    assert governor.tokens.core.spent(subject) == 30  # type: ignore[attr-defined]
+    assert governor.money.core.spent(subject) == pytest.approx(0.02)  # type: ignore[attr-defined]
+    await governor.admit(identity, _ask("r2"))  # the one concurrent slot is free again

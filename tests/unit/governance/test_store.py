@@ -293,3 +293,12 @@ def test_store_spent_per_key_team_and_org(store: SqlStore) -> None:
         "team_a": (30.0, 3.0),
         "org_x": (30.0, 3.0),
     }
+
+
+def test_ledger_params_follow_the_ledger_tables_columns() -> None:
+    from pilothouse.governance.schema import LEDGER_COLUMNS, ledger_params, ledger_values
+    from pilothouse.governance.tables import ledger
+
+    assert set(LEDGER_COLUMNS) == {c.name for c in ledger.columns}
+    entry = _entry("r1")
+    assert dict(zip(LEDGER_COLUMNS, ledger_params(entry), strict=True)) == ledger_values(entry)

@@ -98,6 +98,19 @@ _MODES = {"both": (False, True), "plain": (False,), "stream": (True,)}
     help="Also measure this peer router in front of the same mock, in the same run "
     "(vllm-router: pip install 'pilothouse[peers]').",
 )
+@click.option(
+    "--governance",
+    is_flag=True,
+    help="Also measure a governed gateway (API key auth, rate limits, token and money "
+    "budgets, the ledger; SQLite store in a temporary directory) in the same run, and judge "
+    "its CPU per request against the plain gateway's: at most 1.25x at every level.",
+)
+@click.option(
+    "--redis",
+    is_flag=True,
+    help="With --governance, also measure a gateway keeping limits and budgets in a "
+    "redis-server the bench starts (reported, not judged; needs redis-server installed).",
+)
 @click.option("--fail-on-miss", is_flag=True, help="Exit with status 1 when a target is missed.")
 def overhead(
     concurrency: tuple[int, ...],
@@ -110,6 +123,8 @@ def overhead(
     scheduler: str,
     json_path: Path | None,
     peer: str | None,
+    governance: bool,
+    redis: bool,
     fail_on_miss: bool,
 ) -> None:
     """Measure the gateway's overhead against direct calls to a fast mock engine.
@@ -118,9 +133,14 @@ def overhead(
     127.0.0.1), then at each concurrency level, streamed and not, runs a closed-loop load
     directly and through the gateway. Reports requests/s, p50/p99 latency, the latency the
     gateway adds, and the gateway's CPU time per request, with a verdict per target.
+    With --governance, a governed gateway (and with --redis one sharing state through Redis)
+    is measured beside it, interleaved the same way: the cost of auth + limits + ledger.
     """
+    from pilothouse.bench.overhead.governance import redis_lines
     from pilothouse.bench.overhead.run import OverheadConfig
 
+    if redis and not governance:
+        raise click.UsageError("--redis measures a governed gateway: add --governance")
     config = OverheadConfig(
         concurrency=tuple(dict.fromkeys(concurrency)),
         streams=_MODES[mode],
@@ -131,14 +151,21 @@ def overhead(
         retries=retries,
         scheduler=scheduler,
         peer=peer,
+        governance=governance,
+        redis=redis,
     )
     console = Console()
     if not console.is_terminal:
         console = Console(width=_REPORT_WIDTH)  # a file or pipe: keep every row on one line
     report = _run_with_progress(config, console)
     console.print(render_table(report))
+    governed = render_governance_table(report)
+    if governed is not None:
+        console.print(governed)
     for line in verdict_lines(report):
         console.print(line)
+    for line in redis_lines(report.levels):
+        console.print(f"[cyan]INFO[/cyan] {line}")
     if report.other_load_cores > report.config.max_other_load:
         console.print(
             f"[yellow]warning[/yellow]: other processes kept up to "
@@ -206,9 +233,46 @@ def render_table(report: OverheadReport) -> Table:
             f"{lv.added_p50_ms:+.2f}",
             f"{lv.added_p99_ms:+.2f}",
             f"{lv.gateway_cpu_ms:.3f}",
-            str(lv.direct.errors + lv.gateway.errors + (lv.peer.errors if lv.peer else 0)),
+            str(sum(t.errors for t in lv.targets)),
             *_peer_cells(lv),
         )
+    return table
+
+
+def render_governance_table(report: OverheadReport) -> Table | None:
+    """With --governance: the plain gateway beside the governed one(s), one row per level."""
+    if not report.config.governance:
+        return None
+    redis = report.config.redis
+    table = Table(title="governance overhead: the same gateway without and with governance")
+    headers = ["mode", "conc", "rps gateway", "rps governed", "p50/p99 ms governed"]
+    headers += ["gateway CPU ms/req", "governed CPU ms/req", "governed/gateway"]
+    if redis:
+        headers += ["rps governed-redis", "governed-redis CPU ms/req", "redis-server ms/req"]
+        headers += ["governed-redis/gateway"]
+    for header in headers:
+        table.add_column(header, justify="left" if header == "mode" else "right")
+    for lv in report.levels:
+        if lv.governed is None:
+            continue
+        cells = [
+            "stream" if lv.stream else "plain",
+            str(lv.concurrency),
+            f"{lv.gateway.rps:,.0f}",
+            f"{lv.governed.rps:,.0f}",
+            _latency(lv.governed),
+            f"{lv.gateway_cpu_ms:.3f}",
+            f"{lv.governed_cpu_ms:.3f}",
+            f"{lv.governed_ratio:.3f}x",
+        ]
+        if lv.governed_redis is not None:
+            cells += [
+                f"{lv.governed_redis.rps:,.0f}",
+                f"{lv.governed_redis_cpu_ms:.3f}",
+                f"{lv.redis_cpu_ms:.3f}",
+                f"{lv.governed_redis_ratio:.3f}x",
+            ]
+        table.add_row(*cells)
     return table
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from pilothouse.bench.loadgen import LoadResult, summarize
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from pilothouse.bench.overhead.run import OverheadConfig
 
 SCHEMA = "pilothouse.bench.overhead/v1"
-OURS = ("gateway", "peer", "upstream", "client")
+OURS = ("gateway", "peer", "governed", "governed-redis", "redis", "upstream", "client")
 """The meters of the processes a run starts; the rest of the machine's CPU is other load."""
 
 
@@ -42,6 +42,10 @@ class LevelResult:
     gateway: TargetStats
     peer: TargetStats | None = None
     """The peer router (``--peer``) against the same mock, when one was measured."""
+    governed: TargetStats | None = None
+    """The gateway with governance in process (``--governance``), when measured."""
+    governed_redis: TargetStats | None = None
+    """The gateway with governance in Redis (``--governance --redis``), when measured."""
 
     @property
     def added_p50_ms(self) -> float:
@@ -65,6 +69,34 @@ class LevelResult:
         """The peer router's CPU per request it served."""
         return self.peer.cpu_ms_per_request["peer"] if self.peer else float("nan")
 
+    @property
+    def governed_cpu_ms(self) -> float:
+        """The governed gateway's CPU per request it served."""
+        return self.governed.cpu_ms_per_request["governed"] if self.governed else float("nan")
+
+    @property
+    def governed_redis_cpu_ms(self) -> float:
+        """The Redis-governed gateway's CPU per request (the redis-server's not included)."""
+        if self.governed_redis is None:
+            return float("nan")
+        return self.governed_redis.cpu_ms_per_request["governed-redis"]
+
+    @property
+    def redis_cpu_ms(self) -> float:
+        """The redis-server's CPU per request while the Redis-governed gateway was measured."""
+        if self.governed_redis is None:
+            return float("nan")
+        return self.governed_redis.cpu_ms_per_request.get("redis", float("nan"))
+
+    @property
+    def governed_ratio(self) -> float:
+        """Governed CPU per request over the plain gateway's (the issue's ≤ 1.25)."""
+        return _ratio(self.governed_cpu_ms, self.gateway_cpu_ms)
+
+    @property
+    def governed_redis_ratio(self) -> float:
+        return _ratio(self.governed_redis_cpu_ms, self.gateway_cpu_ms)
+
     def to_json(self) -> dict[str, object]:
         doc: dict[str, object] = {
             "stream": self.stream,
@@ -80,7 +112,22 @@ class LevelResult:
             doc["peer_added_p50_ms"] = self.peer.p50_ms - self.direct.p50_ms
             doc["peer_added_p99_ms"] = self.peer_added_p99_ms
             doc["peer_cpu_ms_per_request"] = self.peer_cpu_ms
+        if self.governed is not None:
+            doc["governed"] = asdict(self.governed)
+            doc["governed_cpu_ms_per_request"] = self.governed_cpu_ms
+            doc["governed_ratio"] = self.governed_ratio
+        if self.governed_redis is not None:
+            doc["governed_redis"] = asdict(self.governed_redis)
+            doc["governed_redis_cpu_ms_per_request"] = self.governed_redis_cpu_ms
+            doc["governed_redis_ratio"] = self.governed_redis_ratio
+            doc["redis_server_cpu_ms_per_request"] = self.redis_cpu_ms
         return doc
+
+    @property
+    def targets(self) -> tuple[TargetStats, ...]:
+        """Every target measured at this level."""
+        extra = (self.peer, self.governed, self.governed_redis)
+        return (self.direct, self.gateway, *(t for t in extra if t is not None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +137,14 @@ class OverheadReport:
     levels: list[LevelResult]
     verdicts: list[Verdict]
     repeated_pairs: int = 0
+    ledger_requests: dict[str, int] = field(default_factory=dict)
+    """With ``--governance``: requests each governed gateway's ledger holds at the end
+    (warm-ups and startup checks included: at least every governed request counted)."""
 
     @property
     def other_load_cores(self) -> float:
         """The most cores anything else kept busy during one target's windows at one level."""
-        loads = [
-            t.other_load_cores
-            for lv in self.levels
-            for t in (lv.direct, lv.gateway, lv.peer)
-            if t is not None
-        ]
+        loads = [t.other_load_cores for lv in self.levels for t in lv.targets]
         return max(loads, default=0.0)
 
     @property
@@ -108,7 +153,7 @@ class OverheadReport:
 
     def to_json(self) -> dict[str, object]:
         levels = [lv.to_json() for lv in self.levels]
-        return {
+        doc: dict[str, object] = {
             "schema": SCHEMA,
             "machine": self.machine,
             "config": asdict(self.config),
@@ -119,6 +164,9 @@ class OverheadReport:
             "repeated_pairs": self.repeated_pairs,
             "passed": self.passed,
         }
+        if self.ledger_requests:
+            doc["ledger_requests"] = self.ledger_requests
+        return doc
 
 
 def _pool(results: list[LoadResult]) -> TargetStats:
@@ -147,6 +195,10 @@ def _pool(results: list[LoadResult]) -> TargetStats:
         other_load_cores=_other_load(cpu, window),
         first_error=next((r.first_error for r in results if r.first_error), None),
     )
+
+
+def _ratio(value: float, base: float) -> float:
+    return value / base if base > 0 else float("inf")
 
 
 def _other_load(cpu: dict[str, float], window_s: float) -> float:

@@ -19,7 +19,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -29,6 +30,18 @@ import yaml
 from pilothouse.bench.loadgen import CpuMeter, LoadResult, LoadSpec, run_load
 from pilothouse.bench.mock_upstream import MODEL
 from pilothouse.bench.mock_upstream import READY_PREFIX as MOCK_READY
+from pilothouse.bench.overhead.governance import (
+    GOVERNED,
+    GOVERNED_REDIS,
+    REDIS,
+    bearer,
+    check_governed,
+    create_tenant,
+    governance_block,
+    judge_governance,
+    ledger_requests,
+    redis_server,
+)
 from pilothouse.bench.overhead.peer import judge_peer, peer_router
 from pilothouse.bench.overhead.results import (
     SCHEMA,
@@ -71,25 +84,42 @@ class OverheadConfig:
     startup_timeout_s: float = 60.0
     peer: str | None = None
     """A peer router measured beside the gateway (``vllm-router``), or none."""
+    governance: bool = False
+    """Also measure a gateway with governance in process (``governed``)."""
+    redis: bool = False
+    """With ``governance``, also one with limits and budgets in Redis (``governed-redis``)."""
 
     @property
     def targets(self) -> tuple[str, ...]:
-        return TARGETS + (("peer",) if self.peer else ())
+        governed = (GOVERNED,) + ((GOVERNED_REDIS,) if self.redis else ())
+        return TARGETS + (governed if self.governance else ()) + (("peer",) if self.peer else ())
 
 
-def _fleet_yaml(upstream: str, scheduler: str) -> str:
+@dataclass(slots=True)
+class _Targets:
+    """Where each target listens, the process trees metered, the headers each target needs."""
+
+    urls: dict[str, str] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _fleet_yaml(upstream: str, scheduler: str, governance: dict[str, object] | None = None) -> str:
     address = upstream.removeprefix("http://")
+    gateway: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "scheduler": scheduler,
+        "access_log": False,
+    }
+    if governance is not None:
+        gateway["governance"] = governance
     return yaml.safe_dump(
         {
             "apiVersion": "pilothouse.dev/v1alpha1",
             "kind": "Fleet",
             "models": [{"name": MODEL, "engine": "openai", "endpoints": [address]}],
-            "gateway": {
-                "host": "127.0.0.1",
-                "port": 0,
-                "scheduler": scheduler,
-                "access_log": False,
-            },
+            "gateway": gateway,
         },
         sort_keys=False,
     )
@@ -135,36 +165,43 @@ def _schedule(config: OverheadConfig) -> list[Pair]:
     return pairs
 
 
-def _meters(gateway_pid: int, upstream_pid: int, peer_pid: int | None) -> dict[str, CpuMeter]:
-    gateway = TreeCpuMeter(gateway_pid)
-    meters: dict[str, CpuMeter] = {
-        "gateway": gateway.total,
-        "gateway_system": gateway.system,  # from the reading "gateway" just took
-    }
-    if peer_pid is not None:
-        peer = TreeCpuMeter(peer_pid)
-        meters |= {"peer": peer.total, "peer_system": peer.system}
+_TREES = ("gateway", GOVERNED, GOVERNED_REDIS, "peer")
+"""Targets metered as a process tree, with their kernel part beside (``<name>_system``)."""
+
+
+def _meters(pids: dict[str, int]) -> dict[str, CpuMeter]:
+    meters: dict[str, CpuMeter] = {}
+    for name in _TREES:
+        if name in pids:
+            tree = TreeCpuMeter(pids[name])
+            meters[name] = tree.total
+            meters[f"{name}_system"] = tree.system  # from the reading just before it
+    if REDIS in pids:
+        redis_pid = pids[REDIS]
+        meters[REDIS] = lambda: process_tree_cpu_s(redis_pid)
+    upstream = pids["upstream"]
     return meters | {
-        "upstream": lambda: process_tree_cpu_s(upstream_pid),
+        "upstream": lambda: process_tree_cpu_s(upstream),
         "client": self_cpu_s,
         "machine": machine_cpu_s,
     }
 
 
 async def _run_pair(
-    config: OverheadConfig, urls: dict[str, str], meters: dict[str, CpuMeter], pair: Pair
+    config: OverheadConfig, targets: _Targets, meters: dict[str, CpuMeter], pair: Pair
 ) -> dict[str, LoadResult]:
     (stream, concurrency), order = pair
     results: dict[str, LoadResult] = {}
     for target in order:
         spec = LoadSpec(
-            url=urls[target] + _CHAT,
+            url=targets.urls[target] + _CHAT,
             body=_request_body(stream),
             stream=stream,
             concurrency=concurrency,
             warmup_s=config.warmup_s,
             duration_s=config.duration_s,
             requests=config.requests,
+            headers=targets.headers.get(target, {}),
         )
         results[target] = await run_load(spec, meters)
     return results
@@ -175,13 +212,10 @@ def _disturbed(results: dict[str, LoadResult], limit: float) -> bool:
 
 
 async def _run_levels(
-    config: OverheadConfig,
-    urls: dict[str, str],
-    pids: tuple[int, int, int | None],
-    progress: Progress | None,
+    config: OverheadConfig, targets: _Targets, progress: Progress | None
 ) -> tuple[list[LevelResult], int]:
     """Run every pair, repeating one that another process disturbed; also count the repeats."""
-    meters = _meters(*pids)
+    meters = _meters(targets.pids)
     collected: dict[tuple[Level, str], list[LoadResult]] = {}
     plan, repeats = _schedule(config), 0
     for done, pair in enumerate(plan):
@@ -192,7 +226,7 @@ async def _run_levels(
                 mode = "stream" if stream else "plain"
                 what = " vs ".join(config.targets)
                 progress(f"{what}, {mode} c={concurrency}{again}", done, len(plan))
-            results = await _run_pair(config, urls, meters, pair)
+            results = await _run_pair(config, targets, meters, pair)
             if attempt == config.retries or not _disturbed(results, config.max_other_load):
                 break
             repeats += 1
@@ -201,13 +235,20 @@ async def _run_levels(
             collected.setdefault((pair[0], target), []).append(result)
     if progress is not None:
         progress("done", len(plan), len(plan))
+
+    def pooled(level: Level, target: str) -> TargetStats | None:
+        runs = collected.get((level, target))
+        return _pool(runs) if runs else None
+
     levels = [
         LevelResult(
             stream=s,
             concurrency=c,
             direct=_pool(collected[((s, c), "direct")]),
             gateway=_pool(collected[((s, c), "gateway")]),
-            peer=_pool(collected[((s, c), "peer")]) if config.peer else None,
+            peer=pooled((s, c), "peer"),
+            governed=pooled((s, c), GOVERNED),
+            governed_redis=pooled((s, c), GOVERNED_REDIS),
         )
         for s in config.streams
         for c in config.concurrency
@@ -225,54 +266,82 @@ def machine_info() -> dict[str, object]:
     }
 
 
-async def _measure(
-    config: OverheadConfig,
-    urls: dict[str, str],
-    pids: tuple[int, int],
-    log_dir: Path,
-    progress: Progress | None,
-) -> tuple[list[LevelResult], int]:
-    """Run the levels, with the peer router started beside the gateway when one is asked."""
-    if config.peer is None:
-        return await _run_levels(config, urls, (*pids, None), progress)
-    async with peer_router(urls["direct"], log_dir, config.startup_timeout_s) as (url, pid):
-        return await _run_levels(config, urls | {"peer": url}, (*pids, pid), progress)
+class _Services:
+    """The processes one run starts, in one exit stack: every one is stopped, in reverse."""
+
+    def __init__(self, config: OverheadConfig, log_dir: Path, stack: AsyncExitStack) -> None:
+        self.config = config
+        self.log_dir = log_dir
+        self.stack = stack
+        self.targets = _Targets()
+        self.state_dirs: dict[str, Path] = {}
+
+    async def child(self, name: str, argv: list[str], ready: str) -> tuple[str, int]:
+        process = ChildProcess(name, argv, self.log_dir, ready)
+        self.stack.push_async_callback(process.stop)
+        url = await process.start(self.config.startup_timeout_s)
+        return url, process.pid
+
+    async def gateway(
+        self, name: str, upstream: str, governance: dict[str, object] | None = None
+    ) -> None:
+        fleet = self.log_dir / f"{name}.yaml"
+        fleet.write_text(_fleet_yaml(upstream, self.config.scheduler, governance))
+        argv = [sys.executable, "-m", "pilothouse", "gateway", "-f", str(fleet)]
+        url, pid = await self.child(name, argv, GATEWAY_READY)
+        url = url.removesuffix("/v1")
+        await _wait_ready(url, self.config.startup_timeout_s)
+        self.targets.urls[name], self.targets.pids[name] = url, pid
+
+    async def governed(self, name: str, upstream: str, redis_url: str | None = None) -> None:
+        """A gateway with governance in a state directory of its own, and its key."""
+        state_dir = self.log_dir / f"{name}-state"
+        key = await asyncio.to_thread(create_tenant, state_dir)
+        await self.gateway(name, upstream, governance_block(state_dir, redis_url))
+        await check_governed(self.targets.urls[name], _request_body(False))
+        self.targets.headers[name] = bearer(key)
+        self.state_dirs[name] = state_dir
+
+    async def start_all(self) -> _Targets:
+        """The mock, the gateway, and what the config adds (governed gateways, the peer)."""
+        config, targets = self.config, self.targets
+        mock_argv = [sys.executable, "-m", "pilothouse.bench.mock_upstream", "--port", "0"]
+        upstream, targets.pids["upstream"] = await self.child(
+            "mock-upstream", mock_argv, MOCK_READY
+        )
+        targets.urls["direct"] = upstream
+        await self.gateway("gateway", upstream)
+        if config.governance:
+            await self.governed(GOVERNED, upstream)
+        if config.governance and config.redis:
+            redis = redis_server(self.log_dir, config.startup_timeout_s)
+            redis_url, targets.pids[REDIS] = await self.stack.enter_async_context(redis)
+            await self.governed(GOVERNED_REDIS, upstream, redis_url)
+        if config.peer is not None:
+            peer = peer_router(upstream, self.log_dir, config.startup_timeout_s)
+            targets.urls["peer"], targets.pids["peer"] = await self.stack.enter_async_context(peer)
+        return targets
 
 
 async def run_overhead(config: OverheadConfig, progress: Progress | None = None) -> OverheadReport:
-    """Start the mock, the gateway (and the peer), run every level; always reaps the children."""
+    """Start the mock, the gateway(s) (and the peer), run every level; always reaps them."""
     with tempfile.TemporaryDirectory(prefix="pilothouse-bench-") as tmp:
-        log_dir = Path(tmp)
-        mock = ChildProcess(
-            "mock-upstream",
-            [sys.executable, "-m", "pilothouse.bench.mock_upstream", "--port", "0"],
-            log_dir,
-            MOCK_READY,
-        )
-        fleet = log_dir / "fleet.yaml"
-        gateway = ChildProcess(
-            "gateway",
-            [sys.executable, "-m", "pilothouse", "gateway", "-f", str(fleet)],
-            log_dir,
-            GATEWAY_READY,
-        )
-        try:
-            upstream = await mock.start(config.startup_timeout_s)
-            fleet.write_text(_fleet_yaml(upstream, config.scheduler))
-            gateway_url = (await gateway.start(config.startup_timeout_s)).removesuffix("/v1")
-            await _wait_ready(gateway_url, config.startup_timeout_s)
-            urls = {"direct": upstream, "gateway": gateway_url}
-            pids = (gateway.pid, mock.pid)
-            levels, repeats = await _measure(config, urls, pids, log_dir, progress)
-        finally:
-            await gateway.stop()
-            await mock.stop()
+        async with AsyncExitStack() as stack:
+            services = _Services(config, Path(tmp), stack)
+            targets = await services.start_all()
+            levels, repeats = await _run_levels(config, targets, progress)
+        # The gateways stopped, their ledgers flushed: what each one's store holds.
+        ledger = {
+            name: await asyncio.to_thread(ledger_requests, state_dir)
+            for name, state_dir in services.state_dirs.items()
+        }
     return OverheadReport(
         config=config,
         machine=machine_info(),
         levels=levels,
-        verdicts=judge(levels) + judge_peer(levels),
+        verdicts=judge(levels) + judge_peer(levels) + judge_governance(levels),
         repeated_pairs=repeats,
+        ledger_requests=ledger,
     )
 
 
