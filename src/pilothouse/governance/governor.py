@@ -52,6 +52,9 @@ log = logging.getLogger("pilothouse.governance")
 
 Wall = Callable[[], float]
 KEY_PREFIX = "ph-"
+_MAX_CACHED = 100_000
+"""Identities and plans kept per directory version at most (beyond, worked out each time)."""
+_BudgetPlan = tuple[list[tuple[str, float]], list[tuple[str, float]]]
 _TEMPLATE_TOKENS = 16
 _NO_LIMIT = Limit()
 """Compared with every quota's limit on every request: built once."""
@@ -167,6 +170,13 @@ class Governor:
             name: Limit(m.requests_per_min, m.tokens_per_min, m.concurrent)
             for name, m in spec.model_limits.items()
         }
+        # What a key's requests need again and again, worked out once per directory version
+        # (a revocation or a quota change empties them): its identity by digest, its limit
+        # subjects per model, its budget subjects per UTC day.
+        self._version = directory.version
+        self._identities: dict[str, Identity] = {}
+        self._limit_plans: dict[tuple[str, str, str], list[tuple[str, Limit]]] = {}
+        self._budget_plans: dict[tuple[str, str, int], _BudgetPlan] = {}
 
     # -- who ------------------------------------------------------------------------------
 
@@ -191,15 +201,35 @@ class Governor:
                 )
             return ANONYMOUS
         if bearer.startswith(KEY_PREFIX):
-            record = self.directory.key(digest(bearer))
-            if record is None:
-                raise Unauthorized("invalid or revoked API key", code="invalid_api_key")
-            team = self.directory.team(record.team_id)
-            org = self.directory.org(team.org_id) if team is not None else None
-            return Identity(record.id, record, team, org, record.scope)
+            return self._key_identity(digest(bearer))
         if self.jwt is not None and self.jwt.looks_like(bearer):
             return self._team_identity(self.jwt.verify(bearer, self.wall()))
         raise Unauthorized("invalid API key", code="invalid_api_key")
+
+    def _key_identity(self, key_digest: str) -> Identity:
+        self._follow_directory()
+        identity = self._identities.get(key_digest)
+        if identity is not None:
+            return identity
+        record = self.directory.key(key_digest)
+        if record is None:
+            raise Unauthorized("invalid or revoked API key", code="invalid_api_key")
+        team = self.directory.team(record.team_id)
+        org = self.directory.org(team.org_id) if team is not None else None
+        identity = Identity(record.id, record, team, org, record.scope)
+        if len(self._identities) < _MAX_CACHED:
+            self._identities[key_digest] = identity
+        return identity
+
+    def _follow_directory(self) -> None:
+        """Forget what was worked out from an older directory (a key revoked, a quota
+        changed): the next request reads the new one."""
+        version = self.directory.version
+        if version != self._version:
+            self._version = version
+            self._identities.clear()
+            self._limit_plans.clear()
+            self._budget_plans.clear()
 
     def _team_identity(self, claims: Claims) -> Identity:
         team = self.directory.team_named(claims.team) if claims.team else None
@@ -227,15 +257,12 @@ class Governor:
             priority = ask.priority
         reserved = self._reserve_tokens(ask)
         grant = Grant(identity, ask, priority, reserved, None, None, None, now)
-        limits = self._limit_subjects(identity, ask.model)
+        self._follow_directory()
+        limits = self._limit_plan(identity, ask.model)
         try:
             if limits:
                 grant.reservation = await self.limits.reserve(limits, reserved, now)
-            budgets = self._budget_subjects(identity, now)
-            token_budgets = [
-                (s, q.budget_tokens) for s, q in budgets if q.budget_tokens is not None
-            ]
-            money_budgets = [(s, q.budget_cost) for s, q in budgets if q.budget_cost is not None]
+            token_budgets, money_budgets = self._budget_plan(identity, now)
             if token_budgets:
                 grant.tokens = await self.tokens.reserve(token_budgets, float(reserved))
             if money_budgets:
@@ -271,6 +298,29 @@ class Governor:
             return 0.0
         prompt = reserved - ask.max_tokens
         return _cost(price, prompt, ask.max_tokens, price.max_request_s)
+
+    def _limit_plan(self, identity: Identity, model: str) -> list[tuple[str, Limit]]:
+        key = (identity.subject, identity.team.id if identity.team is not None else "", model)
+        plan = self._limit_plans.get(key)
+        if plan is None:
+            plan = self._limit_subjects(identity, model)
+            if len(self._limit_plans) < _MAX_CACHED:
+                self._limit_plans[key] = plan
+        return plan
+
+    def _budget_plan(self, identity: Identity, now: float) -> _BudgetPlan:
+        team = identity.team.id if identity.team is not None else ""
+        key = (identity.subject, team, int(now // _DAY_S))
+        plan = self._budget_plans.get(key)
+        if plan is None:
+            budgets = self._budget_subjects(identity, now)
+            plan = (
+                [(s, q.budget_tokens) for s, q in budgets if q.budget_tokens is not None],
+                [(s, q.budget_cost) for s, q in budgets if q.budget_cost is not None],
+            )
+            if len(self._budget_plans) < _MAX_CACHED:
+                self._budget_plans[key] = plan
+        return plan
 
     def _limit_subjects(self, identity: Identity, model: str) -> list[tuple[str, Limit]]:
         subjects = [(s, q.limit) for s, q in self._quotas(identity) if q.limit != _NO_LIMIT]
