@@ -1,5 +1,6 @@
 """``pilothouse bench``: benchmarks. Each kind of benchmark is one subcommand of the group,
-in a package of its own (``decision``, ``epp``, ``lag``, ``live``, ``overhead``, ``sim``);
+in a package of its own (``decision``, ``epp``, ``lag``, ``live``, ``overhead``, ``sim``,
+``toolgateway``);
 shared pieces (workloads, the load generator, the mock upstream, reports) stay here."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ T = TypeVar("T")
         "gateway-lag": "pilothouse.bench.lag.cli:gateway_lag_command",
         "overhead": "pilothouse.bench.overhead.cli:overhead",
         "transport": "pilothouse.bench.overhead.transport:transport_command",
+        "toolgateway": "pilothouse.bench.toolgateway.cli:toolgateway_command",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -16,8 +16,9 @@ Every request to ``/mcp`` passes, in order, before the MCP SDK sees it:
    unknown session is, so a leaked session id gives nothing away.
 
 The SDK's :class:`~mcp.server.streamable_http_manager.StreamableHTTPSessionManager` then
-serves both the initialize-handshake revisions (stateful sessions, 2025-11-25 and earlier)
-and the sessionless 2026-07-28 revision.
+answers each POST with JSON (see ``create_toolgateway_app``) and serves both the
+initialize-handshake revisions (stateful sessions, 2025-11-25 and earlier) and the
+sessionless 2026-07-28 revision.
 """
 
 from __future__ import annotations
@@ -61,7 +62,13 @@ def create_toolgateway_app(
     """The ASGI app serving ``/mcp`` (see the module docstring). Create it before
     starting ``upstreams``: it watches their listings from the first one."""
     server = ToolGatewayServer(guard, upstreams)
-    manager = StreamableHTTPSessionManager(server.mcp, session_idle_timeout=session_idle_timeout_s)
+    # JSON answers, not an SSE stream per POST: the gateway sends nothing in a call's
+    # stream before its result (list_changed goes on the session's GET stream), and the
+    # SDK client closes an SSE answer before its end, which costs the agent a new TCP
+    # connection per call; a JSON answer is read whole and the connection kept alive.
+    manager = StreamableHTTPSessionManager(
+        server.mcp, json_response=True, session_idle_timeout=session_idle_timeout_s
+    )
     front = _Front(
         manager.handle_request,
         server,

@@ -37,6 +37,9 @@ class SessionState:
     taint: set[Label] = field(default_factory=set)
     calls: dict[str, deque[float]] = field(default_factory=dict)
     """Federated tool → start times of its calls in the last hour."""
+    recent: dict[str, deque[float]] = field(default_factory=dict)
+    """Federated tool → start times of its calls in the last minute (a second window, so
+    counting them costs no scan of the hour's calls: amortised O(1) per call)."""
     totals: dict[str, int] = field(default_factory=dict)
     """Federated tool → calls in the whole session."""
     pending: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -50,11 +53,14 @@ class SessionState:
             return History(session=self.totals.get(tool, 0))
         while times and times[0] <= now - _HOUR_S:
             times.popleft()
-        minute = sum(1 for t in times if t > now - _MINUTE_S)
-        return History(minute, len(times), self.totals.get(tool, 0))
+        recent = self.recent[tool]
+        while recent and recent[0] <= now - _MINUTE_S:
+            recent.popleft()
+        return History(len(recent), len(times), self.totals.get(tool, 0))
 
     def called(self, tool: str, now: float) -> None:
         self.calls.setdefault(tool, deque()).append(now)
+        self.recent.setdefault(tool, deque()).append(now)
         self.totals[tool] = self.totals.get(tool, 0) + 1
 
 

@@ -1,0 +1,1 @@
+"""``pilothouse bench toolgateway``: the tool gateway's added latency per tools/call."""
