@@ -143,6 +143,19 @@ async def test_attack_deputy_another_principal_on_the_same_session_id() -> None:
     assert (approval.session, approval.principal) == ("s1", "key_victim")
 
 
+def test_a_session_refused_by_the_front_is_audited() -> None:
+    world = make_world()
+    thief = world.session("s1", "key_thief")
+    world.rules.refused("s1", thief.identity, "session-owner", "a session of another identity")
+    (event,) = world.audit.of("request")
+    assert (event.session, event.principal, event.decision, event.rule) == (
+        "s1",
+        "key_thief",
+        "deny",
+        "session-owner",
+    )
+
+
 async def test_attack_budget_loop_is_denied_after_n_calls() -> None:
     world = await published(labelled(budgets={"calls_per_session": 3}))
     outcomes = [(await world.call(NOTE, {"i": i}))[0] for i in range(5)]
