@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pilothouse.governance.governor import Identity
 from pilothouse.toolgateway.guard import ToolCall, ToolDefinition, ToolResult, ToolSession, Verdict
 
 
@@ -23,6 +24,8 @@ class PermitAllGuard:
     calls: list[ToolCall] = field(default_factory=list)
     changes: int = 0
     """How many times ``tools_changed`` was called."""
+    refusals: list[tuple[str, str, str]] = field(default_factory=list)
+    """(session id, subject, rule) of each request the HTTP front refused."""
 
     async def tools_changed(self, server: str, tools: Sequence[ToolDefinition]) -> None:
         self.listings[server] = list(tools)
@@ -41,3 +44,6 @@ class PermitAllGuard:
         self, call: ToolCall, verdict: Verdict, result: ToolResult, elapsed_s: float
     ) -> ToolResult:
         return result
+
+    def refused(self, session_id: str, identity: Identity, rule: str, reason: str) -> None:
+        self.refusals.append((session_id, identity.subject, rule))

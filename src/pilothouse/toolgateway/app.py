@@ -13,7 +13,8 @@ Every request to ``/mcp`` passes, in order, before the MCP SDK sees it:
    upstream server.
 4. **Session owner** (confused deputy): a session belongs to the identity that opened it;
    a request with another identity's ``Mcp-Session-Id`` is answered 404, exactly as an
-   unknown session is, so a leaked session id gives nothing away.
+   unknown session is, so a leaked session id gives nothing away; the guard audits the
+   attempt (``refused``, rule ``session-owner``).
 
 The SDK's :class:`~mcp.server.streamable_http_manager.StreamableHTTPSessionManager` then
 answers each POST with JSON (see ``create_toolgateway_app``) and serves both the
@@ -132,6 +133,9 @@ class _Front:
         if session_id is not None:
             owner = self.owners.get(session_id)
             if owner is not None and owner != identity.subject:
+                self.server.guard.refused(
+                    session_id, identity, "session-owner", "a session of another identity"
+                )
                 await _error(404, "Session not found")(scope, receive, send)
                 return
         await self.inner(scope, receive, self._watch(identity, session_id, scope, send))

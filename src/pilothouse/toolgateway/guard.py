@@ -12,7 +12,9 @@ servers; it knows nothing of policy. For each session it asks a :class:`ToolGuar
 - what the agent gets back (``after_call``): the result with secrets redacted, and the
   session's taint updated from the tool's labels;
 - when upstream tools changed (``tools_changed``: a new listing, or
-  ``notifications/tools/list_changed``).
+  ``notifications/tools/list_changed``);
+- what the HTTP front refused before MCP saw it (``refused``: an identity presenting
+  another identity's session id), so that attempt is audited too.
 
 Every decision is audited by the guard. Data crossing the seam is frozen dataclasses.
 """
@@ -111,3 +113,8 @@ class ToolGuard(Protocol):
     ) -> ToolResult:
         """The result the agent gets (secrets redacted), after taint and budgets were
         updated and the call audited."""
+
+    def refused(self, session_id: str, identity: Identity, rule: str, reason: str) -> None:
+        """The front refused ``identity``'s request on ``session_id`` (rule
+        ``session-owner``: the session belongs to another identity); audit it. Synchronous
+        and cheap: it runs on the request path of a refusal."""

@@ -37,6 +37,7 @@ from typing import Any, Literal
 from pilothouse.clock import Clock
 from pilothouse.config.tools import SEPARATOR, ApprovalRule, Label, ToolsSpec
 from pilothouse.errors import BudgetExceeded, RateLimited
+from pilothouse.governance.governor import Identity
 from pilothouse.governance.ports import LimitBackend
 from pilothouse.governance.service import Governance
 from pilothouse.toolgateway.guard import ToolCall, ToolDefinition, ToolResult, ToolSession, Verdict
@@ -440,6 +441,9 @@ class Rules:
         return result
 
     # -- audit ----------------------------------------------------------------------------
+
+    def refused(self, session_id: str, identity: Identity, rule: str, reason: str) -> None:
+        self._record("request", session_id, identity.subject, "", "deny", rule, reason)
 
     def _deny(self, call: ToolCall, rule: str, reason: str) -> Verdict:
         self._record_call(call, "deny", rule, reason)

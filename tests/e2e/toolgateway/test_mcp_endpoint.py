@@ -179,7 +179,8 @@ async def test_http_refusals(tmp_path: Path) -> None:
 
 async def test_a_session_is_refused_to_another_identity(tmp_path: Path) -> None:
     """The confused deputy: bob presents alice's session id."""
-    async with running_gateway(tmp_path, PermitAllGuard()) as gw, httpx.AsyncClient() as http:
+    guard = PermitAllGuard()
+    async with running_gateway(tmp_path, guard) as gw, httpx.AsyncClient() as http:
         opened = await http.post(gw.url, **_initialize(gw.alice))
         session = opened.headers["mcp-session-id"]
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
@@ -198,6 +199,7 @@ async def test_a_session_is_refused_to_another_identity(tmp_path: Path) -> None:
         stolen = await post(gw.bob, listing)
         assert stolen.status_code == 404
         assert "files__echo" not in stolen.text
+        assert [(s, rule) for s, _, rule in guard.refusals] == [(session, "session-owner")]
         own = await post(gw.alice, listing)
         assert own.status_code == 200
         assert "files__echo" in own.text
