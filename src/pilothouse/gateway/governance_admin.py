@@ -16,6 +16,8 @@ one of the keys it manages)::
     POST /admin/keys/{id}/revoke
     GET  /admin/orgs | /admin/teams?org= | /admin/keys?team=&revoked=true
     GET  /admin/usage?by=team,model&since=2026-12-01&until=2026-12-08
+    GET  /admin/approvals?status=pending             (the tool gateway's approvals)
+    POST /admin/approvals/{id}/approve  or  /deny    {"by": "alice"}
 
 A quota is ``{"requests_per_min", "tokens_per_min", "concurrent", "budget_tokens",
 "budget_cost", "budget_period"}`` (each optional). A change made here is read back into
@@ -49,10 +51,13 @@ from pilothouse.governance.records import (
     UsageDimension,
 )
 from pilothouse.governance.service import Governance
+from pilothouse.governance.store import SqlStore
+from pilothouse.governance.tool_store import Approval, ToolStore
 from pilothouse.openai.errors import error_from_exception
 
 _JSON = "application/json"
 _DIMENSIONS = frozenset(get_args(UsageDimension))
+_APPROVAL_STATES = frozenset({"pending", "approved", "denied", "used", "expired"})
 
 
 class _Body(BaseModel):
@@ -106,6 +111,11 @@ class KeyBody(_Body):
         return KeyScope(frozenset(self.models), self.max_priority, self.expires_at, networks)
 
 
+class DecisionBody(_Body):
+    by: str = Field(min_length=1, max_length=128)
+    """Who decided (recorded with the approval and in the audit log)."""
+
+
 _M = TypeVar("_M", bound=_Body)
 Handler = Callable[[Governance, Request], Awaitable[object]]
 
@@ -137,6 +147,8 @@ def governance_routes(ctx: GatewayContext) -> list[Route]:
         route("/admin/keys/{key}/revoke", _revoke, ["POST"], creates=False),
         route("/admin/quotas/{subject}", _quota, ["PUT"]),
         route("/admin/usage", _usage, ["GET"]),
+        route("/admin/approvals", _approvals, ["GET"]),
+        route("/admin/approvals/{approval}/{verdict}", _decide, ["POST"], creates=False),
     ]
 
 
@@ -228,6 +240,55 @@ async def _usage(governance: Governance, request: Request) -> object:
             }
             for row in rows
         ],
+    }
+
+
+async def _approvals(governance: Governance, request: Request) -> object:
+    """The tool gateway's approvals (``?status=pending``), expired ones marked so."""
+    status = request.query_params.get("status") or None
+    if status is not None and status not in _APPROVAL_STATES:
+        raise BadRequest(f"'status' is one of {', '.join(sorted(_APPROVAL_STATES))}")
+    tools = _tool_store(governance)
+    now = governance.governor.wall()
+    approvals = await asyncio.to_thread(tools.list_approvals, status, now)  # type: ignore[arg-type]
+    return {"approvals": [approval_doc(a) for a in approvals]}
+
+
+async def _decide(governance: Governance, request: Request) -> object:
+    """``POST /admin/approvals/{id}/approve`` (or ``/deny``) with ``{"by": "alice"}``."""
+    verdict = request.path_params["verdict"]
+    if verdict not in ("approve", "deny"):
+        raise NotFound(f"POST /admin/approvals/ID/approve or /deny, not /{verdict}")
+    body = _parse(DecisionBody, await request.body())
+    tools = _tool_store(governance)
+    now = governance.governor.wall()
+    approval = await asyncio.to_thread(
+        tools.decide, request.path_params["approval"], verdict == "approve", body.by, now
+    )
+    return approval_doc(approval)
+
+
+def _tool_store(governance: Governance) -> ToolStore:
+    store = governance.store
+    if not isinstance(store, SqlStore):
+        raise NotFound("approvals live in a SQL governance store")
+    return ToolStore(store)
+
+
+def approval_doc(approval: Approval) -> dict[str, Any]:
+    """An approval as the API shows it: the exact call it is bound to, never arguments."""
+    return {
+        "id": approval.id,
+        "session": approval.session,
+        "principal": approval.principal,
+        "tool": approval.tool,
+        "args_hash": approval.args_hash,
+        "reason": approval.reason,
+        "status": approval.status,
+        "created_at": approval.created_at,
+        "expires_at": approval.expires_at,
+        "decided_by": approval.decided_by,
+        "decided_at": approval.decided_at,
     }
 
 

@@ -369,6 +369,9 @@ class ToolStore:
                     .where(changes.c.id == _PINS_ROW)
                     .values(version=changes.c.version + 1)
                 )
+        if changed:  # who pinned what is part of the audit trail
+            detail = {"server": server, "pins": {p.tool: p.digest for p in result}}
+            self.append([AuditEvent("pin", None, by, None, "approved", "admin", detail)], at)
         return result
 
     def review(self, server: str | None = None) -> list[PinChange]:
@@ -474,7 +477,18 @@ class ToolStore:
                 )
         if refused is not None:  # raised after the commit: the expiry above is kept
             raise Conflict(refused)
-        return replace(_approval(row), status=status, decided_by=by, decided_at=now)
+        decided = replace(_approval(row), status=status, decided_by=by, decided_at=now)
+        event = AuditEvent(
+            "approval_decision",
+            decided.session,
+            by,
+            decided.tool,
+            status,
+            "person",
+            {"approval": decided.id, "args_hash": decided.args_hash, "for": decided.principal},
+        )
+        self.append([event], now)
+        return decided
 
     def approval(self, approval_id: str, now: float | None = None) -> Approval | None:
         """The approval ``approval_id`` (None: no such id). Expiry is written to the store

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,38 @@ async def test_admin_api_needs_its_credential_and_governance(tmp_path: Path) -> 
         off = await client.get("/admin/keys", headers=ADMIN)
         assert off.status_code == 404
         assert "governance is off" in off.json()["error"]["message"]
+
+
+async def test_admin_api_lists_and_decides_tool_approvals_and_audits_them(tmp_path: Path) -> None:
+    from pilothouse.governance.tool_store import ToolStore
+    from tests.e2e.governance.stores import sqlite_store
+
+    with sqlite_store(tmp_path) as store:
+        tools = ToolStore(store)
+        pending = tools.request_approval(
+            "s1", "key_a", "crm__pay", "h1", "egress", 600, time.time()
+        )
+    async with (
+        sim_gateway(_fleet(tmp_path), REPLICAS) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=10) as client,
+    ):
+        listed = await client.get("/admin/approvals?status=pending", headers=ADMIN)
+        assert listed.status_code == 200, listed.text
+        assert [a["id"] for a in listed.json()["approvals"]] == [pending.id]
+        nobody = await client.post(f"/admin/approvals/{pending.id}/approve", json={}, headers=ADMIN)
+        assert nobody.status_code == 400  # who decides is required
+        decided = await client.post(
+            f"/admin/approvals/{pending.id}/approve", json={"by": "alice"}, headers=ADMIN
+        )
+        assert decided.status_code == 200, decided.text
+        assert decided.json()["status"] == "approved"
+        again = await client.post(
+            f"/admin/approvals/{pending.id}/deny", json={"by": "bob"}, headers=ADMIN
+        )
+        assert again.status_code == 409
+    with sqlite_store(tmp_path) as store:
+        records = ToolStore(store).records()
+        assert [(r.kind, r.principal, r.decision) for r in records] == [
+            ("approval_decision", "alice", "approved")
+        ]
+        assert ToolStore(store).verify().ok
