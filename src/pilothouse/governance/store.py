@@ -15,6 +15,7 @@ bare name when only one live key has it.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,11 +45,20 @@ from pilothouse.governance.records import (
 from pilothouse.governance.tables import keys, ledger, orgs, teams
 
 DB_FILE = "governance.db"
-_SQLITE_LEDGER_INSERT = (
-    f"INSERT INTO ledger ({', '.join(schema.LEDGER_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in schema.LEDGER_COLUMNS)}) "
-    "ON CONFLICT (request_id) DO NOTHING"
-)
+_SQLITE_ROW = f"({', '.join('?' for _ in schema.LEDGER_COLUMNS)})"
+_SQLITE_ROWS_PER_STATEMENT = 256
+"""Rows per multi-row INSERT (11 parameters each: far below SQLite's 32,766)."""
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_ledger_insert(rows: int) -> str:
+    return (
+        f"INSERT INTO ledger ({', '.join(schema.LEDGER_COLUMNS)}) "
+        f"VALUES {', '.join([_SQLITE_ROW] * rows)} "
+        "ON CONFLICT (request_id) DO NOTHING"
+    )
+
+
 _MAX_NAME = 200
 
 
@@ -278,8 +288,17 @@ class SqlStore:
             # request id is skipped, and sqlite3 sums the rows each one changed into
             # rowcount (0 for a skipped one).
             params = [schema.ledger_params(entry) for entry in unique.values()]
+            inserted = 0
             with guard(self._shown_url), self._writing() as conn:
-                return conn.exec_driver_sql(_SQLITE_LEDGER_INSERT, params).rowcount
+                # Many rows per statement: sqlite3 releases the GIL around every step, and a
+                # step per row made this worker thread and the event loop trade the GIL
+                # hundreds of times per batch (context switches the gateway paid for).
+                for start in range(0, len(params), _SQLITE_ROWS_PER_STATEMENT):
+                    chunk = params[start : start + _SQLITE_ROWS_PER_STATEMENT]
+                    flat = tuple(value for row in chunk for value in row)
+                    result = conn.exec_driver_sql(_sqlite_ledger_insert(len(chunk)), flat)
+                    inserted += result.rowcount
+            return inserted
         rows = [schema.ledger_values(entry) for entry in unique.values()]
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         statement = (
