@@ -126,7 +126,8 @@ class Grant:
     started: float
     """Wall time of admission (the ledger entry's time)."""
     routed: float | None = None
-    """Monotonic time it was first sent to a replica (engine time is counted from here)."""
+    """When it was first sent to a replica, on the routing pipeline's clock (which counts
+    engine time from here and hands it over in :attr:`Used.engine_s`)."""
     done: bool = False
 
 
@@ -358,9 +359,7 @@ class Governor:
             return None
         grant.done = True
         ask = grant.ask
-        engine_s = used.engine_s
-        if engine_s is None:
-            engine_s = time.monotonic() - grant.routed if grant.routed is not None else 0.0
+        engine_s = used.engine_s if used.engine_s is not None else 0.0
         price = self.spec.prices.get(ask.model)
         cost = 0.0
         if price is not None:

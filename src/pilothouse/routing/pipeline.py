@@ -176,6 +176,9 @@ class RoutingPipeline:
         grant = ticket.grant
         if grant is None or grant.done or self.governor is None:
             return
+        if used.engine_s is None:  # engine time on the pipeline's clock, from the first send
+            engine_s = self.clock.now() - grant.routed if grant.routed is not None else 0.0
+            used = replace(used, engine_s=engine_s)
         self._track(self.governor.charge(grant, used))
 
     def _release(self, ticket: Ticket) -> None:
@@ -267,7 +270,7 @@ class RoutingPipeline:
         tokens = request.prompt_tokens if pick.uncached_tokens is None else pick.uncached_tokens
         ticket.endpoint, ticket.backlog = pick.endpoint, tokens
         if ticket.grant is not None and ticket.grant.routed is None:
-            ticket.grant.routed = time.monotonic()
+            ticket.grant.routed = self.clock.now()
         ticket.tried.add(pick.endpoint.name)
         ticket.last_endpoint = pick.endpoint.name
         self.pool.acquire(pick.endpoint.name, tokens)
