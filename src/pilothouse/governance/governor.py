@@ -22,30 +22,32 @@ overload the noisy tenant waits (and is shed) first, whatever headers it sends.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol
 
-from pilothouse.config.governance import GovernanceSpec, PriceSpec
+from pilothouse.config.governance import GovernanceSpec
 from pilothouse.errors import BudgetExceeded, Forbidden, RateLimited, Unauthorized
-from pilothouse.governance.budgets import Charge
 from pilothouse.governance.directory import Directory
 from pilothouse.governance.jwt import Claims
 from pilothouse.governance.keys import KeyScope, authorize, digest
-from pilothouse.governance.limits import Limit, Reservation
+from pilothouse.governance.limits import Limit
 from pilothouse.governance.metrics import GovernanceMetrics
 from pilothouse.governance.ports import BudgetBackend, LimitBackend, LocalBudgets, LocalLimits
+from pilothouse.governance.pricing import DAY_S, cost_of, period_of, period_start
 from pilothouse.governance.records import (
-    BudgetPeriod,
-    KeyRecord,
     LedgerEntry,
-    Organisation,
     Quota,
-    Team,
+)
+from pilothouse.governance.requests import (
+    ANONYMOUS,
+    Ask,
+    Credentials,
+    Grant,
+    Identity,
+    JwtCheck,
+    Recorder,
+    Used,
 )
 
 log = logging.getLogger("pilothouse.governance")
@@ -59,86 +61,6 @@ _TEMPLATE_TOKENS = 16
 _NO_LIMIT = Limit()
 """Compared with every quota's limit on every request: built once."""
 """Tokens a chat template may add around the prompt (role markers, BOS): part of the bound."""
-
-
-class Recorder(Protocol):
-    """Where settled requests go: the ledger (:mod:`pilothouse.governance.ledger`)."""
-
-    def record(self, entry: LedgerEntry) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """What a request presented: a bearer token (an API key or a JWT), its client address,
-    and, behind Envoy's ``jwt_authn``, the verified JWT payload Envoy forwarded."""
-
-    bearer: str | None = None
-    client: str | None = None
-    envoy_payload: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a request is: a key (and its team and organisation), a JWT's team, or nobody."""
-
-    subject: str
-    """For logs: ``key_…``, ``jwt:<sub>`` or ``anonymous`` (never a secret)."""
-    key: KeyRecord | None = None
-    team: Team | None = None
-    org: Organisation | None = None
-    scope: KeyScope = field(default_factory=KeyScope)
-    priority: int | None = None
-    """A priority the identity itself asks for (a JWT's priority class)."""
-
-    @property
-    def team_name(self) -> str:
-        return self.team.name if self.team is not None else ""
-
-
-ANONYMOUS = Identity(subject="anonymous")
-
-
-@dataclass(frozen=True, slots=True)
-class Ask:
-    """What a request asks for, as admission sees it."""
-
-    model: str
-    prompt_bytes: int
-    """UTF-8 length of the prompt text: an upper bound of its tokens (byte-level BPE)."""
-    max_tokens: int
-    priority: int
-    """The priority its headers ask for (objective names, trusted numbers), else 0."""
-    request_id: str
-    messages: int = 1
-
-
-@dataclass(slots=True, eq=False)
-class Grant:
-    """One admitted request's holds, until it is settled or released (exactly once)."""
-
-    identity: Identity
-    ask: Ask
-    priority: int
-    reserved_tokens: int
-    reservation: Reservation | None
-    tokens: Charge | None
-    money: Charge | None
-    started: float
-    """Wall time of admission (the ledger entry's time)."""
-    routed: float | None = None
-    """When it was first sent to a replica, on the routing pipeline's clock (which counts
-    engine time from here and hands it over in :attr:`Used.engine_s`)."""
-    done: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Used:
-    """What a request really used: from the engine's usage, or counted while relaying."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    status: int = 200
-    engine_s: float | None = None
 
 
 class Governor:
@@ -267,7 +189,7 @@ class Governor:
             if token_budgets:
                 grant.tokens = await self.tokens.reserve(token_budgets, float(reserved))
             if money_budgets:
-                cost = self._max_cost(ask, reserved)
+                cost = self._maxcost_of(ask, reserved)
                 grant.money = await self.money.reserve(money_budgets, cost)
         except (RateLimited, BudgetExceeded) as exc:
             await self._undo(grant, now)
@@ -293,12 +215,12 @@ class Governor:
     def _reserve_tokens(self, ask: Ask) -> int:
         return ask.prompt_bytes + _TEMPLATE_TOKENS * ask.messages + ask.max_tokens
 
-    def _max_cost(self, ask: Ask, reserved: int) -> float:
+    def _maxcost_of(self, ask: Ask, reserved: int) -> float:
         price = self.spec.prices.get(ask.model)
         if price is None:
             return 0.0
         prompt = reserved - ask.max_tokens
-        return _cost(price, prompt, ask.max_tokens, price.max_request_s)
+        return cost_of(price, prompt, ask.max_tokens, price.max_request_s)
 
     def _limit_plan(self, identity: Identity, model: str) -> list[tuple[str, Limit]]:
         key = (identity.subject, identity.team.id if identity.team is not None else "", model)
@@ -311,7 +233,7 @@ class Governor:
 
     def _budget_plan(self, identity: Identity, now: float) -> _BudgetPlan:
         team = identity.team.id if identity.team is not None else ""
-        key = (identity.subject, team, int(now // _DAY_S))
+        key = (identity.subject, team, int(now // DAY_S))
         plan = self._budget_plans.get(key)
         if plan is None:
             budgets = self._budget_subjects(identity, now)
@@ -363,7 +285,7 @@ class Governor:
         price = self.spec.prices.get(ask.model)
         cost = 0.0
         if price is not None:
-            cost = _cost(price, used.prompt_tokens, used.completion_tokens, engine_s)
+            cost = cost_of(price, used.prompt_tokens, used.completion_tokens, engine_s)
         if grant.money is not None:
             cost = min(cost, grant.money.amount)  # what was reserved is the most it can cost
         identity = grant.identity
@@ -441,49 +363,17 @@ class Governor:
             await self.money.release(grant.money)
 
 
-class JwtCheck(Protocol):
-    """Verifies JWTs (and reads Envoy-verified payloads) into claims: the service's adapter
-    over :mod:`pilothouse.governance.jwt` (a protocol, so the governor's tests need no
-    keys)."""
-
-    def looks_like(self, token: str) -> bool: ...
-
-    def verify(self, token: str, now: float) -> Claims: ...
-
-    def from_envoy(self, payload: str) -> Claims: ...
-
-
-def period_of(period: BudgetPeriod, now: float) -> str:
-    """The budget period ``now`` falls in (UTC): ``total``, ``2026-12`` or ``2026-12-07``."""
-    if period == "total":
-        return "total"
-    return _period_label(period, int(now // _DAY_S))
-
-
-_DAY_S = 86_400
-
-
-@functools.lru_cache(maxsize=16)
-def _period_label(period: BudgetPeriod, epoch_day: int) -> str:
-    """Formatted once per UTC day (POSIX days are exactly 86,400 s), not per request:
-    formatting a datetime cost more than the budget check it labels."""
-    day = datetime.fromtimestamp(epoch_day * _DAY_S, UTC)
-    return f"{day:%Y-%m}" if period == "month" else f"{day:%Y-%m-%d}"
-
-
-def period_start(period: BudgetPeriod, now: float) -> datetime:
-    """When the period ``now`` falls in began (the ledger is summed from there)."""
-    day = datetime.fromtimestamp(now, UTC)
-    if period == "total":
-        return datetime.fromtimestamp(0, UTC)
-    if period == "month":
-        return day.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return day.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _cost(price: PriceSpec, prompt: int, completion: int, engine_s: float) -> float:
-    per_token = (
-        prompt * price.prompt_per_million + completion * price.completion_per_million
-    ) / 1_000_000
-    engine = min(engine_s, price.max_request_s) * price.gpus * price.gpu_hour / 3600
-    return per_token + engine
+__all__ = [
+    "ANONYMOUS",
+    "Ask",
+    "Credentials",
+    "Governor",
+    "Grant",
+    "Identity",
+    "JwtCheck",
+    "Recorder",
+    "Used",
+    "Wall",
+    "period_of",
+    "period_start",
+]
