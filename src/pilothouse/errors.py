@@ -67,7 +67,8 @@ class ConfigError(PilothouseError):
     def __init__(self, message: str, path: str = "", problems: Sequence[str] = ()) -> None:
         self.path = path
         self.message = message
-        text = f"{path}: {message}" if path else message
+        # ``problems`` lines carry their own paths: the message is already their list.
+        text = f"{path}: {message}" if path and not problems else message
         self.problems: tuple[str, ...] = tuple(problems) or (text,)
         super().__init__(text)
 

@@ -33,6 +33,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pilothouse.config.agents import AgentSpec, check_agents
 from pilothouse.config.autoscaling import AutoscalingSpec
 from pilothouse.config.deploy import K8S_NAME, KubernetesSpec, LocalSpec, ResourcesSpec
 from pilothouse.config.governance import GovernanceSpec
@@ -279,6 +280,9 @@ class FleetSpec(_Spec):
     tools: ToolsSpec | None = None
     """The MCP tool gateway (``pilothouse toolgateway``, docs/toolgateway.md): its upstream
     servers and the rules every tool call passes. Absent: no tool gateway."""
+    agents: list[AgentSpec] = Field(default_factory=list)
+    """Governed agents (docs/agents.md): each calls this fleet's models through the gateway
+    and its tools through the tool gateway, with its own identity and budgets."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -307,6 +311,9 @@ class FleetSpec(_Spec):
                     problems.add(
                         ("traffic", i, "versions", j, "model"), f"no model named '{version.model}'"
                     )
+        if self.agents:
+            servers = {s.name for s in self.tools.servers} if self.tools is not None else None
+            problems.problems.extend(check_agents(self.agents, set(owner), servers).problems)
         problems.raise_if_any()
         return self
 
