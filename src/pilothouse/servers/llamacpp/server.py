@@ -8,12 +8,17 @@ A client that closes its connection stops its generation at the next token, stre
 not, and frees the model for the next request (see :mod:`.runner`). ``/health`` reports
 ``running`` and ``waiting`` requests, ``sampled_tokens`` (all finished generations) and
 ``cancelled`` (generations stopped early because their client left).
+
+A chat request offering ``tools`` may be answered with an OpenAI tool call, written by the
+model under a JSON-schema grammar (:mod:`.tools` says when); streamed, the call comes as one
+``delta.tool_calls`` entry (id, name and whole arguments) once the model has finished it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -29,7 +34,9 @@ from starlette.types import Receive, Scope, Send
 
 from pilothouse.errors import BadRequest, ModelNotFound, RequestError
 from pilothouse.openai.errors import error_body
+from pilothouse.openai.tool_calls import conversation_key, opening_delta
 from pilothouse.servers.llamacpp.runner import SerialRunner, TokenCount
+from pilothouse.servers.llamacpp.tools import ToolPlan, model_messages, parse_call, tool_plan
 
 _SAMPLING_KEYS = (
     "temperature",
@@ -128,12 +135,17 @@ class _Engine:
     async def _generate(self, request: Request, *, chat: bool) -> Response:
         try:
             doc = await self._parse(request, "messages" if chat else "prompt")
+            plan = tool_plan(doc) if chat else None
+            messages = model_messages(doc["messages"], plan) if chat else None
         except RequestError as exc:
             return _error(exc)
         count = TokenCount(eos_token=self.llama.token_eos())
         kwargs = self._kwargs(doc, count)
+        key = conversation_key(doc["messages"]) if plan is not None else b""
         if chat:
-            kwargs["messages"] = doc["messages"]
+            kwargs["messages"] = messages
+            if plan is not None:
+                kwargs["grammar"] = _grammar(plan)
             call = self.llama.create_chat_completion
         else:
             kwargs["prompt"] = doc["prompt"]
@@ -141,6 +153,8 @@ class _Engine:
         if doc.get("stream"):
             usage = bool((doc.get("stream_options") or {}).get("include_usage"))
             chunks = self.runner.stream(lambda: call(stream=True, **kwargs), count)
+            if plan is not None:
+                chunks = _tool_call_chunks(chunks, key)
             return _ClosingStream(self._sse(chunks, count, usage, chat))
         watcher = asyncio.ensure_future(_cancel_on_disconnect(request, count))
         try:
@@ -148,6 +162,8 @@ class _Engine:
         finally:
             watcher.cancel()
         result["model"] = self.settings.served_name
+        if plan is not None:
+            _as_tool_call(result["choices"][0], key)
         return _json(result)
 
     async def _parse(self, request: Request, prompt_field: str) -> dict[str, Any]:
@@ -209,6 +225,57 @@ class _Engine:
                 + b"\n\n"
             )
         yield b"data: [DONE]\n\n"
+
+
+def _grammar(plan: ToolPlan) -> Any:
+    """The grammar of one call of ``plan``'s tools; parameter schemas that llama.cpp's
+    converter cannot express fall back to "any JSON object" as arguments."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(plan.schema()), verbose=False)
+    except (AssertionError, ValueError, KeyError, TypeError):  # the converter's failures
+        loose = plan.schema(typed_arguments=False)
+        return LlamaGrammar.from_json_schema(json.dumps(loose), verbose=False)
+
+
+def _as_tool_call(choice: dict[str, Any], key: bytes) -> None:
+    """Turn a non-streamed choice whose content is the model's call into ``tool_calls``;
+    text that is not a whole call (cut by ``max_tokens``) stays content."""
+    message = choice["message"]
+    call = parse_call(message.get("content") or "", key)
+    if call is None:
+        return
+    message["content"] = None
+    message["tool_calls"] = [call.entry()]
+    if choice.get("finish_reason") == "stop":
+        choice["finish_reason"] = "tool_calls"
+
+
+async def _tool_call_chunks(
+    chunks: AsyncGenerator[dict[str, Any], None], key: bytes
+) -> AsyncGenerator[dict[str, Any], None]:
+    """A chat stream whose content is a call: content deltas are held back, and the
+    finishing chunk becomes the call's ``delta.tool_calls`` entry with its reason."""
+    text = ""
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            choices = chunk.get("choices") or [{}]
+            delta, reason = choices[0].get("delta") or {}, choices[0].get("finish_reason")
+            if "role" in delta:
+                yield chunk  # the opening role chunk
+                continue
+            text += delta.get("content") or ""
+            if reason is None:
+                continue
+            call = parse_call(text, key)
+            if call is None:
+                choices[0]["delta"] = {"content": text}  # not a whole call: send the text
+            else:
+                choices[0]["delta"] = {"tool_calls": [opening_delta(0, call, call.arguments)]}
+                if reason == "stop":
+                    choices[0]["finish_reason"] = "tool_calls"
+            yield chunk
 
 
 async def _cancel_on_disconnect(request: Request, count: TokenCount) -> None:
