@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from openai import AsyncOpenAI
 
+from pilothouse.config.fleet import parse_fleet
 from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.servers.sim import SimServer, SimSettings
 from pilothouse.servers.sim.script import Script, load_script
+from tests.e2e.sim_gateway import sim_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -156,3 +158,32 @@ def test_script_bad_file_stops_the_command_with_the_field_path(tmp_path: Path) -
     assert done.returncode == 2
     assert "replies[0].when.contains" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_script_tool_loop_through_the_gateway() -> None:
+    """The gateway lets tool calls and tool results through, both ways, streamed or not."""
+    fleet = parse_fleet(
+        {
+            "models": [{"name": "sim-model", "engine": "sim", "endpoints": ["127.0.0.1:1"]}],
+            "gateway": {"port": 0, "probe_interval_s": 0.05, "access_log": False},
+        }
+    )
+    settings = SimSettings(port=0, time_scale=50.0, script=load_script(EXAMPLE))
+    async with (
+        sim_gateway(fleet, [("sim-0", settings)]) as gateway,
+        AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0) as client,
+    ):
+        first = await client.chat.completions.create(model="sim-model", messages=ASK, tools=TOOLS)
+        calls = first.choices[0].message.tool_calls
+        assert calls is not None
+        followed = [
+            *ASK,
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": calls[0].id, "content": "Sunny"},
+        ]
+        stream = await client.chat.completions.create(
+            model="sim-model", messages=followed, tools=TOOLS, stream=True
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert calls[0].function.name == "get_weather"
+    assert text == "It is sunny in Paris today."
