@@ -18,7 +18,13 @@ from openai import AsyncOpenAI
 from pilothouse.errors import BadRequest
 from pilothouse.openai.tool_calls import conversation_key, tool_call_id
 from pilothouse.servers.llamacpp.server import LlamaServerSettings, create_llama_app
-from pilothouse.servers.llamacpp.tools import ToolPlan, model_messages, parse_call, tool_plan
+from pilothouse.servers.llamacpp.tools import (
+    ToolPlan,
+    grammar,
+    model_messages,
+    parse_call,
+    tool_plan,
+)
 
 WEATHER = {
     "type": "object",
@@ -246,3 +252,16 @@ async def test_llamacpp_tools_call_cut_by_max_tokens_stays_text(
     assert reply.choices[0].finish_reason == "length"
     assert reply.choices[0].message.tool_calls is None
     assert reply.choices[0].message.content == fake.text
+
+
+def test_llamacpp_tools_grammar_falls_back_to_any_object_arguments() -> None:
+    """A parameters schema llama.cpp's converter rejects still gets a grammar of a call."""
+    llama_grammar = pytest.importorskip("llama_cpp.llama_grammar")
+    unsupported = {"type": "object", "properties": {"code": {"type": "string", "pattern": "ab"}}}
+    plan = ToolPlan((("lookup", unsupported),))
+    with pytest.raises(AssertionError):
+        llama_grammar.json_schema_to_gbnf(json.dumps(plan.schema()))
+    loose = llama_grammar.json_schema_to_gbnf(json.dumps(plan.schema(typed_arguments=False)))
+    assert grammar(plan)._grammar == loose
+    typed = ToolPlan((("get_weather", WEATHER),))
+    assert grammar(typed)._grammar == llama_grammar.json_schema_to_gbnf(json.dumps(typed.schema()))

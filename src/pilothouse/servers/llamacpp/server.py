@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -34,9 +33,15 @@ from starlette.types import Receive, Scope, Send
 
 from pilothouse.errors import BadRequest, ModelNotFound, RequestError
 from pilothouse.openai.errors import error_body
-from pilothouse.openai.tool_calls import conversation_key, opening_delta
+from pilothouse.openai.tool_calls import conversation_key
 from pilothouse.servers.llamacpp.runner import SerialRunner, TokenCount
-from pilothouse.servers.llamacpp.tools import ToolPlan, model_messages, parse_call, tool_plan
+from pilothouse.servers.llamacpp.tools import (
+    as_tool_call,
+    grammar,
+    model_messages,
+    tool_call_chunks,
+    tool_plan,
+)
 
 _SAMPLING_KEYS = (
     "temperature",
@@ -145,7 +150,7 @@ class _Engine:
         if chat:
             kwargs["messages"] = messages
             if plan is not None:
-                kwargs["grammar"] = _grammar(plan)
+                kwargs["grammar"] = grammar(plan)
             call = self.llama.create_chat_completion
         else:
             kwargs["prompt"] = doc["prompt"]
@@ -154,7 +159,7 @@ class _Engine:
             usage = bool((doc.get("stream_options") or {}).get("include_usage"))
             chunks = self.runner.stream(lambda: call(stream=True, **kwargs), count)
             if plan is not None:
-                chunks = _tool_call_chunks(chunks, key)
+                chunks = tool_call_chunks(chunks, key)
             return _ClosingStream(self._sse(chunks, count, usage, chat))
         watcher = asyncio.ensure_future(_cancel_on_disconnect(request, count))
         try:
@@ -163,7 +168,7 @@ class _Engine:
             watcher.cancel()
         result["model"] = self.settings.served_name
         if plan is not None:
-            _as_tool_call(result["choices"][0], key)
+            as_tool_call(result["choices"][0], key)
         return _json(result)
 
     async def _parse(self, request: Request, prompt_field: str) -> dict[str, Any]:
@@ -225,57 +230,6 @@ class _Engine:
                 + b"\n\n"
             )
         yield b"data: [DONE]\n\n"
-
-
-def _grammar(plan: ToolPlan) -> Any:
-    """The grammar of one call of ``plan``'s tools; parameter schemas that llama.cpp's
-    converter cannot express fall back to "any JSON object" as arguments."""
-    from llama_cpp.llama_grammar import LlamaGrammar
-
-    try:
-        return LlamaGrammar.from_json_schema(json.dumps(plan.schema()), verbose=False)
-    except (AssertionError, ValueError, KeyError, TypeError):  # the converter's failures
-        loose = plan.schema(typed_arguments=False)
-        return LlamaGrammar.from_json_schema(json.dumps(loose), verbose=False)
-
-
-def _as_tool_call(choice: dict[str, Any], key: bytes) -> None:
-    """Turn a non-streamed choice whose content is the model's call into ``tool_calls``;
-    text that is not a whole call (cut by ``max_tokens``) stays content."""
-    message = choice["message"]
-    call = parse_call(message.get("content") or "", key)
-    if call is None:
-        return
-    message["content"] = None
-    message["tool_calls"] = [call.entry()]
-    if choice.get("finish_reason") == "stop":
-        choice["finish_reason"] = "tool_calls"
-
-
-async def _tool_call_chunks(
-    chunks: AsyncGenerator[dict[str, Any], None], key: bytes
-) -> AsyncGenerator[dict[str, Any], None]:
-    """A chat stream whose content is a call: content deltas are held back, and the
-    finishing chunk becomes the call's ``delta.tool_calls`` entry with its reason."""
-    text = ""
-    async with contextlib.aclosing(chunks):
-        async for chunk in chunks:
-            choices = chunk.get("choices") or [{}]
-            delta, reason = choices[0].get("delta") or {}, choices[0].get("finish_reason")
-            if "role" in delta:
-                yield chunk  # the opening role chunk
-                continue
-            text += delta.get("content") or ""
-            if reason is None:
-                continue
-            call = parse_call(text, key)
-            if call is None:
-                choices[0]["delta"] = {"content": text}  # not a whole call: send the text
-            else:
-                choices[0]["delta"] = {"tool_calls": [opening_delta(0, call, call.arguments)]}
-                if reason == "stop":
-                    choices[0]["finish_reason"] = "tool_calls"
-            yield chunk
 
 
 async def _cancel_on_disconnect(request: Request, count: TokenCount) -> None:

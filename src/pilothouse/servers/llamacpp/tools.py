@@ -5,7 +5,8 @@ call one: the prompt gains a system note listing the tools, and sampling is cons
 a grammar built from a JSON schema — one alternative per callable tool,
 ``{"name": <that tool>, "arguments": <its parameters schema>}`` — so even the embedded
 135M-parameter model writes a well-formed call whose arguments match the schema. The
-output is parsed and returned as OpenAI ``tool_calls``.
+output is parsed and returned as OpenAI ``tool_calls`` (:func:`as_tool_call`, or in a stream
+:func:`tool_call_chunks`).
 
 When to call a tool instead of answering in text, by ``tool_choice``:
 
@@ -28,13 +29,14 @@ the same JSON the grammar produces.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pilothouse.errors import BadRequest
-from pilothouse.openai.tool_calls import ToolCall, tool_call_id
+from pilothouse.openai.tool_calls import ToolCall, opening_delta, tool_call_id
 
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
@@ -157,3 +159,54 @@ def parse_call(text: str, key: bytes) -> ToolCall | None:
         return None
     compact = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
     return ToolCall(tool_call_id(key, 0), doc["name"], compact)
+
+
+def grammar(plan: ToolPlan) -> Any:
+    """The grammar of one call of ``plan``'s tools; parameter schemas that llama.cpp's
+    converter cannot express fall back to "any JSON object" as arguments."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(plan.schema()), verbose=False)
+    except (AssertionError, ValueError, KeyError, TypeError):  # the converter's failures
+        loose = plan.schema(typed_arguments=False)
+        return LlamaGrammar.from_json_schema(json.dumps(loose), verbose=False)
+
+
+def as_tool_call(choice: dict[str, Any], key: bytes) -> None:
+    """Turn a non-streamed choice whose content is the model's call into ``tool_calls``;
+    text that is not a whole call (cut by ``max_tokens``) stays content."""
+    message = choice["message"]
+    call = parse_call(message.get("content") or "", key)
+    if call is None:
+        return
+    message["content"] = None
+    message["tool_calls"] = [call.entry()]
+    if choice.get("finish_reason") == "stop":
+        choice["finish_reason"] = "tool_calls"
+
+
+async def tool_call_chunks(
+    chunks: AsyncGenerator[dict[str, Any], None], key: bytes
+) -> AsyncGenerator[dict[str, Any], None]:
+    """A chat stream whose content is a call: content deltas are held back, and the
+    finishing chunk becomes the call's ``delta.tool_calls`` entry with its reason."""
+    text = ""
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            choices = chunk.get("choices") or [{}]
+            delta, reason = choices[0].get("delta") or {}, choices[0].get("finish_reason")
+            if "role" in delta:
+                yield chunk  # the opening role chunk
+                continue
+            text += delta.get("content") or ""
+            if reason is None:
+                continue
+            call = parse_call(text, key)
+            if call is None:
+                choices[0]["delta"] = {"content": text}  # not a whole call: send the text
+            else:
+                choices[0]["delta"] = {"tool_calls": [opening_delta(0, call, call.arguments)]}
+                if reason == "stop":
+                    choices[0]["finish_reason"] = "tool_calls"
+            yield chunk
