@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pilothouse.config.loader import read_yaml, validate_model
@@ -95,6 +96,15 @@ class ScriptedCall(BaseModel):
 
     name: str = Field(pattern=FUNCTION_NAME)
     arguments: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("arguments")
+    @classmethod
+    def _json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            orjson.dumps(value)
+        except orjson.JSONEncodeError as exc:
+            raise ValueError(f"cannot be written as JSON: {exc}") from exc
+        return value
 
 
 class Reply(BaseModel):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from pilothouse.engines.tokenizer import ChatMessage, DummyTokenizer
 from pilothouse.errors import ConfigError
@@ -82,6 +82,11 @@ BAD_FILES = [
     (replies({"content": "x"}, {"when": {}}), "replies[1]", "'content', 'tool_calls' or both"),
     (replies({"tool_calls": [{"name": "a b"}]}), "replies[0].tool_calls[0].name", ""),
     (replies({"when": {"turn": -1}, "content": "x"}), "replies[0].when.turn", ""),
+    (
+        replies({"tool_calls": [{"name": "f", "arguments": {"s": {1}}}]}),
+        "replies[0].tool_calls[0].arguments",
+        "JSON",
+    ),
     (replies(), "replies", ""),
 ]
 
@@ -91,7 +96,7 @@ def test_script_bad_file_names_the_field(
     tmp_path: Path, doc: dict[str, Any], path: str, message: str
 ) -> None:
     file = tmp_path / "script.yaml"
-    file.write_text(json.dumps(doc))
+    file.write_text(yaml.safe_dump(doc))  # a set (!!set) is valid YAML, not JSON
     with pytest.raises(ConfigError) as caught:
         load_script(file)
     assert caught.value.path == path
