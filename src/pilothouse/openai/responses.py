@@ -35,7 +35,7 @@ _ROLES = ("user", "assistant", "system", "developer")
 _TEXT_PARTS = ("input_text", "output_text", "text", "summary_text")
 _STATELESS = "pilothouse does not store responses; send the whole conversation in 'input'"
 #: Request fields passed to the engine as they are (same name, same meaning).
-_SAME = ("temperature", "top_p", "user", "parallel_tool_calls", "top_logprobs", "seed")
+_SAME = ("temperature", "top_p", "user", "parallel_tool_calls", "seed")
 
 
 class ResponsesDialect:
