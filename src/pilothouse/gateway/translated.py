@@ -45,7 +45,11 @@ def translate_request(dialect: Dialect, raw: bytes) -> tuple[Translation, Parsed
     if not isinstance(doc, dict):
         raise BadRequest("request body must be a JSON object")
     translation = dialect.translate(doc)
-    return translation, parse_request(Route.CHAT, orjson.dumps(translation.chat))
+    try:
+        chat = orjson.dumps(translation.chat)
+    except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes (254)
+        raise BadRequest(f"request body cannot be re-encoded: {exc}", code="invalid_json") from exc
+    return translation, parse_request(Route.CHAT, chat)
 
 
 def authorization(dialect: Dialect | None, headers: dict[bytes, bytes]) -> bytes | None:

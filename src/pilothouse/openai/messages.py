@@ -136,9 +136,9 @@ class MessagesTranslation:
         if isinstance(text, str) and text:
             content.append({"type": "text", "text": text})
         for call in message.get("tool_calls") or ():
-            if not isinstance(call, dict):
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(call, dict) or not isinstance(function, dict):
                 continue
-            function = call.get("function") or {}
             content.append(
                 {
                     "type": "tool_use",
@@ -240,12 +240,16 @@ def _image(block: dict[str, Any], param: str) -> dict[str, Any]:
 def _tool_use(block: dict[str, Any], param: str) -> dict[str, Any]:
     arguments = block.get("input", {})
     require(arguments, f"{param}.input", dict, "an object")
+    try:
+        text = orjson.dumps(arguments).decode()
+    except orjson.JSONEncodeError as exc:
+        raise BadRequest(f"{param}.input cannot be encoded: {exc}", param=f"{param}.input") from exc
     return {
         "id": require(block.get("id"), f"{param}.id", str, "a string"),
         "type": "function",
         "function": {
             "name": require(block.get("name"), f"{param}.name", str, "a string"),
-            "arguments": orjson.dumps(arguments).decode(),
+            "arguments": text,
         },
     }
 
@@ -254,9 +258,8 @@ def _tool_result(block: dict[str, Any], param: str) -> dict[str, Any]:
     call_id = require(block.get("tool_use_id"), f"{param}.tool_use_id", str, "a string")
     content = block.get("content", "")
     if isinstance(content, list):  # text blocks (images in a result are not translated)
-        content = "".join(
-            b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"
-        )
+        texts = [b.get("text") for b in content if isinstance(b, dict) and b.get("type") == "text"]
+        content = "".join(t for t in texts if isinstance(t, str))
     text = require(content, f"{param}.content", str, "a string or an array of blocks")
     if block.get("is_error"):
         text = f"Error: {text}"

@@ -142,9 +142,9 @@ class ResponsesTranslation:
         if isinstance(text, str) and text:
             output.append(message_item(new_id("msg_"), text, "completed"))
         for call in message.get("tool_calls") or ():
-            if not isinstance(call, dict):
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(call, dict) or not isinstance(function, dict):
                 continue
-            function = call.get("function") or {}
             output.append(
                 function_call_item(
                     new_id("fc_"),
