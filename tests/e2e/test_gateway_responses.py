@@ -133,8 +133,9 @@ async def test_responses_are_counted_under_their_own_route(
     gateway: SimGateway, client: openai.AsyncOpenAI
 ) -> None:
     await client.responses.create(model=MODEL, input="x")
-    metrics = gateway.app.ctx.metrics.requests.labels(MODEL, "/v1/responses", "200")
-    assert metrics._value.get() == 1
+    labels = {"model": MODEL, "route": "/v1/responses", "status": "200"}
+    registry = gateway.app.ctx.metrics.registry
+    assert registry.get_sample_value("pilothouse_requests_total", labels) == 1
 
 
 @needs_script
