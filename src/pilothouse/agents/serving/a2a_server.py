@@ -130,6 +130,8 @@ class RunnerExecutor(AgentExecutor):
         updater = TaskUpdater(event_queue, task.id, task.context_id)
         await updater.start_work()
         result = await self._run(context.get_user_input(), task.id, updater)
+        if result.status != "waiting_approval":
+            self._runs.pop(task.id, None)  # only a waiting run is resumed
         await self._finish(result, updater)
 
     async def _run(self, text: str, task_id: str, updater: TaskUpdater) -> RunResult:

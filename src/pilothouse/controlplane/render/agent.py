@@ -3,7 +3,8 @@
 An agent runs as ``pilothouse agent serve -f <fleet> --agent <name>`` in the pilothouse image
 (docs/agents-kubernetes.md): the Responses API (``/v1/responses``, the agent as the model) and
 its A2A server under ``/agents/<name>/`` on port 8000. The Fleet itself reaches the pod through
-one ConfigMap shared by every agent. The agent calls the gateway and the tool gateway with its
+one Secret shared by every agent (a Secret, not a ConfigMap: a Fleet may hold the gateway's
+``api_key`` and store URLs with passwords). The agent calls the gateway and the tool gateway with its
 own key, read from the Secret ``<agent>-agent-key`` (key ``api-key``), never written into a
 manifest; its Kubernetes identity is its own ServiceAccount, which the mesh policies of
 :mod:`pilothouse.controlplane.render.agent_mesh` name.
@@ -32,7 +33,7 @@ from pilothouse.errors import ConfigError
 
 COMPONENT = "agent"
 AGENT_PORT = 8000
-FLEET_CONFIGMAP = "pilothouse-fleet"
+FLEET_SECRET = "pilothouse-fleet"
 FLEET_KEY = "fleet.yaml"
 FLEET_MOUNT = "/etc/pilothouse/fleet"
 KEY_SECRET_KEY = "api-key"
@@ -111,16 +112,17 @@ def _meta(name: str, spec: AgentSpec, options: RenderOptions, bind: Binder) -> M
     }
 
 
-def fleet_configmap(fleet: FleetSpec, options: RenderOptions, bind: Binder) -> Manifest:
+def fleet_secret(fleet: FleetSpec, options: RenderOptions, bind: Binder) -> Manifest:
     """The Fleet as ``agent serve`` reads it (only what differs from the defaults)."""
     text = yaml.safe_dump(
         fleet.model_dump(mode="json", by_alias=True, exclude_defaults=True), sort_keys=False
     )
     return {
         "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(FLEET_CONFIGMAP, options.namespace, bind, COMPONENT),
-        "data": {FLEET_KEY: text},
+        "kind": "Secret",
+        "metadata": metadata(FLEET_SECRET, options.namespace, bind, COMPONENT),
+        "type": "Opaque",
+        "stringData": {FLEET_KEY: text},
     }
 
 
@@ -216,7 +218,7 @@ def _deployment(
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],
-                    "volumes": [{"name": "fleet", "configMap": {"name": FLEET_CONFIGMAP}}],
+                    "volumes": [{"name": "fleet", "secret": {"secretName": FLEET_SECRET}}],
                 },
             },
         },

@@ -5,7 +5,7 @@ Per rendered model (engine ``vllm``, ``sim`` or ``llamacpp``): the endpoint pick
 InferencePool, the HTTPRoute and the autoscaler (none for llamacpp, which has no metrics);
 once per fleet: the scheduler ConfigMap when the Fleet names a scheduler file, and an
 example Gateway with ``--with-gateway``. Per agent (``agents:``): its ServiceAccount, Service,
-Deployment, HTTPRoute, NetworkPolicy and Istio policies, and once the ConfigMap holding the
+Deployment, HTTPRoute, NetworkPolicy and Istio policies, and once the Secret holding the
 Fleet they read (docs/agents-kubernetes.md).
 """
 
@@ -21,14 +21,10 @@ from typing import Any
 import yaml
 
 from pilothouse.config.fleet import FleetSpec
-from pilothouse.controlplane.render.agent import agent_objects, fleet_configmap, targets_for
+from pilothouse.controlplane.render.agent import agent_objects, fleet_secret, targets_for
 from pilothouse.controlplane.render.agent_mesh import mesh_objects
 from pilothouse.controlplane.render.autoscale import autoscaler
-from pilothouse.controlplane.render.epp import (
-    SCHEDULER_CONFIGMAP,
-    epp_objects,
-    scheduler_configmap,
-)
+from pilothouse.controlplane.render.epp import epp_objects, scheduler_configmap
 from pilothouse.controlplane.render.meta import AGENT_LABEL, MODEL_LABEL, Manifest
 from pilothouse.controlplane.render.model_server import model_server
 from pilothouse.controlplane.render.options import RenderOptions, plan_models
@@ -82,7 +78,7 @@ def _agents(fleet: FleetSpec, options: RenderOptions, bind: Binder) -> list[Mani
     if not fleet.agents:
         return []
     targets = targets_for(options)
-    out = [fleet_configmap(fleet, options, bind)]
+    out = [fleet_secret(fleet, options, bind)]
     for index, spec in enumerate(fleet.agents):
         out += agent_objects(spec, index, options, bind, targets)
         out += mesh_objects(spec, index, options, bind, targets)
@@ -104,16 +100,15 @@ def _scheduler(value: str, base_dir: Path | None) -> tuple[str, str | None]:
 
 def group_of(manifest: Manifest) -> str:
     """Which output file an object belongs to: its model's slug, ``agent-<name>``, or its
-    kind (the scheduler ConfigMap: ``scheduler``; the agents' Fleet ConfigMap: its name)."""
+    kind (the scheduler ConfigMap: ``scheduler``; the agents' Fleet Secret: its name)."""
     found: dict[str, str] = manifest["metadata"].get("labels", {})
     if MODEL_LABEL in found:
         return found[MODEL_LABEL]
     if AGENT_LABEL in found:
         return f"agent-{found[AGENT_LABEL]}"
-    if manifest["kind"] == "ConfigMap":
-        name = manifest["metadata"]["name"]
-        return "scheduler" if name == SCHEDULER_CONFIGMAP else str(name)
-    return str(manifest["kind"]).lower()
+    if manifest["kind"] == "Secret":
+        return str(manifest["metadata"]["name"])
+    return "scheduler" if manifest["kind"] == "ConfigMap" else str(manifest["kind"]).lower()
 
 
 def grouped(manifests: Iterable[Manifest]) -> dict[str, list[Manifest]]:

@@ -83,7 +83,7 @@ def test_agent_serve_accepts_the_rendered_pod_args(tmp_path: Path) -> None:
     container = deploy["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][-2:] == ["agent", "serve"]
     args = list(container["args"])
-    assert args[:2] == ["-f", "/etc/pilothouse/fleet/fleet.yaml"]  # the ConfigMap's mount
+    assert args[:2] == ["-f", "/etc/pilothouse/fleet/fleet.yaml"]  # the fleet Secret's mount
     args[1] = _file(tmp_path)
     ctx = cli.agent_serve.make_context("serve", args)
     assert ctx.params["agent_names"] == ("triage",)

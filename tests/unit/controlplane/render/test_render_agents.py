@@ -78,7 +78,7 @@ def test_render_agent_deployment_runs_agent_serve_with_the_key_from_a_secret() -
     key = env["PILOTHOUSE_AGENT_KEY"]
     assert "value" not in key
     assert key["valueFrom"]["secretKeyRef"] == {"name": "triage-agent-key", "key": "api-key"}
-    # Nothing in any manifest looks like a key.
+    # The agent's key is nowhere in a manifest.
     assert "ph-" not in yaml.safe_dump_all(manifests)
     # The Service and the policies select exactly the agent's pods.
     pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
@@ -86,10 +86,11 @@ def test_render_agent_deployment_runs_agent_serve_with_the_key_from_a_secret() -
     assert service["spec"]["selector"].items() <= pod_labels.items()
     summariser_pods = _one(manifests, "Deployment", "summariser-agent")["spec"]["template"]
     assert not service["spec"]["selector"].items() <= summariser_pods["metadata"]["labels"].items()
-    # The fleet reaches the pod through the ConfigMap, and parses back to the same fleet.
-    cm = _one(manifests, "ConfigMap", "pilothouse-fleet")
-    assert parse_fleet(yaml.safe_load(cm["data"]["fleet.yaml"])) == _fleet()
-    assert pod["volumes"] == [{"name": "fleet", "configMap": {"name": "pilothouse-fleet"}}]
+    # The fleet reaches the pod through a Secret (it may hold keys and store URLs), and
+    # parses back to the same fleet.
+    secret = _one(manifests, "Secret", "pilothouse-fleet")
+    assert parse_fleet(yaml.safe_load(secret["stringData"]["fleet.yaml"])) == _fleet()
+    assert pod["volumes"] == [{"name": "fleet", "secret": {"secretName": "pilothouse-fleet"}}]
 
 
 def test_render_agent_network_policy_allows_only_gateway_toolgateway_and_dns() -> None:
@@ -202,3 +203,10 @@ def test_render_agent_helm_chart_matches_render_k8s(tmp_path: Any) -> None:
     assert sorted(from_chart, key=key) == sorted(plain, key=key)
     values = yaml.safe_load((tmp_path / "values.yaml").read_text())
     assert values["agents"]["triage"]["replicas"] == 2
+
+
+def test_render_agent_fleet_credentials_stay_in_the_fleet_secret() -> None:
+    fleet = _fleet(gateway={"api_key": "ph-admin-secret"})
+    manifests = _render(fleet)
+    holding = [m["kind"] for m in manifests if "ph-admin-secret" in yaml.safe_dump(m)]
+    assert holding == ["Secret"]
