@@ -2,12 +2,12 @@
 
 An agent runs as ``pilothouse agent serve -f <fleet> --agent <name>`` in the pilothouse image
 (docs/agents-kubernetes.md): the Responses API (``/v1/responses``, the agent as the model) and
-its A2A server under ``/agents/<name>/`` on port 8000. The Fleet itself reaches the pod through
-one Secret shared by every agent (a Secret, not a ConfigMap: a Fleet may hold the gateway's
-``api_key`` and store URLs with passwords). The agent calls the gateway and the tool gateway with its
-own key, read from the Secret ``<agent>-agent-key`` (key ``api-key``), never written into a
-manifest; its Kubernetes identity is its own ServiceAccount, which the mesh policies of
-:mod:`pilothouse.controlplane.render.agent_mesh` name.
+its A2A server under ``/agents/<name>/`` on port 8000. The Fleet itself reaches the pod
+through one Secret shared by every agent (a Secret, not a ConfigMap: a Fleet may hold the
+gateway's ``api_key`` and store URLs with passwords). The agent calls the gateway and the tool
+gateway with its own key, read from the Secret ``<agent>-agent-key`` (key ``api-key``), never
+written into a manifest; its Kubernetes identity is its own ServiceAccount, which the mesh
+policies of :mod:`pilothouse.controlplane.render.agent_mesh` name.
 """
 
 from __future__ import annotations
