@@ -87,6 +87,11 @@ class EngineModel:
         return len(self._scheduler.order)
 
     @property
+    def cpu_cached_blocks(self) -> int:
+        """Blocks held by the CPU tier (0 without one)."""
+        return len(self._scheduler.cpu)
+
+    @property
     def kv_usage(self) -> float:
         """Fraction of KV blocks referenced by requests (0..1), as vLLM reports it."""
         return self.pool.usage
@@ -156,9 +161,11 @@ class EngineModel:
         return True
 
     def reset_prefix_cache(self) -> AllBlocksClearedEvent | None:
-        """Forget all cached prefixes; refused (``None``) while any block is in use."""
+        """Forget all cached prefixes (both tiers); refused (``None``) while any block is in
+        use."""
         if self._plan is not None or not self.pool.clear():
             return None
+        self._scheduler.cpu.clear()
         return AllBlocksClearedEvent()
 
     # -- stepping ------------------------------------------------------------------------
@@ -185,6 +192,8 @@ class EngineModel:
             decoders.context_tokens() if decoders else 0,
             lora_loads=schedule.lora_loads,
         )
+        if schedule.load_s:  # reloads from the CPU tier (synchronous, before the forward)
+            first += schedule.load_s
         iterations = self._fusable_iterations(schedule)
         growth = decode_growth(latency, len(decoders)) if iterations > 1 else 0.0
         if latency.jitter:
