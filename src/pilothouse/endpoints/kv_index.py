@@ -9,11 +9,22 @@ token ids, computed from the ``token_ids`` each ``BlockStored`` carries and the 
 tokens the same way (:meth:`KVBlockIndex.block_keys`) and walking the chain
 (:meth:`KVBlockIndex.match`).
 
-Per endpoint the index keeps ``engine hash → request key`` (bounded, oldest first out) and a
-reference count per request key; globally ``request key → endpoints``. A block stored twice
-(another medium such as a CPU tier, or two physical copies) counts twice and stays held until
-removed twice, as vLLM reports each copy. Blocks whose parent is unknown (stored before we
-subscribed, or evicted from our bound) cannot be keyed and are skipped (``unresolved``).
+Per endpoint the index keeps ``engine hash → request key`` (bounded, oldest first out) and, per
+tier, how many copies of each block it holds and how many blocks hold each request key;
+globally ``request key → endpoints`` holding it in any tier. Tiers come from the events'
+``medium``: ``"GPU"`` (or ``None``, older publishers) is the engine's own cache, anything else
+(``"CPU"`` from vLLM's offloading connector) is *offloaded*: a hit there must be reloaded
+before it saves prefill. A block stored twice counts twice and stays held until removed
+twice; a removal only takes a copy of its own medium, as vLLM reports each copy per medium.
+Offloaded stores arrive without parent or token ids (vLLM's connector sends none): they are
+keyed by the engine hash the endpoint's GPU store announced. Blocks whose parent is unknown
+(stored before we subscribed, or evicted from our bound) cannot be keyed and are skipped
+(``unresolved``).
+
+:meth:`KVBlockIndex.match` counts blocks held in any tier; :meth:`KVBlockIndex.match_tiers`
+also says how many of them, from the first, are on the GPU (what a tier-aware scorer needs).
+While no endpoint has reported an offloaded block, both give the same depth and cost the
+same.
 
 Request keys use Python's ``hash`` of tuples: salted per process for strings, which is fine
 because the index and the requests it matches live in the same process. Keys ignore
@@ -29,6 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pilothouse.kvevents import (
+    MEDIUM_GPU,
     AllBlocksCleared,
     BlockRemoved,
     BlockStored,
@@ -70,19 +82,33 @@ def block_keys(
 
 @dataclass(slots=True)
 class _Endpoint:
-    """One endpoint's blocks: engine hash → request key, oldest first."""
+    """One endpoint's blocks: engine hash → request key, oldest first, and copies per tier."""
 
     blocks: OrderedDict[ExternalBlockHash, int] = field(default_factory=OrderedDict)
-    copies: dict[ExternalBlockHash, int] = field(default_factory=dict)  # extra copies only
-    key_refs: dict[int, int] = field(default_factory=dict)
+    gpu: dict[ExternalBlockHash, int] = field(default_factory=dict)  # GPU copies per block
+    off: dict[ExternalBlockHash, int] = field(default_factory=dict)  # offloaded copies
+    key_gpu: dict[int, int] = field(default_factory=dict)  # blocks with a GPU copy, per key
+    key_off: dict[int, int] = field(default_factory=dict)  # blocks with an offloaded copy
     block_size: int | None = None
     unresolved: int = 0
+
+
+def on_gpu(medium: str | None) -> bool:
+    """Whether a KV event's ``medium`` is the engine's own (GPU) cache."""
+    return medium is None or medium == MEDIUM_GPU
 
 
 class KVBlockIndex:
     """Request key → endpoints holding that block, maintained from KV-event batches."""
 
-    __slots__ = ("_capacity", "_endpoints", "_holders", "_max_endpoints", "_sizes")
+    __slots__ = (
+        "_capacity",
+        "_endpoints",
+        "_holders",
+        "_max_endpoints",
+        "_offloaded",
+        "_sizes",
+    )
 
     def __init__(self, max_blocks_per_endpoint: int = 500_000, max_endpoints: int = 4096) -> None:
         if max_blocks_per_endpoint <= 0 or max_endpoints <= 0:
@@ -91,6 +117,7 @@ class KVBlockIndex:
         self._max_endpoints = max_endpoints
         self._endpoints: OrderedDict[str, _Endpoint] = OrderedDict()
         self._holders: dict[int, set[str]] = {}
+        self._offloaded: dict[int, set[str]] = {}  # held there, but only off the GPU
         self._sizes: frozenset[int] = frozenset()
 
     # -- writes (the subscriber) -----------------------------------------------------------
@@ -102,8 +129,9 @@ class KVBlockIndex:
             if isinstance(event, BlockStored):
                 self._store(endpoint, state, event)
             elif isinstance(event, BlockRemoved):
+                gpu = on_gpu(event.medium)
                 for block in event.block_hashes:
-                    self._remove(endpoint, state, block)
+                    self._remove(endpoint, state, block, gpu)
             elif isinstance(event, AllBlocksCleared):
                 self._forget(endpoint, state)
 
@@ -144,7 +172,8 @@ class KVBlockIndex:
         return block_keys(token_ids, block_size, lora, max_blocks=max_blocks)
 
     def match(self, keys: Sequence[int]) -> dict[str, int]:
-        """Per endpoint, how many of ``keys`` it holds from the first (endpoints with ≥ 1)."""
+        """Per endpoint, how many of ``keys`` it holds (any tier) from the first (endpoints
+        with ≥ 1)."""
         matched: dict[str, int] = {}
         if not keys:
             return matched
@@ -170,14 +199,37 @@ class KVBlockIndex:
             matched[name] = depth
         return matched
 
+    def match_tiers(self, keys: Sequence[int]) -> dict[str, tuple[int, int]]:
+        """Per endpoint, ``(held, on_gpu)``: how many of ``keys`` it holds from the first in
+        any tier (as :meth:`match`), and how many of those, from the first, on the GPU."""
+        matched = self.match(keys)
+        offloaded = self._offloaded
+        if not offloaded:
+            return {name: (depth, depth) for name, depth in matched.items()}
+        tiers: dict[str, tuple[int, int]] = {}
+        for name, depth in matched.items():
+            gpu = 0
+            for key in keys[:depth]:
+                holders = offloaded.get(key)
+                if holders is not None and name in holders:
+                    break
+                gpu += 1
+            tiers[name] = (depth, gpu)
+        return tiers
+
     def endpoints(self) -> list[str]:
         """Tracked endpoints, least recently updated first."""
         return list(self._endpoints)
 
     def size(self, endpoint: str) -> int:
-        """Engine blocks currently held by ``endpoint``."""
+        """Engine blocks currently held by ``endpoint`` (any tier)."""
         state = self._endpoints.get(endpoint)
         return 0 if state is None else len(state.blocks)
+
+    def offloaded_size(self, endpoint: str) -> int:
+        """Engine blocks ``endpoint`` holds off the GPU (CPU tier and beyond)."""
+        state = self._endpoints.get(endpoint)
+        return 0 if state is None else len(state.off)
 
     def unresolved(self, endpoint: str) -> int:
         """Stored blocks skipped because their parent or token ids were unknown."""
@@ -206,6 +258,15 @@ class KVBlockIndex:
         size = event.block_size
         hashes = event.block_hashes
         tokens = event.token_ids
+        gpu = on_gpu(event.medium)
+        if not gpu and not tokens:  # an offloading connector's store: hashes we know
+            for block in hashes:
+                known = state.blocks.get(block)
+                if known is None:
+                    state.unresolved += 1
+                else:
+                    self._add(endpoint, state, block, known, gpu)
+            return
         if size < 1 or len(tokens) != len(hashes) * size:
             state.unresolved += len(hashes)
             return
@@ -217,66 +278,101 @@ class KVBlockIndex:
                 state.unresolved += len(hashes)
                 return
             key = parent
-        if state.block_size != size:
+        if gpu and state.block_size != size:
             state.block_size = size
             self._resize()
         chunks = zip(*[iter(tokens)] * size, strict=False)  # n-tuples, cut in C
         for block, chunk in zip(hashes, chunks, strict=False):
             key = hash((key,) + chunk)  # noqa: RUF005 (faster, same hash)
-            self._add(endpoint, state, block, key)
+            self._add(endpoint, state, block, key, gpu)
 
-    def _add(self, endpoint: str, state: _Endpoint, block: ExternalBlockHash, key: int) -> None:
+    def _add(
+        self, endpoint: str, state: _Endpoint, block: ExternalBlockHash, key: int, gpu: bool
+    ) -> None:
+        copies = state.gpu if gpu else state.off
+        count = copies.get(block, 0)
+        copies[block] = count + 1
         if block in state.blocks:
-            state.copies[block] = state.copies.get(block, 0) + 1
             state.blocks.move_to_end(block)
+            if count == 0:  # the block's first copy in this tier
+                self._retier(endpoint, state, state.blocks[block], gpu, 1)
             return
         state.blocks[block] = key
-        refs = state.key_refs.get(key, 0)
-        state.key_refs[key] = refs + 1
-        if refs == 0:
-            self._holders.setdefault(key, set()).add(endpoint)
+        self._retier(endpoint, state, key, gpu, 1)
         while len(state.blocks) > self._capacity:
             oldest, old_key = state.blocks.popitem(last=False)
-            state.copies.pop(oldest, None)
-            self._unref(endpoint, state, old_key)
+            if state.gpu.pop(oldest, 0):
+                self._retier(endpoint, state, old_key, True, -1)
+            if state.off.pop(oldest, 0):
+                self._retier(endpoint, state, old_key, False, -1)
 
-    def _remove(self, endpoint: str, state: _Endpoint, block: ExternalBlockHash) -> None:
+    def _remove(self, endpoint: str, state: _Endpoint, block: ExternalBlockHash, gpu: bool) -> None:
         key = state.blocks.get(block)
         if key is None:
             return
-        extra = state.copies.get(block)
-        if extra:
-            if extra == 1:
-                del state.copies[block]
-            else:
-                state.copies[block] = extra - 1
+        copies = state.gpu if gpu else state.off
+        count = copies.get(block, 0)
+        if count == 0:
+            return  # no copy in that tier
+        if count > 1:
+            copies[block] = count - 1
             return
-        del state.blocks[block]
-        self._unref(endpoint, state, key)
+        del copies[block]
+        self._retier(endpoint, state, key, gpu, -1)
+        if block not in state.gpu and block not in state.off:
+            del state.blocks[block]
 
-    def _unref(self, endpoint: str, state: _Endpoint, key: int) -> None:
-        refs = state.key_refs[key] - 1
-        if refs:
-            state.key_refs[key] = refs
-            return
-        del state.key_refs[key]
-        self._release(endpoint, key)
+    def _retier(self, endpoint: str, state: _Endpoint, key: int, gpu: bool, delta: int) -> None:
+        """One more (``delta`` 1) or one fewer (-1) block holds ``key`` in a tier: keep the
+        key's holders and offloaded-only holders current."""
+        gpu_refs = state.key_gpu.get(key, 0)
+        off_refs = state.key_off.get(key, 0)
+        before = (gpu_refs > 0, off_refs > 0)
+        if gpu:
+            gpu_refs += delta
+            _set_count(state.key_gpu, key, gpu_refs)
+        else:
+            off_refs += delta
+            _set_count(state.key_off, key, off_refs)
+        after = (gpu_refs > 0, off_refs > 0)
+        if any(after) and not any(before):
+            self._holders.setdefault(key, set()).add(endpoint)
+        elif any(before) and not any(after):
+            _discard(self._holders, key, endpoint)
+        only_before = before == (False, True)
+        only_after = after == (False, True)
+        if only_after and not only_before:
+            self._offloaded.setdefault(key, set()).add(endpoint)
+        elif only_before and not only_after:
+            _discard(self._offloaded, key, endpoint)
 
     def _resize(self) -> None:
         sizes = {s.block_size for s in self._endpoints.values() if s.block_size is not None}
         if sizes != self._sizes:
             self._sizes = frozenset(sizes)
 
-    def _release(self, endpoint: str, key: int) -> None:
-        holders = self._holders.get(key)
-        if holders is not None:
-            holders.discard(endpoint)
-            if not holders:
-                del self._holders[key]
-
     def _forget(self, endpoint: str, state: _Endpoint) -> None:
-        for key in state.key_refs:
-            self._release(endpoint, key)
+        for key in {**state.key_gpu, **state.key_off}:
+            _discard(self._holders, key, endpoint)
+        for key in state.key_off:
+            _discard(self._offloaded, key, endpoint)
         state.blocks.clear()
-        state.copies.clear()
-        state.key_refs.clear()
+        state.gpu.clear()
+        state.off.clear()
+        state.key_gpu.clear()
+        state.key_off.clear()
+
+
+def _set_count(counts: dict[int, int], key: int, value: int) -> None:
+    if value > 0:
+        counts[key] = value
+    else:
+        counts.pop(key, None)
+
+
+def _discard(holders: dict[int, set[str]], key: int, endpoint: str) -> None:
+    names = holders.get(key)
+    if names is not None:
+        names.discard(endpoint)
+        if not names:
+            del holders[key]

@@ -123,6 +123,30 @@ class EngineConfig:
             return 0.0
         return self.cpu_load_latency_s + tokens * self.cpu_load_s_per_token
 
+    def tier_costs(self) -> dict[str, float]:
+        """The prefix scorers' ``tier_costs`` parameters for this engine (what a GPU and a
+        CPU-tier hit save: ``docs/plugins/approx-prefix.md``)."""
+        return {
+            "prefill_s_per_token": self.latency.prefill_token_s,
+            "offload_load_s_per_token": self.cpu_load_s_per_token,
+            "offload_load_latency_s": self.cpu_load_latency_s,
+        }
+
+    def approx_prefix_tiers(
+        self, *, chars_per_block: int = 64, chars_per_token: int = 4
+    ) -> dict[str, object]:
+        """``approx-prefix`` parameters that mirror this engine's two tiers: its recent LRU
+        holds what the GPU holds, its offloaded LRU what the CPU tier holds (in blocks of
+        ``chars_per_block`` characters at ``chars_per_token``), and its scores are the
+        prefill saved. Meant for engines with a CPU tier (it resizes the recent LRU)."""
+        tokens = max(1, chars_per_block // chars_per_token)
+        return {
+            "block_size": chars_per_block,
+            "lru_capacity_per_endpoint": max(1, self.kv_capacity_tokens // tokens),
+            "offload_capacity_per_endpoint": self.num_cpu_blocks * self.block_size // tokens,
+            "tier_costs": self.tier_costs(),
+        }
+
     def cpu_blocks_for(self, gib: float) -> int:
         """How many blocks ``gib`` GiB of host memory hold (``kv_bytes_per_token`` needed)."""
         if self.kv_bytes_per_token == 0:

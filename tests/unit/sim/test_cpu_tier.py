@@ -7,10 +7,11 @@ import pytest
 
 from pilothouse.bench.workloads import ArrivalSpec, build_workload
 from pilothouse.scheduling import resolve_config
+from pilothouse.scheduling.config import SchedulerConfig, load_scheduler_config
 from pilothouse.sim import BlocksRemoved, BlocksStored, EngineModel, chain_block_hashes
 from pilothouse.sim.cluster import simulate
 from pilothouse.sim.cluster_types import ClusterConfig
-from pilothouse.sim.config import EngineOverrides, apply_overrides
+from pilothouse.sim.config import EngineConfig, EngineOverrides, apply_overrides
 from pilothouse.sim.cpu_tier import CpuTier
 from pilothouse.sim.presets import get_preset
 from pilothouse.sim.types import MEDIUM_CPU, MEDIUM_GPU, EngineRequest
@@ -150,7 +151,33 @@ def test_generated_blocks_are_cached_for_the_next_turn(cache: bool) -> None:
     assert model.kv_usage == 0.0
 
 
-def _chat_run(cpu_kv_gib: float) -> tuple[float, float]:
+def _tier_aware_default(engine: EngineConfig) -> SchedulerConfig:
+    """The ``default`` scheduler with its approx-prefix mirroring ``engine``'s tiers."""
+    params = engine.approx_prefix_tiers()
+    return load_scheduler_config(
+        {
+            "plugins": [
+                {"type": "ready"},
+                {"type": "approx-prefix", "parameters": params},
+                {"type": "sticky-prefix"},
+                {"type": "max-score"},
+            ],
+            "profiles": [
+                {
+                    "name": "default",
+                    "plugins": [
+                        {"ref": "ready"},
+                        {"ref": "approx-prefix", "weight": 0},
+                        {"ref": "sticky-prefix", "weight": 1},
+                        {"ref": "max-score"},
+                    ],
+                }
+            ],
+        }
+    )
+
+
+def _chat_run(cpu_kv_gib: float, *, tier_aware: bool = False) -> tuple[float, float]:
     """Multi-turn chat on 2 replicas whose GPU cache holds ~2 sessions' context: the cache
     hit rate and TTFT p90, with a CPU tier of ``cpu_kv_gib`` GiB (0: none)."""
     params = {
@@ -168,7 +195,8 @@ def _chat_run(cpu_kv_gib: float) -> tuple[float, float]:
         get_preset("llama-3.1-8b-h100"),
         EngineOverrides(num_gpu_blocks=400, cpu_kv_gib=cpu_kv_gib),
     )
-    metrics = simulate(ClusterConfig(engine, 2), resolve_config("default"), requests).metrics
+    scheduler = _tier_aware_default(engine) if tier_aware else resolve_config("default")
+    metrics = simulate(ClusterConfig(engine, 2), scheduler, requests).metrics
     assert metrics.completed == 240
     return metrics.cache_hit_rate, metrics.ttft_p90_s
 
@@ -178,3 +206,17 @@ def test_a_cpu_tier_raises_the_hit_rate_of_multi_turn_chat() -> None:
     tier_hits, tier_ttft = _chat_run(8)  # 4,096 blocks of 16: ten times the GPU tier
     assert tier_hits > plain_hits + 0.1  # measured: 0.61 -> 0.80
     assert tier_ttft < plain_ttft  # reloads are cheaper than the prefill they replace
+    aware_hits, _aware_ttft = _chat_run(8, tier_aware=True)  # the scheduler sees both tiers
+    assert aware_hits > plain_hits + 0.1
+
+
+def test_presets_give_the_prefix_scorers_their_tier_figures() -> None:
+    offload = get_preset("llama-3.1-8b-h100-offload")
+    params = offload.approx_prefix_tiers()
+    assert params["lru_capacity_per_endpoint"] == 27_648
+    assert params["offload_capacity_per_endpoint"] == offload.num_cpu_blocks
+    assert offload.tier_costs() == {
+        "prefill_s_per_token": 27e-6,
+        "offload_load_s_per_token": pytest.approx(128 * 1024 / 50e9),
+        "offload_load_latency_s": 0.001,
+    }

@@ -99,3 +99,48 @@ def test_model_events_convert_to_vllm_structs() -> None:
         BlockRemoved([3], "GPU"),
         AllBlocksCleared(),
     ]
+
+
+def test_cpu_medium_payload_shaped_like_vllms_offloading_connector() -> None:
+    # What vLLM's OffloadingConnector.take_events yields, encoded by vLLM's publisher
+    # (structs without array_like, omit_defaults: a map per event, tagged by "type").
+    payload = msgspec.msgpack.encode(
+        {
+            "ts": 4.0,
+            "events": [
+                {"type": "BlockStored", "block_hashes": [21, 22], "parent_block_hash": None,
+                 "token_ids": [], "block_size": 16, "lora_id": None, "medium": "CPU",
+                 "lora_name": None},
+                {"type": "BlockRemoved", "block_hashes": [21], "medium": "GPU"},
+                {"type": "BlockRemoved", "block_hashes": [22], "medium": "CPU"},
+            ],
+            "data_parallel_rank": 0,
+        }
+    )  # fmt: skip
+    stored, gpu_removed, cpu_removed = decode_event_batch(payload).events
+    assert stored == BlockStored([21, 22], None, [], 16, None, "CPU", None)
+    assert gpu_removed == BlockRemoved([21], "GPU")
+    assert cpu_removed == BlockRemoved([22], "CPU")
+
+
+@pytest.mark.parametrize("layout", ["array", "map"])
+@pytest.mark.parametrize("medium", ["CPU", None])
+def test_round_trip_with_and_without_a_medium(layout: str, medium: str | None) -> None:
+    events = [
+        BlockStored([9], None, [], 16, None, medium, None),
+        BlockRemoved([9], medium),
+    ]
+    assert decode_event_batch(encode_event_batch(events, 1.0, layout=layout)).events == events
+
+
+def test_cpu_tier_events_convert_with_their_medium() -> None:
+    events = (
+        BlocksStored((11, 12), None, (), medium="CPU"),
+        BlocksRemoved((11,)),
+        BlocksRemoved((12,), medium="CPU"),
+    )
+    assert to_wire(events, 16, {}) == [
+        BlockStored([11, 12], None, [], 16, None, "CPU", None),
+        BlockRemoved([11], "GPU"),
+        BlockRemoved([12], "CPU"),
+    ]
