@@ -82,11 +82,17 @@ def block_keys(
 
 @dataclass(slots=True)
 class _Endpoint:
-    """One endpoint's blocks: engine hash → request key, oldest first, and copies per tier."""
+    """One endpoint's blocks: engine hash → request key, oldest first, and copies per tier.
+
+    A block in ``blocks`` has one GPU copy, plus ``gpu_extra`` more, unless it is in
+    ``no_gpu`` (held offloaded only); ``off`` counts its offloaded copies. The common case, a
+    single GPU copy, costs no entry beyond ``blocks``.
+    """
 
     blocks: OrderedDict[ExternalBlockHash, int] = field(default_factory=OrderedDict)
-    gpu: dict[ExternalBlockHash, int] = field(default_factory=dict)  # GPU copies per block
-    off: dict[ExternalBlockHash, int] = field(default_factory=dict)  # offloaded copies
+    gpu_extra: dict[ExternalBlockHash, int] = field(default_factory=dict)
+    no_gpu: set[ExternalBlockHash] = field(default_factory=set)
+    off: dict[ExternalBlockHash, int] = field(default_factory=dict)
     key_gpu: dict[int, int] = field(default_factory=dict)  # blocks with a GPU copy, per key
     key_off: dict[int, int] = field(default_factory=dict)  # blocks with an offloaded copy
     block_size: int | None = None
@@ -289,61 +295,108 @@ class KVBlockIndex:
     def _add(
         self, endpoint: str, state: _Endpoint, block: ExternalBlockHash, key: int, gpu: bool
     ) -> None:
-        copies = state.gpu if gpu else state.off
-        count = copies.get(block, 0)
-        copies[block] = count + 1
-        if block in state.blocks:
-            state.blocks.move_to_end(block)
-            if count == 0:  # the block's first copy in this tier
-                self._retier(endpoint, state, state.blocks[block], gpu, 1)
+        blocks = state.blocks
+        if block in blocks:
+            blocks.move_to_end(block)
+            old = blocks[block]
+            if not gpu:
+                count = state.off.get(block, 0)
+                state.off[block] = count + 1
+                if count == 0:
+                    self._off_up(endpoint, state, old)
+            elif block in state.no_gpu:
+                state.no_gpu.discard(block)
+                self._gpu_up(endpoint, state, old)
+            else:
+                state.gpu_extra[block] = state.gpu_extra.get(block, 0) + 1
             return
-        state.blocks[block] = key
-        self._retier(endpoint, state, key, gpu, 1)
-        while len(state.blocks) > self._capacity:
-            oldest, old_key = state.blocks.popitem(last=False)
-            if state.gpu.pop(oldest, 0):
-                self._retier(endpoint, state, old_key, True, -1)
+        blocks[block] = key
+        if gpu:
+            self._gpu_up(endpoint, state, key)
+        else:
+            state.no_gpu.add(block)
+            state.off[block] = 1
+            self._off_up(endpoint, state, key)
+        while len(blocks) > self._capacity:
+            oldest, old_key = blocks.popitem(last=False)
+            state.gpu_extra.pop(oldest, None)
+            if oldest in state.no_gpu:
+                state.no_gpu.discard(oldest)
+            else:
+                self._gpu_down(endpoint, state, old_key)
             if state.off.pop(oldest, 0):
-                self._retier(endpoint, state, old_key, False, -1)
+                self._off_down(endpoint, state, old_key)
 
     def _remove(self, endpoint: str, state: _Endpoint, block: ExternalBlockHash, gpu: bool) -> None:
         key = state.blocks.get(block)
         if key is None:
             return
-        copies = state.gpu if gpu else state.off
-        count = copies.get(block, 0)
-        if count == 0:
-            return  # no copy in that tier
-        if count > 1:
-            copies[block] = count - 1
+        if gpu:
+            if block in state.no_gpu:
+                return  # no GPU copy to remove
+            extra = state.gpu_extra.get(block)
+            if extra:
+                if extra == 1:
+                    del state.gpu_extra[block]
+                else:
+                    state.gpu_extra[block] = extra - 1
+                return
+            self._gpu_down(endpoint, state, key)
+            if block in state.off:
+                state.no_gpu.add(block)
+            else:
+                del state.blocks[block]
             return
-        del copies[block]
-        self._retier(endpoint, state, key, gpu, -1)
-        if block not in state.gpu and block not in state.off:
+        count = state.off.get(block, 0)
+        if count == 0:
+            return  # no offloaded copy to remove
+        if count > 1:
+            state.off[block] = count - 1
+            return
+        del state.off[block]
+        self._off_down(endpoint, state, key)
+        if block in state.no_gpu:
+            state.no_gpu.discard(block)
             del state.blocks[block]
 
-    def _retier(self, endpoint: str, state: _Endpoint, key: int, gpu: bool, delta: int) -> None:
-        """One more (``delta`` 1) or one fewer (-1) block holds ``key`` in a tier: keep the
-        key's holders and offloaded-only holders current."""
-        gpu_refs = state.key_gpu.get(key, 0)
-        off_refs = state.key_off.get(key, 0)
-        before = (gpu_refs > 0, off_refs > 0)
-        if gpu:
-            gpu_refs += delta
-            _set_count(state.key_gpu, key, gpu_refs)
-        else:
-            off_refs += delta
-            _set_count(state.key_off, key, off_refs)
-        after = (gpu_refs > 0, off_refs > 0)
-        if any(after) and not any(before):
-            self._holders.setdefault(key, set()).add(endpoint)
-        elif any(before) and not any(after):
-            _discard(self._holders, key, endpoint)
-        only_before = before == (False, True)
-        only_after = after == (False, True)
-        if only_after and not only_before:
+    # A key is held by an endpoint while some block of it has a copy in any tier, and is
+    # offloaded-only while none of those copies is on the GPU.
+
+    def _gpu_up(self, endpoint: str, state: _Endpoint, key: int) -> None:
+        refs = state.key_gpu.get(key, 0)
+        state.key_gpu[key] = refs + 1
+        if refs == 0:
+            if key in state.key_off:
+                _discard(self._offloaded, key, endpoint)
+            else:
+                self._holders.setdefault(key, set()).add(endpoint)
+
+    def _gpu_down(self, endpoint: str, state: _Endpoint, key: int) -> None:
+        refs = state.key_gpu[key] - 1
+        if refs:
+            state.key_gpu[key] = refs
+            return
+        del state.key_gpu[key]
+        if key in state.key_off:
             self._offloaded.setdefault(key, set()).add(endpoint)
-        elif only_before and not only_after:
+        else:
+            _discard(self._holders, key, endpoint)
+
+    def _off_up(self, endpoint: str, state: _Endpoint, key: int) -> None:
+        refs = state.key_off.get(key, 0)
+        state.key_off[key] = refs + 1
+        if refs == 0 and key not in state.key_gpu:
+            self._holders.setdefault(key, set()).add(endpoint)
+            self._offloaded.setdefault(key, set()).add(endpoint)
+
+    def _off_down(self, endpoint: str, state: _Endpoint, key: int) -> None:
+        refs = state.key_off[key] - 1
+        if refs:
+            state.key_off[key] = refs
+            return
+        del state.key_off[key]
+        if key not in state.key_gpu:
+            _discard(self._holders, key, endpoint)
             _discard(self._offloaded, key, endpoint)
 
     def _resize(self) -> None:
@@ -357,7 +410,8 @@ class KVBlockIndex:
         for key in state.key_off:
             _discard(self._offloaded, key, endpoint)
         state.blocks.clear()
-        state.gpu.clear()
+        state.gpu_extra.clear()
+        state.no_gpu.clear()
         state.off.clear()
         state.key_gpu.clear()
         state.key_off.clear()
