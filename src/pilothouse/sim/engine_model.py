@@ -31,7 +31,7 @@ from pilothouse.sim.latency import (
 from pilothouse.sim.scheduler import BatchScheduler, Schedule
 from pilothouse.sim.sequence import Sequence
 from pilothouse.sim.stepping import EngineStats, StepApplier
-from pilothouse.sim.types import AllBlocksClearedEvent, EngineRequest, StepResult
+from pilothouse.sim.types import AllBlocksClearedEvent, EngineRequest, KVEvent, StepResult
 
 
 @dataclass(slots=True)
@@ -167,6 +167,15 @@ class EngineModel:
             return None
         self._scheduler.cpu.clear()
         return AllBlocksClearedEvent()
+
+    def take_blocks(self, count: int) -> list[KVEvent]:
+        """Allocate ``count`` blocks outside a step (KV received from another replica), with
+        the step's eviction rules (LRU, offload to the CPU tier); returns the KV events."""
+        if count > self.pool.available_blocks:
+            raise ValueError(f"cannot allocate {count} blocks ({self.pool.available_blocks} left)")
+        events: list[KVEvent] = []
+        self._scheduler.take(count, events)
+        return events
 
     # -- stepping ------------------------------------------------------------------------
 

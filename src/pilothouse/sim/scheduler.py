@@ -208,6 +208,10 @@ class BatchScheduler:
     def _blocks_for(self, seq: Sequence, tokens: int) -> int:
         return -(-(seq.computed + tokens) // self.pool.block_size) - seq.n_blocks
 
+    def take(self, count: int, events: list[KVEvent]) -> None:
+        """Allocate ``count`` blocks; what the GPU pool evicts goes to the CPU tier."""
+        self._take(count, events)
+
     def _take(self, count: int, events: list[KVEvent]) -> None:
         if count <= 0:
             return
