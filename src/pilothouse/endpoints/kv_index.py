@@ -39,6 +39,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pilothouse.endpoints.kv_holders import KeyHolders
 from pilothouse.kvevents import (
     MEDIUM_GPU,
     AllBlocksCleared,
@@ -112,7 +113,6 @@ class KVBlockIndex:
         "_endpoints",
         "_holders",
         "_max_endpoints",
-        "_offloaded",
         "_sizes",
     )
 
@@ -122,8 +122,7 @@ class KVBlockIndex:
         self._capacity = max_blocks_per_endpoint
         self._max_endpoints = max_endpoints
         self._endpoints: OrderedDict[str, _Endpoint] = OrderedDict()
-        self._holders: dict[int, set[str]] = {}
-        self._offloaded: dict[int, set[str]] = {}  # held there, but only off the GPU
+        self._holders = KeyHolders()
         self._sizes: frozenset[int] = frozenset()
 
     # -- writes (the subscriber) -----------------------------------------------------------
@@ -180,48 +179,12 @@ class KVBlockIndex:
     def match(self, keys: Sequence[int]) -> dict[str, int]:
         """Per endpoint, how many of ``keys`` it holds (any tier) from the first (endpoints
         with ≥ 1)."""
-        matched: dict[str, int] = {}
-        if not keys:
-            return matched
-        alive = self._holders.get(keys[0])
-        if not alive:
-            return matched
-        current = set(alive)
-        depth = 1
-        get = self._holders.get
-        for key in keys[1:]:
-            holders = get(key)
-            if holders is not None and current <= holders:
-                depth += 1  # the usual step along a shared chain: nobody drops out
-                continue
-            kept = current & holders if holders else set()
-            for name in current - kept:
-                matched[name] = depth
-            current = kept
-            if not current:
-                return matched
-            depth += 1
-        for name in current:
-            matched[name] = depth
-        return matched
+        return self._holders.match(keys)
 
     def match_tiers(self, keys: Sequence[int]) -> dict[str, tuple[int, int]]:
         """Per endpoint, ``(held, on_gpu)``: how many of ``keys`` it holds from the first in
         any tier (as :meth:`match`), and how many of those, from the first, on the GPU."""
-        matched = self.match(keys)
-        offloaded = self._offloaded
-        if not offloaded:
-            return {name: (depth, depth) for name, depth in matched.items()}
-        tiers: dict[str, tuple[int, int]] = {}
-        for name, depth in matched.items():
-            gpu = 0
-            for key in keys[:depth]:
-                holders = offloaded.get(key)
-                if holders is not None and name in holders:
-                    break
-                gpu += 1
-            tiers[name] = (depth, gpu)
-        return tiers
+        return self._holders.match_tiers(keys)
 
     def endpoints(self) -> list[str]:
         """Tracked endpoints, least recently updated first."""
@@ -303,29 +266,29 @@ class KVBlockIndex:
                 count = state.off.get(block, 0)
                 state.off[block] = count + 1
                 if count == 0:
-                    self._off_up(endpoint, state, old)
+                    self._holders.off_up(endpoint, state.key_gpu, state.key_off, old)
             elif block in state.no_gpu:
                 state.no_gpu.discard(block)
-                self._gpu_up(endpoint, state, old)
+                self._holders.gpu_up(endpoint, state.key_gpu, state.key_off, old)
             else:
                 state.gpu_extra[block] = state.gpu_extra.get(block, 0) + 1
             return
         blocks[block] = key
         if gpu:
-            self._gpu_up(endpoint, state, key)
+            self._holders.gpu_up(endpoint, state.key_gpu, state.key_off, key)
         else:
             state.no_gpu.add(block)
             state.off[block] = 1
-            self._off_up(endpoint, state, key)
+            self._holders.off_up(endpoint, state.key_gpu, state.key_off, key)
         while len(blocks) > self._capacity:
             oldest, old_key = blocks.popitem(last=False)
             state.gpu_extra.pop(oldest, None)
             if oldest in state.no_gpu:
                 state.no_gpu.discard(oldest)
             else:
-                self._gpu_down(endpoint, state, old_key)
+                self._holders.gpu_down(endpoint, state.key_gpu, state.key_off, old_key)
             if state.off.pop(oldest, 0):
-                self._off_down(endpoint, state, old_key)
+                self._holders.off_down(endpoint, state.key_gpu, state.key_off, old_key)
 
     def _remove(self, endpoint: str, state: _Endpoint, block: ExternalBlockHash, gpu: bool) -> None:
         key = state.blocks.get(block)
@@ -341,7 +304,7 @@ class KVBlockIndex:
                 else:
                     state.gpu_extra[block] = extra - 1
                 return
-            self._gpu_down(endpoint, state, key)
+            self._holders.gpu_down(endpoint, state.key_gpu, state.key_off, key)
             if block in state.off:
                 state.no_gpu.add(block)
             else:
@@ -354,50 +317,10 @@ class KVBlockIndex:
             state.off[block] = count - 1
             return
         del state.off[block]
-        self._off_down(endpoint, state, key)
+        self._holders.off_down(endpoint, state.key_gpu, state.key_off, key)
         if block in state.no_gpu:
             state.no_gpu.discard(block)
             del state.blocks[block]
-
-    # A key is held by an endpoint while some block of it has a copy in any tier, and is
-    # offloaded-only while none of those copies is on the GPU.
-
-    def _gpu_up(self, endpoint: str, state: _Endpoint, key: int) -> None:
-        refs = state.key_gpu.get(key, 0)
-        state.key_gpu[key] = refs + 1
-        if refs == 0:
-            if key in state.key_off:
-                _discard(self._offloaded, key, endpoint)
-            else:
-                self._holders.setdefault(key, set()).add(endpoint)
-
-    def _gpu_down(self, endpoint: str, state: _Endpoint, key: int) -> None:
-        refs = state.key_gpu[key] - 1
-        if refs:
-            state.key_gpu[key] = refs
-            return
-        del state.key_gpu[key]
-        if key in state.key_off:
-            self._offloaded.setdefault(key, set()).add(endpoint)
-        else:
-            _discard(self._holders, key, endpoint)
-
-    def _off_up(self, endpoint: str, state: _Endpoint, key: int) -> None:
-        refs = state.key_off.get(key, 0)
-        state.key_off[key] = refs + 1
-        if refs == 0 and key not in state.key_gpu:
-            self._holders.setdefault(key, set()).add(endpoint)
-            self._offloaded.setdefault(key, set()).add(endpoint)
-
-    def _off_down(self, endpoint: str, state: _Endpoint, key: int) -> None:
-        refs = state.key_off[key] - 1
-        if refs:
-            state.key_off[key] = refs
-            return
-        del state.key_off[key]
-        if key not in state.key_gpu:
-            _discard(self._holders, key, endpoint)
-            _discard(self._offloaded, key, endpoint)
 
     def _resize(self) -> None:
         sizes = {s.block_size for s in self._endpoints.values() if s.block_size is not None}
@@ -405,28 +328,10 @@ class KVBlockIndex:
             self._sizes = frozenset(sizes)
 
     def _forget(self, endpoint: str, state: _Endpoint) -> None:
-        for key in {**state.key_gpu, **state.key_off}:
-            _discard(self._holders, key, endpoint)
-        for key in state.key_off:
-            _discard(self._offloaded, key, endpoint)
+        self._holders.forget(endpoint, state.key_gpu, state.key_off)
         state.blocks.clear()
         state.gpu_extra.clear()
         state.no_gpu.clear()
         state.off.clear()
         state.key_gpu.clear()
         state.key_off.clear()
-
-
-def _set_count(counts: dict[int, int], key: int, value: int) -> None:
-    if value > 0:
-        counts[key] = value
-    else:
-        counts.pop(key, None)
-
-
-def _discard(holders: dict[int, set[str]], key: int, endpoint: str) -> None:
-    names = holders.get(key)
-    if names is not None:
-        names.discard(endpoint)
-        if not names:
-            del holders[key]
