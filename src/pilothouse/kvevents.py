@@ -13,6 +13,12 @@ only drops fields from maps). Newer vLLM can send the same structs as maps tagge
 ``BlockStored`` without ``medium``/``lora_name``; ``BlockRemoved`` without ``medium``),
 so a router can consume any vLLM or simulator publisher with the same structs.
 
+``medium`` names the tier a block lives in: ``"GPU"`` for the engine's own cache (``None``
+from older publishers means the same), ``"CPU"`` for blocks vLLM's offloading connector
+copied to host memory. The connector announces its stores without parent or token ids
+(``parent_block_hash=None, token_ids=[]``): consumers key them by the engine hash they
+learnt from the GPU store (:mod:`pilothouse.endpoints.kv_index`).
+
 ZMQ framing (see :mod:`pilothouse.servers.sim.kv_publisher`): PUB multipart
 ``[topic, seq (8-byte big-endian), payload]``; replay over ROUTER/DEALER.
 """
@@ -26,7 +32,8 @@ import msgspec
 
 from pilothouse.errors import KVEventDecodeError as KVEventDecodeError  # re-exported
 
-MEDIUM_GPU = "GPU"
+MEDIUM_GPU = "GPU"  # vLLM's own prefix cache
+MEDIUM_CPU = "CPU"  # vLLM's CPU offloading connector (host memory)
 END_SEQ = (-1).to_bytes(8, "big", signed=True)  # replay end marker
 
 ExternalBlockHash = int | bytes

@@ -9,11 +9,22 @@ token ids, computed from the ``token_ids`` each ``BlockStored`` carries and the 
 tokens the same way (:meth:`KVBlockIndex.block_keys`) and walking the chain
 (:meth:`KVBlockIndex.match`).
 
-Per endpoint the index keeps ``engine hash → request key`` (bounded, oldest first out) and a
-reference count per request key; globally ``request key → endpoints``. A block stored twice
-(another medium such as a CPU tier, or two physical copies) counts twice and stays held until
-removed twice, as vLLM reports each copy. Blocks whose parent is unknown (stored before we
-subscribed, or evicted from our bound) cannot be keyed and are skipped (``unresolved``).
+Per endpoint the index keeps ``engine hash → request key`` (bounded, oldest first out) and, per
+tier, how many copies of each block it holds and how many blocks hold each request key;
+globally ``request key → endpoints`` holding it in any tier. Tiers come from the events'
+``medium``: ``"GPU"`` (or ``None``, older publishers) is the engine's own cache, anything else
+(``"CPU"`` from vLLM's offloading connector) is *offloaded*: a hit there must be reloaded
+before it saves prefill. A block stored twice counts twice and stays held until removed
+twice; a removal only takes a copy of its own medium, as vLLM reports each copy per medium.
+Offloaded stores arrive without parent or token ids (vLLM's connector sends none): they are
+keyed by the engine hash the endpoint's GPU store announced. Blocks whose parent is unknown
+(stored before we subscribed, or evicted from our bound) cannot be keyed and are skipped
+(``unresolved``).
+
+:meth:`KVBlockIndex.match` counts blocks held in any tier; :meth:`KVBlockIndex.match_tiers`
+also says how many of them, from the first, are on the GPU (what a tier-aware scorer needs).
+While no endpoint has reported an offloaded block, both give the same depth and cost the
+same.
 
 Request keys use Python's ``hash`` of tuples: salted per process for strings, which is fine
 because the index and the requests it matches live in the same process. Keys ignore
@@ -28,7 +39,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pilothouse.endpoints.kv_holders import KeyHolders
 from pilothouse.kvevents import (
+    MEDIUM_GPU,
     AllBlocksCleared,
     BlockRemoved,
     BlockStored,
@@ -70,19 +83,38 @@ def block_keys(
 
 @dataclass(slots=True)
 class _Endpoint:
-    """One endpoint's blocks: engine hash → request key, oldest first."""
+    """One endpoint's blocks: engine hash → request key, oldest first, and copies per tier.
+
+    A block in ``blocks`` has one GPU copy, plus ``gpu_extra`` more, unless it is in
+    ``no_gpu`` (held offloaded only); ``off`` counts its offloaded copies. The common case, a
+    single GPU copy, costs no entry beyond ``blocks``.
+    """
 
     blocks: OrderedDict[ExternalBlockHash, int] = field(default_factory=OrderedDict)
-    copies: dict[ExternalBlockHash, int] = field(default_factory=dict)  # extra copies only
-    key_refs: dict[int, int] = field(default_factory=dict)
+    gpu_extra: dict[ExternalBlockHash, int] = field(default_factory=dict)
+    no_gpu: set[ExternalBlockHash] = field(default_factory=set)
+    off: dict[ExternalBlockHash, int] = field(default_factory=dict)
+    key_gpu: dict[int, int] = field(default_factory=dict)  # blocks with a GPU copy, per key
+    key_off: dict[int, int] = field(default_factory=dict)  # blocks with an offloaded copy
     block_size: int | None = None
     unresolved: int = 0
+
+
+def on_gpu(medium: str | None) -> bool:
+    """Whether a KV event's ``medium`` is the engine's own (GPU) cache."""
+    return medium is None or medium == MEDIUM_GPU
 
 
 class KVBlockIndex:
     """Request key → endpoints holding that block, maintained from KV-event batches."""
 
-    __slots__ = ("_capacity", "_endpoints", "_holders", "_max_endpoints", "_sizes")
+    __slots__ = (
+        "_capacity",
+        "_endpoints",
+        "_holders",
+        "_max_endpoints",
+        "_sizes",
+    )
 
     def __init__(self, max_blocks_per_endpoint: int = 500_000, max_endpoints: int = 4096) -> None:
         if max_blocks_per_endpoint <= 0 or max_endpoints <= 0:
@@ -90,7 +122,7 @@ class KVBlockIndex:
         self._capacity = max_blocks_per_endpoint
         self._max_endpoints = max_endpoints
         self._endpoints: OrderedDict[str, _Endpoint] = OrderedDict()
-        self._holders: dict[int, set[str]] = {}
+        self._holders = KeyHolders()
         self._sizes: frozenset[int] = frozenset()
 
     # -- writes (the subscriber) -----------------------------------------------------------
@@ -102,8 +134,9 @@ class KVBlockIndex:
             if isinstance(event, BlockStored):
                 self._store(endpoint, state, event)
             elif isinstance(event, BlockRemoved):
+                gpu = on_gpu(event.medium)
                 for block in event.block_hashes:
-                    self._remove(endpoint, state, block)
+                    self._remove(endpoint, state, block, gpu)
             elif isinstance(event, AllBlocksCleared):
                 self._forget(endpoint, state)
 
@@ -144,40 +177,28 @@ class KVBlockIndex:
         return block_keys(token_ids, block_size, lora, max_blocks=max_blocks)
 
     def match(self, keys: Sequence[int]) -> dict[str, int]:
-        """Per endpoint, how many of ``keys`` it holds from the first (endpoints with ≥ 1)."""
-        matched: dict[str, int] = {}
-        if not keys:
-            return matched
-        alive = self._holders.get(keys[0])
-        if not alive:
-            return matched
-        current = set(alive)
-        depth = 1
-        get = self._holders.get
-        for key in keys[1:]:
-            holders = get(key)
-            if holders is not None and current <= holders:
-                depth += 1  # the usual step along a shared chain: nobody drops out
-                continue
-            kept = current & holders if holders else set()
-            for name in current - kept:
-                matched[name] = depth
-            current = kept
-            if not current:
-                return matched
-            depth += 1
-        for name in current:
-            matched[name] = depth
-        return matched
+        """Per endpoint, how many of ``keys`` it holds (any tier) from the first (endpoints
+        with ≥ 1)."""
+        return self._holders.match(keys)
+
+    def match_tiers(self, keys: Sequence[int]) -> dict[str, tuple[int, int]]:
+        """Per endpoint, ``(held, on_gpu)``: how many of ``keys`` it holds from the first in
+        any tier (as :meth:`match`), and how many of those, from the first, on the GPU."""
+        return self._holders.match_tiers(keys)
 
     def endpoints(self) -> list[str]:
         """Tracked endpoints, least recently updated first."""
         return list(self._endpoints)
 
     def size(self, endpoint: str) -> int:
-        """Engine blocks currently held by ``endpoint``."""
+        """Engine blocks currently held by ``endpoint`` (any tier)."""
         state = self._endpoints.get(endpoint)
         return 0 if state is None else len(state.blocks)
+
+    def offloaded_size(self, endpoint: str) -> int:
+        """Engine blocks ``endpoint`` holds off the GPU (CPU tier and beyond)."""
+        state = self._endpoints.get(endpoint)
+        return 0 if state is None else len(state.off)
 
     def unresolved(self, endpoint: str) -> int:
         """Stored blocks skipped because their parent or token ids were unknown."""
@@ -206,6 +227,15 @@ class KVBlockIndex:
         size = event.block_size
         hashes = event.block_hashes
         tokens = event.token_ids
+        gpu = on_gpu(event.medium)
+        if not gpu and not tokens:  # an offloading connector's store: hashes we know
+            for block in hashes:
+                known = state.blocks.get(block)
+                if known is None:
+                    state.unresolved += 1
+                else:
+                    self._add(endpoint, state, block, known, gpu)
+            return
         if size < 1 or len(tokens) != len(hashes) * size:
             state.unresolved += len(hashes)
             return
@@ -217,66 +247,91 @@ class KVBlockIndex:
                 state.unresolved += len(hashes)
                 return
             key = parent
-        if state.block_size != size:
+        if gpu and state.block_size != size:
             state.block_size = size
             self._resize()
         chunks = zip(*[iter(tokens)] * size, strict=False)  # n-tuples, cut in C
         for block, chunk in zip(hashes, chunks, strict=False):
             key = hash((key,) + chunk)  # noqa: RUF005 (faster, same hash)
-            self._add(endpoint, state, block, key)
+            self._add(endpoint, state, block, key, gpu)
 
-    def _add(self, endpoint: str, state: _Endpoint, block: ExternalBlockHash, key: int) -> None:
-        if block in state.blocks:
-            state.copies[block] = state.copies.get(block, 0) + 1
-            state.blocks.move_to_end(block)
+    def _add(
+        self, endpoint: str, state: _Endpoint, block: ExternalBlockHash, key: int, gpu: bool
+    ) -> None:
+        blocks = state.blocks
+        if block in blocks:
+            blocks.move_to_end(block)
+            old = blocks[block]
+            if not gpu:
+                count = state.off.get(block, 0)
+                state.off[block] = count + 1
+                if count == 0:
+                    self._holders.off_up(endpoint, state.key_gpu, state.key_off, old)
+            elif block in state.no_gpu:
+                state.no_gpu.discard(block)
+                self._holders.gpu_up(endpoint, state.key_gpu, state.key_off, old)
+            else:
+                state.gpu_extra[block] = state.gpu_extra.get(block, 0) + 1
             return
-        state.blocks[block] = key
-        refs = state.key_refs.get(key, 0)
-        state.key_refs[key] = refs + 1
-        if refs == 0:
-            self._holders.setdefault(key, set()).add(endpoint)
-        while len(state.blocks) > self._capacity:
-            oldest, old_key = state.blocks.popitem(last=False)
-            state.copies.pop(oldest, None)
-            self._unref(endpoint, state, old_key)
+        blocks[block] = key
+        if gpu:
+            self._holders.gpu_up(endpoint, state.key_gpu, state.key_off, key)
+        else:
+            state.no_gpu.add(block)
+            state.off[block] = 1
+            self._holders.off_up(endpoint, state.key_gpu, state.key_off, key)
+        while len(blocks) > self._capacity:
+            oldest, old_key = blocks.popitem(last=False)
+            state.gpu_extra.pop(oldest, None)
+            if oldest in state.no_gpu:
+                state.no_gpu.discard(oldest)
+            else:
+                self._holders.gpu_down(endpoint, state.key_gpu, state.key_off, old_key)
+            if state.off.pop(oldest, 0):
+                self._holders.off_down(endpoint, state.key_gpu, state.key_off, old_key)
 
-    def _remove(self, endpoint: str, state: _Endpoint, block: ExternalBlockHash) -> None:
+    def _remove(self, endpoint: str, state: _Endpoint, block: ExternalBlockHash, gpu: bool) -> None:
         key = state.blocks.get(block)
         if key is None:
             return
-        extra = state.copies.get(block)
-        if extra:
-            if extra == 1:
-                del state.copies[block]
+        if gpu:
+            if block in state.no_gpu:
+                return  # no GPU copy to remove
+            extra = state.gpu_extra.get(block)
+            if extra:
+                if extra == 1:
+                    del state.gpu_extra[block]
+                else:
+                    state.gpu_extra[block] = extra - 1
+                return
+            self._holders.gpu_down(endpoint, state.key_gpu, state.key_off, key)
+            if block in state.off:
+                state.no_gpu.add(block)
             else:
-                state.copies[block] = extra - 1
+                del state.blocks[block]
             return
-        del state.blocks[block]
-        self._unref(endpoint, state, key)
-
-    def _unref(self, endpoint: str, state: _Endpoint, key: int) -> None:
-        refs = state.key_refs[key] - 1
-        if refs:
-            state.key_refs[key] = refs
+        count = state.off.get(block, 0)
+        if count == 0:
+            return  # no offloaded copy to remove
+        if count > 1:
+            state.off[block] = count - 1
             return
-        del state.key_refs[key]
-        self._release(endpoint, key)
+        del state.off[block]
+        self._holders.off_down(endpoint, state.key_gpu, state.key_off, key)
+        if block in state.no_gpu:
+            state.no_gpu.discard(block)
+            del state.blocks[block]
 
     def _resize(self) -> None:
         sizes = {s.block_size for s in self._endpoints.values() if s.block_size is not None}
         if sizes != self._sizes:
             self._sizes = frozenset(sizes)
 
-    def _release(self, endpoint: str, key: int) -> None:
-        holders = self._holders.get(key)
-        if holders is not None:
-            holders.discard(endpoint)
-            if not holders:
-                del self._holders[key]
-
     def _forget(self, endpoint: str, state: _Endpoint) -> None:
-        for key in state.key_refs:
-            self._release(endpoint, key)
+        self._holders.forget(endpoint, state.key_gpu, state.key_off)
         state.blocks.clear()
-        state.copies.clear()
-        state.key_refs.clear()
+        state.gpu_extra.clear()
+        state.no_gpu.clear()
+        state.off.clear()
+        state.key_gpu.clear()
+        state.key_off.clear()

@@ -347,6 +347,7 @@ def _engine_request(request: SimRequest) -> EngineRequest:
         max_tokens=request.max_tokens,
         block_hashes=request.block_hashes,
         stop_after=output if output < request.max_tokens else None,
+        output_block_hashes=request.output_block_hashes,
     )
 
 

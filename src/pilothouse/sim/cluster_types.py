@@ -19,6 +19,10 @@ class SimRequest:
     A request with ``after`` set is a follow-up (the next turn of a chat, the next step of an
     agent): it is sent ``arrival_s`` seconds after the request ``after`` completes, so its
     arrival depends on the simulated latency. Otherwise ``arrival_s`` is absolute.
+
+    ``output_block_hashes`` (optional) continue ``block_hashes`` over the answer's tokens
+    (:attr:`~pilothouse.sim.types.EngineRequest.output_block_hashes`): with the engine's
+    ``cache_generated_blocks``, the next turn that repeats the answer hits those blocks.
     """
 
     request_id: str
@@ -31,6 +35,7 @@ class SimRequest:
     session_id: str | None = None
     tenant: str | None = None
     after: str | None = None
+    output_block_hashes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.prompt_tokens < 1 or self.output_tokens < 1:

@@ -31,7 +31,7 @@ from pilothouse.sim.latency import (
 from pilothouse.sim.scheduler import BatchScheduler, Schedule
 from pilothouse.sim.sequence import Sequence
 from pilothouse.sim.stepping import EngineStats, StepApplier
-from pilothouse.sim.types import AllBlocksClearedEvent, EngineRequest, StepResult
+from pilothouse.sim.types import AllBlocksClearedEvent, EngineRequest, KVEvent, StepResult
 
 
 @dataclass(slots=True)
@@ -85,6 +85,11 @@ class EngineModel:
     @property
     def num_running(self) -> int:
         return len(self._scheduler.order)
+
+    @property
+    def cpu_cached_blocks(self) -> int:
+        """Blocks held by the CPU tier (0 without one)."""
+        return len(self._scheduler.cpu)
 
     @property
     def kv_usage(self) -> float:
@@ -156,10 +161,21 @@ class EngineModel:
         return True
 
     def reset_prefix_cache(self) -> AllBlocksClearedEvent | None:
-        """Forget all cached prefixes; refused (``None``) while any block is in use."""
+        """Forget all cached prefixes (both tiers); refused (``None``) while any block is in
+        use."""
         if self._plan is not None or not self.pool.clear():
             return None
+        self._scheduler.cpu.clear()
         return AllBlocksClearedEvent()
+
+    def take_blocks(self, count: int) -> list[KVEvent]:
+        """Allocate ``count`` blocks outside a step (KV received from another replica), with
+        the step's eviction rules (LRU, offload to the CPU tier); returns the KV events."""
+        if count > self.pool.available_blocks:
+            raise ValueError(f"cannot allocate {count} blocks ({self.pool.available_blocks} left)")
+        events: list[KVEvent] = []
+        self._scheduler.take(count, events)
+        return events
 
     # -- stepping ------------------------------------------------------------------------
 
@@ -185,6 +201,8 @@ class EngineModel:
             decoders.context_tokens() if decoders else 0,
             lora_loads=schedule.lora_loads,
         )
+        if schedule.load_s:  # reloads from the CPU tier (synchronous, before the forward)
+            first += schedule.load_s
         iterations = self._fusable_iterations(schedule)
         growth = decode_growth(latency, len(decoders)) if iterations > 1 else 0.0
         if latency.jitter:

@@ -62,7 +62,7 @@ def receive_kv(engine: EngineModel, block_hashes: Sequence[int]) -> int:
     if not pool.enable_prefix_caching or count == 0:
         return 0
     chain = block_hashes[:count]
-    pool.allocate(count, [])
+    engine.take_blocks(count)  # evictions offload to the CPU tier, as in a step
     pool.register_all(chain)
     pool.release(chain, 0)
     return count

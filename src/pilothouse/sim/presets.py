@@ -5,11 +5,20 @@ Hardware figures used throughout (public spec sheets): NVIDIA H100 SXM5 80 GB, H
 plus each sequence's KV cache); prefill is compute-bound (2 x parameters FLOPs per token).
 We assume ~55-60 % of peak FLOPS and ~70 % of peak bandwidth are achieved, the usual range
 for vLLM on H100.
+
+Every GPU preset knows its KV bytes per token and its host link (PCIe Gen5 x16 per H100: 64
+GB/s per direction nominal, ~50 GB/s achieved from pinned memory; a TP2 replica loads each
+half of a block over its own GPU's link), so the CPU tier can be switched on with
+``EngineOverrides.cpu_kv_gib``; it is off in these presets. The ``-offload`` presets switch it
+on with 100 GiB of host memory per GPU (a DGX H100 has 2 TiB for 8 GPUs) and cache generated
+blocks, as vLLM with its CPU offloading connector does. The fixed 1 ms per reload (transfer
+launch and synchronisation) is an assumption, not a measurement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 
 from pilothouse.errors import ConfigError
@@ -27,6 +36,9 @@ LLAMA_31_8B_H100 = EngineConfig(
     max_num_batched_tokens=8192,
     max_num_seqs=1024,
     max_model_len=131_072,
+    kv_bytes_per_token=128 * 1024,
+    pcie_gb_s=50.0,
+    cpu_load_latency_s=0.001,
     latency=LatencyModel(
         # 16 GB of weights / 3.35 TB/s = 4.8 ms per step, + ~1.2 ms scheduling, sampling and
         # launch overhead: ~6 ms per token for one request (~160 tok/s single stream).
@@ -58,6 +70,9 @@ QWEN3_32B_TP2_H100 = EngineConfig(
     max_num_batched_tokens=8192,
     max_num_seqs=1024,
     max_model_len=40_960,
+    kv_bytes_per_token=256 * 1024,  # 128 KiB per GPU, each over its own PCIe link
+    pcie_gb_s=100.0,
+    cpu_load_latency_s=0.001,
     latency=LatencyModel(
         # 65.5 GB BF16 weights split over 2 GPUs: 32.8 GB / 3.35 TB/s = 9.8 ms, + ~2 ms of
         # tensor-parallel all-reduces (2 per layer x 64 layers), + ~1.2 ms overhead.
@@ -105,8 +120,38 @@ SMOLLM2_135M_CPU = EngineConfig(
     ),
 )
 
+OFFLOAD_GIB_PER_GPU = 100
+
+
+def with_cpu_offload(config: EngineConfig, gib: float, name: str) -> EngineConfig:
+    """``config`` with a CPU tier of ``gib`` GiB and generated blocks cached, as ``name``."""
+    return replace(
+        config,
+        name=name,
+        num_cpu_blocks=config.cpu_blocks_for(gib),
+        cache_generated_blocks=True,
+        source=f"{config.source}; CPU tier: {gib:g} GiB of host memory, PCIe Gen5 x16 links",
+    )
+
+
+LLAMA_31_8B_H100_OFFLOAD = with_cpu_offload(
+    LLAMA_31_8B_H100, OFFLOAD_GIB_PER_GPU, "llama-3.1-8b-h100-offload"
+)
+QWEN3_32B_TP2_H100_OFFLOAD = with_cpu_offload(
+    QWEN3_32B_TP2_H100, 2 * OFFLOAD_GIB_PER_GPU, "qwen3-32b-tp2-h100-offload"
+)
+
 PRESETS: Mapping[str, EngineConfig] = MappingProxyType(
-    {preset.name: preset for preset in (LLAMA_31_8B_H100, QWEN3_32B_TP2_H100, SMOLLM2_135M_CPU)}
+    {
+        preset.name: preset
+        for preset in (
+            LLAMA_31_8B_H100,
+            QWEN3_32B_TP2_H100,
+            SMOLLM2_135M_CPU,
+            LLAMA_31_8B_H100_OFFLOAD,
+            QWEN3_32B_TP2_H100_OFFLOAD,
+        )
+    }
 )
 DEFAULT_PRESET = LLAMA_31_8B_H100.name
 

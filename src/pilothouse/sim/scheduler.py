@@ -17,6 +17,12 @@ Per step, with a token budget of ``max_num_batched_tokens`` (>= ``max_num_seqs``
 
 Full prompt blocks are registered in the prefix cache when allocated, as vLLM does, so a
 request admitted later in the same pass already hits them.
+
+With a CPU tier (:mod:`pilothouse.sim.cpu_tier`), the blocks the GPU pool evicts are offloaded
+there, and admission reloads the prompt blocks that follow the GPU hit from it: they take
+fresh GPU blocks and count as computed, and their transfer time (``Schedule.load_s``) is
+added to the step. With ``cache_generated_blocks``, a finishing request registers its full
+generated blocks before releasing them (:meth:`BatchScheduler.retire`).
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from pilothouse.sim.config import EngineConfig
+from pilothouse.sim.cpu_tier import CpuTier
 from pilothouse.sim.decode_batch import DecodeBatch
 from pilothouse.sim.kv_cache import KVBlockPool
 from pilothouse.sim.lora import LoraSlots
 from pilothouse.sim.sequence import Sequence
-from pilothouse.sim.types import BlocksRemoved, BlocksStored, KVEvent
+from pilothouse.sim.types import MEDIUM_CPU, BlocksRemoved, BlocksStored, KVEvent
 
 
 @dataclass(slots=True)
@@ -44,6 +51,8 @@ class Schedule:
     events: list[KVEvent] = field(default_factory=list)
     prefix_queries: int = 0
     prefix_hits: int = 0
+    cpu_hits: int = 0  # prompt tokens reloaded from the CPU tier
+    load_s: float = 0.0  # time those reloads take, added to the step
 
 
 class BatchScheduler:
@@ -52,6 +61,7 @@ class BatchScheduler:
     def __init__(self, config: EngineConfig, pool: KVBlockPool, *, record_events: bool) -> None:
         self.config = config
         self.pool = pool
+        self.cpu = CpuTier(config.num_cpu_blocks if pool.enable_prefix_caching else 0)
         self.record_events = record_events
         self.decoders = DecodeBatch(config.block_size)
         self.prefilling: dict[str, Sequence] = {}
@@ -108,13 +118,19 @@ class BatchScheduler:
             self.waiting_loras[seq.lora] += 1
         plan.preempted.append(seq)
 
-    def retire(self, seq: Sequence) -> None:
-        """A running sequence leaves the batch: release its blocks and its LoRA slot use."""
+    def retire(self, seq: Sequence, events: list[KVEvent] | None = None) -> None:
+        """A running sequence leaves the batch: release its blocks and its LoRA slot use.
+
+        With ``events`` (a request that finished) and ``cache_generated_blocks``, its full
+        generated blocks are registered first, so they stay cached after the release.
+        """
         if seq.request_id in self.decoders:
             self.decoders.remove(seq)
         else:
             self.prefilling.pop(seq.request_id, None)
         del self.order[seq.request_id]
+        if events is not None and self.config.cache_generated_blocks:
+            self._cache_generated(seq, events)
         self.pool.release(seq.refs, seq.n_blocks - len(seq.refs))
         if seq.lora is not None:
             self.loras.release(seq.lora)
@@ -151,13 +167,20 @@ class BatchScheduler:
         waiting.extendleft(reversed(skipped))
 
     def _admit(self, seq: Sequence, budget: int, plan: Schedule) -> int:
-        """Reuse the cached prefix and allocate the first chunk; 0 when it does not fit."""
+        """Reuse the cached prefix and allocate the first chunk; 0 when it does not fit.
+
+        The GPU hit is referenced; the CPU-tier hit that follows it (``loaded`` blocks) takes
+        fresh blocks, is reloaded in this step and counts as computed.
+        """
         size = self.pool.block_size
         hashes = seq.req.block_hashes
         pool = self.pool
-        hits = pool.match_prefix(hashes, (seq.total - 1) // size)
-        tokens = min(seq.total - hits * size, budget)
-        needed = -(-(hits * size + tokens) // size) - hits
+        limit = (seq.total - 1) // size
+        hits = pool.match_prefix(hashes, limit)
+        loaded = self.cpu.match(hashes, hits, limit) if self.cpu.capacity else 0
+        reused = (hits + loaded) * size
+        tokens = min(seq.total - reused, budget)
+        needed = -(-(reused + tokens) // size) - hits
         prefix = hashes[:hits]
         if needed > pool.available_blocks - hits and (
             needed > pool.available_blocks - pool.unreferenced(prefix)
@@ -166,11 +189,15 @@ class BatchScheduler:
         pool.acquire(prefix)
         seq.refs = list(prefix)
         seq.n_blocks = hits
-        seq.computed = hits * size
+        seq.computed = reused
         if seq.first_scheduled is None:
-            seq.cached_tokens = hits * size
+            seq.cached_tokens = reused
         plan.prefix_queries += seq.total
         plan.prefix_hits += hits * size
+        if loaded:
+            self.cpu.touch(hashes[hits : hits + loaded])
+            plan.cpu_hits += loaded * size
+            plan.load_s += self.config.cpu_load_s(loaded * size)
         if seq.lora is not None:
             plan.lora_loads += self.loras.acquire(seq.lora)
         self._allocate(seq, tokens, plan)
@@ -181,13 +208,30 @@ class BatchScheduler:
     def _blocks_for(self, seq: Sequence, tokens: int) -> int:
         return -(-(seq.computed + tokens) // self.pool.block_size) - seq.n_blocks
 
+    def take(self, count: int, events: list[KVEvent]) -> None:
+        """Allocate ``count`` blocks; what the GPU pool evicts goes to the CPU tier."""
+        self._take(count, events)
+
     def _take(self, count: int, events: list[KVEvent]) -> None:
         if count <= 0:
             return
         evicted: list[int] = []
         self.pool.allocate(count, evicted)
-        if evicted and self.record_events:
+        if not evicted:
+            return
+        if not self.cpu.capacity:
+            if self.record_events:
+                events.append(BlocksRemoved(tuple(evicted)))
+            return
+        offloaded: list[int] = []
+        dropped: list[int] = []
+        self.cpu.offload(evicted, offloaded, dropped)
+        if self.record_events:  # the CPU copy is announced before the GPU block goes
+            if offloaded:
+                events.append(BlocksStored(tuple(offloaded), None, (), medium=MEDIUM_CPU))
             events.append(BlocksRemoved(tuple(evicted)))
+            if dropped:
+                events.append(BlocksRemoved(tuple(dropped), medium=MEDIUM_CPU))
 
     def take_decode_blocks(self, offset: int, iterations: int, events: list[KVEvent]) -> None:
         """Allocate the blocks of fused decode iterations after the first."""
@@ -201,38 +245,63 @@ class BatchScheduler:
         if self.pool.enable_prefix_caching:
             full = min((seq.computed + tokens) // self.pool.block_size, len(seq.req.block_hashes))
             if full > len(seq.refs):
-                self._register(seq, full, plan)
+                self._register(seq, full, plan.events)
 
-    def _register(self, seq: Sequence, full: int, plan: Schedule) -> None:
-        """Enter blocks ``len(seq.refs)..full`` in the prefix cache; report new runs."""
+    def _register(
+        self,
+        seq: Sequence,
+        full: int,
+        sink: list[KVEvent],
+        hashes: tuple[int, ...] | None = None,
+    ) -> None:
+        """Enter blocks ``len(seq.refs)..full`` of ``hashes`` (the prompt's by default) in
+        the prefix cache; report new runs."""
+        chain = seq.req.block_hashes if hashes is None else hashes
         first = len(seq.refs)
-        fresh = seq.req.block_hashes[first:full]
+        fresh = chain[first:full]
         stored = self.pool.register_all(fresh)
         seq.refs.extend(fresh)
         if not self.record_events:
             return
         if all(stored):
-            self._stored(seq, first, full, plan)
+            self._stored(seq, chain, first, full, sink)
             return
         run_start: int | None = None
         for offset, new in enumerate(stored):
             if new and run_start is None:
                 run_start = first + offset
             elif not new and run_start is not None:
-                self._stored(seq, run_start, first + offset, plan)
+                self._stored(seq, chain, run_start, first + offset, sink)
                 run_start = None
         if run_start is not None:
-            self._stored(seq, run_start, full, plan)
+            self._stored(seq, chain, run_start, full, sink)
 
-    def _stored(self, seq: Sequence, start: int, stop: int, plan: Schedule) -> None:
+    def _cache_generated(self, seq: Sequence, events: list[KVEvent]) -> None:
+        """Register a finished request's full generated blocks (prompt + output chain)."""
+        output = seq.req.output_block_hashes
+        if not output or not self.pool.enable_prefix_caching:
+            return
+        prompt = seq.req.block_hashes
+        if len(seq.refs) < len(prompt):
+            return  # its prompt was never fully cached (cannot chain on)
+        chain = prompt + output
+        full = min(seq.computed // self.pool.block_size, len(chain), seq.n_blocks)
+        if full > len(seq.refs):
+            self._register(seq, full, events, chain)
+
+    def _stored(
+        self, seq: Sequence, hashes: tuple[int, ...], start: int, stop: int, sink: list[KVEvent]
+    ) -> None:
         size = self.pool.block_size
-        hashes = seq.req.block_hashes
         token_ids = seq.req.token_ids
-        plan.events.append(
+        known = token_ids is not None and stop * size <= len(token_ids)
+        sink.append(
             BlocksStored(
                 block_hashes=tuple(hashes[start:stop]),
                 parent_block_hash=hashes[start - 1] if start else None,
-                token_ids=() if token_ids is None else tuple(token_ids[start * size : stop * size]),
+                token_ids=tuple(token_ids[start * size : stop * size])
+                if known and token_ids is not None
+                else (),
                 lora_name=seq.lora,
             )
         )

@@ -18,6 +18,9 @@ class EngineStats:
 
     prefix_cache_queries: int = 0
     prefix_cache_hits: int = 0
+    cpu_cache_hits: int = 0
+    """Prompt tokens reloaded from the CPU tier (not counted in ``prefix_cache_hits``, as
+    vLLM counts connector hits apart from its own prefix cache)."""
     prompt_tokens: int = 0
     generation_tokens: int = 0
     num_preemptions: int = 0
@@ -40,6 +43,7 @@ class StepApplier:
         return EngineStats(
             prefix_cache_queries=counts["prefix_cache_queries"],
             prefix_cache_hits=counts["prefix_cache_hits"],
+            cpu_cache_hits=counts["cpu_cache_hits"],
             prompt_tokens=counts["prompt_tokens"],
             generation_tokens=counts["generation_tokens"],
             num_preemptions=counts["num_preemptions"],
@@ -57,14 +61,16 @@ class StepApplier:
         if iterations > 1:
             scheduler.take_decode_blocks(1, iterations - 1, events)
         decoded = tuple(scheduler.decoders.seqs)
-        finished = [self._finish(seq, end) for seq in scheduler.decoders.advance(iterations)]
+        finished = [
+            self._finish(seq, end, events) for seq in scheduler.decoders.advance(iterations)
+        ]
         prefilled: dict[str, int] = {}
         first_tokens: list[str] = []
         for seq, tokens in schedule.items:
             if self._advance_prefill(seq, tokens, end, first_tokens):
                 prefilled[seq.request_id] = 1
                 if seq.generated >= seq.target:
-                    finished.append(self._finish(seq, end))
+                    finished.append(self._finish(seq, end, events))
         self._count(schedule, iterations, len(decoded) * iterations + len(prefilled))
         return StepResult(
             start=start,
@@ -98,10 +104,10 @@ class StepApplier:
             self._scheduler.decoders.add(seq)
         return True
 
-    def _finish(self, seq: Sequence, end: float) -> FinishedRequest:
+    def _finish(self, seq: Sequence, end: float, events: list[KVEvent]) -> FinishedRequest:
         """``seq`` generated its last token: it leaves the batch (synced already)."""
         if seq.request_id in self._scheduler.order:
-            self._scheduler.retire(seq)
+            self._scheduler.retire(seq, events)
         self._finished[seq.req.finish_reason] += 1
         return seq.finished(end)
 
@@ -109,6 +115,7 @@ class StepApplier:
         counts = self._counts
         counts["prefix_cache_queries"] += schedule.prefix_queries
         counts["prefix_cache_hits"] += schedule.prefix_hits
+        counts["cpu_cache_hits"] += schedule.cpu_hits
         counts["num_preemptions"] += len(schedule.preempted)
         counts["generation_tokens"] += generated
         counts["steps"] += 1

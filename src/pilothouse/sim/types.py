@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+MEDIUM_GPU = "GPU"  # the medium names vLLM's KV events carry
+MEDIUM_CPU = "CPU"
+
 
 @dataclass(frozen=True, slots=True)
 class EngineRequest:
@@ -15,6 +18,12 @@ class EngineRequest:
     ``token_ids`` (optional) only feed the ``token_ids`` of KV events. The request generates
     ``stop_after`` tokens when given (finish reason ``stop``), else ``max_tokens``
     (``length``).
+
+    ``output_block_hashes`` continue the chain over prompt + generated tokens: the hashes of
+    the full blocks after the prompt's own full blocks (the first covers the prompt's partial
+    tail and the first generated tokens). With ``EngineConfig.cache_generated_blocks`` those
+    blocks enter the prefix cache when the request finishes, so the next turn of a
+    conversation, which repeats the answer, hits them. Empty: generated blocks stay private.
     """
 
     request_id: str
@@ -24,6 +33,7 @@ class EngineRequest:
     token_ids: tuple[int, ...] | None = None
     lora: str | None = None
     stop_after: int | None = None
+    output_block_hashes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.prompt_tokens < 1:
@@ -82,19 +92,27 @@ class FinishedRequest:
 
 @dataclass(frozen=True, slots=True)
 class BlocksStored:
-    """Full prompt blocks newly entered in the prefix cache (one run of a request's chain)."""
+    """Full blocks newly entered in a tier of the prefix cache.
+
+    On the GPU (``medium`` ``"GPU"``): one run of a request's chain, with its parent and
+    token ids (empty when unknown, e.g. generated tokens). On the CPU tier (``"CPU"``):
+    blocks offloaded on eviction, announced as vLLM's offloading connector does (no parent,
+    no token ids: consumers know the hashes from their GPU store).
+    """
 
     block_hashes: tuple[int, ...]
     parent_block_hash: int | None
     token_ids: tuple[int, ...]
     lora_name: str | None = None
+    medium: str = MEDIUM_GPU
 
 
 @dataclass(frozen=True, slots=True)
 class BlocksRemoved:
-    """Cached blocks evicted from the prefix cache."""
+    """Cached blocks evicted from one tier (``medium``) of the prefix cache."""
 
     block_hashes: tuple[int, ...]
+    medium: str = MEDIUM_GPU
 
 
 @dataclass(frozen=True, slots=True)

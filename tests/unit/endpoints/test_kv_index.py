@@ -40,8 +40,8 @@ def stored(
     )
 
 
-def removed(*hashes: ExternalBlockHash) -> BlockRemoved:
-    return BlockRemoved(block_hashes=list(hashes), medium="GPU")
+def removed(*hashes: ExternalBlockHash, medium: str | None = "GPU") -> BlockRemoved:
+    return BlockRemoved(block_hashes=list(hashes), medium=medium)
 
 
 Event = BlockStored | BlockRemoved | AllBlocksCleared
@@ -92,8 +92,31 @@ CHAIN = [
         pytest.param(
             [*CHAIN, stored([11], PROMPT[:4], medium="CPU"), removed(11), removed(11)],
             PROMPT,
+            {"a": 4},
+            id="a-gpu-removal-never-takes-the-cpu-copy",
+        ),
+        pytest.param(
+            [
+                *CHAIN,
+                stored([11], PROMPT[:4], medium="CPU"),
+                removed(11),
+                removed(11, medium="CPU"),
+            ],
+            PROMPT,
             {},
             id="both-copies-removed",
+        ),
+        pytest.param(
+            [*CHAIN, stored([11], PROMPT[:4]), removed(11, medium=None)],
+            PROMPT,
+            {"a": 4},
+            id="no-medium-is-the-gpu",
+        ),
+        pytest.param(
+            [*CHAIN, stored([11, 12], [], medium="CPU"), removed(11, 12, 13, 14)],
+            PROMPT,
+            {"a": 2},
+            id="offloaded-store-without-tokens-keyed-by-known-hash",
         ),
         pytest.param(
             [*CHAIN, stored([31], PROMPT[:4]), removed(11)],
@@ -210,3 +233,30 @@ def test_request_keys_chain_and_cap() -> None:
         block_keys(PROMPT, 0)
     with pytest.raises(ValueError, match="positive"):
         KVBlockIndex(max_blocks_per_endpoint=0)
+
+
+def test_match_tiers_splits_gpu_and_offloaded_depth() -> None:
+    index = KVBlockIndex()
+    apply(index, "a", *CHAIN)
+    apply(index, "b", *CHAIN)
+    assert index.match_tiers(keys(PROMPT)) == {"a": (4, 4), "b": (4, 4)}
+    # "a" offloads its last two blocks and drops them from the GPU, as vLLM's connector does
+    apply(index, "a", stored([13, 14], [], medium="CPU", block_size=0), removed(13, 14))
+    assert index.match(keys(PROMPT)) == {"a": 4, "b": 4}
+    assert index.match_tiers(keys(PROMPT)) == {"a": (4, 2), "b": (4, 4)}
+    assert index.offloaded_size("a") == 2
+    assert index.block_size("a") == BS  # an offloaded store does not redeclare it
+    # reloaded to the GPU: the CPU copy stays, the block counts as on the GPU again
+    apply(index, "a", stored([13], PROMPT[8:12], parent=12))
+    assert index.match_tiers(keys(PROMPT)) == {"a": (4, 3), "b": (4, 4)}
+    apply(index, "a", removed(14, medium="CPU"))
+    assert index.match_tiers(keys(PROMPT)) == {"a": (3, 3), "b": (4, 4)}
+    apply(index, "a", AllBlocksCleared())
+    assert index.match_tiers(keys(PROMPT)) == {"b": (4, 4)}
+
+
+def test_offloaded_store_of_unknown_hashes_is_unresolved() -> None:
+    index = KVBlockIndex()
+    apply(index, "a", stored([77, 78], [], medium="CPU", block_size=0))
+    assert index.unresolved("a") == 2
+    assert index.size("a") == 0

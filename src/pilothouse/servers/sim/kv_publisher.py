@@ -20,7 +20,6 @@ import zmq.asyncio
 
 from pilothouse.kvevents import (
     END_SEQ,
-    MEDIUM_GPU,
     AllBlocksCleared,
     BlockRemoved,
     BlockStored,
@@ -36,7 +35,9 @@ WireEvent = BlockStored | BlockRemoved | AllBlocksCleared
 def to_wire(
     events: Sequence[KVEvent], block_size: int, lora_ids: Mapping[str, int]
 ) -> list[WireEvent]:
-    """The engine model's events as vLLM structs (GPU medium, int block hashes)."""
+    """The engine model's events as vLLM structs (int block hashes), each with its medium:
+    ``GPU`` for the prefix cache, ``CPU`` for the CPU tier (stores without parent or token
+    ids, as vLLM's offloading connector sends them)."""
     wire: list[WireEvent] = []
     for event in events:
         if isinstance(event, BlocksStored):
@@ -48,12 +49,12 @@ def to_wire(
                     token_ids=list(event.token_ids),
                     block_size=block_size,
                     lora_id=None if lora is None else lora_ids.get(lora),
-                    medium=MEDIUM_GPU,
+                    medium=event.medium,
                     lora_name=lora,
                 )
             )
         elif isinstance(event, BlocksRemoved):
-            wire.append(BlockRemoved(block_hashes=list(event.block_hashes), medium=MEDIUM_GPU))
+            wire.append(BlockRemoved(block_hashes=list(event.block_hashes), medium=event.medium))
         elif isinstance(event, AllBlocksClearedEvent):
             wire.append(AllBlocksCleared())
     return wire

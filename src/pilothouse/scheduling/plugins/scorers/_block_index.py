@@ -4,6 +4,12 @@ Each endpoint has a bounded LRU of chained block hashes. A prompt's blocks are r
 last-to-first so that the first blocks are the most recent: under pressure the tail of a
 prefix is forgotten before its head, as an engine's own prefix cache evicts. The endpoints
 themselves form an LRU too, so an endpoint that is never picked again ages out.
+
+With ``offload_capacity`` > 0 an endpoint also has an *offloaded* LRU, standing for an
+engine's CPU tier: blocks pushed out of the first LRU move there (most recent last) instead
+of being forgotten, and a block recorded again moves back. :meth:`BlockIndex.match_tiers_many`
+then tells the two apart. With 0 (the default) nothing is offloaded and the index behaves as
+a single LRU.
 """
 
 from __future__ import annotations
@@ -16,14 +22,25 @@ from itertools import takewhile
 class BlockIndex:
     """Per-endpoint LRU sets of block hashes; ``match`` counts the longest recorded prefix."""
 
-    __slots__ = ("_capacity", "_endpoints", "_max_endpoints")
+    __slots__ = ("_capacity", "_endpoints", "_max_endpoints", "_offload_capacity", "_offloaded")
 
-    def __init__(self, capacity_per_endpoint: int, max_endpoints: int) -> None:
+    def __init__(
+        self, capacity_per_endpoint: int, max_endpoints: int, offload_capacity: int = 0
+    ) -> None:
         if capacity_per_endpoint <= 0 or max_endpoints <= 0:
             raise ValueError("capacities must be positive")
+        if offload_capacity < 0:
+            raise ValueError("offload_capacity must be >= 0")
         self._capacity = capacity_per_endpoint
         self._max_endpoints = max_endpoints
+        self._offload_capacity = offload_capacity
         self._endpoints: OrderedDict[str, OrderedDict[int, None]] = OrderedDict()
+        self._offloaded: dict[str, OrderedDict[int, None]] = {}
+
+    @property
+    def tiered(self) -> bool:
+        """Whether blocks pushed out are kept as offloaded (``offload_capacity`` > 0)."""
+        return self._offload_capacity > 0
 
     def match(self, endpoint: str, hashes: Sequence[int]) -> int:
         """How many of ``hashes``, from the first, ``endpoint`` holds."""
@@ -49,8 +66,25 @@ class BlockIndex:
                 matched.append(len(list(takewhile(blocks.__contains__, hashes))))
         return matched
 
+    def match_tiers_many(
+        self, endpoints: Iterable[str], hashes: Sequence[int]
+    ) -> list[tuple[int, int]]:
+        """Per endpoint, ``(recent, offloaded)``: how many of ``hashes`` from the first are in
+        its recent LRU, and how many of the following ones in its offloaded LRU."""
+        get, get_off = self._endpoints.get, self._offloaded.get
+        matched: list[tuple[int, int]] = []
+        for endpoint in endpoints:
+            blocks = get(endpoint)
+            recent = len(list(takewhile(blocks.__contains__, hashes))) if blocks else 0
+            off = get_off(endpoint)
+            rest = hashes[recent:] if off else ()
+            matched.append((recent, len(list(takewhile(off.__contains__, rest))) if off else 0))
+        return matched
+
     def sizes(self, endpoints: Iterable[str]) -> list[int]:
         """:meth:`size` for each of ``endpoints``, in order."""
+        if self._offloaded:
+            return [self.size(e) for e in endpoints]
         get = self._endpoints.get
         return [len(get(e) or ()) for e in endpoints]
 
@@ -60,7 +94,8 @@ class BlockIndex:
         if blocks is None:
             blocks = self._endpoints[endpoint] = OrderedDict()
             while len(self._endpoints) > self._max_endpoints:
-                self._endpoints.popitem(last=False)
+                gone, _ = self._endpoints.popitem(last=False)
+                self._offloaded.pop(gone, None)
         else:
             self._endpoints.move_to_end(endpoint)
         for block in reversed(hashes):
@@ -68,14 +103,25 @@ class BlockIndex:
                 blocks.move_to_end(block)
             else:
                 blocks[block] = None
+        if not self._offload_capacity:
+            while len(blocks) > self._capacity:
+                blocks.popitem(last=False)
+            return
+        off = self._offloaded.setdefault(endpoint, OrderedDict())
+        for block in hashes:
+            off.pop(block, None)  # recorded again: recent, not offloaded
         while len(blocks) > self._capacity:
-            blocks.popitem(last=False)
+            pushed, _ = blocks.popitem(last=False)
+            off[pushed] = None
+        while len(off) > self._offload_capacity:
+            off.popitem(last=False)
 
     def endpoints(self) -> list[str]:
         """Tracked endpoints, least recently recorded first."""
         return list(self._endpoints)
 
     def size(self, endpoint: str) -> int:
-        """Blocks currently remembered for ``endpoint``."""
+        """Blocks currently remembered for ``endpoint`` (offloaded ones included)."""
         blocks = self._endpoints.get(endpoint)
-        return len(blocks) if blocks else 0
+        off = self._offloaded.get(endpoint)
+        return (len(blocks) if blocks else 0) + (len(off) if off else 0)

@@ -7,6 +7,12 @@ After each cycle the picked endpoint is remembered to hold those blocks (a bound
 endpoint). An endpoint's score is the fraction of the request's blocks, from the first, that
 it was last sent: 1.0 for a repeat of a prompt routed there, 0.0 for an unseen one.
 
+Tier-aware (``offload_capacity_per_endpoint`` > 0, for engines with a CPU tier): blocks the
+recent LRU pushes out are kept as *offloaded*, and the score becomes the share of the
+prompt's prefill a hit saves (:mod:`._tier_cost`): recent blocks save their prefill,
+offloaded ones their prefill minus the reload, with ``tier_costs`` from the engine. With the
+default 0 the score is the matched fraction, as before.
+
 The hashes are computed once per cycle and shared through ``CycleState.data``. Python's
 ``hash`` is salted per process; the index lives in memory, so that is fine (and it is about
 three times as fast as blake2b over the same bytes).
@@ -23,6 +29,7 @@ from pilothouse.scheduling.context import PluginContext
 from pilothouse.scheduling.interfaces import PREFIX_INDEX_SIZE_KEY, PREFIX_MATCH_KEY, CycleState
 from pilothouse.scheduling.plugins.base import NamedPlugin
 from pilothouse.scheduling.plugins.scorers._block_index import BlockIndex
+from pilothouse.scheduling.plugins.scorers._tier_cost import TierCostParameters, saved_fraction
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest, SchedulingResult
 from pilothouse.scheduling.validation import ParametersModel, parse_parameters
 
@@ -32,6 +39,8 @@ class ApproxPrefixParameters(ParametersModel):
     max_prefix_blocks: int = Field(default=256, gt=0)
     lru_capacity_per_endpoint: int = Field(default=31250, gt=0)
     max_endpoints: int = Field(default=4096, gt=0)
+    offload_capacity_per_endpoint: int = Field(default=0, ge=0)
+    tier_costs: TierCostParameters = Field(default_factory=TierCostParameters)
 
 
 def prefix_hashes(prompt: str, block_size: int, max_blocks: int, seed: object = None) -> list[int]:
@@ -48,14 +57,17 @@ def prefix_hashes(prompt: str, block_size: int, max_blocks: int, seed: object = 
 class ApproxPrefixScorer(NamedPlugin):
     """Scores prefix affinity and, after each cycle, records where the prompt went."""
 
-    __slots__ = ("_block_size", "_index", "_key", "_max_blocks")
+    __slots__ = ("_block_size", "_costs", "_index", "_key", "_max_blocks")
 
     def __init__(self, name: str, parameters: ApproxPrefixParameters | None = None) -> None:
         super().__init__(name)
         p = parameters or ApproxPrefixParameters()
         self._block_size = p.block_size
         self._max_blocks = p.max_prefix_blocks
-        self._index = BlockIndex(p.lru_capacity_per_endpoint, p.max_endpoints)
+        self._index = BlockIndex(
+            p.lru_capacity_per_endpoint, p.max_endpoints, p.offload_capacity_per_endpoint
+        )
+        self._costs = p.tier_costs
         self._key = f"approx-prefix/{p.block_size}/{p.max_prefix_blocks}"
 
     @classmethod
@@ -86,7 +98,14 @@ class ApproxPrefixScorer(NamedPlugin):
             return [0.0] * len(endpoints)
         total = len(hashes)
         names = [e.name for e in endpoints]
-        scores = [m / total for m in self._index.match_many(names, hashes)]
+        if self._index.tiered:
+            prompt, costs = request.prompt_tokens, self._costs
+            scores = [
+                saved_fraction(recent / total, off / total, prompt, costs)
+                for recent, off in self._index.match_tiers_many(names, hashes)
+            ]
+        else:
+            scores = [m / total for m in self._index.match_many(names, hashes)]
         state.data[PREFIX_MATCH_KEY] = dict(zip(names, scores, strict=True))
         state.data[PREFIX_INDEX_SIZE_KEY] = dict(zip(names, self._index.sizes(names), strict=True))
         return scores

@@ -17,7 +17,12 @@ tokenized here, with the ``"tokenizer"`` service, once per engine kind and cycle
 
 For each endpoint the index tracks (it has applied that endpoint's events), the prompt's
 tokens are cut into that endpoint's block size and chained into request keys; the score is
-the fraction of the prompt's tokens in the blocks it holds from the first. The block size is
+the fraction of the prompt's tokens in the blocks it holds from the first. When the index
+knows tiers (:class:`TieredPrefixIndexView`: the events' ``medium``) and some of those blocks
+are held only off the GPU (vLLM's CPU offloading), the score is instead the share of the
+prompt's prefill the hit saves (:mod:`._tier_cost`, figures in ``tier_costs``): a GPU block
+saves its prefill, an offloaded one its prefill minus its reload. With nothing offloaded it
+is exactly the fraction above. The block size is
 the one the endpoint's own ``BlockStored`` events declare (vLLM's ``--block-size``, which
 ``vllm:cache_config_info`` also reports): an endpoint that has stored nothing yet holds
 nothing, whatever its block size.
@@ -43,6 +48,7 @@ from pydantic import Field
 from pilothouse.scheduling.context import PluginContext
 from pilothouse.scheduling.interfaces import PREFIX_INDEX_SIZE_KEY, PREFIX_MATCH_KEY, CycleState
 from pilothouse.scheduling.plugins.base import NamedPlugin
+from pilothouse.scheduling.plugins.scorers._tier_cost import TierCostParameters, saved_fraction
 from pilothouse.scheduling.plugins.scorers.approx_prefix import (
     ApproxPrefixParameters,
     ApproxPrefixScorer,
@@ -75,6 +81,15 @@ class PrefixIndexView(Protocol):
     def match(self, keys: Sequence[int]) -> Mapping[str, int]: ...
 
     def size(self, endpoint: str) -> int: ...
+
+
+@runtime_checkable
+class TieredPrefixIndexView(PrefixIndexView, Protocol):
+    """A prefix index that also knows which matched blocks are on the GPU."""
+
+    def match_tiers(self, keys: Sequence[int]) -> Mapping[str, tuple[int, int]]:
+        """Per endpoint, ``(held in any tier, of which on the GPU from the first)``."""
+        ...
 
 
 @runtime_checkable
@@ -141,15 +156,18 @@ class TemplateTokenizer:
 class PrecisePrefixParameters(ParametersModel):
     max_prefix_blocks: int = Field(default=2048, gt=0)
     approx: ApproxPrefixParameters = Field(default_factory=ApproxPrefixParameters)
+    tier_costs: TierCostParameters = Field(default_factory=TierCostParameters)
 
 
-_Lookup = tuple[Mapping[str, int], int]  # matched blocks per endpoint, prompt tokens
+# matched blocks per endpoint (any tier), prompt tokens, and the GPU depth of the endpoints
+# whose match is partly offloaded (None: all of it on the GPU)
+_Lookup = tuple[Mapping[str, int], int, Mapping[str, int] | None]
 
 
 class PrecisePrefixScorer(NamedPlugin):
     """Scores prefix affinity from KV events; routing history when they know nothing."""
 
-    __slots__ = ("_approx", "_index", "_key", "_max_blocks", "_tokenizer")
+    __slots__ = ("_approx", "_costs", "_index", "_key", "_max_blocks", "_tiers", "_tokenizer")
 
     def __init__(
         self,
@@ -164,6 +182,8 @@ class PrecisePrefixScorer(NamedPlugin):
         self._max_blocks = p.max_prefix_blocks
         self._approx = ApproxPrefixScorer(f"{name}/approx", p.approx)
         self._index = index
+        self._tiers = index if isinstance(index, TieredPrefixIndexView) else None
+        self._costs = p.tier_costs
         self._tokenizer = tokenizer
         self._key = f"precise-prefix/{name}"
 
@@ -246,8 +266,18 @@ class PrecisePrefixScorer(NamedPlugin):
             else:
                 lookup = lookups[key] = self._lookup(state, request, key)
             if lookup is not None:
-                matched, tokens = lookup
-                fractions[name] = min(1.0, matched.get(name, 0) * size / tokens)
+                matched, tokens, gpu = lookup
+                depth = matched.get(name, 0)
+                on_gpu = depth if gpu is None else gpu.get(name, depth)
+                if on_gpu == depth:
+                    fractions[name] = min(1.0, depth * size / tokens)
+                else:
+                    fractions[name] = saved_fraction(
+                        min(1.0, on_gpu * size / tokens),
+                        min(1.0, (depth - on_gpu) * size / tokens),
+                        tokens,
+                        self._costs,
+                    )
         return fractions, sizes
 
     def _lookup(
@@ -267,8 +297,17 @@ class PrecisePrefixScorer(NamedPlugin):
                 keys = self._index.block_keys(tokens, size, request.lora, self._max_blocks)
             else:
                 keys = ready[: self._max_blocks] if len(ready) > self._max_blocks else ready
-            result = (self._index.match(keys), len(tokens))
+            result = self._match(keys, len(tokens))
         return result
+
+    def _match(self, keys: Sequence[int], tokens: int) -> _Lookup:
+        if self._tiers is None:
+            assert self._index is not None
+            return self._index.match(keys), tokens, None
+        tiers = self._tiers.match_tiers(keys)
+        matched = {name: held for name, (held, _gpu) in tiers.items()}
+        partly = {name: gpu for name, (held, gpu) in tiers.items() if gpu < held}
+        return matched, tokens, partly or None
 
     def _tokens(
         self, state: CycleState, request: SchedulingRequest, engine: str
