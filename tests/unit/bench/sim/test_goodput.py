@@ -4,6 +4,7 @@ queue ratio, and ``bench sim --slo`` end to end on a tiny cluster."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from pilothouse.sim.cluster_types import QueueTrace, RunMetrics, SimRequest
 LEVELS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
-def _threshold(capacity: float, seen: list[float]) -> object:
+def _threshold(capacity: float, seen: list[float]) -> Callable[[float], bool]:
     def holds(qps: float) -> bool:
         seen.append(qps)
         return qps <= capacity
@@ -30,7 +31,7 @@ def _threshold(capacity: float, seen: list[float]) -> object:
 @pytest.mark.parametrize("capacity", [1.0, 2.5, 5.0, 7.9, 12.0])
 def test_bisection_closes_in_on_a_monotone_threshold(capacity: float) -> None:
     seen: list[float] = []
-    found = search_goodput(LEVELS, _threshold(capacity, seen), steps=6)  # type: ignore[arg-type]
+    found = search_goodput(LEVELS, _threshold(capacity, seen), steps=6)
     assert found.bound is None
     assert found.below is None
     assert found.qps <= capacity  # what it reports held
