@@ -83,7 +83,7 @@ def test_long_context_documents_are_shared_and_conversations_stay_within_bounds(
     for a in firsts:
         for b in firsts:
             if a.tenant == b.tenant:  # the same document: its full blocks are shared
-                document = int(a.tenant.removeprefix("document-"))
+                document = int(str(a.tenant).removeprefix("document-"))
                 blocks = workload.document_tokens(document) // BLOCK
                 assert a.block_hashes[:blocks] == b.block_hashes[:blocks]
             else:
