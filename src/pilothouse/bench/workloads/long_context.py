@@ -7,8 +7,8 @@ Pareto with shape ``tail_alpha``: with the defaults half are under ~9,500 tokens
 over ~34,000, the mean is ~15,800). A conversation picks a document uniformly and asks
 ``min_turns..max_turns`` questions about it; each turn sends the document, every earlier
 question and answer and the new question (``user_tokens``, answered with ``answer_tokens``),
-and the next turn comes ``think_s`` (mean, exponential: minutes) after the answer. A
-conversation stops before its prompt would pass ``max_prompt_tokens``.
+and the next turn comes ``think_s`` (mean, exponential: minutes) later. A conversation stops
+before its prompt would pass ``max_prompt_tokens``.
 
 So a prefix comes back minutes after it was last used: the next turn of its conversation,
 or another conversation about the same document (with ``documents`` of them, a document
@@ -18,10 +18,20 @@ against 442 k tokens per ``llama-3.1-8b-h100`` replica), so whether a returning 
 still cached, and where, decides its TTFT: the workload for an offloading tier. Prompts up
 to 100 k tokens need a model whose context holds them (``llama-3.1-8b-h100``: 131 k; with
 ``qwen3-32b-tp2-h100``, 40 k, set ``max_prompt_tokens``).
+
+**Open loop, stationary from time 0.** Turns are timed from the previous turn's arrival, not
+its completion (a think time of minutes dwarfs the latency), so every request is an
+independent arrival. Conversations start at ``QPS / mean turns`` per second from
+:data:`LEAD_IN_SPANS` x ``(max_turns - 1) x think_s`` before time 0, and only the turns at
+or after 0 are sent: the run begins with conversations already under way and the request
+rate is the QPS asked for from the start, rather than ramping up over the first conversations'
+lifetime (which, at minutes per turn, would be most of a run). With ``--arrival diurnal`` the
+swing's phase is shifted by that lead-in.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from collections.abc import Iterator
@@ -36,7 +46,6 @@ from pilothouse.bench.workloads.base import (
     child_rng,
     spread_length,
 )
-from pilothouse.bench.workloads.sessions import Session, Turn, session_requests
 from pilothouse.bench.workloads.tokens import PromptBuilder, random_tokens
 from pilothouse.sim.cluster_types import SimRequest
 
@@ -91,6 +100,10 @@ def bounded_pareto_mean(low: float, high: float, alpha: float) -> float:
     return scale * alpha / (alpha - 1.0) * tail
 
 
+LEAD_IN_SPANS = 2.0
+"""Conversations start this many longest think-time spans before time 0."""
+
+
 class LongContextWorkload(SyntheticWorkload[LongContextParams]):
     """See the module docstring."""
 
@@ -129,22 +142,9 @@ class LongContextWorkload(SyntheticWorkload[LongContextParams]):
     def _document(self, index: int) -> PromptBuilder:
         return self._shared_prefix("document", index, self.document_tokens(index))
 
-    def _session(self, number: int) -> Session:
-        p = self._p
-        rng = child_rng(self._seed, self.name, "conversation", number)
-        document = rng.randrange(p.documents)
-        context = self._document(document).fork()
-        turns: list[Turn] = []
-        for j in range(rng.randint(p.min_turns, p.max_turns)):
-            question = spread_length(rng, p.user_tokens, p.spread)
-            if j and context.tokens + question > p.max_prompt_tokens:
-                break
-            context.extend(random_tokens(rng, question))
-            answer = spread_length(rng, p.answer_tokens, p.spread)
-            delay = rng.expovariate(1.0 / p.think_s) if j else 0.0
-            turns.append(Turn(context.build(), answer, delay))
-            context.extend(random_tokens(rng, answer))  # what the model answered
-        return Session(turns, tenant=f"document-{document}")
+    def lead_in_s(self) -> float:
+        """How long before time 0 conversations start (see the module docstring)."""
+        return LEAD_IN_SPANS * (self._p.max_turns - 1) * self._p.think_s
 
     def requests(
         self, qps: float | None, count: int, arrivals: ArrivalSpec
@@ -153,4 +153,98 @@ class LongContextWorkload(SyntheticWorkload[LongContextParams]):
             raise ValueError("long-context needs a QPS")
         rng = child_rng(self._seed, self.name, "arrivals")
         starts = arrival_times(arrivals, qps / self.mean_turns, rng)
-        return session_requests("long", starts, self._session, count)
+        lead = self.lead_in_s()
+        pending: list[tuple[float, int, _Conversation]] = []
+        number = 0
+        next_start = next(starts) - lead
+        emitted = 0
+        while emitted < count:
+            while not pending or next_start <= pending[0][0]:
+                rng = child_rng(self._seed, self.name, "conversation", number)
+                document = rng.randrange(self._p.documents)
+                context = self._document(document).fork()
+                conversation = _Conversation(self._p, rng, document, context, number, next_start)
+                heapq.heappush(pending, (conversation.at, number, conversation))
+                number += 1
+                next_start = next(starts) - lead
+            at, key, conversation = heapq.heappop(pending)
+            request = conversation.take(build=at >= 0.0)
+            if request is not None:
+                yield request
+                emitted += 1
+            if not conversation.done:
+                heapq.heappush(pending, (conversation.at, key, conversation))
+
+
+class _Conversation:
+    """One conversation, one turn at a time: its next turn's time is known before the turn's
+    prompt is built (so conversations merge in time order holding one context each)."""
+
+    __slots__ = (
+        "_context",
+        "_p",
+        "_rng",
+        "_turns",
+        "answer",
+        "at",
+        "document",
+        "done",
+        "id",
+        "turn",
+    )
+
+    def __init__(
+        self,
+        params: LongContextParams,
+        rng: random.Random,
+        document: int,
+        context: PromptBuilder,
+        number: int,
+        start: float,
+    ) -> None:
+        self._p = params
+        self._rng = rng
+        self.document = document
+        self._turns = rng.randint(params.min_turns, params.max_turns)
+        self._context = context
+        self.id = f"long-{number}"
+        self.at = start
+        self.turn = 0
+        self.answer = 0
+        self.done = False
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Draw the next question (and its answer's length), or end the conversation."""
+        p, rng = self._p, self._rng
+        question = spread_length(rng, p.user_tokens, p.spread)
+        if self.turn >= self._turns or (
+            self.turn and self._context.tokens + question > p.max_prompt_tokens
+        ):
+            self.done = True
+            return
+        self._context.extend(random_tokens(rng, question))
+        self.answer = spread_length(rng, p.answer_tokens, p.spread)
+
+    def take(self, *, build: bool) -> SimRequest | None:
+        """The current turn as a request (``None`` when not ``build``: a turn before time 0),
+        then the next one drawn: its question after the answer, ``think_s`` later."""
+        request = None
+        if build:
+            prompt = self._context.build()
+            request = SimRequest(
+                request_id=f"{self.id}-{self.turn}",
+                arrival_s=self.at,
+                prompt=prompt.text,
+                prompt_tokens=prompt.tokens,
+                block_hashes=prompt.block_hashes,
+                output_tokens=self.answer,
+                max_tokens=self.answer,
+                session_id=self.id,
+                tenant=f"document-{self.document}",
+            )
+        self._context.extend(random_tokens(self._rng, self.answer))  # what the model said
+        self.at += self._rng.expovariate(1.0 / self._p.think_s)
+        self.turn += 1
+        self._prepare()
+        return request

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 from collections import Counter
@@ -44,6 +45,7 @@ def test_bounded_pareto_is_heavy_tailed_within_its_bounds() -> None:
 
 
 def _long(count: int, seed: int = 0, **overrides: str) -> list[SimRequest]:
+    """``count`` requests at 2 QPS."""
     workload = build_workload("long-context", block_size=BLOCK, seed=seed, overrides=overrides)
     return list(workload.requests(2.0, count, POISSON))
 
@@ -56,20 +58,46 @@ def test_long_context_defaults_give_5k_to_100k_prompts_that_recur_minutes_apart(
     assert max(documents) <= 100_000
     assert _quantile(documents, 0.5) < 15_000 < _quantile(documents, 0.9)
     assert max(documents) > 50_000  # the tail is there
-    requests = _long(400)
+    requests = _long(100, documents="12")  # few documents: fewer to build
     assert all(5000 <= r.prompt_tokens <= 100_000 for r in requests)
-    assert requests[:50] == _long(50)  # the seed fixes the stream
-    assert requests[:50] != _long(50, seed=1)
-    follow_ups = [r for r in requests if r.after is not None]
-    assert len(follow_ups) > 100
-    think = statistics.fmean(r.arrival_s for r in follow_ups)
-    assert 120 <= think <= 240  # mean 180 s: minutes between a turn and the next
+    assert requests[:20] == _long(20, documents="12")  # the seed fixes the stream
+    assert requests[:20] != _long(20, seed=1, documents="12")
     # first turns of other conversations about the same document share its blocks
-    firsts = [r for r in requests if r.after is None]
-    by_document = Counter(r.tenant for r in firsts)
-    assert len(by_document) <= 256
-    assert max(by_document.values()) >= 2
-    assert len({r.session_id for r in requests}) == len(firsts)
+    assert max(Counter(r.tenant for r in requests).values()) >= 2
+
+
+def _gaps(requests: list[SimRequest]) -> list[float]:
+    """Seconds between consecutive turns of each conversation (checking that they grow)."""
+    by_session: dict[str | None, list[SimRequest]] = {}
+    for r in requests:
+        by_session.setdefault(r.session_id, []).append(r)
+    gaps = []
+    for turns in by_session.values():
+        for previous, turn in itertools.pairwise(turns):
+            assert turn.prompt.startswith(previous.prompt)
+            assert turn.prompt_tokens > previous.prompt_tokens
+            assert turn.tenant == previous.tenant
+            gaps.append(turn.arrival_s - previous.arrival_s)
+    return gaps
+
+
+def test_long_context_turns_grow_their_conversation_minutes_apart_at_a_steady_rate() -> None:
+    overrides = {"min_prompt_tokens": "300", "max_prompt_tokens": "3000", "user_tokens": "40"}
+    # think time 20 s: the 1,500 s window sees whole conversations (long gaps are not cut)
+    requests = _long(3000, think_s="20", **overrides)
+    times = [r.arrival_s for r in requests]
+    assert times == sorted(times)
+    assert times[0] >= 0.0
+    assert all(r.after is None for r in requests)  # open loop: every turn is an arrival
+    # stationary from time 0: the rate asked for (2 QPS) in both halves, no ramp-up
+    half = len(times) // 2
+    assert half / times[half] == pytest.approx(2.0, rel=0.12)
+    assert (len(times) - half) / (times[-1] - times[half]) == pytest.approx(2.0, rel=0.12)
+    gaps = _gaps(requests)
+    assert len(gaps) > 1000
+    assert statistics.fmean(gaps) == pytest.approx(20.0, rel=0.1)
+    default = _long(1000, **overrides)  # think_s 180: minutes apart
+    assert _quantile(_gaps(default), 0.5) > 60.0
 
 
 def test_long_context_documents_are_shared_and_conversations_stay_within_bounds() -> None:
