@@ -44,9 +44,12 @@ def test_bounded_pareto_is_heavy_tailed_within_its_bounds() -> None:
     assert statistics.fmean(other) == pytest.approx(bounded_pareto_mean(10, 1000, 2.5), rel=0.05)
 
 
-def _long(count: int, seed: int = 0, **overrides: str) -> list[SimRequest]:
+SHORT = {"min_prompt_tokens": "300", "max_prompt_tokens": "3000", "user_tokens": "40"}
+
+
+def _long(count: int, seed: str = "0", **overrides: str) -> list[SimRequest]:
     """``count`` requests at 2 QPS."""
-    workload = build_workload("long-context", block_size=BLOCK, seed=seed, overrides=overrides)
+    workload = build_workload("long-context", block_size=BLOCK, seed=int(seed), overrides=overrides)
     return list(workload.requests(2.0, count, POISSON))
 
 
@@ -61,7 +64,7 @@ def test_long_context_defaults_give_5k_to_100k_prompts_that_recur_minutes_apart(
     requests = _long(100, documents="12")  # few documents: fewer to build
     assert all(5000 <= r.prompt_tokens <= 100_000 for r in requests)
     assert requests[:20] == _long(20, documents="12")  # the seed fixes the stream
-    assert requests[:20] != _long(20, seed=1, documents="12")
+    assert requests[:20] != _long(20, seed="1", documents="12")
     # first turns of other conversations about the same document share its blocks
     assert max(Counter(r.tenant for r in requests).values()) >= 2
 
@@ -82,9 +85,8 @@ def _gaps(requests: list[SimRequest]) -> list[float]:
 
 
 def test_long_context_turns_grow_their_conversation_minutes_apart_at_a_steady_rate() -> None:
-    overrides = {"min_prompt_tokens": "300", "max_prompt_tokens": "3000", "user_tokens": "40"}
     # think time 20 s: the 1,500 s window sees whole conversations (long gaps are not cut)
-    requests = _long(3000, think_s="20", **overrides)
+    requests = _long(3000, think_s="20", **SHORT)
     times = [r.arrival_s for r in requests]
     assert times == sorted(times)
     assert times[0] >= 0.0
@@ -96,7 +98,7 @@ def test_long_context_turns_grow_their_conversation_minutes_apart_at_a_steady_ra
     gaps = _gaps(requests)
     assert len(gaps) > 1000
     assert statistics.fmean(gaps) == pytest.approx(20.0, rel=0.1)
-    default = _long(1000, **overrides)  # think_s 180: minutes apart
+    default = _long(1000, **SHORT)  # think_s 180: minutes apart
     assert _quantile(_gaps(default), 0.5) > 60.0
 
 
