@@ -191,3 +191,26 @@ def test_bench_sim_rejects_a_bad_slo_before_simulating(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "use s or ms" in result.output
     assert "Traceback" not in result.output
+
+
+def test_worker_processes_find_the_same_goodput(tmp_path: Path) -> None:
+    args = [*TINY, "--slo", "ttft_p90=20ms", "--goodput-steps", "2"]
+    for jobs, out in (("1", tmp_path / "a"), ("2", tmp_path / "b")):
+        result = CliRunner().invoke(
+            sim_command, [*args, "--jobs", jobs, "--out", str(out)], catch_exceptions=False
+        )
+        assert result.exit_code == 0, result.output
+    first = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert first == json.loads((tmp_path / "b" / "results.json").read_text())
+
+
+def test_a_trace_at_its_own_rate_has_no_levels_to_search(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    lines = [json.dumps({"arrival_s": i * 0.5, "prompt_tokens": 64, "output_tokens": 4})
+             for i in range(10)]  # fmt: skip
+    trace.write_text("\n".join(lines), encoding="utf-8")
+    result = CliRunner().invoke(
+        sim_command, ["--workload", str(trace), "--slo", "ttft_p90=1s", "--no-plots"]
+    )
+    assert result.exit_code != 0
+    assert "give --qps" in result.output
