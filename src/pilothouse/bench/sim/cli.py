@@ -325,8 +325,12 @@ def sim_command(
         plots = _write(report, out, not no_plots)
     except (PilothouseError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    swept = {(run.policy, run.qps) for run in runs}
+    probes = {(e.policy, p.qps) for e in goodput for p in e.search.probes} - swept
     console.print(
-        f"{len(runs)} runs in {time.perf_counter() - started:.1f} s (wall); "
+        f"{len(runs)} runs"
+        + (f" (+{len(probes)} goodput probes)" if probes else "")
+        + f" in {time.perf_counter() - started:.1f} s (wall); "
         f"wrote {out / 'results.json'}, {out / 'report.md'}"
         + (f" and {len(plots)} plots" if plots else "")
     )
