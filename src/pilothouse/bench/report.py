@@ -6,7 +6,15 @@
      "runs": [{"policy": str, "qps": float, "completed": int, "failed": int,
                "ttft_p50_s": float, "ttft_p90_s": float, "ttft_p99_s": float,
                "itl_p50_s": float, "e2e_p90_s": float, "output_tok_s": float,
-               "cache_hit_rate": float, "max_queue_ratio": float}, ...]}
+               "cache_hit_rate": float, "max_queue_ratio": float,
+               "max_queue_ratio_steady": float}, ...]}
+
+``max_queue_ratio_steady`` is the same ratio over the steady state only (a warm-up at the
+start left out too; :mod:`pilothouse.bench.sim.steady`). With ``--slo``, a top-level
+``goodput`` list comes before ``runs``: ``{"policy", "slo", "qps", "probes"}`` per policy and
+SLO (``slo`` as given; ``bound: "lower"`` when the SLO held at the highest level, ``below``
+the lowest level when it never held and ``qps`` is 0; ``probes``: ``[qps, held]`` in the
+order evaluated; :mod:`pilothouse.bench.sim.goodput`).
 
 Runs of ``--autoscale`` add ``replica_seconds``, ``mean_replicas``, ``peak_replicas``,
 ``ttft_slo_s``, ``slo_attainment`` (``null`` without ``--ttft-slo``) and ``timeline``
@@ -24,6 +32,7 @@ from pathlib import Path
 
 import orjson
 
+from pilothouse.bench.sim.goodput import GoodputEntry, goodput_table
 from pilothouse.sim.cluster_types import RunMetrics, RunResult, ScalingRun
 
 _DECIMALS = 6
@@ -31,11 +40,13 @@ _DECIMALS = 6
 
 @dataclass(frozen=True, slots=True)
 class PolicyRun:
-    """One point of a sweep: a policy at a QPS level."""
+    """One point of a sweep: a policy at a QPS level (``max_queue_ratio_steady``: set by
+    ``bench sim``, which knows the arrival window)."""
 
     policy: str
     qps: float
     result: RunResult
+    max_queue_ratio_steady: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +61,7 @@ class SweepReport:
     parameters: Mapping[str, object]
     settings: Mapping[str, object]
     runs: Sequence[PolicyRun]
+    goodput: Sequence[GoodputEntry] = ()
 
     def policies(self) -> list[str]:
         return list(dict.fromkeys(run.policy for run in self.runs))
@@ -65,6 +77,8 @@ def run_record(run: PolicyRun) -> dict[str, object]:
     for field in fields(RunMetrics):
         value = getattr(metrics, field.name)
         record[field.name] = round(value, _DECIMALS) if isinstance(value, float) else value
+    if run.max_queue_ratio_steady is not None:
+        record["max_queue_ratio_steady"] = round(run.max_queue_ratio_steady, _DECIMALS)
     scaling = run.result.scaling
     if scaling is not None:
         record.update(scaling_record(scaling))
@@ -105,12 +119,15 @@ def autoscaling_table(runs: Sequence[PolicyRun]) -> list[str]:
 
 
 def results_document(report: SweepReport) -> dict[str, object]:
-    return {
+    document: dict[str, object] = {
         "workload": report.workload,
         "preset": report.preset,
         "replicas": report.replicas,
-        "runs": [run_record(run) for run in report.runs],
     }
+    if report.goodput:
+        document["goodput"] = [entry.record(_DECIMALS) for entry in report.goodput]
+    document["runs"] = [run_record(run) for run in report.runs]
+    return document
 
 
 def write_results_json(path: Path, report: SweepReport) -> None:
@@ -177,6 +194,7 @@ def report_markdown(report: SweepReport, plots: Sequence[str] = ()) -> str:
         + ".",
         "Simulation settings: " + ", ".join(f"`{k}={v}`" for k, v in report.settings.items()) + ".",
         "",
+        *_goodput_section(report),
         *_autoscaling_section(report),
         "## TTFT p90 (s)",
         "",
@@ -189,6 +207,7 @@ def report_markdown(report: SweepReport, plots: Sequence[str] = ()) -> str:
         "## Cache hit rate",
         "",
         *comparison_table(report, "cache_hit_rate", "{:.1%}"),
+        *_steady_section(report),
     ]
     for policy in report.policies():
         runs = [run for run in report.runs if run.policy == policy]
@@ -197,6 +216,52 @@ def report_markdown(report: SweepReport, plots: Sequence[str] = ()) -> str:
         lines += ["", "## Plots", ""]
         lines += [f"![{Path(plot).stem}]({plot})" for plot in plots]
     return "\n".join(lines) + "\n"
+
+
+def _goodput_section(report: SweepReport) -> list[str]:
+    if not report.goodput:
+        return []
+    lines = [
+        "## Goodput",
+        "",
+        "The highest QPS at which the SLO held (every target met, no request failed), "
+        "bisected between the sweep's levels; `≥`: it held at the highest level.",
+        "",
+        *goodput_table(report.goodput),
+    ]
+    never = [e for e in report.goodput if e.search.below is not None]
+    for entry in never:
+        lines.append("")
+        lines.append(
+            f"{entry.policy} missed `{entry.slo}` already at the lowest level, "
+            f"{entry.search.below:g} QPS: its goodput is below the sweep."
+        )
+    return [*lines, ""]
+
+
+def _steady_section(report: SweepReport) -> list[str]:
+    if not any(run.max_queue_ratio_steady is not None for run in report.runs):
+        return []
+    policies = report.policies()
+    by_key = {(run.policy, run.qps): run for run in report.runs}
+    lines = [
+        "",
+        "## Max queue ratio: whole run / steady state",
+        "",
+        "| QPS | " + " | ".join(policies) + " |",
+        "|" + " ---: |" * (len(policies) + 1),
+    ]
+    for qps in report.levels():
+        cells = []
+        for policy in policies:
+            run = by_key.get((policy, qps))
+            steady = None if run is None else run.max_queue_ratio_steady
+            if run is None or steady is None:
+                cells.append("-")
+            else:
+                cells.append(f"{run.result.metrics.max_queue_ratio:.2f} / {steady:.2f}")
+        lines.append(f"| {qps:g} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _autoscaling_section(report: SweepReport) -> list[str]:

@@ -16,8 +16,9 @@ _OPTIONS = (
         "--workload",
         default="b2b-saas",
         show_default=True,
-        help="A built-in workload (agentic, b2b-saas, hot-spot, multi-turn-chat, no-reuse) "
-        "or a JSONL trace file (docs/workloads.md).",
+        help="A built-in workload (agentic, b2b-saas, hot-spot, long-context, "
+        "mixed-priority, multi-turn-chat, no-reuse) or a JSONL trace file "
+        "(docs/workloads.md).",
     ),
     click.option(
         "--set",

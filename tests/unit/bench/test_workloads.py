@@ -26,7 +26,14 @@ SMALL = {
     "agentic": {"system_tokens": "96", "result_tokens": "80", "max_context_tokens": "1200"},
     "no-reuse": {"prompt_tokens": "80"},
     "hot-spot": {"groups": "16", "prefix_tokens": "128", "question_tokens": "40"},
-}
+    "long-context": {
+        "documents": "8", "min_prompt_tokens": "200", "max_prompt_tokens": "2000", "max_turns": "3",
+        "user_tokens": "30", "answer_tokens": "20", "think_s": "60",
+    },
+    "mixed-priority": {
+        "system_tokens": "64", "interactive_prompt_tokens": "20", "batch_prompt_tokens": "90",
+    },
+}  # fmt: skip
 
 
 def _requests(name: str, count: int = 60, seed: int = 0, qps: float = 10.0) -> list[SimRequest]:
@@ -48,7 +55,15 @@ def _shared_chars(a: str, b: str) -> int:
 
 
 def test_registry_lists_the_builtins() -> None:
-    assert workload_names() == ["agentic", "b2b-saas", "hot-spot", "multi-turn-chat", "no-reuse"]
+    assert workload_names() == [
+        "agentic",
+        "b2b-saas",
+        "hot-spot",
+        "long-context",
+        "mixed-priority",
+        "multi-turn-chat",
+        "no-reuse",
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

@@ -10,6 +10,9 @@ With ``--autoscale``, the policies compared are autoscaling policies instead
 follows the autoscaler (:mod:`pilothouse.sim.autoscaling`), and the report adds the
 replica-seconds spent and the TTFT SLO attainment (``--ttft-slo``). Pair it with a load
 that changes over time, ``--arrival diurnal``.
+
+With ``--slo`` (repeatable), each policy's goodput under each SLO is searched between the
+levels (:mod:`pilothouse.bench.sim.goodput`) and reported first.
 """
 
 from __future__ import annotations
@@ -26,46 +29,84 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pilothouse.bench.report import PolicyRun, SweepReport, write_report_md, write_results_json
 from pilothouse.bench.sim.autoscale_policies import resolve_autoscale
+from pilothouse.bench.sim.goodput import GoodputEntry
 from pilothouse.bench.sim.plan import (
+    DEFAULT_GOODPUT_STEPS,
     SimPlan,
     command_line,
     levels_for,
     policy_label,
     report_settings,
     run_policy,
+    run_policy_search,
 )
+from pilothouse.bench.sim.slo import Slo, parse_slo
 from pilothouse.bench.workload_options import workload_options
 from pilothouse.bench.workloads import ArrivalSpec, Workload
 from pilothouse.errors import ConfigError, PilothouseError
 from pilothouse.scheduling import resolve_config
 from pilothouse.sim.presets import DEFAULT_PRESET, PRESETS
 
-__all__ = ["DEFAULT_POLICIES", "SimPlan", "parse_settings", "run_policy", "sim_command"]
+__all__ = [
+    "DEFAULT_POLICIES",
+    "SimPlan",
+    "parse_settings",
+    "run_policy",
+    "run_policy_search",
+    "sim_command",
+]
 
 DEFAULT_POLICIES = "round-robin,least-requests,cache-aware-sglang,prefix-load"
 
 
 def _run_all(
     plan: SimPlan, policies: Sequence[str], workload: Workload, jobs: int, console: Console
-) -> list[PolicyRun]:
-    total = plan.requests * len(plan.levels) * len(policies) * len(plan.scalings())
+) -> tuple[list[PolicyRun], list[GoodputEntry]]:
+    """Every policy's levels, and with SLOs its goodput searches: one bar for the levels,
+    one for the searches (sized for every probe; a search that ends early fills its share)."""
+    per_policy = plan.requests * len(plan.levels) * len(plan.scalings())
+    per_search = plan.requests * plan.goodput_steps * len(plan.slos) * len(plan.scalings())
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=False) as bar:
-        task = bar.add_task("simulating requests", total=total)
+        task = bar.add_task("simulating requests", total=per_policy * len(policies))
+        search = None
+        if per_search:
+            search = bar.add_task("searching goodput", total=per_search * len(policies))
+        results: list[tuple[list[PolicyRun], list[GoodputEntry]]] = []
         if jobs == 1:
-            runs = []
             for policy in policies:
                 bar.update(task, description=f"simulating {policy_label(policy)}")
-                runs += run_policy(plan, policy, workload, lambda n: bar.advance(task, n))
-            return runs
-        per_policy = plan.requests * len(plan.levels) * len(plan.scalings())
-        with ProcessPoolExecutor(max_workers=min(jobs, len(policies))) as pool:
-            futures = [pool.submit(run_policy, plan, policy) for policy in policies]
-            results = []
-            for future in futures:
-                results.append(future.result())
-                bar.advance(task, per_policy)
-        return [run for runs in results for run in runs]
+                results.append(
+                    run_policy_search(
+                        plan,
+                        policy,
+                        workload,
+                        lambda n: bar.advance(task, n),
+                        None if search is None else lambda n: bar.advance(search, n),
+                    )
+                )
+        else:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(policies))) as pool:
+                futures = [pool.submit(run_policy_search, plan, policy) for policy in policies]
+                for future in futures:
+                    results.append(future.result())
+                    bar.advance(task, per_policy)
+                    if search is not None:
+                        bar.advance(search, per_search)
+    runs = [run for policy_runs, _ in results for run in policy_runs]
+    return runs, [entry for _, entries in results for entry in entries]
+
+
+def _slos(values: Sequence[str], levels: tuple[float | None, ...]) -> tuple[Slo, ...]:
+    """The ``--slo`` values parsed; a search needs QPS levels to bisect between."""
+    slos = tuple(parse_slo(value) for value in values)
+    if slos and None in levels:
+        raise ConfigError(
+            "--slo searches between QPS levels: give --qps (a trace replays at its own rate "
+            "otherwise)",
+            "slo",
+        )
+    return slos
 
 
 def _policies(policies: str | None, autoscale: tuple[str, ...]) -> list[str]:
@@ -150,6 +191,30 @@ def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
     default=None,
     help="Report the share of requests whose TTFT is at most this many seconds.",
 )
+@click.option(
+    "--slo",
+    "slo_values",
+    multiple=True,
+    metavar="METRIC=LIMIT,...",
+    help="Report each policy's goodput: the highest QPS at which every target holds and no "
+    "request fails, e.g. --slo ttft_p90=1s,itl_p50=50ms (units s or ms; metrics ttft_p50, "
+    "ttft_p90, ttft_p99, itl_p50, e2e_p90). Repeatable: one search per SLO.",
+)
+@click.option(
+    "--goodput-steps",
+    type=click.IntRange(0, 20),
+    default=DEFAULT_GOODPUT_STEPS,
+    show_default=True,
+    help="With --slo: extra simulated runs per policy and SLO, bisecting between the last "
+    "level that holds and the first that misses.",
+)
+@click.option(
+    "--warmup-s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds at the start of the arrival window left out of max_queue_ratio_steady "
+    "[default: 10% of the arrival window].",
+)
 @click.option("--replicas", type=click.IntRange(1, 4096), default=8, show_default=True)
 @click.option(
     "--preset",
@@ -205,6 +270,9 @@ def sim_command(
     autoscale: str | None,
     startup_delay: float,
     ttft_slo: float | None,
+    slo_values: tuple[str, ...],
+    goodput_steps: int,
+    warmup_s: float | None,
     replicas: int,
     preset: str,
     qps: str | None,
@@ -233,11 +301,16 @@ def sim_command(
             scaled,
             startup_delay,
             ttft_slo,
+            goodput_steps=goodput_steps,
+            warmup_s=warmup_s,
         )
+        for value in slo_values:
+            parse_slo(value)  # a typo fails before the workload is built
         built = plan.build_workload()
-        plan = replace(plan, levels=levels_for(qps, built, preset, replicas))
+        levels = levels_for(qps, built, preset, replicas)
+        plan = replace(plan, levels=levels, slos=_slos(slo_values, levels))
         started = time.perf_counter()
-        runs = _run_all(plan, names, built, jobs, console)
+        runs, goodput = _run_all(plan, names, built, jobs, console)
         report = SweepReport(
             workload=built.name,
             preset=preset,
@@ -247,12 +320,17 @@ def sim_command(
             parameters=built.parameters(),
             settings=report_settings(plan, names),
             runs=runs,
+            goodput=goodput,
         )
         plots = _write(report, out, not no_plots)
     except (PilothouseError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    swept = {(run.policy, run.qps) for run in runs}
+    probes = {(e.policy, p.qps) for e in goodput for p in e.search.probes} - swept
     console.print(
-        f"{len(runs)} runs in {time.perf_counter() - started:.1f} s (wall); "
+        f"{len(runs)} runs"
+        + (f" (+{len(probes)} goodput probes)" if probes else "")
+        + f" in {time.perf_counter() - started:.1f} s (wall); "
         f"wrote {out / 'results.json'}, {out / 'report.md'}"
         + (f" and {len(plots)} plots" if plots else "")
     )

@@ -1,5 +1,6 @@
 """A ``bench sim`` run set as data: what to simulate (:class:`SimPlan`), how to run one
-scheduler policy over it (:func:`run_policy`), and how to write it back as a command line.
+scheduler policy over it (:func:`run_policy`; with SLOs, :func:`run_policy_search` also
+bisects for its goodput), and how to write it back as a command line.
 """
 
 from __future__ import annotations
@@ -7,21 +8,32 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from pilothouse.bench.report import PolicyRun
 from pilothouse.bench.sim.autoscale_policies import autoscale_label, resolve_autoscale
+from pilothouse.bench.sim.goodput import GoodputEntry, search_goodput
+from pilothouse.bench.sim.slo import Slo
+from pilothouse.bench.sim.steady import (
+    DEFAULT_WARMUP_FRACTION,
+    ArrivalWindow,
+    steady_queue_ratio,
+)
 from pilothouse.bench.workload_options import arrival_args
 from pilothouse.bench.workloads import ArrivalSpec, Workload, build_workload
 from pilothouse.errors import ConfigError
-from pilothouse.scheduling import builtin_config_names, resolve_config
+from pilothouse.scheduling import SchedulerConfig, builtin_config_names, resolve_config
 from pilothouse.sim.autoscaling import ScalingConfig
 from pilothouse.sim.capacity import default_qps_sweep
 from pilothouse.sim.cluster import simulate
-from pilothouse.sim.cluster_types import ClusterConfig
+from pilothouse.sim.cluster_types import ClusterConfig, RunMetrics
 from pilothouse.sim.presets import get_preset
 
 _QUEUE_SAMPLES = 1500  # queue samples per run (bounds memory and plot size)
+DEFAULT_GOODPUT_STEPS = 4
+
+Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +52,9 @@ class SimPlan:
     autoscale: tuple[str, ...] = ()
     startup_delay_s: float = 30.0
     ttft_slo_s: float | None = None
+    slos: tuple[Slo, ...] = ()
+    goodput_steps: int = DEFAULT_GOODPUT_STEPS
+    warmup_s: float | None = None
 
     def build_workload(self) -> Workload:
         block_size = get_preset(self.preset).block_size
@@ -85,22 +100,95 @@ def run_policy(
     plan: SimPlan,
     policy: str,
     workload: Workload | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[PolicyRun]:
     """Every QPS level of one policy (a fresh cluster and scheduler per level), once per
     autoscaling policy of the plan."""
+    return run_policy_search(plan, policy, workload, progress)[0]
+
+
+def run_policy_search(
+    plan: SimPlan,
+    policy: str,
+    workload: Workload | None = None,
+    progress: Progress | None = None,
+    search_progress: Progress | None = None,
+) -> tuple[list[PolicyRun], list[GoodputEntry]]:
+    """:func:`run_policy`, then for each SLO of the plan the policy's goodput: the levels'
+    runs first, then up to ``plan.goodput_steps`` more runs per SLO between them (shared
+    between SLOs that probe the same QPS). ``search_progress`` counts the search's requests
+    and is advanced by the runs a search did not need, so a bar sized for the most ends full.
+    """
     workload = workload or plan.build_workload()
     scheduler = resolve_config(policy)
-    runs = []
+    runs: list[PolicyRun] = []
+    entries: list[GoodputEntry] = []
     for label, scaling in plan.scalings():
         size = scaling.policy.max_replicas if scaling and scaling.policy else None
-        for qps in plan.levels:
-            requests = workload.requests(qps, plan.requests, plan.arrivals)
-            config = plan.cluster(qps, workload, size)
-            result = simulate(config, scheduler, requests, progress=progress, scaling=scaling)
-            rate = qps if qps is not None else workload.native_qps() or 0.0
-            runs.append(PolicyRun(label or policy_label(policy), rate, result))
-    return runs
+        run_at = partial(
+            _simulate, plan, scheduler, workload, scaling, size, label or policy_label(policy)
+        )
+        level_runs = [run_at(qps, progress) for qps in plan.levels]
+        runs += level_runs
+        if plan.slos:
+            measured = {run.qps: run.result.metrics for run in level_runs}
+            fresh = partial(_metrics_at, run_at, search_progress)
+            entries += _search(plan, level_runs[0].policy, measured, fresh, search_progress)
+    return runs, entries
+
+
+def _metrics_at(
+    run_at: Callable[[float | None, Progress | None], PolicyRun],
+    progress: Progress | None,
+    qps: float,
+) -> RunMetrics:
+    return run_at(qps, progress).result.metrics
+
+
+def _simulate(
+    plan: SimPlan,
+    scheduler: SchedulerConfig,
+    workload: Workload,
+    scaling: ScalingConfig | None,
+    size: int | None,
+    label: str,
+    qps: float | None,
+    progress: Progress | None,
+) -> PolicyRun:
+    """One run at one level, with its steady-state queue ratio."""
+    window = ArrivalWindow()
+    requests = window.watch(workload.requests(qps, plan.requests, plan.arrivals))
+    config = plan.cluster(qps, workload, size)
+    result = simulate(config, scheduler, requests, progress=progress, scaling=scaling)
+    rate = qps if qps is not None else workload.native_qps() or 0.0
+    start, end = window.steady(plan.warmup_s)
+    return PolicyRun(label, rate, result, steady_queue_ratio(result.queue_trace, start, end))
+
+
+def _search(
+    plan: SimPlan,
+    label: str,
+    measured: dict[float, RunMetrics],
+    fresh: Callable[[float], RunMetrics],
+    progress: Progress | None,
+) -> list[GoodputEntry]:
+    """Each SLO's goodput search over ``measured`` levels, simulating the probes between."""
+    levels = sorted(measured)
+    entries = []
+    for slo in plan.slos:
+        before = len(measured)
+
+        def holds(qps: float, slo: Slo = slo) -> bool:
+            if qps not in measured:
+                measured[qps] = fresh(qps)
+            return slo.holds(measured[qps])
+
+        search = search_goodput(levels, holds, plan.goodput_steps)
+        entries.append(GoodputEntry(label, slo.text, search))
+        skipped = plan.goodput_steps - (len(measured) - before)
+        if progress is not None and skipped > 0:
+            progress(skipped * plan.requests)
+    return entries
 
 
 def levels_for(
@@ -139,6 +227,12 @@ def command_line(plan: SimPlan, policies: Sequence[str], out: Path) -> str:
         args += ["--startup-delay", f"{plan.startup_delay_s:g}"]
     if plan.ttft_slo_s is not None:
         args += ["--ttft-slo", f"{plan.ttft_slo_s:g}"]
+    for slo in plan.slos:
+        args += ["--slo", slo.text]
+    if plan.slos and plan.goodput_steps != DEFAULT_GOODPUT_STEPS:
+        args += ["--goodput-steps", str(plan.goodput_steps)]
+    if plan.warmup_s is not None:
+        args += ["--warmup-s", f"{plan.warmup_s:g}"]
     args += ["--preset", plan.preset]
     if plan.levels != (None,):
         args += ["--qps", ",".join(f"{q:g}" for q in plan.levels if q is not None)]
@@ -162,4 +256,8 @@ def report_settings(plan: SimPlan, schedulers: Sequence[str]) -> dict[str, objec
         settings["startup_delay_s"] = plan.startup_delay_s
     if plan.ttft_slo_s is not None:
         settings["ttft_slo_s"] = plan.ttft_slo_s
+    default_warmup = f"{DEFAULT_WARMUP_FRACTION:.0%} of the arrival window"
+    settings["warmup_s"] = default_warmup if plan.warmup_s is None else plan.warmup_s
+    if plan.slos:
+        settings["goodput_steps"] = plan.goodput_steps
     return settings

@@ -23,6 +23,8 @@ from pilothouse.bench.workloads.arrivals import ARRIVAL_KINDS, ArrivalSpec
 from pilothouse.bench.workloads.b2b_saas import B2bSaasParams, B2bSaasWorkload
 from pilothouse.bench.workloads.base import Workload, WorkloadShape, parse_params
 from pilothouse.bench.workloads.hot_spot import HotSpotParams, HotSpotWorkload
+from pilothouse.bench.workloads.long_context import LongContextParams, LongContextWorkload
+from pilothouse.bench.workloads.mixed_priority import MixedPriorityParams, MixedPriorityWorkload
 from pilothouse.bench.workloads.multi_turn_chat import MultiTurnChatParams, MultiTurnChatWorkload
 from pilothouse.bench.workloads.no_reuse import NoReuseParams, NoReuseWorkload
 from pilothouse.bench.workloads.trace import TraceParams, TraceWorkload
@@ -55,6 +57,8 @@ WORKLOADS: Mapping[str, WorkloadEntry] = MappingProxyType(
         "agentic": WorkloadEntry(AgenticParams, AgenticWorkload),
         "no-reuse": WorkloadEntry(NoReuseParams, NoReuseWorkload),
         "hot-spot": WorkloadEntry(HotSpotParams, HotSpotWorkload),
+        "long-context": WorkloadEntry(LongContextParams, LongContextWorkload),
+        "mixed-priority": WorkloadEntry(MixedPriorityParams, MixedPriorityWorkload),
     }
 )
 

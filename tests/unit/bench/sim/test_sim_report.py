@@ -31,6 +31,7 @@ RUN_KEYS = {
     "output_tok_s": float,
     "cache_hit_rate": float,
     "max_queue_ratio": float,
+    "max_queue_ratio_steady": float,
 }
 
 
