@@ -32,6 +32,12 @@ class Step:
     """The call's JSON arguments (tool and delegate steps)."""
     tokens: int = 0
     """Tokens this step spent (model steps)."""
+    state: str = "done"
+    """``done``; a tool call about to be sent is ``intended``, one held for a person
+    ``pending`` (then ``kind`` is ``approval`` and ``approval_id`` names the approval)."""
+    approval_id: str | None = None
+    call_id: str = ""
+    """A tool call's deterministic id (``<run>/<index>``), the same after a resume."""
 
 
 @dataclass(frozen=True, slots=True)
