@@ -14,6 +14,7 @@ import contextlib
 import getpass
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -222,7 +223,9 @@ def _drive(
         target = load_target(spec_file, agent_name, gateway, tools_url)
         store, book, state = open_book(target.governance, store_url, state_dir)
         try:
-            keys = agent_keys(target, store, state, key, owner or _user())
+            keys, made = agent_keys(target, store, state, key, owner or _user())
+            if made:  # gateways learn of a new key within sync_interval_s
+                time.sleep(2 * target.governance.sync_interval_s + 0.1)
             runtime = build_runtime(target, book, keys, wait_for_approval=not no_wait, poll_s=poll)
             outcome: dict[str, str] = {}
 

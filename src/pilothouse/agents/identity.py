@@ -37,8 +37,10 @@ def key_file(state_dir: Path, agent: str) -> Path:
 
 def ensure_agent_key(
     store: SqlStore, agent: AgentSpec, state_dir: Path, owner: str, models: frozenset[str]
-) -> str:
-    """The agent's key (see the module docstring); ``models``: what the key may call."""
+) -> tuple[str, bool]:
+    """The agent's key (see the module docstring) and whether it was made just now (the
+    gateways learn of a new key within ``governance.sync_interval_s``); ``models``: what
+    the key may call."""
     path = key_file(state_dir, agent.name)
     try:
         team = store.get_team(agent.team)
@@ -53,7 +55,7 @@ def ensure_agent_key(
     if path.exists():
         plaintext = path.read_text().strip()
         if existing is not None and existing.digest == digest(plaintext):
-            return plaintext
+            return plaintext, False
         path.unlink()
     if existing is not None:
         store.revoke_key(existing.id)
@@ -65,7 +67,7 @@ def ensure_agent_key(
         scope=KeyScope(models=models),
     )
     _write_private(path, plaintext)
-    return plaintext
+    return plaintext, True
 
 
 def _write_private(path: Path, text: str) -> None:

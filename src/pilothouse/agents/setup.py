@@ -115,17 +115,20 @@ class StoreApprovals:
 
 def agent_keys(
     target: AgentTarget, store: SqlStore, state_dir: Path, key: str | None, owner: str
-) -> dict[str, str]:
-    """A key per agent of the target: ``key`` for all when given, else each its own."""
+) -> tuple[dict[str, str], bool]:
+    """A key per agent of the target: ``key`` for all when given, else each its own; and
+    whether a key was made just now (wait ``governance.sync_interval_s`` before using it:
+    gateways learn of new keys that often)."""
     names = _reachable(target.agent, target.agents)
     if key:
-        return dict.fromkeys(names, key)
-    return {
-        name: ensure_agent_key(
-            store, target.agents[name], state_dir, owner, frozenset({target.agents[name].model})
-        )
-        for name in names
-    }
+        return dict.fromkeys(names, key), False
+    keys: dict[str, str] = {}
+    made = False
+    for name in names:
+        spec = target.agents[name]
+        keys[name], new = ensure_agent_key(store, spec, state_dir, owner, frozenset({spec.model}))
+        made = made or new
+    return keys, made
 
 
 def _reachable(agent: AgentSpec, agents: Mapping[str, AgentSpec]) -> list[str]:

@@ -137,7 +137,7 @@ class ToolSteps:
                 if approval is not None:
                     await self.journal.update(status="running", pending_approval=None)
                 text = f"error: {outcome.text}" if outcome.is_error else outcome.text
-                yield await self._done(base, reply_to, text)
+                yield await self._done(replace(base, approval_id=approval), reply_to, text)
                 return
             loop.budget.settle(hold, {})  # held for a person: it did not run
             await self.journal.flush()

@@ -74,15 +74,19 @@ async def test_agent_loop_calls_a_tool_then_answers(book: RunBook) -> None:
         ("model", "chat"),
         ("final", "triage"),
     ]
-    assert steps[1].content == "contents of a.txt" and steps[1].call_id == "r1/1"
+    assert steps[1].content == "contents of a.txt"
+    assert steps[1].call_id == "r1/1"
     assert [c.call_id for c in tools.ran] == ["r1/1"]
     second = model.calls[1]
     assert second[0] == {"role": "system", "content": "Be brief."}
     assert second[-1] == {"role": "tool", "tool_call_id": "call_files__read",
                           "content": "contents of a.txt"}  # fmt: skip
     result = await runtime.result("r1")
-    assert result.status == "completed" and result.output == "a.txt says hi"
-    assert result.steps == 2 and result.tool_calls == 1 and result.tokens > 0
+    assert result.status == "completed"
+    assert result.output == "a.txt says hi"
+    assert result.steps == 2
+    assert result.tool_calls == 1
+    assert result.tokens > 0
 
 
 async def test_agent_only_sees_and_calls_allowed_tools(book: RunBook) -> None:
@@ -123,7 +127,8 @@ async def test_agent_budget_of_tokens_stops_before_the_model_call(book: RunBook)
     runtime = _runtime(book, _agent(budgets={"tokens": 100}), model, FakeTools({}))
     steps = await _steps(runtime, "hello", "r2")
     assert model.calls == []
-    assert steps[-1].kind == "final" and "budget of r2 exceeded" in steps[-1].content
+    assert steps[-1].kind == "final"
+    assert "budget of r2 exceeded" in steps[-1].content
     assert (await runtime.result("r2")).status == "budget_exceeded"
 
 
@@ -134,8 +139,10 @@ async def test_agent_budget_of_steps_and_tool_calls(book: RunBook) -> None:
     runtime = _runtime(book, agent, model, tools)
     await _steps(runtime, "loop", "r3")
     result = await runtime.result("r3")
-    assert result.status == "budget_exceeded" and "tool_calls" in result.output
-    assert len(tools.ran) == 2 and len(model.calls) == 3
+    assert result.status == "budget_exceeded"
+    assert "tool_calls" in result.output
+    assert len(tools.ran) == 2
+    assert len(model.calls) == 3
 
 
 async def test_agent_budget_sub_agent_is_stopped_at_its_parents_remaining_budget(
@@ -168,7 +175,8 @@ async def test_agent_budget_sub_agent_is_stopped_at_its_parents_remaining_budget
     )
     steps = await _steps(runtime, "delegate", "p1")
     child = book.get_run("p1.1")
-    assert child.status == "budget_exceeded" and child.parent_id == "p1"
+    assert child.status == "budget_exceeded"
+    assert child.parent_id == "p1"
     parent_left_at_delegation = 20_000 - steps[0].tokens
     assert child.limits["tokens"] == pytest.approx(0.5 * parent_left_at_delegation)
     delegate = next(s for s in steps if s.kind == "delegate" and s.state == "done")
@@ -178,7 +186,8 @@ async def test_agent_budget_sub_agent_is_stopped_at_its_parents_remaining_budget
     ledger = book.budget_events("p1")
     reserves = {(r.hold, r.resource): r for r in ledger if r.action == "reserve"}
     settles = {(r.hold, r.resource): r for r in ledger if r.action == "settle"}
-    assert reserves and reserves.keys() == settles.keys()  # every reservation settled
+    assert reserves
+    assert reserves.keys() == settles.keys()
     for key, settle in settles.items():
         assert settle.amount <= reserves[key].amount
         assert ledger.index(reserves[key]) < ledger.index(settle)
@@ -203,18 +212,22 @@ async def test_agent_waits_for_an_approval_and_sends_the_same_call_once(book: Ru
     runtime = _runtime(book, _agent(tools=["bank__*"]), model, tools, approvals,
                        wait_for_approval=False)  # fmt: skip
     steps = await _steps(runtime, "pay bob", "w1")
-    assert steps[-1].kind == "approval" and steps[-1].approval_id == "apr_1"
+    assert steps[-1].kind == "approval"
+    assert steps[-1].approval_id == "apr_1"
     result = await runtime.result("w1")
-    assert result.status == "waiting_approval" and result.pending_approval == "apr_1"
+    assert result.status == "waiting_approval"
+    assert result.pending_approval == "apr_1"
     assert tools.ran == []
 
     again = await _steps(runtime, "", "w1")  # nobody decided yet: still waiting, not re-sent
-    assert again[-1].kind == "approval" and len(tools.sent) == 1
+    assert again[-1].kind == "approval"
+    assert len(tools.sent) == 1
 
     approvals.decide("apr_1")
     restarted = _runtime(book, _agent(tools=["bank__*"]), model, tools, approvals)
     final = await _steps(restarted, "", "w1")
-    assert final[-1].kind == "final" and final[-1].content == "paid"
+    assert final[-1].kind == "final"
+    assert final[-1].content == "paid"
     assert [(c.name, c.call_id) for c in tools.ran] == [("bank__pay", "w1/1")]
     assert (await restarted.result("w1")).status == "completed"
     assert await _steps(restarted, "", "w1") == [final[-1]]  # done: nothing runs again
@@ -256,9 +269,11 @@ async def test_agent_restart_after_a_crash_mid_call_never_repeats_a_non_idempote
     steps = await _steps(runtime, "", "c1")
     tool_step = next(s for s in steps if s.kind == "tool")
     if idempotent:
-        assert tool_step.content == "sent" and len(tools.sent) == 2
+        assert tool_step.content == "sent"
+        assert len(tools.sent) == 2
     else:
-        assert "not repeated" in tool_step.content and len(tools.sent) == 1
+        assert "not repeated" in tool_step.content
+        assert len(tools.sent) == 1
     assert steps[-1].kind == "final"
     # the reservation the dead process left open was settled in full on resume
     ledger = book.budget_events("c1")
