@@ -18,17 +18,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pilothouse.config.agents import AgentSpec
+from pilothouse.config.agents import AgentSpec, agent_key_name
 from pilothouse.errors import ConfigError, NotFound
 from pilothouse.governance.keys import KeyScope, digest
 from pilothouse.governance.store import SqlStore
 
-KEY_PREFIX = "agent-"
-
-
-def key_name(agent: str) -> str:
-    """The name of an agent's key in its team (the tool gateway finds the agent by it)."""
-    return f"{KEY_PREFIX}{agent}"
+key_name = agent_key_name
+"""The name of an agent's key in its team (the tool gateway finds the agent by it)."""
 
 
 def key_file(state_dir: Path, agent: str) -> Path:
