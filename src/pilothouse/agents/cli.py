@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from pilothouse.agents.ports import RunResult, Step
-from pilothouse.agents.runtime import run_result
+from pilothouse.agents.runtime import summarize
 from pilothouse.agents.setup import agent_keys, build_runtime, load_target, open_book
 from pilothouse.config.governance import GovernanceSpec
 from pilothouse.errors import BadRequest, ConfigError, NotFound, PilothouseError
@@ -172,7 +172,7 @@ def runs_show(
             ]
             for child in sorted(children, key=lambda r: r.id):
                 steps.extend(as_step(s) for s in book.steps(child.id))
-            result = asyncio.run(run_result(book, run_id))
+            result = summarize(book, run_id)
         finally:
             store.close()
     if as_json:

@@ -14,6 +14,7 @@ written, where approvals are read, and the prices of the fleet's models. A run i
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -128,12 +129,15 @@ class AgentRuntime:
 
 
 async def run_result(book: RunBook, run_id: str) -> RunResult:
-    """A run's :class:`RunResult` from the store (what it and its sub-agents spent)."""
-    import asyncio
+    """A run's :class:`RunResult` from the store (in a worker thread)."""
+    return await asyncio.to_thread(summarize, book, run_id)
 
-    run = await asyncio.to_thread(book.get_run, run_id)
-    steps = await asyncio.to_thread(book.steps, run_id)
-    spent = spent_by_subject(await asyncio.to_thread(book.budget_events, run_id))
+
+def summarize(book: RunBook, run_id: str) -> RunResult:
+    """A run's :class:`RunResult` from the store: what it and its sub-agents spent."""
+    run = book.get_run(run_id)
+    steps = book.steps(run_id)
+    spent = spent_by_subject(book.budget_events(run_id))
     usage: dict[str, float] = {
         r: sum((per.get(r, 0.0) for per in spent.values()), 0.0) for r in RESOURCES
     }
