@@ -19,6 +19,7 @@ from pilothouse.controlplane.executor import LocalExecutor
 from pilothouse.controlplane.features import pending_features
 from pilothouse.controlplane.local import default_log_dir
 from pilothouse.controlplane.replicas import ReplicaRuntime
+from pilothouse.controlplane.services import Service, ServiceCommand, Services
 from pilothouse.controlplane.signals import GatewaySignals
 from pilothouse.controlplane.watch import watch_spec
 from pilothouse.engines.launch import check_prerequisites
@@ -117,6 +118,7 @@ async def run_up(
     )
     _wire(app.app, ctx, executor, overrides, check=executor_kind == "local")
     tasks: list[asyncio.Task[None]] = []
+    services = Services(executor.log_dir, spec.local.stop_grace_s)
     try:
         with console.status(f"starting replicas; logs in {executor.log_dir}"):
             await executor.start(
@@ -124,6 +126,9 @@ async def run_up(
                 lambda name, address: console.log(f"replica {name} ready on {address}"),
             )
         tasks.append(_task(executor.run()))
+        if fleet_file is not None:
+            await _start_services(services, spec, fleet_file, console)
+            tasks.extend(_task(_watch(service, console)) for service in services.running)
         if fleet_file is not None:
             apply = _applier(executor, overrides, executor_kind == "local")
             tasks.append(_task(watch_spec(fleet_file, spec.local, apply)))
@@ -137,9 +142,36 @@ async def run_up(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await services.stop()
         await executor.stop()
         sock.close()  # uvicorn closed it once serving; not when a replica failed to start
         console.log("stopped every replica")
+
+
+def service_commands(spec: FleetSpec, fleet_file: Path) -> list[ServiceCommand]:
+    """The fleet's services beside its replicas: the tool gateway when it declares ``tools:``."""
+    where = ["--host", spec.gateway.host]
+    commands = []
+    if spec.tools is not None:
+        port = str(spec.local.tool_gateway_port)
+        argv = ["toolgateway", "-f", str(fleet_file), *where, "--port", port]
+        commands.append(ServiceCommand("tool-gateway", argv))
+    return commands
+
+
+async def _start_services(
+    services: Services, spec: FleetSpec, fleet_file: Path, console: Console
+) -> None:
+    for command in service_commands(spec, fleet_file):
+        with console.status(f"starting {command.name}"):
+            service = await services.start(command, spec.local.service_ready_timeout_s)
+        console.log(f"{command.name} ready on {service.url}")
+
+
+async def _watch(service: Service, console: Console) -> None:
+    """Say so when a service stops on its own (the replicas keep serving)."""
+    code = await service.process.wait()
+    console.log(f"{service.name} exited with status {code}; see {service.log_path}")
 
 
 def _runtime(kind: Executor, spec: FleetSpec, log_dir: Path) -> ReplicaRuntime | None:

@@ -84,6 +84,13 @@ class LocalSpec(_Spec):
     """``up -f FILE`` checks the file's modification time this often."""
     watch_debounce_s: float = Field(default=0.5, ge=0)
     """A changed file is read once it has been quiet this long."""
+    tool_gateway_port: int = Field(default=8100, ge=0, le=65535)
+    """Where ``up`` serves the tool gateway (``/mcp``) of a fleet with ``tools:`` (0: any
+    free port), on the gateway's host."""
+    agents_port: int = Field(default=8200, ge=0, le=65535)
+    """Where ``up`` serves a fleet's agents (``/v1/responses``, A2A), on the gateway's host."""
+    service_ready_timeout_s: float = Field(default=60.0, gt=0)
+    """Longest the tool gateway or the agent service may take to start."""
 
     @model_validator(mode="after")
     def _backoff(self) -> LocalSpec:

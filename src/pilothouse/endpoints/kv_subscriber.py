@@ -240,6 +240,10 @@ class KVEventSubscriber:
                     await self._resync(name, follower, follower.tracker.on_live(seq))
                     if follower.tracker.accept(seq):
                         self._apply(name, follower, payload)
+                    # A queue with batches waiting answers get() without yielding: without
+                    # this, a burst of batches (64 prompts stored at once) is applied in one
+                    # stretch, every request in flight waiting behind it.
+                    await asyncio.sleep(0)
         except EngineError as exc:  # resubscribed on the next sync
             log.warning("endpoint %s: %s; dropping its blocks", name, exc)
             self.index.drop(name)

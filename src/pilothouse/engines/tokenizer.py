@@ -54,6 +54,28 @@ class DummyTokenizer:
                 ids.append(_piece_id(piece))
         return ids
 
+    def pieces(self, text: str) -> list[str]:
+        """``text`` cut into one string per token of :meth:`encode`, joined back whole.
+
+        Whitespace before a token goes with it and trailing whitespace with the last one, so
+        a scripted answer can be streamed token by token at the engine's pace. Text without
+        any token (empty, or only whitespace) gives no pieces.
+        """
+        out: list[str] = []
+        end = 0
+        for match in _PIECE.finditer(text):
+            piece = match.group()
+            if len(piece) >= 2 * _HEX_CHARS and not piece.startswith("<|"):
+                parts = [piece[i : i + _HEX_CHARS] for i in range(0, len(piece), _HEX_CHARS)]
+            else:
+                parts = [piece]
+            out.append(text[end : match.start()] + parts[0])
+            out.extend(parts[1:])
+            end = match.end()
+        if out and end < len(text):
+            out[-1] += text[end:]
+        return out
+
     def apply_chat_template(self, messages: Sequence[ChatMessage]) -> str:
         """ChatML-like flattening, ending with the assistant's turn."""
         turns = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages]

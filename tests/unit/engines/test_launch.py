@@ -82,3 +82,10 @@ def test_without_vllm_and_without_the_variable_the_error_says_what_to_do(
     model = ModelSpec(name="llama", engine="vllm", source="/models/llama")
     with pytest.raises(EngineError, match=VLLM_PYTHON_ENV):
         replica_command(model, "127.0.0.1", 9000)
+
+
+def test_sim_script_arg_reaches_the_command() -> None:
+    """A Fleet's ``args: {script: FILE}`` becomes the simulator's ``--script FILE``."""
+    model = ModelSpec(name="scripted", engine="sim", args={"script": "scripts/weather.yaml"})
+    argv = replica_command(model, "127.0.0.1", 8000)
+    assert argv[argv.index("--script") + 1] == "scripts/weather.yaml"

@@ -8,6 +8,10 @@ A client that closes its connection stops its generation at the next token, stre
 not, and frees the model for the next request (see :mod:`.runner`). ``/health`` reports
 ``running`` and ``waiting`` requests, ``sampled_tokens`` (all finished generations) and
 ``cancelled`` (generations stopped early because their client left).
+
+A chat request offering ``tools`` may be answered with an OpenAI tool call, written by the
+model under a JSON-schema grammar (:mod:`.tools` says when); streamed, the call comes as one
+``delta.tool_calls`` entry (id, name and whole arguments) once the model has finished it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,15 @@ from starlette.types import Receive, Scope, Send
 
 from pilothouse.errors import BadRequest, ModelNotFound, RequestError
 from pilothouse.openai.errors import error_body
+from pilothouse.openai.tool_calls import conversation_key
 from pilothouse.servers.llamacpp.runner import SerialRunner, TokenCount
+from pilothouse.servers.llamacpp.tools import (
+    as_tool_call,
+    grammar,
+    model_messages,
+    tool_call_chunks,
+    tool_plan,
+)
 
 _SAMPLING_KEYS = (
     "temperature",
@@ -128,12 +140,17 @@ class _Engine:
     async def _generate(self, request: Request, *, chat: bool) -> Response:
         try:
             doc = await self._parse(request, "messages" if chat else "prompt")
+            plan = tool_plan(doc) if chat else None
+            messages = model_messages(doc["messages"], plan) if chat else None
         except RequestError as exc:
             return _error(exc)
         count = TokenCount(eos_token=self.llama.token_eos())
         kwargs = self._kwargs(doc, count)
+        key = conversation_key(doc["messages"]) if plan is not None else b""
         if chat:
-            kwargs["messages"] = doc["messages"]
+            kwargs["messages"] = messages
+            if plan is not None:
+                kwargs["grammar"] = grammar(plan)
             call = self.llama.create_chat_completion
         else:
             kwargs["prompt"] = doc["prompt"]
@@ -141,6 +158,8 @@ class _Engine:
         if doc.get("stream"):
             usage = bool((doc.get("stream_options") or {}).get("include_usage"))
             chunks = self.runner.stream(lambda: call(stream=True, **kwargs), count)
+            if plan is not None:
+                chunks = tool_call_chunks(chunks, key)
             return _ClosingStream(self._sse(chunks, count, usage, chat))
         watcher = asyncio.ensure_future(_cancel_on_disconnect(request, count))
         try:
@@ -148,6 +167,8 @@ class _Engine:
         finally:
             watcher.cancel()
         result["model"] = self.settings.served_name
+        if plan is not None:
+            as_tool_call(result["choices"][0], key)
         return _json(result)
 
     async def _parse(self, request: Request, prompt_field: str) -> dict[str, Any]:

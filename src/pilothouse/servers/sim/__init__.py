@@ -13,6 +13,7 @@ from pilothouse.kvevents import (
     encode_event_batch,
 )
 from pilothouse.servers.sim.runner import SimServer, serve
+from pilothouse.servers.sim.script import Script, load_script
 from pilothouse.servers.sim.server import create_sim_app
 from pilothouse.servers.sim.settings import FaultSettings, KVEventSettings, SimSettings
 
@@ -23,10 +24,12 @@ __all__ = [
     "FaultSettings",
     "KVEventBatch",
     "KVEventSettings",
+    "Script",
     "SimServer",
     "SimSettings",
     "create_sim_app",
     "decode_event_batch",
     "encode_event_batch",
+    "load_script",
     "serve",
 ]

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from pilothouse.errors import PilothouseError
+from pilothouse.servers.sim.script import load_script
 from pilothouse.servers.sim.settings import FaultSettings, KVEventSettings, SimSettings
 from pilothouse.sim.config import EngineOverrides
 from pilothouse.sim.presets import DEFAULT_PRESET, PRESETS
@@ -23,6 +24,7 @@ Examples:
   pilothouse engine sim --port 8001 --model llama --preset qwen3-32b-tp2-h100
   pilothouse engine sim --port 8002 --kv-events-port 5557 --kv-replay-port 5558
   pilothouse engine sim --port 8003 --time-scale 10 --error-rate 0.05 --crash-after 100
+  pilothouse engine sim --port 8004 --script examples/agents/scripts/weather.yaml
 
 Prints "sim engine is listening: http://HOST:PORT" on stdout once listening.
 """
@@ -103,6 +105,11 @@ def _engine_options(function: Any) -> Any:
 @click.option(
     "--crash-after", type=_POSITIVE, help="Exit abruptly after answering this many requests."
 )
+@click.option(
+    "--script", type=click.Path(dir_okay=False), metavar="FILE",
+    help="Answer chat requests from this YAML script of replies and tool calls (first match "
+    "wins; unmatched requests get filler text). See docs/simulator.md.",
+)  # fmt: skip
 def sim_command(**options: Any) -> None:
     """Run a simulated vLLM replica: OpenAI API, vLLM metrics and KV events, no GPU.
 
@@ -130,6 +137,7 @@ def settings_from_options(options: dict[str, Any]) -> SimSettings:
         max_loras=options.get("max_loras"),
         enable_prefix_caching=options.get("enable_prefix_caching"),
     )
+    script_path = options.get("script")
     settings = SimSettings(
         host=options.get("host", "127.0.0.1"),
         port=options.get("port", 8000),
@@ -153,6 +161,7 @@ def settings_from_options(options: dict[str, Any]) -> SimSettings:
             startup_delay_s=options.get("startup_delay", 0.0),
             crash_after=options.get("crash_after"),
         ),
+        script=None if script_path is None else load_script(script_path),
     )
     settings.engine_config()  # fail now, with the field path, on an impossible combination
     return settings

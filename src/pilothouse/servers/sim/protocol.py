@@ -5,6 +5,11 @@ Parsing validates what the simulator needs and raises :class:`BadRequest` /
 a chat stream opens with a ``role`` delta, every engine step adds one chunk, the last token's
 chunk carries ``finish_reason``, ``stream_options.include_usage`` adds a final chunk with
 empty ``choices`` and ``usage``, and ``data: [DONE]`` closes the stream.
+
+A chat request keeps its :class:`~pilothouse.servers.sim.script.Conversation` (roles, text,
+offered tools) for scripted replies. Assistant messages with ``tool_calls`` and ``tool``
+messages are accepted; their tool calls add no prompt tokens, as the gateway's prefix
+hashing counts role and text only.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import orjson
 
 from pilothouse.engines.tokenizer import ChatMessage, DummyTokenizer
 from pilothouse.errors import BadRequest, ModelNotFound
+from pilothouse.openai.tool_calls import conversation_key, offered_tools
+from pilothouse.servers.sim.script import Conversation
 from pilothouse.sim.types import FinishedRequest
 
 DONE = b"data: [DONE]\n\n"
@@ -32,6 +39,8 @@ class CompletionCall:
     max_tokens: int | None
     stream: bool
     include_usage: bool
+    conversation: Conversation | None = None
+    """The chat's messages and offered tools (``None`` for ``/v1/completions``)."""
 
     @property
     def object_name(self) -> str:
@@ -54,9 +63,13 @@ def parse_call(
         raise ModelNotFound(
             f"The model `{model}` does not exist.", param="model", code="model_not_found"
         )
+    conversation = None
     if kind == "chat":
-        text = tokenizer.apply_chat_template(_messages(doc.get("messages")))
-        prompt_ids = tokenizer.encode(text)
+        messages = _messages(doc.get("messages"))
+        prompt_ids = tokenizer.encode(tokenizer.apply_chat_template(messages))
+        conversation = Conversation(
+            tuple(messages), offered_tools(doc.get("tools")), conversation_key(doc["messages"])
+        )
     else:
         prompt_ids = _prompt_ids(doc.get("prompt"), tokenizer)
     if not prompt_ids:
@@ -73,6 +86,7 @@ def parse_call(
         max_tokens=_max_tokens(doc),
         stream=stream,
         include_usage=stream and bool(options.get("include_usage")),
+        conversation=conversation,
     )
 
 
@@ -142,15 +156,24 @@ def usage(finished: FinishedRequest) -> dict[str, Any]:
 
 
 def completion_body(
-    call: CompletionCall, request_id: str, created: int, text: str, finished: FinishedRequest
+    call: CompletionCall,
+    request_id: str,
+    created: int,
+    text: str,
+    finished: FinishedRequest,
+    *,
+    message: dict[str, Any] | None = None,
+    finish_reason: str | None = None,
 ) -> bytes:
-    """A non-streamed response."""
+    """A non-streamed response: ``text``, or a whole chat ``message`` (a scripted one, with
+    its ``finish_reason``) when given."""
     if call.kind == "chat":
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text}}
+        message = message or {"role": "assistant", "content": text}
+        choice: dict[str, Any] = {"index": 0, "message": message}
     else:
         choice = {"index": 0, "text": text}
     choice["logprobs"] = None
-    choice["finish_reason"] = finished.finish_reason
+    choice["finish_reason"] = finish_reason or finished.finish_reason
     return orjson.dumps(
         {
             "id": request_id,
@@ -175,11 +198,20 @@ def stream_chunk(
     """One SSE event with one choice (a ``role`` opener, text, or the final reason)."""
     if call.kind == "chat":
         delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {"content": text}
-        choice: dict[str, Any] = {"index": 0, "delta": delta}
-    else:
-        choice = {"index": 0, "text": text or ""}
-    choice["logprobs"] = None
-    choice["finish_reason"] = finish_reason
+        return delta_chunk(call, request_id, created, delta, finish_reason)
+    choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
+    return _event(call, request_id, created, [choice])
+
+
+def delta_chunk(
+    call: CompletionCall,
+    request_id: str,
+    created: int,
+    delta: dict[str, Any],
+    finish_reason: str | None = None,
+) -> bytes:
+    """One chat SSE event carrying ``delta`` (content, tool calls, or ``{}``)."""
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
     return _event(call, request_id, created, [choice])
 
 

@@ -17,6 +17,10 @@ leaves the running batch (or the queue) and frees its KV blocks at once, and is 
 ``vllm:request_success_total{finished_reason="abort"}``. The server runs with aiohttp's
 handler cancellation (:class:`~pilothouse.servers.sim.runner.SimServer`), so a handler
 waiting for its tokens is cancelled and the ``finally`` of :func:`_serve` aborts it.
+
+With a script (``--script``), a chat request that a reply matches is answered with that
+reply's content and tool calls instead of filler text, at the same token pace
+(:mod:`pilothouse.servers.sim.scripted`).
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ from pilothouse.servers.sim.protocol import (
     DONE,
     CompletionCall,
     completion_body,
+    delta_chunk,
     parse_call,
     stream_chunk,
     usage_chunk,
 )
+from pilothouse.servers.sim.scripted import ScriptedOutput
 from pilothouse.servers.sim.settings import SimSettings
 from pilothouse.servers.sim.state import SimState
 from pilothouse.sim.types import EngineRequest
@@ -179,7 +185,9 @@ async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
             raise NoEndpointAvailable("the engine is starting")
         raw = await request.read()
         call = parse_call(kind, raw, state.tokenizer, state.settings.model, state.loras)
-        engine_request, start = state.engine_request(call, request_id)
+        scripted = state.scripted(call)
+        tokens = None if scripted is None else scripted.tokens
+        engine_request, start = state.engine_request(call, request_id, tokens)
     except (RequestError, SchedulingError) as exc:
         return _error(exc)
     assert state.faults is not None
@@ -191,8 +199,8 @@ async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
         if fault is Fault.ERROR:
             return _error(RequestError("simulated engine failure", code="simulated_error"))
         if call.stream:
-            return await _stream(request, state, call, engine_request, start)
-        return await _respond(state, call, engine_request, start)
+            return await _stream(request, state, call, engine_request, start, scripted)
+        return await _respond(state, call, engine_request, start, scripted)
     finally:
         state.runtime.release(request_id)
         if state.faults.answered():
@@ -200,7 +208,11 @@ async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
 
 
 async def _respond(
-    state: SimState, call: CompletionCall, engine_request: EngineRequest, start: int
+    state: SimState,
+    call: CompletionCall,
+    engine_request: EngineRequest,
+    start: int,
+    scripted: ScriptedOutput | None,
 ) -> web.Response:
     queue = state.runtime.submit(engine_request)
     tokens = 0
@@ -208,10 +220,21 @@ async def _respond(
         chunk = await queue.get()
         tokens += chunk.tokens
         if chunk.finished is not None:
-            text = filler_text(start, 0, tokens)
-            body = completion_body(
-                call, engine_request.request_id, int(time.time()), text, chunk.finished
-            )
+            request_id, created = engine_request.request_id, int(time.time())
+            finished = chunk.finished
+            if scripted is None:
+                text = filler_text(start, 0, tokens)
+                body = completion_body(call, request_id, created, text, finished)
+            else:
+                body = completion_body(
+                    call,
+                    request_id,
+                    created,
+                    "",
+                    finished,
+                    message=scripted.message(tokens),
+                    finish_reason=scripted.finish_reason(finished.finish_reason),
+                )
             return web.Response(body=body, content_type="application/json")
 
 
@@ -221,6 +244,7 @@ async def _stream(
     call: CompletionCall,
     engine_request: EngineRequest,
     start: int,
+    scripted: ScriptedOutput | None,
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -234,13 +258,17 @@ async def _stream(
             chunk = await queue.get()
             if offset == 0 and call.kind == "chat":
                 await response.write(stream_chunk(call, request_id, created, None, role=True))
-            text = filler_text(start, offset, chunk.tokens)
-            offset += chunk.tokens
             finished = chunk.finished
             reason = None if finished is None else finished.finish_reason
-            await response.write(
-                stream_chunk(call, request_id, created, text, finish_reason=reason)
-            )
+            if scripted is not None:
+                for delta, end in scripted.step(offset, chunk.tokens, reason):
+                    await response.write(delta_chunk(call, request_id, created, delta, end))
+            else:
+                text = filler_text(start, offset, chunk.tokens)
+                await response.write(
+                    stream_chunk(call, request_id, created, text, finish_reason=reason)
+                )
+            offset += chunk.tokens
             if finished is not None:
                 break
         if call.include_usage:

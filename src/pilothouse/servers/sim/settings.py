@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from pilothouse.errors import ConfigError
+from pilothouse.servers.sim.script import Script
 from pilothouse.sim.config import EngineConfig, EngineOverrides, apply_overrides
 from pilothouse.sim.presets import DEFAULT_PRESET, get_preset
 
@@ -86,6 +87,8 @@ class SimSettings:
     default_max_tokens: int | None = None
     kv_events: KVEventSettings = field(default_factory=KVEventSettings)
     faults: FaultSettings = field(default_factory=FaultSettings)
+    script: Script | None = None
+    """Scripted chat replies (``--script FILE``, :mod:`pilothouse.servers.sim.script`)."""
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:

@@ -14,6 +14,7 @@ from pilothouse.servers.sim.kv_publisher import KVEventPublisher
 from pilothouse.servers.sim.metrics import SimMetrics
 from pilothouse.servers.sim.protocol import CompletionCall
 from pilothouse.servers.sim.runtime import EngineRuntime
+from pilothouse.servers.sim.scripted import ScriptedOutput
 from pilothouse.servers.sim.settings import SimSettings, lora_module_name, lora_module_path
 from pilothouse.sim.engine_model import EngineModel
 from pilothouse.sim.hashing import chain_block_hashes
@@ -125,8 +126,22 @@ class SimState:
         """Crash shortly after the current response has been written."""
         asyncio.get_running_loop().call_later(0.05, self.on_crash)
 
-    def engine_request(self, call: CompletionCall, request_id: str) -> tuple[EngineRequest, int]:
-        """The engine's view of ``call`` and the start of its filler answer."""
+    def scripted(self, call: CompletionCall) -> ScriptedOutput | None:
+        """The script's answer to a chat ``call``, or ``None``: generate filler text."""
+        script, conversation = self.settings.script, call.conversation
+        if script is None or conversation is None:
+            return None
+        reply = script.reply_for(conversation)
+        return None if reply is None else ScriptedOutput.build(reply, conversation, self.tokenizer)
+
+    def engine_request(
+        self, call: CompletionCall, request_id: str, scripted_tokens: int | None = None
+    ) -> tuple[EngineRequest, int]:
+        """The engine's view of ``call`` and the start of its filler answer.
+
+        ``scripted_tokens``: the answer is a scripted reply of that many tokens; the engine
+        stops there (``stop``) unless ``max_tokens`` or the context cuts it (``length``).
+        """
         config = self.model.config
         prompt = len(call.prompt_ids)
         room = config.max_model_len - prompt
@@ -134,6 +149,9 @@ class SimState:
         stop_after: int | None = None
         if call.max_tokens is not None:
             max_tokens = call.max_tokens
+            stop_after = scripted_tokens
+        elif scripted_tokens is not None:
+            max_tokens, stop_after = room, scripted_tokens
         elif self.settings.default_max_tokens is not None:
             max_tokens = min(self.settings.default_max_tokens, room)
         else:
