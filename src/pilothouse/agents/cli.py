@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import getpass
 import json
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -219,6 +220,7 @@ def _drive(
     state_dir: Path | None,
 ) -> None:
     console = Console(highlight=False)
+    run_id = run_id or f"run_{secrets.token_hex(8)}"  # known before it starts: for resume
     with _errors():
         target = load_target(spec_file, agent_name, gateway, tools_url)
         store, book, state = open_book(target.governance, store_url, state_dir)
@@ -227,23 +229,20 @@ def _drive(
             if made:  # gateways learn of a new key within sync_interval_s
                 time.sleep(2 * target.governance.sync_interval_s + 0.1)
             runtime = build_runtime(target, book, keys, wait_for_approval=not no_wait, poll_s=poll)
-            outcome: dict[str, str] = {}
 
             async def main() -> RunResult:
                 async for step in runtime.run(task, run_id=run_id):
-                    outcome["run_id"] = outcome.get("run_id", step.run_id.split(".")[0])
                     if as_json:
                         click.echo(json.dumps(asdict(step)))
                     else:
                         _print(console, step)
-                return await runtime.result(outcome["run_id"]) if outcome else _nothing()
+                return await runtime.result(run_id)
 
             try:
                 result = asyncio.run(main())
             except KeyboardInterrupt:
-                which = outcome.get("run_id", run_id or "")
                 click.echo(
-                    f"interrupted; resume with: pilothouse agent runs resume {which}"
+                    f"interrupted; resume with: pilothouse agent runs resume {run_id}"
                     f" -f {spec_file}",
                     err=True,
                 )
@@ -253,10 +252,6 @@ def _drive(
     if not as_json:
         _summary(console, result)
     raise SystemExit(EXIT.get(result.status, 1))
-
-
-def _nothing() -> NoReturn:
-    raise PilothouseError("the run produced no step")
 
 
 def _print(console: Console, step: Step) -> None:

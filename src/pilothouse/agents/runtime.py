@@ -27,7 +27,7 @@ from pilothouse.agents.loop import RunLoop
 from pilothouse.agents.ports import RunResult, Step
 from pilothouse.config.agents import AgentSpec
 from pilothouse.config.governance import PriceSpec
-from pilothouse.errors import AgentError
+from pilothouse.errors import AgentError, ConfigError
 from pilothouse.governance.agent_runs import RunBook, RunRecord, spent_by_subject
 
 Connect = Callable[[AgentSpec], AbstractAsyncContextManager[AgentClients]]
@@ -63,6 +63,7 @@ class AgentRuntime:
         self.poll_s = poll_s
         self.clock = clock
         self.wall = wall
+        _check_prices(self.agents, self.prices)
 
     @property
     def name(self) -> str:
@@ -151,6 +152,20 @@ def summarize(book: RunBook, run_id: str) -> RunResult:
         pending_approval=run.pending_approval,
         usage={**usage, "active_s": run.active_s},
     )
+
+
+def _check_prices(agents: Mapping[str, AgentSpec], prices: Mapping[str, PriceSpec]) -> None:
+    """A money budget is only kept when every model its run (or a sub-agent's) may call has
+    a price; refuse to start rather than let calls go uncounted."""
+    if not any(a.budgets.money_usd is not None for a in agents.values()):
+        return
+    unpriced = sorted({a.model for a in agents.values() if a.model not in prices})
+    if unpriced:
+        raise ConfigError(
+            f"budgets.money_usd needs a price for every agent's model: add {unpriced} to "
+            "gateway.governance.prices",
+            "agents",
+        )
 
 
 def _check_resume(run: RunRecord, agent: str, task: str) -> None:

@@ -289,3 +289,21 @@ async def test_agent_resume_refuses_another_agent_or_task(book: RunBook) -> None
     other = _runtime(book, _agent(name="other"), model, FakeTools({}))
     with pytest.raises(AgentError, match="not 'other'"):
         await _steps(other, "", "x1")
+
+
+async def test_agent_budget_of_money_is_priced_and_needs_a_price(book: RunBook) -> None:
+    from pilothouse.config.governance import PriceSpec
+    from pilothouse.errors import ConfigError
+
+    agent = _agent(budgets={"money_usd": 2.0}, max_output_tokens=100)
+    with pytest.raises(ConfigError, match="needs a price"):
+        _runtime(book, agent, FakeModel([]), FakeTools({}))
+    price = PriceSpec(prompt_per_million=1000.0, completion_per_million=1000.0)
+    model = FakeModel([tool_reply("x__y", {})], repeat_last=True)
+    runtime = _runtime(book, agent, model, FakeTools({}), prices={"chat": price})
+    await _steps(runtime, "spend", "m1")
+    result = await runtime.result("m1")
+    assert result.status == "budget_exceeded"
+    assert "money_usd" in result.output
+    assert 0 < result.usage["money_usd"] <= 2.0
+    assert len(model.calls) >= 2
