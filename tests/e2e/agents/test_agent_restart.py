@@ -92,3 +92,31 @@ def test_agent_restart_after_kill_9_while_waiting_for_approval(tmp_path: Path) -
         reserved = {(r.hold, r.resource) for r in ledger if r.action == "reserve"}
         settled = {(r.hold, r.resource) for r in ledger if r.action == "settle"}
         assert reserved == settled
+
+
+def test_agent_ctrl_c_while_waiting_exits_130_and_the_run_resumes(tmp_path: Path) -> None:
+    require_sim_script()
+    with agent_stack(tmp_path, SCRIPT, [AGENT]) as stack:
+        first = stack.start_agent("run", "--run-id", "pay2", "pay bob 5 USD", log="agent-1.log")
+        try:
+            waiting = wait_for(
+                lambda: (r := stack.run("pay2")) and r.status == "waiting_approval" and r,
+                "the run to wait for an approval",
+            )
+            first.send_signal(signal.SIGINT)
+            assert first.wait(30) == 130
+        finally:
+            if first.poll() is None:
+                first.kill()
+        out = (tmp_path / "agent-1.log").read_text()
+        assert "pilothouse agent runs resume pay2" in out
+        assert "Traceback" not in out
+        run = stack.run("pay2")
+        assert run is not None
+        assert run.status == "waiting_approval"
+        decide(stack.store_url, waiting.pending_approval)
+        resumed = subprocess.run(
+            stack.agent_args("runs", "resume", "pay2"), capture_output=True, text=True, timeout=120
+        )
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert [c["tool"] for c in stack.tool_calls()] == ["balance", "pay"]
