@@ -114,7 +114,6 @@ def agent_stack(tmp: Path, script: dict[str, Any], agents: list[dict[str, Any]])
                     {"name": "ledger",
                      "command": [sys.executable, str(LEDGER_SERVER), str(tool_log)]}
                 ],
-                "approvals": [{"tools": ["ledger__pay"], "ttl_s": 600}],
             },
             "agents": agents,
         }  # fmt: skip

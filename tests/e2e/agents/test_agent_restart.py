@@ -3,6 +3,8 @@ approval, with no tool call executed twice (asserted from the tool server's own 
 
 Real processes on loopback: the simulator answering from a script, the governed gateway, the
 tool gateway in front of a logging MCP server, and ``pilothouse agent run`` / ``runs resume``.
+The approval comes from the *agent's* ``approvals`` (the fleet's ``tools:`` has none): the
+tool gateway holds the call because the caller is that agent's key.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ AGENT = {
     "model": "sim-model",
     "team": "research",
     "tools": ["ledger__*"],
+    "approvals": ["ledger__pay"],  # held by the tool gateway for this agent's key
     "budgets": {"tokens": 50_000, "tool_calls": 10, "steps": 10},
     "max_output_tokens": 64,
 }
