@@ -7,7 +7,8 @@ event. A call passes, in order:
 1. **pinning**: the tool's current definition is the one approved (rules ``pinning``,
    ``shadowing``, ``invisible-unicode``); and, for an agent's key, the tool is on the
    agent's allow-list (rule ``agent-allow-list``, :mod:`.agent_rules`);
-2. **policy**: Cedar permits ``call`` (the rule is the deciding policy's id);
+2. **policy**: Cedar permits ``call`` (the rule is the deciding policy's id), and so does
+   the agent's own ``policy`` for an agent's key;
 3. **approvals**: the tool is listed in ``tools.approvals`` or, for an agent's key, in the
    agent's ``approvals`` (rule ``approval``), or it is an
    ``egress`` tool and the session is tainted (rule ``taint``: it received output of an
@@ -240,7 +241,8 @@ class Rules:
             if self.agents.refusal(session.identity, tool.federated) is not None:
                 hidden.append(f"{tool.federated} ({ALLOW_LIST_RULE})")
                 continue
-            decision = self.policy.decide(self._request("list", session, tool, state, now))
+            request = self._request("list", session, tool, state, now)
+            decision = self.agents.decide(self.policy.decide(request), request)
             if decision.allowed:
                 shown.append(tool)
             else:
@@ -269,7 +271,7 @@ class Rules:
         approval = await self._approval(state, call, args_hash)
         approved = approval is not None and approval.status == "approved"
         request = self._request("call", session, tool, state, now, call, approved)
-        decision = self.policy.decide(request)
+        decision = self.agents.decide(self.policy.decide(request), request)
         if decision.errors:
             log.warning("policy errors for %s: %s", tool.federated, "; ".join(decision.errors))
         if not decision.allowed:

@@ -3,6 +3,8 @@ approvals, whatever client it uses; other identities are left to the gateway's o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pilothouse.config.agents import AgentSpec
 from pilothouse.governance.governor import Identity
 from pilothouse.governance.records import KeyRecord, Organisation, Team
@@ -75,3 +77,23 @@ async def test_other_identities_are_not_agents() -> None:
         session = ToolSession("s2", identity)
         assert len(await world.rules.visible(session, [READ, DELETE, PAY])) == 3
         assert (await world.call(PAY, {"to": "x"}, session=session))[0].outcome == "allow"
+
+
+async def test_agent_policy_must_permit_too(tmp_path: Path) -> None:
+    cedar = tmp_path / "triage.cedar"
+    cedar.write_text(
+        '@id("all")\npermit (principal, action, resource);\n'
+        '@id("no-big-payments")\nforbid (principal, action == Action::"call", '
+        'resource == Tool::"bank__pay") when { context.arguments.usd > 100 };\n'
+    )
+    agent = AGENT.model_copy(update={"policy": cedar, "approvals": []})
+    world = make_world()
+    world.rules.agents = AgentRules([agent])
+    await world.publish("bank", PAY)
+    session = ToolSession("s1", _identity())
+    big, _ = await world.call(PAY, {"to": "bob", "usd": 500}, session=session)
+    assert (big.outcome, big.rule) == ("deny", "no-big-payments")
+    small, _ = await world.call(PAY, {"to": "bob", "usd": 5}, session=session)
+    assert (small.outcome, small.rule) == ("allow", "default-permit")  # the gateway's rule
+    other, _ = await world.call(PAY, {"to": "bob", "usd": 500}, session=world.session())
+    assert other.outcome == "allow"  # not the agent: its policy does not apply
