@@ -195,8 +195,8 @@ def runs_show(
 @_connection_options
 @click.argument("run_id")
 def runs_resume(run_id: str, **options: Any) -> None:
-    """Go on with a run where it stopped (after a crash, Ctrl-C or a wait for approval);
-    tool calls already done are not made again."""
+    """Go on with a run where it stopped (after a crash, Ctrl-C, a failure of its gateways
+    or a wait for approval); tool calls already done are not made again."""
     _drive("", run_id, **options)
 
 

@@ -14,7 +14,8 @@
 4. the run ends on an answer without tool calls (``completed``), on a budget that would be
    passed (``budget_exceeded``: nothing over it was called), or on an error (``failed``).
 
-A resumed run continues from its last written step: done calls are not made again.
+A resumed run (interrupted, waiting, or failed) continues from its last written step: done
+calls are not made again.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from pilothouse.agents.runtime import AgentRuntime
 
 DELEGATE_PREFIX = "agent__"
+FINISHED = ("completed", "budget_exceeded")
+"""Statuses a run never leaves. A ``failed`` run (its gateway or tool gateway failed) goes on
+from its last step when resumed, like an interrupted one."""
 _TEMPLATE_TOKENS = 16
 """Tokens a chat template may add per message (as the gateway's estimate counts them)."""
 
@@ -108,7 +112,7 @@ class RunLoop:
             await self.journal.flush()
 
     def _final_step(self) -> Step | None:
-        if self.journal.run.status in ("completed", "failed", "budget_exceeded"):
+        if self.journal.run.status in FINISHED:
             last = max(self.journal.steps, default=None)
             if last is not None and self.journal.steps[last].kind == "final":
                 return as_step(self.journal.steps[last])

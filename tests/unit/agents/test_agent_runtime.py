@@ -307,3 +307,22 @@ async def test_agent_budget_of_money_is_priced_and_needs_a_price(book: RunBook) 
     assert "money_usd" in result.output
     assert 0 < result.usage["money_usd"] <= 2.0
     assert len(model.calls) >= 2
+
+
+async def test_agent_failed_run_resumes_once_the_gateway_is_back(book: RunBook) -> None:
+    def down(messages: Any) -> Any:
+        raise AgentError("the gateway could not be reached: connection refused")
+
+    tools = FakeTools({"files__read": _read})
+    agent = _agent(tools=["files__*"])
+    flaky = FakeModel([tool_reply("files__read", {"path": "a"}), down])
+    steps = await _steps(_runtime(book, agent, flaky, tools), "read a", "f1")
+    assert steps[-1].kind == "final"
+    assert "connection refused" in steps[-1].content
+    assert book.get_run("f1").status == "failed"
+    back = FakeModel([text_reply("a says hi")])
+    steps = await _steps(_runtime(book, agent, back, tools), "", "f1")
+    assert steps[-1].content == "a says hi"
+    assert book.get_run("f1").status == "completed"
+    assert len(tools.ran) == 1  # the read before the failure is not made again
+    assert back.calls[0][-1]["content"] == "contents of a"
