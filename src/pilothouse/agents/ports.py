@@ -61,7 +61,9 @@ class AgentRunner(Protocol):
     def name(self) -> str: ...
 
     def run(self, task: str, *, run_id: str | None = None) -> AsyncIterator[Step]:
-        """Yield each step as it is persisted; the last is a ``final`` step."""
+        """Yield each step as it is persisted; the last is a ``final`` step, unless the run
+        stopped to wait for a person (a runner that does not wait in process): then an
+        ``approval`` step, and the run's status is ``waiting_approval``."""
         ...
 
     async def result(self, run_id: str) -> RunResult:
