@@ -33,7 +33,7 @@ API_KEY_ENV = "PILOTHOUSE_API_KEY"
         "approvals": "pilothouse.governance.tool_cli:approvals",
         "audit": "pilothouse.governance.tool_cli:audit",
         "toolgateway": "pilothouse.toolgateway.cli:toolgateway",
-        "agent": "pilothouse.agents.cli:agent",
+        "agent": "pilothouse.agents.serving.cli:agent_group",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )

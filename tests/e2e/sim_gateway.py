@@ -45,15 +45,24 @@ async def sim_gateway(
                     engine="sim",
                 )
             )
-        scheduler_ = build_scheduler(builtin_config(scheduler), SystemClock())
-        app = create_app(fleet.gateway, pool, scheduler_, fleet=fleet)
-        front = _QuietServer(server_config(app, "127.0.0.1", 0))
-        task = asyncio.create_task(front.serve())
-        try:
-            while not front.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-                await asyncio.sleep(0.02)
-            port = front.servers[0].sockets[0].getsockname()[1]
-            yield SimGateway(f"http://127.0.0.1:{port}", app, servers)
-        finally:
-            front.should_exit = True
-            await task
+        async with front_gateway(fleet, pool, scheduler) as (url, app):
+            yield SimGateway(url, app, servers)
+
+
+@contextlib.asynccontextmanager
+async def front_gateway(
+    fleet: FleetSpec, pool: EndpointPool, scheduler: str = "default"
+) -> AsyncIterator[tuple[str, GatewayApp]]:
+    """A gateway for ``fleet`` in front of ``pool``'s endpoints: its URL and its app."""
+    built = build_scheduler(builtin_config(scheduler), SystemClock())
+    app = create_app(fleet.gateway, pool, built, fleet=fleet)
+    front = _QuietServer(server_config(app, "127.0.0.1", 0))
+    task = asyncio.create_task(front.serve())
+    try:
+        while not front.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+            await asyncio.sleep(0.02)
+        port = front.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        front.should_exit = True
+        await task

@@ -423,8 +423,31 @@ def test_deploy_as_a_library(fake: FakeKubeAPI) -> None:
         again = deploy(client, rendered.manifests, options)
         with pytest.raises(DeployError, match="does not know how to apply"):
             deploy(
-                client, [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}], options
+                client,
+                [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "x"}}],
+                options,
             )
     assert first.count("created") == 10  # nine objects and the Istio DestinationRule
     assert again.count("unchanged") == 10
     assert again.summary() == "0 created, 0 configured, 10 unchanged, 0 pruned"
+
+
+def test_deploy_render_agent_fleet_applies_policies_before_the_pods(fake: FakeKubeAPI) -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["agents"] = [{"name": "triage", "model": data["models"][0]["name"]}]
+    rendered = render_fleet(FleetSpec.model_validate(data), RenderOptions(namespace="default"))
+    with fake.api_client() as api:
+        result = deploy(KubeClient(api), rendered.manifests, DeployOptions("default", "agents"))
+    names = [c.name for c in result.changes]
+    assert {c.action for c in result.changes} == {"created"}
+    for name in (
+        "secret/pilothouse-fleet",
+        "networkpolicy.networking.k8s.io/triage-agent",
+        "peerauthentication.security.istio.io/triage-agent",
+        "authorizationpolicy.security.istio.io/triage-agent-to-gateway",
+        "deployment.apps/triage-agent",
+    ):
+        assert name in names
+    assert names.index("networkpolicy.networking.k8s.io/triage-agent") < names.index(
+        "deployment.apps/triage-agent"
+    )

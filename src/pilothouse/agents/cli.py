@@ -1,4 +1,7 @@
-"""``pilothouse agent``: run an agent in the terminal, list, show and resume its runs.
+"""``pilothouse agent run`` and ``agent runs list|show|resume``: an agent in the terminal.
+
+(The ``agent`` group is :func:`pilothouse.agents.serving.cli.agent_group`, which also holds
+``agent serve``; these commands are its lazy members.)
 
 ``pilothouse agent run -f FILE [--agent NAME] "task"`` runs one agent of a fleet (or a
 ``kind: Agent`` file) against the gateway and the tool gateway with the agent's own key,
@@ -14,7 +17,6 @@ import contextlib
 import getpass
 import json
 import secrets
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -87,13 +89,7 @@ def _connection_options(command: F) -> F:
     return _store_options(command)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def agent() -> None:
-    """Run governed agents: every model and tool call with the agent's identity, budgeted
-    before it happens, persisted, and able to wait for a person across restarts."""
-
-
-@agent.command("run")
+@click.command("run")
 @_connection_options
 @click.option("--run-id", help="Id of the run (a known id resumes that run).")
 @click.argument("task")
@@ -102,7 +98,7 @@ def run_command(run_id: str | None, task: str, **options: Any) -> None:
     _drive(task, run_id, **options)
 
 
-@agent.group("runs")
+@click.group("runs")
 def runs() -> None:
     """The runs in the governance store."""
 
@@ -225,6 +221,12 @@ def _drive(
         target = load_target(spec_file, agent_name, gateway, tools_url)
         store, book, state = open_book(target.governance, store_url, state_dir)
         try:
+            known = book.run(run_id)
+            if known is not None and task and task != known.task:
+                raise BadRequest(
+                    f"run {run_id} was started with another task; resume it "
+                    f"with: pilothouse agent runs resume {run_id}"
+                )
             keys, made = agent_keys(target, store, state, key, owner or _user())
             if made:  # gateways learn of a new key within sync_interval_s
                 time.sleep(2 * target.governance.sync_interval_s + 0.1)
@@ -330,7 +332,3 @@ def _errors() -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         raise SystemExit(130) from None
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(agent())

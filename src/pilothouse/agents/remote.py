@@ -42,6 +42,12 @@ def v1_url(gateway: str) -> str:
     return base if base.endswith("/v1") else base + "/v1"
 
 
+def mcp_url(tool_gateway: str) -> str:
+    """The ``/mcp`` endpoint of a tool gateway given as ``http://host:port`` (or with it)."""
+    base = tool_gateway.rstrip("/")
+    return base if base.endswith("/mcp") else base + "/mcp"
+
+
 class GatewayModel:
     """Chat completions of one model through the pilothouse gateway."""
 
@@ -160,7 +166,9 @@ class NoTools:
 
 @contextlib.asynccontextmanager
 async def tool_gateway(url: str, key: str) -> AsyncIterator[GatewayTools]:
-    """An MCP client of the tool gateway at ``url`` (``…/mcp``) holding ``key``."""
+    """An MCP client of the tool gateway at ``url`` (``…/mcp``, added when missing) holding
+    ``key``."""
+    url = mcp_url(url)
     headers = {"Authorization": f"Bearer {key}"}
     async with contextlib.AsyncExitStack() as stack:
         try:

@@ -9,7 +9,8 @@ written, where approvals are read, and the prices of the fleet's models. A run i
 :class:`~pilothouse.agents.loop.RunLoop` over a journal and a budget.
 
 ``run(task, run_id=ID)`` with an ``ID`` the store knows resumes that run where it stopped
-(the task must be the same, or empty); a finished run just yields its final step.
+(with its own task: ``task`` is not used then); a finished run just yields its final step.
+:func:`build_runner` is the factory ``pilothouse agent serve`` uses.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from pilothouse.agents.clients import AgentClients, Approvals
 from pilothouse.agents.journal import Journal, check_run_id
 from pilothouse.agents.loop import RunLoop
 from pilothouse.agents.ports import RunResult, Step
+from pilothouse.agents.serving.settings import RunnerSettings
 from pilothouse.config.agents import AgentSpec
-from pilothouse.config.governance import PriceSpec
+from pilothouse.config.fleet import FleetSpec
+from pilothouse.config.governance import GovernanceSpec, PriceSpec
 from pilothouse.errors import AgentError, ConfigError
 from pilothouse.governance.agent_runs import RunBook, RunRecord, spent_by_subject
 
+DEFAULT_TOOLS_URL = "http://127.0.0.1:8100/mcp"
 Connect = Callable[[AgentSpec], AbstractAsyncContextManager[AgentClients]]
 """Open an agent's connections (model and tools) with that agent's own identity."""
 
@@ -84,8 +88,8 @@ class AgentRuntime:
             limits=Limits.of(self.agent.budgets).as_dict(),
         )
         journal, resumed = await Journal.open(self.book, fresh, self.wall)
-        if resumed:
-            _check_resume(journal.run, self.agent.name, task)
+        if resumed:  # a resumed run keeps its task: text given now is not a new task
+            _check_resume(journal.run, self.agent.name)
         elif not task.strip():
             raise AgentError("a new run needs a task")
         budget = RunBudget(run_id, Limits.from_dict(journal.run.limits), journal.record)
@@ -168,8 +172,31 @@ def _check_prices(agents: Mapping[str, AgentSpec], prices: Mapping[str, PriceSpe
         )
 
 
-def _check_resume(run: RunRecord, agent: str, task: str) -> None:
+def _check_resume(run: RunRecord, agent: str) -> None:
     if run.agent != agent:
         raise AgentError(f"run {run.id} is a run of agent '{run.agent}', not '{agent}'")
-    if task.strip() and task != run.task:
-        raise AgentError(f"run {run.id} was started with another task; resume it without one")
+
+
+def build_runner(spec: AgentSpec, fleet: FleetSpec, settings: RunnerSettings) -> AgentRuntime:
+    """The runner of one agent of ``fleet`` for a service (``pilothouse agent serve``): its
+    runs in the fleet's governance store, its model and tool calls with ``settings.api_key``
+    (else each agent's own key, made on first start), approvals not waited for in process
+    (the run stops ``waiting_approval``; calling ``run`` again with its id goes on)."""
+    from pilothouse.agents.setup import AgentTarget, agent_keys, build_runtime, open_book
+
+    agents = {a.name: a for a in fleet.agents}
+    governance = fleet.gateway.governance or GovernanceSpec()
+    target = AgentTarget(
+        spec,
+        {**agents, spec.name: spec},
+        settings.gateway_url,
+        settings.toolgateway_url or DEFAULT_TOOLS_URL,
+        governance,
+        dict(governance.prices),
+    )
+    store, book, state_dir = open_book(governance)
+    if settings.api_key is None and fleet.gateway.governance is None:
+        keys = dict.fromkeys(target.agents, "none")  # a gateway that checks no key
+    else:
+        keys, _ = agent_keys(target, store, state_dir, settings.api_key, "pilothouse")
+    return build_runtime(target, book, keys, wait_for_approval=False)

@@ -19,7 +19,7 @@ from pathlib import Path
 from pilothouse.agents.clients import AgentClients, ToolClient
 from pilothouse.agents.identity import ensure_agent_key
 from pilothouse.agents.remote import NoTools, model_gateway, tool_gateway
-from pilothouse.agents.runtime import AgentRuntime, Connect
+from pilothouse.agents.runtime import DEFAULT_TOOLS_URL, AgentRuntime, Connect
 from pilothouse.config.agents import AgentSpec, load_agent
 from pilothouse.config.fleet import load_fleet
 from pilothouse.config.governance import GovernanceSpec, PriceSpec
@@ -27,8 +27,6 @@ from pilothouse.config.loader import read_yaml
 from pilothouse.errors import ConfigError
 from pilothouse.governance.agent_runs import RunBook
 from pilothouse.governance.store import SqlStore, default_state_dir, open_store
-
-DEFAULT_TOOLS_URL = "http://127.0.0.1:8100/mcp"
 
 
 @dataclass(frozen=True, slots=True)

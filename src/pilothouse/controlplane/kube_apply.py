@@ -45,8 +45,13 @@ KINDS: tuple[tuple[str, str], ...] = (
     ("rbac.authorization.k8s.io/v1", "Role"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"),
     ("v1", "ConfigMap"),
+    ("v1", "Secret"),  # the Fleet that agents read
     ("v1", "Service"),
     ("networking.istio.io/v1", "DestinationRule"),  # Istio: TLS to the picker
+    # Agents: network and mesh rules before the pods they confine start.
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("security.istio.io/v1", "PeerAuthentication"),
+    ("security.istio.io/v1", "AuthorizationPolicy"),
     ("apps/v1", "Deployment"),
     ("inference.networking.k8s.io/v1", "InferencePool"),
     ("gateway.networking.k8s.io/v1", "Gateway"),

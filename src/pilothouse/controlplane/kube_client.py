@@ -43,6 +43,7 @@ _CRD_HINTS = {
     "inference.networking.k8s.io": "install the Gateway API Inference Extension CRDs",
     "gateway.networking.k8s.io": "install the Gateway API CRDs",
     "keda.sh": "install KEDA, or render with --autoscaling hpa or none",
+    "security.istio.io": "install Istio (its base chart holds the security CRDs) for agents",
 }
 
 

@@ -31,7 +31,9 @@ from pilothouse.gateway.metrics import GatewayMetrics
 from pilothouse.gateway.proxy import ProxyEndpoint
 from pilothouse.governance.service import start_governance
 from pilothouse.openai.errors import error_body, error_from_exception
+from pilothouse.openai.messages import MessagesDialect
 from pilothouse.openai.requests import Route as OpenAIRoute
+from pilothouse.openai.responses import ResponsesDialect
 from pilothouse.routing import AdapterRegistry, TrafficSplitter
 from pilothouse.scheduling.config import resolve_config
 from pilothouse.scheduling.scheduler import Scheduler
@@ -70,6 +72,8 @@ def create_app(
         preparer=preparer,
     )
     proxies = {r.value: ProxyEndpoint(r, ctx) for r in OpenAIRoute}
+    for dialect in (ResponsesDialect(), MessagesDialect()):  # served by translation
+        proxies[dialect.path] = ProxyEndpoint(OpenAIRoute.CHAT, ctx, dialect)
     routes = [Route(path, proxy, methods=["POST"]) for path, proxy in proxies.items()]
     routes += [
         Route("/v1/models", _models(ctx), methods=["GET"]),

@@ -37,6 +37,13 @@ from pilothouse.gateway.asgi import (
     send_error,
 )
 from pilothouse.gateway.context import GatewayContext
+from pilothouse.gateway.translated import (
+    authorization,
+    relay_translated_stream,
+    relay_translated_whole,
+    send_dialect_error,
+    translate_request,
+)
 from pilothouse.gateway.upstream import (
     CLIENT_CLOSED,
     SERVER_CUT,
@@ -46,6 +53,7 @@ from pilothouse.gateway.upstream import (
 )
 from pilothouse.governance.governor import Credentials, Used
 from pilothouse.openai.requests import ParsedRequest, Route, parse_request
+from pilothouse.openai.translation import Dialect, Translation
 from pilothouse.routing import HeaderLookup, Ticket, scheduling_request, with_fields
 from pilothouse.routing import Route as Routed
 from pilothouse.routing.governed import ask_of, governed_fields, used_of
@@ -58,11 +66,16 @@ _MAX_REQUEST_ID = 128
 
 
 class ProxyEndpoint:
-    """ASGI app for one OpenAI POST route."""
+    """ASGI app for one POST route: an OpenAI route relayed as it is, or, with a
+    ``dialect``, an API served by translation into chat completions
+    (:mod:`pilothouse.gateway.translated`) on the same request path."""
 
-    def __init__(self, route: Route, ctx: GatewayContext) -> None:
-        self.route = route
+    def __init__(self, route: Route, ctx: GatewayContext, dialect: Dialect | None = None) -> None:
+        self.route = Route.CHAT if dialect is not None else route
         self.ctx = ctx
+        self.dialect = dialect
+        self.path = dialect.path if dialect is not None else route.value
+        """The route served (what metrics and the access log name)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -71,19 +84,29 @@ class ProxyEndpoint:
         reply_headers = [(b"x-request-id", request_id.encode())]
         watch = ClientWatch(scope, receive, send)
         parsed: ParsedRequest | None = None
+        translation: Translation | None = None
         ticket: Ticket | None = None
         outcome = Outcome(status=500)
         try:
-            self.ctx.check_api_key(headers.get(b"authorization"))
+            credential = authorization(self.dialect, headers)
+            self.ctx.check_api_key(credential)
             raw = await read_body(receive, headers, self.ctx.settings.max_body_bytes)
-            parsed = parse_request(self.route, raw)
+            if self.dialect is None:
+                parsed = parse_request(self.route, raw)
+            else:
+                translation, parsed = translate_request(self.dialect, raw)
             ticket, parsed = self._open(parsed, headers, request_id)
             watch.start()
             if self.ctx.pipeline.governor is not None:
-                await self._admit(ticket, parsed, headers, scope)
-            outcome = await self._forward(ticket, parsed, watch.send, started)
+                await self._admit(ticket, parsed, credential, scope)
+            outcome = await self._forward(ticket, parsed, translation, watch.send, started)
         except (RequestError, SchedulingError) as exc:
-            outcome.status = await send_error(watch.send, exc, reply_headers)
+            if self.dialect is None:
+                outcome.status = await send_error(watch.send, exc, reply_headers)
+            else:
+                outcome.status = await send_dialect_error(
+                    watch.send, self.dialect, exc, reply_headers
+                )
         except asyncio.CancelledError:
             if not watch.left(asyncio.current_task()):
                 # Cut by the server (the end of a drain): counted and logged, then let go.
@@ -102,13 +125,12 @@ class ProxyEndpoint:
         self._account(parsed, ticket, outcome, request_id, started)
 
     async def _admit(
-        self, ticket: Ticket, parsed: ParsedRequest, headers: dict[bytes, bytes], scope: Scope
+        self, ticket: Ticket, parsed: ParsedRequest, credential: bytes | None, scope: Scope
     ) -> None:
         """Identity, scope, limits and budgets, before the request waits for a replica."""
-        authorization = headers.get(b"authorization")
         bearer = None
-        if authorization and authorization[:7].lower() == b"bearer ":
-            bearer = authorization[7:].strip().decode("latin-1")
+        if credential and credential[:7].lower() == b"bearer ":
+            bearer = credential[7:].strip().decode("latin-1")
         client = scope.get("client")
         credentials = Credentials(bearer, client[0] if client else None)
         await self.ctx.pipeline.admit(ticket, credentials, ask_of(parsed, ticket.request))
@@ -139,7 +161,12 @@ class ProxyEndpoint:
         return ticket, parsed
 
     async def _forward(
-        self, ticket: Ticket, parsed: ParsedRequest, send: Send, started: float
+        self,
+        ticket: Ticket,
+        parsed: ParsedRequest,
+        translation: Translation | None,
+        send: Send,
+        started: float,
     ) -> Outcome:
         failure: RequestError | None = None
         for _attempt in range(_ATTEMPTS):
@@ -149,7 +176,7 @@ class ProxyEndpoint:
                 if failure is not None:
                     raise failure from None
                 raise
-            result = await self._attempt(ticket, routed, parsed, send, started)
+            result = await self._attempt(ticket, routed, parsed, translation, send, started)
             if isinstance(result, Outcome):
                 return result
             failure = result
@@ -158,7 +185,13 @@ class ProxyEndpoint:
         raise failure
 
     async def _attempt(
-        self, ticket: Ticket, routed: Routed, parsed: ParsedRequest, send: Send, started: float
+        self,
+        ticket: Ticket,
+        routed: Routed,
+        parsed: ParsedRequest,
+        translation: Translation | None,
+        send: Send,
+        started: float,
     ) -> Outcome | RequestError:
         """Relay from the picked replica, or return the error to retry elsewhere (nothing sent)."""
         ctx = self.ctx
@@ -187,7 +220,7 @@ class ProxyEndpoint:
                 ctx.pool.set_ready(endpoint.name, False)  # passive health: the monitor re-checks
                 return UpstreamError(f"replica {endpoint.name} failed: {exc.message}")
             try:
-                return await self._relay(ticket, resp, endpoint, parsed, send, started)
+                return await self._relay(ticket, resp, endpoint, parsed, translation, send, started)
             finally:
                 await resp.aclose()
         finally:
@@ -200,6 +233,7 @@ class ProxyEndpoint:
         resp: UpstreamResponse,
         endpoint: Endpoint,
         parsed: ParsedRequest,
+        translation: Translation | None,
         send: Send,
         started: float,
     ) -> Outcome | RequestError:
@@ -218,12 +252,21 @@ class ProxyEndpoint:
         ]
         if ticket.public_model is not None:
             out_headers.append((b"x-pilothouse-model", parsed.model.encode()))
+        finish = partial(self._charge, ticket, parsed)
         if parsed.stream and resp.status == 200:
             itl = ctx.metrics.itl.labels(parsed.model).observe
             first = partial(ctx.pipeline.first_token, ticket)
-            finish = partial(self._charge, ticket, parsed)
+            if translation is not None:
+                return await relay_translated_stream(
+                    resp, send, out_headers, started, itl, first, translation, finish
+                )
             return await relay_stream(resp, send, out_headers, started, itl, first, finish)
-        return await relay_whole(resp, send, out_headers, partial(self._charge, ticket, parsed))
+        if translation is not None:
+            assert self.dialect is not None
+            return await relay_translated_whole(
+                resp, send, out_headers, self.dialect, translation, finish
+            )
+        return await relay_whole(resp, send, out_headers, finish)
 
     def _charge(self, ticket: Ticket, parsed: ParsedRequest, outcome: Outcome) -> None:
         """The answer is complete (its last bytes not sent yet): charge it and write it to
@@ -254,7 +297,7 @@ class ProxyEndpoint:
         # A stream that broke after its 200 went out is an upstream failure (502) in the
         # metrics; one whose client left is 499.
         status = "502" if outcome.broken else str(outcome.status)
-        metrics.requests.labels(model, self.route.value, status).inc()
+        metrics.requests.labels(model, self.path, status).inc()
         split = ticket.public_model if ticket is not None else None
         if split is not None and parsed is not None:  # versions come from the spec: bounded
             metrics.split_requests.labels(split, parsed.model, status).inc()
@@ -281,7 +324,7 @@ class ProxyEndpoint:
     ) -> None:
         record: dict[str, object] = {
             "request_id": request_id,
-            "route": self.route.value,
+            "route": self.path,
             "model": parsed.model if parsed else None,
             "endpoint": endpoint,
             "status": outcome.status,

@@ -35,6 +35,7 @@ TABLE: tuple[Kind, ...] = (
     Kind("Pod", "/api/v1", "pods"),
     Kind("ServiceAccount", "/api/v1", "serviceaccounts"),
     Kind("ConfigMap", "/api/v1", "configmaps"),
+    Kind("Secret", "/api/v1", "secrets"),
     Kind("Service", "/api/v1", "services"),
     Kind("Deployment", "/apis/apps/v1", "deployments"),
     Kind("Role", "/apis/rbac.authorization.k8s.io/v1", "roles"),
@@ -48,6 +49,9 @@ TABLE: tuple[Kind, ...] = (
     Kind("HTTPRoute", "/apis/gateway.networking.k8s.io/v1", "httproutes"),
     Kind("Gateway", "/apis/gateway.networking.k8s.io/v1", "gateways"),
     Kind("DestinationRule", "/apis/networking.istio.io/v1", "destinationrules"),
+    Kind("NetworkPolicy", "/apis/networking.k8s.io/v1", "networkpolicies"),
+    Kind("PeerAuthentication", "/apis/security.istio.io/v1", "peerauthentications"),
+    Kind("AuthorizationPolicy", "/apis/security.istio.io/v1", "authorizationpolicies"),
 )
 BY_KIND: Mapping[str, Kind] = MappingProxyType({k.kind: k for k in TABLE})
 BY_PATH: Mapping[tuple[str, str], Kind] = MappingProxyType({(k.prefix, k.plural): k for k in TABLE})

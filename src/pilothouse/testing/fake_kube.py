@@ -4,9 +4,10 @@ Enough of ``kube-apiserver`` to test discovery and deployment code with a real K
 client and no cluster:
 
 - the kinds pilothouse reads or renders (:data:`~pilothouse.testing._kube_discovery.TABLE`:
-  Pods, Namespaces, ServiceAccounts, ConfigMaps, Services, Deployments, Roles, RoleBindings,
-  HPAs, KEDA ScaledObjects, InferencePools, HTTPRoutes, Gateways), with discovery documents
-  (``/version``, ``/api/v1``, ``/apis``, ``/apis/<group>/<version>``) so that
+  Pods, Namespaces, ServiceAccounts, ConfigMaps, Secrets, Services, Deployments, Roles,
+  RoleBindings, HPAs, KEDA ScaledObjects, InferencePools, HTTPRoutes, Gateways, and for agents
+  NetworkPolicies and Istio's PeerAuthentications and AuthorizationPolicies), with discovery
+  documents (``/version``, ``/api/v1``, ``/apis``, ``/apis/<group>/<version>``) so that
   ``kubernetes.dynamic.DynamicClient`` works; :meth:`FakeKubeAPI.uninstall` removes a kind, as
   on a cluster without its CRD (discovery omits it, its URLs answer 404);
 - list, get and watch; ``labelSelector`` (equality) and ``fieldSelector``

@@ -126,3 +126,27 @@ async def test_agent_runs_list_and_show(tmp_path: Path, as_json: bool) -> None:
                                        str(tmp_path)])  # fmt: skip
     assert missing.exit_code == 2
     assert "no run with id 'nope'" in missing.output
+
+
+def test_agent_build_runner_for_a_service(tmp_path: Path) -> None:
+    from pilothouse.agents.runtime import build_runner
+    from pilothouse.agents.serving.settings import RunnerSettings
+    from pilothouse.config.fleet import parse_fleet
+
+    store = _store(tmp_path)
+    store.create_org("acme")
+    store.create_team("acme", "support")
+    store.close()
+    fleet = parse_fleet(
+        {
+            "models": [{"name": "chat", "engine": "sim", "endpoints": ["127.0.0.1:1"]}],
+            "gateway": {"governance": {"state_dir": str(tmp_path)}},
+            "tools": {"servers": [{"name": "crm", "command": ["x"]}]},
+            "agents": [{k: v for k, v in AGENT.items() if k not in ("apiVersion", "kind")}],
+        }
+    )
+    spec = fleet.agents[0]
+    runner = build_runner(spec, fleet, RunnerSettings("http://127.0.0.1:1"))
+    assert runner.name == "triage"
+    assert runner.wait_for_approval is False  # a service stops at approvals, resumed later
+    assert key_file(tmp_path, "triage").exists()  # its own key, made on first start

@@ -280,12 +280,14 @@ async def test_agent_restart_after_a_crash_mid_call_never_repeats_a_non_idempote
     assert any(r.ref.endswith("(interrupted)") for r in ledger)
 
 
-async def test_agent_resume_refuses_another_agent_or_task(book: RunBook) -> None:
+async def test_agent_resume_keeps_its_task_and_refuses_another_agent(book: RunBook) -> None:
     model = FakeModel([text_reply("hi")])
     runtime = _runtime(book, _agent(), model, FakeTools({}))
     await _steps(runtime, "hello", "x1")
-    with pytest.raises(AgentError, match="another task"):
-        await _steps(runtime, "something else", "x1")
+    again = await _steps(runtime, "go on", "x1")  # finished: its final step, no model call
+    assert again[-1].content == "hi"
+    assert len(model.calls) == 1
+    assert book.get_run("x1").task == "hello"
     other = _runtime(book, _agent(name="other"), model, FakeTools({}))
     with pytest.raises(AgentError, match="not 'other'"):
         await _steps(other, "", "x1")

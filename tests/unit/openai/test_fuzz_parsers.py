@@ -31,10 +31,31 @@ _json = st.recursive(
     max_leaves=20,
 )
 _keys = st.sampled_from(
-    ["model", "messages", "prompt", "input", "stream", "stream_options", "max_tokens",
-     "temperature", "tools", "tool_choice", "stop", "n", "role", "content", "type", "text",
-     "function", "name", "tool_calls", "tool_call_id", "image_url", "response_format"]
-)  # fmt: skip
+    [
+        "model",
+        "messages",
+        "prompt",
+        "input",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "temperature",
+        "tools",
+        "tool_choice",
+        "stop",
+        "n",
+        "role",
+        "content",
+        "type",
+        "text",
+        "function",
+        "name",
+        "tool_calls",
+        "tool_call_id",
+        "image_url",
+        "response_format",
+    ]
+)
 _shaped = st.recursive(
     _scalars,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=5),

@@ -4,7 +4,9 @@ Per rendered model (engine ``vllm``, ``sim`` or ``llamacpp``): the endpoint pick
 (ServiceAccount, Role, RoleBinding, Service, Deployment), the model-server Deployment, the
 InferencePool, the HTTPRoute and the autoscaler (none for llamacpp, which has no metrics);
 once per fleet: the scheduler ConfigMap when the Fleet names a scheduler file, and an
-example Gateway with ``--with-gateway``.
+example Gateway with ``--with-gateway``. Per agent (``agents:``): its ServiceAccount, Service,
+Deployment, HTTPRoute, NetworkPolicy and Istio policies, and once the Secret holding the
+Fleet they read (docs/agents-kubernetes.md).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from typing import Any
 import yaml
 
 from pilothouse.config.fleet import FleetSpec
+from pilothouse.controlplane.render.agent import agent_objects, fleet_secret, targets_for
+from pilothouse.controlplane.render.agent_mesh import mesh_objects
 from pilothouse.controlplane.render.autoscale import autoscaler
 from pilothouse.controlplane.render.epp import epp_objects, scheduler_configmap
-from pilothouse.controlplane.render.meta import MODEL_LABEL, Manifest
+from pilothouse.controlplane.render.meta import AGENT_LABEL, MODEL_LABEL, Manifest
 from pilothouse.controlplane.render.model_server import model_server
 from pilothouse.controlplane.render.options import RenderOptions, plan_models
 from pilothouse.controlplane.render.params import Binder, LiteralBinder, Placeholder
@@ -66,7 +70,19 @@ def render_fleet(
         scaler = autoscaler(plan, options, bind)
         if scaler is not None:
             out.append(scaler)
+    out += _agents(fleet, options, bind)
     return Rendered(tuple(copy.deepcopy(m) for m in out), tuple(skipped))
+
+
+def _agents(fleet: FleetSpec, options: RenderOptions, bind: Binder) -> list[Manifest]:
+    if not fleet.agents:
+        return []
+    targets = targets_for(options)
+    out = [fleet_secret(fleet, options, bind)]
+    for index, spec in enumerate(fleet.agents):
+        out += agent_objects(spec, index, options, bind, targets)
+        out += mesh_objects(spec, index, options, bind, targets)
+    return out
 
 
 def _scheduler(value: str, base_dir: Path | None) -> tuple[str, str | None]:
@@ -83,10 +99,15 @@ def _scheduler(value: str, base_dir: Path | None) -> tuple[str, str | None]:
 
 
 def group_of(manifest: Manifest) -> str:
-    """Which output file an object belongs to: its model's slug, or its kind."""
-    model: str | None = manifest["metadata"].get("labels", {}).get(MODEL_LABEL)
-    if model is not None:
-        return model
+    """Which output file an object belongs to: its model's slug, ``agent-<name>``, or its
+    kind (the scheduler ConfigMap: ``scheduler``; the agents' Fleet Secret: its name)."""
+    found: dict[str, str] = manifest["metadata"].get("labels", {})
+    if MODEL_LABEL in found:
+        return found[MODEL_LABEL]
+    if AGENT_LABEL in found:
+        return f"agent-{found[AGENT_LABEL]}"
+    if manifest["kind"] == "Secret":
+        return str(manifest["metadata"]["name"])
     return "scheduler" if manifest["kind"] == "ConfigMap" else str(manifest["kind"]).lower()
 
 

@@ -120,6 +120,16 @@ def render_flags(function: Callable[..., Any]) -> Callable[..., Any]:
             "policy is rendered; by default they serve TLS and, for Istio, a DestinationRule "
             "makes the gateway connect with TLS.",
         ),
+        click.option(
+            "--agent-gateway-url",
+            help="URL agents call the gateway at [default: http://<gateway>-istio:80 for "
+            "Istio, else http://<gateway>:80].",
+        ),
+        click.option(
+            "--toolgateway-url",
+            help="URL agents call the tool gateway at [default: "
+            "http://pilothouse-toolgateway:8100].",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -145,7 +155,8 @@ def render_group() -> None:
     help="Write one YAML file per model into this directory instead of stdout.",
 )
 def k8s(out: Path | None, **params: Any) -> None:
-    """Model servers, pickers, InferencePools, HTTPRoutes and autoscalers as YAML."""
+    """Model servers, pickers, InferencePools, HTTPRoutes and autoscalers as YAML; for each
+    agent its Deployment, ServiceAccount, Service, route, NetworkPolicy and Istio policies."""
     from pilothouse.config.fleet import load_fleet
     from pilothouse.controlplane.render.bundle import grouped, render_fleet, to_yaml
 

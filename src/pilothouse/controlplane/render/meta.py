@@ -15,6 +15,7 @@ MODEL_LABEL = "pilothouse.dev/model"  # on every object of one model; groups Hel
 POOL_LABEL = "pilothouse.dev/pool"  # on model-server pods only: what the InferencePool selects
 EPP_LABEL = "pilothouse.dev/epp"  # on endpoint-picker pods only
 ENGINE_LABEL = "llm-d.ai/engine-type"  # read by the picker to choose the metrics mapping
+AGENT_LABEL = "pilothouse.dev/agent"  # on every object of one agent; its pods are selected by it
 
 
 def labels(component: str, model_slug: str | None = None) -> dict[str, str]:

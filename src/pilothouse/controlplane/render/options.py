@@ -59,6 +59,29 @@ class Resources:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentTargets:
+    """Where rendered agents reach the gateway and the tool gateway, and who they are.
+
+    ``render k8s`` does not deploy either: the gateway is the fleet's Gateway (``gateway_name``,
+    its pods carry the Gateway API label ``gateway.networking.k8s.io/gateway-name``) and the
+    tool gateway a ``pilothouse toolgateway`` Deployment whose pods carry
+    ``toolgateway_labels``; both are expected in the agents' namespace. ``None`` URLs and
+    service accounts are derived from the gateway name and class
+    (:func:`pilothouse.controlplane.render.agent.targets_for`).
+    """
+
+    gateway_url: str | None = None
+    gateway_port: int = 80  # the port the gateway's pods listen on (NetworkPolicy)
+    gateway_service_account: str | None = None  # default: <gateway>-istio (Istio), <gateway>
+    toolgateway_url: str | None = None
+    toolgateway_port: int = 8100
+    toolgateway_labels: tuple[tuple[str, str], ...] = (
+        ("app.kubernetes.io/name", "pilothouse-toolgateway"),
+    )
+    trust_domain: str = "cluster.local"
+
+
+@dataclass(frozen=True, slots=True)
 class RenderOptions:
     namespace: str = "default"
     gateway_name: str = "inference-gateway"
@@ -70,6 +93,7 @@ class RenderOptions:
     images: Images = field(default_factory=Images)
     autoscaling: Autoscaling = field(default_factory=Autoscaling)
     resources: Resources = field(default_factory=Resources)
+    agents: AgentTargets = field(default_factory=AgentTargets)
 
 
 @dataclass(frozen=True, slots=True)

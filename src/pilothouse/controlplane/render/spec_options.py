@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pilothouse.config.fleet import FleetSpec
-from pilothouse.controlplane.render.options import Autoscaling, Images, RenderOptions, Resources
+from pilothouse.controlplane.render.options import (
+    AgentTargets,
+    Autoscaling,
+    Images,
+    RenderOptions,
+    Resources,
+)
 
 T = TypeVar("T")
 
@@ -48,5 +54,9 @@ def options_from_fleet(fleet: FleetSpec, flags: Mapping[str, Any]) -> RenderOpti
         ),
         resources=Resources(
             gpus=flags.get("gpus"), cpu=flags.get("cpu"), memory=flags.get("memory")
+        ),
+        agents=AgentTargets(
+            gateway_url=flags.get("agent_gateway_url"),
+            toolgateway_url=flags.get("toolgateway_url"),
         ),
     )

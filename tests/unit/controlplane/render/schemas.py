@@ -1,5 +1,5 @@
 """Validators for rendered manifests: built-in kinds with ``kubernetes-validate`` (strict), the
-InferencePool, HTTPRoute and Gateway CRDs with ``jsonschema`` against the schemas in
+InferencePool, HTTPRoute, Gateway and Istio security CRDs with ``jsonschema`` against the schemas in
 ``../shared/schemas/`` (read from there at test time, never copied into the project)."""
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ CRD_FILES = {
     ),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "gateway.networking.k8s.io_httproutes.yaml",
     ("gateway.networking.k8s.io/v1", "Gateway"): "gateway.networking.k8s.io_gateways.yaml",
+    # One file, three CRDs (AuthorizationPolicy, PeerAuthentication, RequestAuthentication).
+    ("security.istio.io/v1", "AuthorizationPolicy"): "security.istio.io_crds.yaml",
+    ("security.istio.io/v1", "PeerAuthentication"): "security.istio.io_crds.yaml",
 }
 # Not built in and no schema at hand: checked for the fields KEDA requires only.
 KEDA = ("keda.sh/v1alpha1", "ScaledObject")
@@ -89,12 +92,18 @@ def _strict(node: Any) -> Any:
 
 @functools.cache
 def crd_validator(api_version: str, kind: str) -> Any:
-    crd = yaml.safe_load((require_schemas() / CRD_FILES[(api_version, kind)]).read_text())
+    text = (require_schemas() / CRD_FILES[(api_version, kind)]).read_text()
     group, version = api_version.split("/")
+    crds = [d for d in yaml.safe_load_all(text) if d and d["spec"]["names"]["kind"] == kind]
+    assert len(crds) == 1, f"one {kind} CRD expected in {CRD_FILES[(api_version, kind)]}"
+    crd = crds[0]
     assert (crd["spec"]["group"], crd["spec"]["names"]["kind"]) == (group, kind)
     served = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
     assert served, f"{api_version} is not a served version of the {kind} CRD"
     schema = _strict(served[0]["schema"]["openAPIV3Schema"])
+    # The API server always accepts these at the root; some CRDs (Istio's) leave them out.
+    for field, kind_of in (("apiVersion", "string"), ("kind", "string"), ("metadata", "object")):
+        schema["properties"].setdefault(field, {"type": kind_of})
     validator_class = jsonschema.validators.validator_for(
         schema, default=jsonschema.Draft7Validator
     )
