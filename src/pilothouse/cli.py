@@ -211,17 +211,28 @@ def apply_command(fleet_file: Path, url: str | None, api_key: str | None, timeou
     "fleet_file",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Fleet spec to check.",
+    help="Fleet spec (or a kind: Agent file) to check.",
 )
 def validate(fleet_file: Path) -> None:
-    """Check a fleet spec (and its scheduler config); print every problem with its path.
+    """Check a fleet spec (and its scheduler config), or an agent file (``kind: Agent``);
+    print every problem with its path.
 
     One line per problem, ``FILE: path: message``; the exit status is 1 if there is any.
     """
+    from pilothouse.config.agents import load_agent
     from pilothouse.config.fleet import load_fleet
+    from pilothouse.config.loader import read_yaml
     from pilothouse.controlplane.features import pending_features
     from pilothouse.scheduling.config import resolve_config
 
+    try:
+        data = read_yaml(fleet_file)
+        if isinstance(data, dict) and data.get("kind") == "Agent":
+            agent = load_agent(fleet_file)
+            click.echo(f"{fleet_file}: valid (agent {agent.name})")
+            return
+    except ConfigError as exc:
+        _fail_with(fleet_file, exc.problems if exc.path else (str(exc),))
     try:
         spec = load_fleet(fleet_file)
     except ConfigError as exc:

@@ -23,6 +23,8 @@ outside their module) with a leading underscore::
     │   └── MissingKind             the cluster does not serve a kind (a CRD is missing)
     ├── BenchError                  [bench.processes] a benchmark could not run
     ├── StoreUnavailable            the governance store (SQLite, PostgreSQL) is out of reach
+    ├── AgentError                  [agents] a run cannot go on: its model or tool gateway
+    │                               failed, or it cannot be resumed as asked
     ├── ApplyConflict               [testing._kube_ssa] the fake API server's 409
     ├── _Missing                    [controlplane.kube_client] a 404 for one object
     ├── _Expired                    [endpoints.kubernetes] a watch's 410 Gone: list again
@@ -213,6 +215,11 @@ class LimitStoreUnavailable(RequestError):
 
     status = 503
     error_type = "service_unavailable"
+
+
+class AgentError(PilothouseError):
+    """An agent run cannot go on (its model or tool gateway failed, or a resume was
+    refused); the run is recorded ``failed`` with this message."""
 
 
 class UpstreamError(RequestError):

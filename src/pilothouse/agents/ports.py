@@ -32,6 +32,12 @@ class Step:
     """The call's JSON arguments (tool and delegate steps)."""
     tokens: int = 0
     """Tokens this step spent (model steps)."""
+    state: str = "done"
+    """``done``; a tool call about to be sent is ``intended``, one held for a person
+    ``pending`` (then ``kind`` is ``approval`` and ``approval_id`` names the approval)."""
+    approval_id: str | None = None
+    call_id: str = ""
+    """A tool call's deterministic id (``<run>/<index>``), the same after a resume."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,9 @@ class AgentRunner(Protocol):
     def name(self) -> str: ...
 
     def run(self, task: str, *, run_id: str | None = None) -> AsyncIterator[Step]:
-        """Yield each step as it is persisted; the last is a ``final`` step."""
+        """Yield each step as it is persisted; the last is a ``final`` step, unless the run
+        stopped to wait for a person (a runner that does not wait in process): then an
+        ``approval`` step, and the run's status is ``waiting_approval``."""
         ...
 
     async def result(self, run_id: str) -> RunResult:

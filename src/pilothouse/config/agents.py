@@ -34,6 +34,15 @@ from pilothouse.config.loader import SpecProblems, read_yaml, validate_model
 AGENT_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 """An agent name is a DNS label: it names its key, its Kubernetes objects and its A2A card."""
 
+AGENT_KEY_PREFIX = "agent-"
+"""An agent's governance key is named ``agent-<name>`` in its team (kind ``agent``): that is
+how the tool gateway knows a caller is that agent and applies its allow-list and approvals."""
+
+
+def agent_key_name(agent: str) -> str:
+    return f"{AGENT_KEY_PREFIX}{agent}"
+
+
 TOOL_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}__([A-Za-z0-9_.-]+|\*)$")
 """``<server>__<tool>`` or ``<server>__*`` (every tool of one server)."""
 

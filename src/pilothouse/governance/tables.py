@@ -197,3 +197,57 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# -- agent runs (issue #14): runs, their steps, and the run's budget ledger ----------------
+#
+# A sub-agent's run id is its parent's id, a dot and the parent's step index, so a run and
+# everything it delegated share a prefix. A step's index is deterministic (a model step's
+# tool calls take the indexes right after it), so a resumed run finds each call where it
+# left it. ``agent_budget_events`` has one row per reservation and one per settlement; a
+# reservation and its settlement share ``hold``.
+
+agent_runs = Table(
+    "agent_runs",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("agent", String(63), nullable=False, index=True),
+    Column("parent_id", String(200), nullable=True),
+    Column("task", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("output", Text, nullable=False),
+    Column("pending_approval", String(32), nullable=True),
+    Column("limits", JSON, nullable=False),
+    Column("active_s", Double, nullable=False),
+    Column("created_at", Double, nullable=False, index=True),
+    Column("updated_at", Double, nullable=False),
+)
+
+agent_steps = Table(
+    "agent_steps",
+    metadata,
+    Column("run_id", String(200), primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("arguments", Text, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("call_id", String(240), nullable=True),
+    Column("approval_id", String(32), nullable=True),
+    Column("message", JSON, nullable=True),
+    Column("at", Double, nullable=False),
+)
+
+agent_budget_events = Table(
+    "agent_budget_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(200), nullable=False, index=True),
+    Column("hold", String(240), nullable=False),
+    Column("action", String(8), nullable=False),
+    Column("resource", String(16), nullable=False),
+    Column("amount", Double, nullable=False),
+    Column("ref", Text, nullable=False),
+    Column("at", Double, nullable=False),
+)

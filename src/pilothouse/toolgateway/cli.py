@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 import uvicorn
 
+from pilothouse.config.agents import AgentSpec
 from pilothouse.config.fleet import FleetSpec, load_fleet
 from pilothouse.config.tools import ToolsSpec
 from pilothouse.errors import ConfigError, PilothouseError
@@ -84,10 +85,14 @@ def require_tools(fleet: FleetSpec) -> ToolsSpec:
 
 
 def build_guard(
-    spec: ToolsSpec, governance: Governance, secrets: Secrets
+    spec: ToolsSpec,
+    governance: Governance,
+    secrets: Secrets,
+    agents: Sequence[AgentSpec] = (),
 ) -> tuple[ToolGuard, AuditLog]:
     """The rules every call passes, over the governance store's tool tables (pins,
-    approvals) and an audit log writing to its hash chain; start and close the log."""
+    approvals) and an audit log writing to its hash chain; start and close the log.
+    ``agents``: the fleet's agents, held to their allow-lists and approvals."""
     store = governance.store
     if not isinstance(store, SqlStore):
         raise ConfigError("the tool gateway needs a SQL governance store", "gateway.governance")
@@ -101,6 +106,7 @@ def build_guard(
         audit=audit,
         digest=definition_digest,
         args_hash=args_hash,
+        agents=agents,
     )
     return rules, audit
 
@@ -113,7 +119,7 @@ async def serve(fleet: FleetSpec, tools: ToolsSpec, host: str, port: int) -> Non
     secrets = Secrets.resolve(tools.secrets)
     governance = await start_governance(fleet.gateway.governance, f"toolgateway-{port}")
     try:
-        guard, audit = build_guard(tools, governance, secrets)
+        guard, audit = build_guard(tools, governance, secrets, fleet.agents)
         await audit.start()
         try:
             upstreams = Upstreams(tools, secrets)

@@ -5,9 +5,12 @@ Cedar policy permits ``list`` (:mod:`.policy`); what was hidden, and why, is aud
 event. A call passes, in order:
 
 1. **pinning**: the tool's current definition is the one approved (rules ``pinning``,
-   ``shadowing``, ``invisible-unicode``);
-2. **policy**: Cedar permits ``call`` (the rule is the deciding policy's id);
-3. **approvals**: the tool is listed in ``tools.approvals`` (rule ``approval``), or it is an
+   ``shadowing``, ``invisible-unicode``); and, for an agent's key, the tool is on the
+   agent's allow-list (rule ``agent-allow-list``, :mod:`.agent_rules`);
+2. **policy**: Cedar permits ``call`` (the rule is the deciding policy's id), and so does
+   the agent's own ``policy`` for an agent's key;
+3. **approvals**: the tool is listed in ``tools.approvals`` or, for an agent's key, in the
+   agent's ``approvals`` (rule ``approval``), or it is an
    ``egress`` tool and the session is tainted (rule ``taint``: it received output of an
    ``untrusted_output`` tool, or ``sensitive`` data — the rule of two). An approval is bound
    to the session, the principal, the tool and the hash of the exact arguments, and used
@@ -35,11 +38,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pilothouse.clock import Clock
+from pilothouse.config.agents import AgentSpec
 from pilothouse.config.tools import SEPARATOR, ApprovalRule, Label, ToolsSpec
 from pilothouse.errors import BudgetExceeded, RateLimited
 from pilothouse.governance.governor import Identity
 from pilothouse.governance.ports import LimitBackend
 from pilothouse.governance.service import Governance
+from pilothouse.toolgateway.agent_rules import ALLOW_LIST_RULE, AgentRules
 from pilothouse.toolgateway.guard import ToolCall, ToolDefinition, ToolResult, ToolSession, Verdict
 from pilothouse.toolgateway.pinning import (
     Observed,
@@ -105,6 +110,7 @@ class Rules:
         pin_refresh_s: float = 1.0,
         poll_s: float = 0.25,
         sessions: SessionTable | None = None,
+        agents: AgentRules | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -117,6 +123,8 @@ class Rules:
         self._pin_refresh_s = pin_refresh_s
         self._poll_s = poll_s
         self.sessions = sessions or SessionTable()
+        self.agents = agents or AgentRules(())
+        """The fleet's agents: their allow-lists and approvals (:mod:`.agent_rules`)."""
         self.budgets = ToolBudgets(spec.budgets, limits)
         self._redactor = Redactor()
         self._labels = {
@@ -230,7 +238,11 @@ class Rules:
             if found is not None:
                 hidden.append(f"{tool.federated} ({found.rule}: {found.reason})")
                 continue
-            decision = self.policy.decide(self._request("list", session, tool, state, now))
+            if self.agents.refusal(session.identity, tool.federated) is not None:
+                hidden.append(f"{tool.federated} ({ALLOW_LIST_RULE})")
+                continue
+            request = self._request("list", session, tool, state, now)
+            decision = self.agents.decide(self.policy.decide(request), request)
             if decision.allowed:
                 shown.append(tool)
             else:
@@ -251,17 +263,20 @@ class Rules:
         found = self.quarantine(tool)
         if found is not None:
             return self._deny(call, found.rule, f"{tool.federated} is quarantined: {found.reason}")
+        refusal = self.agents.refusal(session.identity, tool.federated)
+        if refusal is not None:
+            return self._deny(call, ALLOW_LIST_RULE, refusal)
         state = self.sessions.get(session.id, principal, now)
         args_hash = self._args_hash(call.arguments)
         approval = await self._approval(state, call, args_hash)
         approved = approval is not None and approval.status == "approved"
         request = self._request("call", session, tool, state, now, call, approved)
-        decision = self.policy.decide(request)
+        decision = self.agents.decide(self.policy.decide(request), request)
         if decision.errors:
             log.warning("policy errors for %s: %s", tool.federated, "; ".join(decision.errors))
         if not decision.allowed:
             return self._deny(call, decision.policy, f"policy {decision.policy} forbids this call")
-        need = self._needs_approval(tool, request.labels, state)
+        need = self._needs_approval(tool, request.labels, state, session.identity)
         if need is not None and not approved:
             return await self._ask(call, state, args_hash, need, approval)
         try:
@@ -307,11 +322,18 @@ class Rules:
         )
 
     def _needs_approval(
-        self, tool: ToolDefinition, labels: frozenset[Label], state: SessionState
+        self,
+        tool: ToolDefinition,
+        labels: frozenset[Label],
+        state: SessionState,
+        identity: Identity,
     ) -> _Need | None:
         rule = self._approval_rules.get(tool.federated)
         if rule is not None:
             return _Need("approval", f"every call of {tool.federated} needs an approval", rule)
+        by_agent = self.agents.approval(identity, tool.federated)
+        if by_agent is not None:
+            return _Need("approval", *by_agent)
         if "egress" in labels and state.taint & _TAINTING:
             because = " and ".join(sorted(state.taint & _TAINTING))
             return _Need(
@@ -498,13 +520,15 @@ def build_rules(
     digest: Digest,
     args_hash: Digest,
     clock: Clock | None = None,
+    agents: Sequence[AgentSpec] = (),
 ) -> Rules:
     """The rules of ``spec``: its Cedar policy parsed once (:class:`ConfigError` when it
     does not parse), calls per minute counted in governance's limit backend (shared when
     that is Redis), wall time from governance unless ``clock`` is given.
 
     ``store``, ``audit``, ``digest`` and ``args_hash`` are ``governance.tool_store``'s
-    ``ToolStore``, ``AuditLog``, ``definition_digest`` and ``args_hash``.
+    ``ToolStore``, ``AuditLog``, ``definition_digest`` and ``args_hash``; ``agents`` are
+    the fleet's agents, whose allow-lists and approvals apply to their keys' calls.
     """
     governor = governance.governor
     return Rules(
@@ -517,4 +541,5 @@ def build_rules(
         secrets=secrets,
         limits=governor.limits,
         clock=clock or _Wall(governor.wall),
+        agents=AgentRules(agents),
     )

@@ -71,7 +71,7 @@ def test_sqlite_migrations_reach_head_and_twice_is_a_no_op(tmp_path: Path) -> No
     store.close()
     engine = create_engine(url)
     with engine.connect() as conn:
-        assert current(conn) == "0002"
+        assert current(conn) == "0003"
         assert set(inspect(conn).get_table_names()) >= {"orgs", "teams", "keys", "ledger"}
         # The revision builds exactly the schema tables.py describes.
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []

@@ -45,10 +45,16 @@ Examples:
 @click.group(
     name="agent",
     cls=LazyGroup,
-    lazy={"serve": "pilothouse.agents.serving.cli:agent_serve"},
+    lazy={
+        "serve": "pilothouse.agents.serving.cli:agent_serve",
+        "run": "pilothouse.agents.cli:run_command",
+        "runs": "pilothouse.agents.cli:runs",
+    },
 )
 def agent_group() -> None:
-    """Governed agents: serve them (Responses API, A2A)."""
+    """Governed agents: run one in the terminal, list and resume runs, serve them (Responses
+    API, A2A). Every model and tool call carries the agent's identity, is budgeted before it
+    happens and persisted, and a run can wait for a person across restarts."""
 
 
 def key_env(name: str) -> str:
