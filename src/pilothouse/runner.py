@@ -127,7 +127,8 @@ async def run_up(
             )
         tasks.append(_task(executor.run()))
         if fleet_file is not None:
-            await _start_services(services, spec, fleet_file, console)
+            gateway_url = f"http://{_loopback(spec.gateway.host)}:{sock.getsockname()[1]}"
+            await _start_services(services, spec, fleet_file, gateway_url, console)
             tasks.extend(_task(_watch(service, console)) for service in services.running)
         if fleet_file is not None:
             apply = _applier(executor, overrides, executor_kind == "local")
@@ -148,30 +149,53 @@ async def run_up(
         console.log("stopped every replica")
 
 
-def service_commands(spec: FleetSpec, fleet_file: Path) -> list[ServiceCommand]:
-    """The fleet's services beside its replicas: the tool gateway when it declares ``tools:``."""
-    where = ["--host", spec.gateway.host]
-    commands = []
-    if spec.tools is not None:
-        port = str(spec.local.tool_gateway_port)
-        argv = ["toolgateway", "-f", str(fleet_file), *where, "--port", port]
-        commands.append(ServiceCommand("tool-gateway", argv))
-    return commands
+def tool_gateway_command(spec: FleetSpec, fleet_file: Path) -> ServiceCommand:
+    """``toolgateway -f FILE`` on the gateway's host at ``local.tool_gateway_port``."""
+    port = str(spec.local.tool_gateway_port)
+    argv = ["toolgateway", "-f", str(fleet_file), "--host", spec.gateway.host, "--port", port]
+    return ServiceCommand("tool-gateway", argv)
+
+
+def agents_command(
+    spec: FleetSpec, fleet_file: Path, gateway_url: str, tools_url: str | None
+) -> ServiceCommand:
+    """``agent serve -f FILE``: every agent of the fleet, calling this gateway and tool
+    gateway, each with its own key (made on first start, see docs/agents.md)."""
+    port = str(spec.local.agents_port)
+    argv = ["agent", "serve", "-f", str(fleet_file), "--host", spec.gateway.host]
+    argv += ["--port", port, "--gateway-url", gateway_url]
+    if tools_url is not None:
+        argv += ["--toolgateway-url", tools_url]
+    return ServiceCommand("agents", argv)
 
 
 async def _start_services(
-    services: Services, spec: FleetSpec, fleet_file: Path, console: Console
+    services: Services, spec: FleetSpec, fleet_file: Path, gateway_url: str, console: Console
 ) -> None:
-    for command in service_commands(spec, fleet_file):
-        with console.status(f"starting {command.name}"):
-            service = await services.start(command, spec.local.service_ready_timeout_s)
-        console.log(f"{command.name} ready on {service.url}")
+    """The tool gateway (a fleet with ``tools:``), then the agents (with ``agents:``)."""
+    ready_s = spec.local.service_ready_timeout_s
+    tools_url = None
+    if spec.tools is not None:
+        with console.status("starting the tool gateway"):
+            tools = await services.start(tool_gateway_command(spec, fleet_file), ready_s)
+        tools_url = tools.url
+        console.log(f"tool-gateway ready on {tools_url}")
+    if spec.agents:
+        command = agents_command(spec, fleet_file, gateway_url, tools_url)
+        with console.status("starting the agents"):
+            agents = await services.start(command, ready_s)
+        console.log(f"agents ready on {agents.url}")
 
 
 async def _watch(service: Service, console: Console) -> None:
     """Say so when a service stops on its own (the replicas keep serving)."""
     code = await service.process.wait()
     console.log(f"{service.name} exited with status {code}; see {service.log_path}")
+
+
+def _loopback(host: str) -> str:
+    """How a child process on this machine reaches a server bound to ``host``."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
 def _runtime(kind: Executor, spec: FleetSpec, log_dir: Path) -> ReplicaRuntime | None:

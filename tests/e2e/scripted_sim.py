@@ -1,8 +1,7 @@
 """A gateway in front of a simulator process that answers from a script (tool calls).
 
 The simulator's ``--script FILE`` makes its chat completions follow scripted replies, tool
-calls included. Tests that need it are skipped, with the reason, on a simulator that does
-not have the option yet (:func:`sim_has_script`).
+calls included.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from pilothouse.config.fleet import FleetSpec
@@ -35,18 +33,6 @@ WEATHER_SCRIPT: dict[str, Any] = {
         {"when": {"last_role": "tool"}, "content": "It is sunny in Paris."},
     ]
 }
-
-
-def sim_has_script() -> bool:
-    """Whether this simulator takes ``--script`` (read from its command's options)."""
-    from pilothouse.servers.sim.cli import sim_command
-
-    return any(param.name == "script" for param in sim_command.params)
-
-
-needs_script = pytest.mark.skipif(
-    not sim_has_script(), reason="the simulator has no --script option (scripted tool calls)"
-)
 
 
 def _start(args: list[str], log: Path) -> tuple[subprocess.Popen[str], str]:

@@ -15,7 +15,7 @@ import pytest
 
 from pilothouse.config.fleet import FleetSpec, parse_fleet
 from pilothouse.servers.sim import SimSettings
-from tests.e2e.scripted_sim import WEATHER_SCRIPT, needs_script, scripted_gateway
+from tests.e2e.scripted_sim import WEATHER_SCRIPT, scripted_gateway
 from tests.e2e.sim_gateway import SimGateway, sim_gateway
 
 anthropic = pytest.importorskip("anthropic")
@@ -123,7 +123,6 @@ async def test_messages_errors_have_anthropics_shape(client: anthropic.AsyncAnth
     assert "tools.0.type" in bad.value.body["error"]["message"]
 
 
-@needs_script
 async def test_messages_stream_with_tool_use_on_a_scripted_model(tmp_path: Path) -> None:
     async with (
         scripted_gateway(_fleet(), MODEL, tmp_path, WEATHER_SCRIPT) as url,
@@ -156,7 +155,6 @@ async def test_messages_stream_with_tool_use_on_a_scripted_model(tmp_path: Path)
     assert second.content[0].text == "It is sunny in Paris."
 
 
-@needs_script
 async def test_messages_create_with_tool_use_on_a_scripted_model(tmp_path: Path) -> None:
     async with (
         scripted_gateway(_fleet(), MODEL, tmp_path, WEATHER_SCRIPT) as url,

@@ -13,7 +13,7 @@ import pytest
 
 from pilothouse.config.fleet import FleetSpec, parse_fleet
 from pilothouse.servers.sim import SimSettings
-from tests.e2e.scripted_sim import WEATHER_SCRIPT, needs_script, scripted_gateway
+from tests.e2e.scripted_sim import WEATHER_SCRIPT, scripted_gateway
 from tests.e2e.sim_gateway import SimGateway, sim_gateway
 
 openai = pytest.importorskip("openai")
@@ -138,7 +138,6 @@ async def test_responses_are_counted_under_their_own_route(
     assert registry.get_sample_value("pilothouse_requests_total", labels) == 1
 
 
-@needs_script
 async def test_responses_function_call_round_trip_on_a_scripted_model(tmp_path: Path) -> None:
     async with (
         scripted_gateway(_fleet(), MODEL, tmp_path, WEATHER_SCRIPT) as url,
@@ -169,7 +168,6 @@ async def test_responses_function_call_round_trip_on_a_scripted_model(tmp_path: 
     assert final[0].output_text == "It is sunny in Paris."
 
 
-@needs_script
 async def test_responses_streamed_function_call_on_a_scripted_model(tmp_path: Path) -> None:
     async with (
         scripted_gateway(_fleet(), MODEL, tmp_path, WEATHER_SCRIPT) as url,

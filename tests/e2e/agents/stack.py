@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 import yaml
 
 from pilothouse.governance.agent_runs import RunBook, RunRecord
@@ -24,18 +23,6 @@ from tests.e2e.procs import start_until_ready, stop
 
 LEDGER_SERVER = Path(__file__).with_name("ledger_server.py")
 MODEL = "sim-model"
-
-
-def require_sim_script() -> None:
-    """Skip unless this simulator answers from a script (``engine sim --script``)."""
-    shown = subprocess.run(
-        [sys.executable, "-m", "pilothouse", "engine", "sim", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if "--script" not in shown.stdout:
-        pytest.skip("this simulator has no --script (scripted replies) yet")
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 
 from pilothouse.governance.agent_runs import RunBook
 from pilothouse.governance.store import SqlStore
-from tests.e2e.agents.stack import agent_stack, require_sim_script
+from tests.e2e.agents.stack import agent_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +36,6 @@ AGENTS = [
 
 
 def test_agent_budget_sub_agent_stopped_at_parents_remaining_budget(tmp_path: Path) -> None:
-    require_sim_script()
     with agent_stack(tmp_path, SCRIPT, AGENTS) as stack:
         args = stack.agent_args("run", "--agent", "boss", "--run-id", "b1", "delegate it")
         done = subprocess.run(args, capture_output=True, text=True, timeout=300)

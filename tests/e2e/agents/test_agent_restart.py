@@ -17,7 +17,7 @@ import pytest
 
 from pilothouse.governance.agent_runs import RunBook
 from pilothouse.governance.store import SqlStore
-from tests.e2e.agents.stack import agent_stack, decide, require_sim_script, wait_for
+from tests.e2e.agents.stack import agent_stack, decide, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,6 @@ AGENT = {
 
 
 def test_agent_restart_after_kill_9_while_waiting_for_approval(tmp_path: Path) -> None:
-    require_sim_script()
     with agent_stack(tmp_path, SCRIPT, [AGENT]) as stack:
         first = stack.start_agent("run", "--run-id", "pay1", "pay bob 5 USD", log="agent-1.log")
         try:
@@ -98,7 +97,6 @@ def test_agent_restart_after_kill_9_while_waiting_for_approval(tmp_path: Path) -
 
 
 def test_agent_ctrl_c_while_waiting_exits_130_and_the_run_resumes(tmp_path: Path) -> None:
-    require_sim_script()
     with agent_stack(tmp_path, SCRIPT, [AGENT]) as stack:
         first = stack.start_agent("run", "--run-id", "pay2", "pay bob 5 USD", log="agent-1.log")
         try:

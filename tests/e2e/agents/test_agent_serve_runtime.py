@@ -18,7 +18,7 @@ from pilothouse.governance.agent_runs import RunBook
 from pilothouse.governance.keys import digest
 from pilothouse.governance.store import SqlStore
 from pilothouse.governance.tool_store import ToolStore
-from tests.e2e.agents.stack import agent_stack, require_sim_script, wait_for
+from tests.e2e.agents.stack import agent_stack, wait_for
 from tests.e2e.engine_procs import free_port
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,6 @@ def _healthy(url: str) -> bool:
 
 
 def test_agent_responses_run_the_real_runtime_end_to_end(tmp_path: Path) -> None:
-    require_sim_script()
     with agent_stack(tmp_path, SCRIPT, [AGENT]) as stack:
         store = SqlStore(stack.store_url)
         caller, _ = store.create_key("research", "caller")

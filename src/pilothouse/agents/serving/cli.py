@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import socket
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -24,6 +25,10 @@ from pilothouse.cli_lazy import LazyGroup
 from pilothouse.config.agents import AgentSpec
 from pilothouse.config.fleet import FleetSpec
 from pilothouse.errors import ConfigError, PilothouseError
+
+READY_PREFIX = "pilothouse is ready: "
+"""Printed on stdout with the service's URL once it accepts connections (``pilothouse up``
+waits for it)."""
 
 RUNTIME_MODULE = "pilothouse.agents.runtime"
 ENV_GATEWAY_URL = "PILOTHOUSE_GATEWAY_URL"
@@ -123,6 +128,11 @@ def agent_serve(
     except PilothouseError as exc:
         raise click.ClickException(str(exc)) from exc
     factory = runner_factory()
+    try:
+        sock = _bind(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     base = public_url or f"http://{shown}:{port}"
     try:
@@ -130,7 +140,7 @@ def agent_serve(
         for spec in specs:
             settings = _settings(fleet, spec, gateway_url, toolgateway_url, key)
             served.append(ServedAgent(spec, factory(spec, fleet, settings)))
-        asyncio.run(_serve(fleet, served, host, port, base))
+        asyncio.run(_serve(fleet, served, sock, base))
     except PilothouseError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -180,20 +190,41 @@ def runner_factory() -> RunnerFactory:
     return cast(RunnerFactory, factory)
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts (a port in use fails first; port
+    0 gets a free one, announced in the ready line)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 async def _serve(
-    fleet: FleetSpec, agents: Sequence[ServedAgent], host: str, port: int, public_url: str
+    fleet: FleetSpec, agents: Sequence[ServedAgent], sock: socket.socket, public_url: str
 ) -> None:
     import uvicorn
 
     from pilothouse.agents.serving.app import create_agent_app  # a2a-sdk: the agents extra
 
     async with AsyncExitStack() as stack:
-        authenticate = await _authenticate(fleet, stack, port)
+        authenticate = await _authenticate(fleet, stack, sock.getsockname()[1])
         app = create_agent_app(agents, authenticate=authenticate, public_url=public_url)
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
         names = ", ".join(a.name for a in agents)
         click.echo(f"serving agents {names} on {public_url} (Responses API and A2A)", err=True)
-        await server.serve()
+
+        class _Announcing(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets)
+                if not self.should_exit:
+                    click.echo(f"{READY_PREFIX}{public_url}")
+
+        server = _Announcing(uvicorn.Config(app, log_level="warning"))
+        await server.serve(sockets=[sock])
 
 
 async def _authenticate(fleet: FleetSpec, stack: AsyncExitStack, port: int) -> Authenticate:
