@@ -43,7 +43,7 @@ def ensure_agent_key(
     except NotFound as exc:
         raise ConfigError(
             f"agent '{agent.name}' belongs to team '{agent.team}', which does not exist: "
-            f"create it (pilothouse teams create {agent.team} --org ORG)",
+            f"create it (pilothouse teams create ORG {agent.team})",
             f"agents.{agent.name}.team",
         ) from exc
     live = {k.name: k for k in store.list_keys(team.id)}
