@@ -40,6 +40,7 @@ from dataclasses import replace
 from typing import cast
 
 from pilothouse.clock import ManualClock
+from pilothouse.engines.kinds.vllm import vllm_priority
 from pilothouse.errors import NoEndpointAvailable
 from pilothouse.routing import RoutingPipeline, Ticket, Wait
 from pilothouse.scheduling import PluginRegistry, SchedulerConfig, build_scheduler
@@ -204,6 +205,7 @@ class ClusterSimulator:
             max_tokens=request.max_tokens,
             session_id=request.session_id,
             tenant=request.tenant,
+            priority=request.priority,
         )
         if self._scaling is not None:
             self._scaling.arrived(now)
@@ -348,6 +350,7 @@ def _engine_request(request: SimRequest) -> EngineRequest:
         block_hashes=request.block_hashes,
         stop_after=output if output < request.max_tokens else None,
         output_block_hashes=request.output_block_hashes,
+        priority=vllm_priority(request.priority),
     )
 
 

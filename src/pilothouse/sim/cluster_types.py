@@ -23,6 +23,12 @@ class SimRequest:
     ``output_block_hashes`` (optional) continue ``block_hashes`` over the answer's tokens
     (:attr:`~pilothouse.sim.types.EngineRequest.output_block_hashes`): with the engine's
     ``cache_generated_blocks``, the next turn that repeats the answer hits those blocks.
+
+    ``priority`` is the gateway's (higher is more important, as in flow control and
+    ``InferenceObjective``): the scheduler sees it as ``SchedulingRequest.priority``, and the
+    engine gets it as vLLM's ``priority`` field (mapped by
+    :func:`~pilothouse.engines.kinds.vllm.vllm_priority`), which only an engine with
+    ``scheduling_policy="priority"`` acts on.
     """
 
     request_id: str
@@ -36,6 +42,7 @@ class SimRequest:
     tenant: str | None = None
     after: str | None = None
     output_block_hashes: tuple[int, ...] = ()
+    priority: int = 0
 
     def __post_init__(self) -> None:
         if self.prompt_tokens < 1 or self.output_tokens < 1:
