@@ -277,11 +277,12 @@ class ClusterSimulator:
         self._reschedule(replica, now)
 
     def _complete(self, replica: SimReplica, done: FinishedRequest, now: float) -> None:
-        self._in_flight.pop(done.request_id)
+        request = self._in_flight.pop(done.request_id)
         self._alive.discard(done.request_id)
         self._pipeline.finished(self._tickets.pop(done.request_id))
         done = self._pd.finished(done)
-        self._recorder.finished(done if self._scaling is None else self._scaling.finished(done))
+        recorded = done if self._scaling is None else self._scaling.finished(done)
+        self._recorder.finished(recorded, request.priority)
         self._release_followups(done.request_id, now)
 
     def _reschedule(self, replica: SimReplica, now: float) -> None:

@@ -108,6 +108,22 @@ class RunMetrics:
     output_tok_s: float
     cache_hit_rate: float
     max_queue_ratio: float
+    itl_p90_s: float  # added after the first fields, so results.json keeps their order
+    itl_p99_s: float
+    e2e_p50_s: float
+    e2e_p99_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClassTrace:
+    """The completed requests of one priority (``SimRequest.priority``), for per-class
+    metrics: TTFTs ascending; finish times and output tokens in completion order."""
+
+    priority: int
+    ttft_s: tuple[float, ...]
+    finish_s: tuple[float, ...]
+    output_tokens: tuple[int, ...]
+    failed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,3 +156,5 @@ class RunResult:
     duration_s: float = 0.0
     events: int = 0
     scaling: ScalingRun | None = None
+    classes: tuple[ClassTrace, ...] = ()
+    """Per priority, highest first; empty unless the run mixed priorities."""
