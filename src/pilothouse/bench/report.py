@@ -16,6 +16,11 @@ SLO (``slo`` as given; ``bound: "lower"`` when the SLO held at the highest level
 the lowest level when it never held and ``qps`` is 0; ``probes``: ``[qps, held]`` in the
 order evaluated; :mod:`pilothouse.bench.sim.goodput`).
 
+A run of a workload with priority classes (``mixed-priority``) adds ``classes``: per class,
+most important first, ``{"class", "priority", "completed", "ttft_p50_s", "ttft_p90_s",
+"ttft_p99_s", "steady_qps", "capacity_qps", "ttft_slo_s", "slo_met"}``, and for the least
+important class ``leftover_qps`` and ``kept`` (:mod:`pilothouse.bench.sim.classes`).
+
 Runs of ``--autoscale`` add ``replica_seconds``, ``mean_replicas``, ``peak_replicas``,
 ``ttft_slo_s``, ``slo_attainment`` (``null`` without ``--ttft-slo``) and ``timeline``
 (``[time, replicas, ready]`` at every change) to each entry.
@@ -32,6 +37,7 @@ from pathlib import Path
 
 import orjson
 
+from pilothouse.bench.sim.classes import ClassMetrics, classes_table
 from pilothouse.bench.sim.goodput import GoodputEntry, goodput_table
 from pilothouse.sim.cluster_types import RunMetrics, RunResult, ScalingRun
 
@@ -47,6 +53,7 @@ class PolicyRun:
     qps: float
     result: RunResult
     max_queue_ratio_steady: float | None = None
+    classes: tuple[ClassMetrics, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,8 @@ def run_record(run: PolicyRun) -> dict[str, object]:
     scaling = run.result.scaling
     if scaling is not None:
         record.update(scaling_record(scaling))
+    if run.classes:
+        record["classes"] = [metrics.record(_DECIMALS) for metrics in run.classes]
     return record
 
 
@@ -195,6 +204,7 @@ def report_markdown(report: SweepReport, plots: Sequence[str] = ()) -> str:
         "Simulation settings: " + ", ".join(f"`{k}={v}`" for k, v in report.settings.items()) + ".",
         "",
         *_goodput_section(report),
+        *_classes_section(report),
         *_autoscaling_section(report),
         "## TTFT p90 (s)",
         "",
@@ -237,6 +247,23 @@ def _goodput_section(report: SweepReport) -> list[str]:
             f"{entry.search.below:g} QPS: its goodput is below the sweep."
         )
     return [*lines, ""]
+
+
+def _classes_section(report: SweepReport) -> list[str]:
+    rows = [(run.policy, run.qps, run.classes) for run in report.runs if run.classes]
+    if not rows:
+        return []
+    return [
+        "## Priority classes",
+        "",
+        "Per class: TTFT against its target (p90), completions per second over the steady "
+        "window, the fleet's capacity estimate for the class alone, and for the least "
+        "important class the capacity the others leave it and the share of it served "
+        "(`kept`; docs/bench-sim.md#priority-classes).",
+        "",
+        *classes_table(rows),
+        "",
+    ]
 
 
 def _steady_section(report: SweepReport) -> list[str]:

@@ -13,6 +13,11 @@ that changes over time, ``--arrival diurnal``.
 
 With ``--slo`` (repeatable), each policy's goodput under each SLO is searched between the
 levels (:mod:`pilothouse.bench.sim.goodput`) and reported first.
+
+With ``--scheduling-policy fcfs,priority``, every policy also runs under each of the engines'
+vLLM scheduling policies (labelled ``default+fcfs``, ``default+priority``): priorities the
+engine ignores against priorities it honours, in one run. A workload with priority classes
+(``mixed-priority``) gets per-class metrics (:mod:`pilothouse.bench.sim.classes`).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from pilothouse.bench.workload_options import workload_options
 from pilothouse.bench.workloads import ArrivalSpec, Workload
 from pilothouse.errors import ConfigError, PilothouseError
 from pilothouse.scheduling import resolve_config
+from pilothouse.sim.config import FCFS, SCHEDULING_POLICIES
 from pilothouse.sim.presets import DEFAULT_PRESET, PRESETS
 
 __all__ = [
@@ -142,6 +148,22 @@ def _autoscale(value: str | None, replicas: int, ttft_slo: float | None) -> tupl
     return names
 
 
+def _scheduling_policies(value: str) -> tuple[str, ...]:
+    """The ``--scheduling-policy`` values, each one of vLLM's, none twice."""
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise ConfigError("--scheduling-policy names no policy", "scheduling-policy")
+    for name in names:
+        if name not in SCHEDULING_POLICIES:
+            known = ", ".join(SCHEDULING_POLICIES)
+            raise ConfigError(
+                f"--scheduling-policy: unknown {name!r} (vLLM's are {known})", "scheduling-policy"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError("--scheduling-policy names a policy twice", "scheduling-policy")
+    return names
+
+
 def parse_settings(settings: Sequence[str]) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in settings:
@@ -197,8 +219,8 @@ def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
     multiple=True,
     metavar="METRIC=LIMIT,...",
     help="Report each policy's goodput: the highest QPS at which every target holds and no "
-    "request fails, e.g. --slo ttft_p90=1s,itl_p50=50ms (units s or ms; metrics ttft_p50, "
-    "ttft_p90, ttft_p99, itl_p50, e2e_p90). Repeatable: one search per SLO.",
+    "request fails, e.g. --slo ttft_p90=1s,itl_p90=50ms (units s or ms; metrics ttft, itl "
+    "or e2e with p50, p90 or p99). Repeatable: one search per SLO.",
 )
 @click.option(
     "--goodput-steps",
@@ -215,6 +237,14 @@ def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
     help="Seconds at the start of the arrival window left out of max_queue_ratio_steady "
     "[default: 10% of the arrival window].",
 )
+@click.option(
+    "--scheduling-policy",
+    "scheduling_policy",
+    default=FCFS,
+    show_default=True,
+    help="The engines' vLLM --scheduling-policy: fcfs, priority, or both to compare "
+    "(fcfs,priority: every policy runs under each, labelled POLICY+fcfs / POLICY+priority).",
+)
 @click.option("--replicas", type=click.IntRange(1, 4096), default=8, show_default=True)
 @click.option(
     "--preset",
@@ -226,8 +256,9 @@ def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
 @click.option(
     "--qps",
     default=None,
-    help="Comma-separated QPS levels. Default: a sweep from a quarter of the no-cache "
-    "capacity to past the perfect-cache capacity (a trace: its own rate).",
+    help="Comma-separated QPS levels, or multiples of the capacity estimate (1.3x). Default: "
+    "a sweep from a quarter of the no-cache capacity to past the perfect-cache capacity "
+    "(a trace: its own rate).",
 )
 @click.option(
     "--requests",
@@ -273,6 +304,7 @@ def sim_command(
     slo_values: tuple[str, ...],
     goodput_steps: int,
     warmup_s: float | None,
+    scheduling_policy: str,
     replicas: int,
     preset: str,
     qps: str | None,
@@ -303,6 +335,7 @@ def sim_command(
             ttft_slo,
             goodput_steps=goodput_steps,
             warmup_s=warmup_s,
+            scheduling_policies=_scheduling_policies(scheduling_policy),
         )
         for value in slo_values:
             parse_slo(value)  # a typo fails before the workload is built
