@@ -17,13 +17,21 @@ For a workload whose requests fall into priority classes (``mixed-priority``:
 
 Per class the run reports TTFT percentiles, whether its TTFT target held at p90, and that
 steady-state completion rate. Capacity is an estimate (no chunking, preemption or queueing),
-so ``kept`` compares a measurement to an estimate: the report shows both.
+so ``kept`` compares a measurement to an estimate.
+
+**Measured leftover** (``bench sim --scheduling-policy fcfs,priority``): the run without
+priorities measures what the fleet serves at that load, as utilisation ``U = sum_c
+served_c / C_c`` (past capacity: the fleet's real capacity in units of the estimate; below
+it: the load itself). The leftover of the least important class in the run *with*
+priorities is then ``(U - sum_{c != b} served_c / C_c) x C_b``, the others' use taken from
+that run, and ``kept_measured`` is its served rate over that: how much of what the fleet can
+do the priority run still gives the batch class, independent of the estimate's error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pilothouse.bench.workloads.base import HasPriorityClasses, PriorityClass, Workload
 from pilothouse.sim.capacity import replica_capacity_qps
@@ -47,6 +55,7 @@ class ClassMetrics:
     capacity_qps: float
     leftover_qps: float | None = None  # only for the least important class
     offered_qps: float = 0.0
+    measured_leftover_qps: float | None = None  # see the module docstring
 
     @property
     def slo_met(self) -> bool | None:
@@ -61,6 +70,14 @@ class ClassMetrics:
         could = min(self.leftover_qps, self.offered_qps)
         return self.steady_qps / could if could > 0 else float("inf")
 
+    @property
+    def kept_measured(self) -> float | None:
+        """Share of the measured leftover served (``None`` without one)."""
+        leftover = self.measured_leftover_qps
+        if leftover is None:
+            return None
+        return self.steady_qps / leftover if leftover > 0 else float("inf")
+
     def record(self, decimals: int) -> dict[str, object]:
         out: dict[str, object] = {"class": self.name, "priority": self.priority}
         out["completed"] = self.completed
@@ -72,8 +89,35 @@ class ClassMetrics:
         if self.leftover_qps is not None:
             out["leftover_qps"] = round(self.leftover_qps, decimals)
             kept = self.kept
-            out["kept"] = None if kept is None or kept == float("inf") else round(kept, decimals)
+            out["kept"] = _finite(kept, decimals)
+        if self.measured_leftover_qps is not None:
+            out["measured_leftover_qps"] = round(self.measured_leftover_qps, decimals)
+            out["kept_measured"] = _finite(self.kept_measured, decimals)
         return out
+
+
+def _finite(value: float | None, decimals: int) -> float | None:
+    return None if value is None or value == float("inf") else round(value, decimals)
+
+
+def utilisation(metrics: Sequence[ClassMetrics]) -> float:
+    """What a run served, in units of the fleet's capacity estimate: ``sum served / C``."""
+    return sum(m.steady_qps / m.capacity_qps for m in metrics if m.capacity_qps > 0)
+
+
+def measured_leftover(
+    without: Sequence[ClassMetrics], with_priorities: Sequence[ClassMetrics]
+) -> tuple[ClassMetrics, ...]:
+    """``with_priorities`` with its least important class's measured leftover set, the
+    fleet's capacity measured by the run ``without`` priorities (module docstring)."""
+    served = utilisation(without)
+    out = []
+    for m in with_priorities:
+        if m.leftover_qps is not None:  # the least important class
+            others = utilisation([o for o in with_priorities if o is not m])
+            m = replace(m, measured_leftover_qps=max(0.0, served - others) * m.capacity_qps)
+        out.append(m)
+    return tuple(out)
 
 
 def workload_classes(workload: Workload) -> tuple[PriorityClass, ...]:
@@ -151,20 +195,27 @@ def classes_table(runs: Sequence[tuple[str, float, Sequence[ClassMetrics]]]) -> 
     """Markdown: one row per run and class."""
     lines = [
         "| policy | QPS | class | priority | done | TTFT p50 (s) | TTFT p90 (s) | target (s) | "
-        "met | offered QPS | steady QPS | capacity alone | leftover QPS | kept |",
-        "| --- | ---: | --- |" + " ---: |" * 11,
+        "met | offered QPS | steady QPS | capacity alone | leftover QPS | kept | "
+        "measured leftover | kept (measured) |",
+        "| --- | ---: | --- |" + " ---: |" * 13,
     ]
     for policy, qps, metrics in runs:
         for m in metrics:
             target = "-" if m.ttft_slo_s is None else f"{m.ttft_slo_s:g}"
             met = "-" if m.slo_met is None else ("yes" if m.slo_met else "**no**")
             leftover = "-" if m.leftover_qps is None else f"{m.leftover_qps:.2f}"
-            kept = m.kept
-            kept_text = "-" if kept is None else f"{kept:.0%}"
+            measured = m.measured_leftover_qps
+            measured_text = "-" if measured is None else f"{measured:.2f}"
             lines.append(
                 f"| {policy} | {qps:g} | {m.name} | {m.priority} | {m.completed} | "
                 f"{m.ttft_p50_s:.3f} | {m.ttft_p90_s:.3f} | {target} | {met} | "
                 f"{m.offered_qps:.2f} | {m.steady_qps:.2f} | {m.capacity_qps:.2f} | "
-                f"{leftover} | {kept_text} |"
+                f"{leftover} | {_share(m.kept)} | {measured_text} | {_share(m.kept_measured)} |"
             )
     return lines
+
+
+def _share(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "all" if value == float("inf") else f"{value:.0%}"

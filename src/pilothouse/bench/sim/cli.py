@@ -34,6 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pilothouse.bench.report import PolicyRun, SweepReport, write_report_md, write_results_json
 from pilothouse.bench.sim.autoscale_policies import resolve_autoscale
+from pilothouse.bench.sim.classes import measured_leftover
 from pilothouse.bench.sim.goodput import GoodputEntry
 from pilothouse.bench.sim.plan import (
     DEFAULT_GOODPUT_STEPS,
@@ -50,7 +51,7 @@ from pilothouse.bench.workload_options import workload_options
 from pilothouse.bench.workloads import ArrivalSpec, Workload
 from pilothouse.errors import ConfigError, PilothouseError
 from pilothouse.scheduling import resolve_config
-from pilothouse.sim.config import FCFS, SCHEDULING_POLICIES
+from pilothouse.sim.config import FCFS, PRIORITY, SCHEDULING_POLICIES
 from pilothouse.sim.presets import DEFAULT_PRESET, PRESETS
 
 __all__ = [
@@ -70,8 +71,9 @@ def _run_all(
 ) -> tuple[list[PolicyRun], list[GoodputEntry]]:
     """Every policy's levels, and with SLOs its goodput searches: one bar for the levels,
     one for the searches (sized for every probe; a search that ends early fills its share)."""
-    per_policy = plan.requests * len(plan.levels) * len(plan.scalings())
-    per_search = plan.requests * plan.goodput_steps * len(plan.slos) * len(plan.scalings())
+    variants = len(plan.scalings()) * len(plan.scheduling_policies)
+    per_policy = plan.requests * len(plan.levels) * variants
+    per_search = plan.requests * plan.goodput_steps * len(plan.slos) * variants
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=False) as bar:
         task = bar.add_task("simulating requests", total=per_policy * len(policies))
@@ -100,7 +102,23 @@ def _run_all(
                     if search is not None:
                         bar.advance(search, per_search)
     runs = [run for policy_runs, _ in results for run in policy_runs]
+    if len(plan.scheduling_policies) > 1:
+        runs = measured_leftovers(runs)
     return runs, [entry for _, entries in results for entry in entries]
+
+
+def measured_leftovers(runs: Sequence[PolicyRun]) -> list[PolicyRun]:
+    """Each ``POLICY+priority`` run with classes, its least important class's leftover
+    measured against the ``POLICY+fcfs`` run at the same QPS (:func:`measured_leftover`)."""
+    by_key = {(run.policy, run.qps): run for run in runs}
+    out = []
+    for run in runs:
+        base, _, engine = run.policy.rpartition("+")
+        fcfs = by_key.get((f"{base}+{FCFS}", run.qps))
+        if engine == PRIORITY and fcfs is not None and run.classes and fcfs.classes:
+            run = replace(run, classes=measured_leftover(fcfs.classes, run.classes))
+        out.append(run)
+    return out
 
 
 def _slos(values: Sequence[str], levels: tuple[float | None, ...]) -> tuple[Slo, ...]:
