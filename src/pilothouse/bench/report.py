@@ -6,7 +6,8 @@
      "runs": [{"policy": str, "qps": float, "completed": int, "failed": int,
                "ttft_p50_s": float, "ttft_p90_s": float, "ttft_p99_s": float,
                "itl_p50_s": float, "e2e_p90_s": float, "output_tok_s": float,
-               "cache_hit_rate": float, "max_queue_ratio": float,
+               "cache_hit_rate": float, "max_queue_ratio": float, "itl_p90_s": float,
+               "itl_p99_s": float, "e2e_p50_s": float, "e2e_p99_s": float,
                "max_queue_ratio_steady": float}, ...]}
 
 ``max_queue_ratio_steady`` is the same ratio over the steady state only (a warm-up at the
@@ -18,8 +19,10 @@ order evaluated; :mod:`pilothouse.bench.sim.goodput`).
 
 A run of a workload with priority classes (``mixed-priority``) adds ``classes``: per class,
 most important first, ``{"class", "priority", "completed", "ttft_p50_s", "ttft_p90_s",
-"ttft_p99_s", "steady_qps", "capacity_qps", "ttft_slo_s", "slo_met"}``, and for the least
-important class ``leftover_qps`` and ``kept`` (:mod:`pilothouse.bench.sim.classes`).
+"ttft_p99_s", "offered_qps", "steady_qps", "capacity_qps", "ttft_slo_s", "slo_met"}``, and
+for the least important class ``leftover_qps`` and ``kept``, plus ``measured_leftover_qps``
+and ``kept_measured`` in a ``+priority`` run compared with its ``+fcfs`` run
+(:mod:`pilothouse.bench.sim.classes`).
 
 Runs of ``--autoscale`` add ``replica_seconds``, ``mean_replicas``, ``peak_replicas``,
 ``ttft_slo_s``, ``slo_attainment`` (``null`` without ``--ttft-slo``) and ``timeline``
