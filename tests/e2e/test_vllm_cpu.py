@@ -150,6 +150,7 @@ def _start(server: VLLMServer) -> subprocess.Popen[bytes]:
         "--max-model-len", "2048", "--enforce-eager", "--enable-prompt-tokens-details",
         "--kv-events-config", orjson.dumps(kv_config).decode(),
         "--enable-lora", "--max-loras", "2", "--max-lora-rank", "8",
+        "--scheduling-policy", "priority",  # takes the priority field the gateway forwards
     ]  # fmt: skip
     env = {
         **os.environ,
@@ -264,9 +265,12 @@ class Stack:
             assert response.status == 200, await response.text()
             return dict(await response.json())
 
-    async def routed(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    async def routed(
+        self, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
         """A chat request through the gateway: the replica that served it, and the reply."""
-        async with self.gateway.post("/v1/chat/completions", json=body) as response:
+        url = "/v1/chat/completions"
+        async with self.gateway.post(url, json=body, headers=headers) as response:
             assert response.status == 200, await response.text()
             return response.headers["x-pilothouse-endpoint"], dict(await response.json())
 
@@ -387,6 +391,7 @@ async def stack(vllm: VLLMServer, tmp_path: Path) -> AsyncIterator[Stack]:
         scheduler=str(config),
         kv_events=True,
         tokenizers={MODEL: str(vllm.model_dir)},
+        trust_priority_header=True,
     )
     kv = KVEventSettings(port=0, replay_port=0)
     settings = SimSettings(port=0, model=MODEL, time_scale=50.0, kv_events=kv)
@@ -398,6 +403,8 @@ async def stack(vllm: VLLMServer, tmp_path: Path) -> AsyncIterator[Stack]:
         scheduler, subscriber, _ = build_gateway_scheduler(spec, SystemClock())
         assert subscriber is not None
         app = create_app(spec, pool, scheduler, kv_events=subscriber)
+        # what a Fleet whose vLLM model has args {scheduling-policy: priority} gives
+        app.ctx.priority_models = frozenset({MODEL})
         url = await stack.enter_async_context(_serve(app))
         gateway = await stack.enter_async_context(
             aiohttp.ClientSession(url, timeout=REQUEST_TIMEOUT)
@@ -521,6 +528,24 @@ async def test_a_repeated_prefix_is_routed_to_the_vllm_replica_holding_it(
             assert details["cached_tokens"] >= shared  # served from vLLM's prefix cache
             replica, _ = await s.routed(chat_body("delta", f"another question {i}"))
             assert replica == SIM
+
+
+async def test_priorities_reach_vllm_in_its_priority_field_and_are_accepted(
+    vllm_server: VLLMServer, tmp_path: Path
+) -> None:
+    """vLLM (--scheduling-policy priority) takes the field in both directions of its order,
+    and a request the gateway forwards with a priority (from the header) is served by it."""
+    echo = chat_body("echo", "first question")
+    async with stack(vllm_server, tmp_path) as s:
+        for priority in (-3, 0, 4):
+            reply = await s.direct(VLLM, {**echo, "priority": priority})
+            assert reply["choices"]
+        await eventually(lambda: s.held(VLLM, echo) >= 2, "vLLM holds echo's prefix")
+        for priority in ("5", "-5"):
+            body = chat_body("echo", f"question at {priority}")
+            replica, reply = await s.routed(body, {"x-pilothouse-priority": priority})
+            assert replica == VLLM  # the body carried vLLM's priority: -5, then 5
+            assert reply["choices"]
 
 
 async def test_an_adapter_loaded_through_the_gateway_is_served_by_vllm_then_unloaded(

@@ -6,7 +6,8 @@
      "runs": [{"policy": str, "qps": float, "completed": int, "failed": int,
                "ttft_p50_s": float, "ttft_p90_s": float, "ttft_p99_s": float,
                "itl_p50_s": float, "e2e_p90_s": float, "output_tok_s": float,
-               "cache_hit_rate": float, "max_queue_ratio": float,
+               "cache_hit_rate": float, "max_queue_ratio": float, "itl_p90_s": float,
+               "itl_p99_s": float, "e2e_p50_s": float, "e2e_p99_s": float,
                "max_queue_ratio_steady": float}, ...]}
 
 ``max_queue_ratio_steady`` is the same ratio over the steady state only (a warm-up at the
@@ -15,6 +16,13 @@ start left out too; :mod:`pilothouse.bench.sim.steady`). With ``--slo``, a top-l
 SLO (``slo`` as given; ``bound: "lower"`` when the SLO held at the highest level, ``below``
 the lowest level when it never held and ``qps`` is 0; ``probes``: ``[qps, held]`` in the
 order evaluated; :mod:`pilothouse.bench.sim.goodput`).
+
+A run of a workload with priority classes (``mixed-priority``) adds ``classes``: per class,
+most important first, ``{"class", "priority", "completed", "ttft_p50_s", "ttft_p90_s",
+"ttft_p99_s", "offered_qps", "steady_qps", "capacity_qps", "ttft_slo_s", "slo_met"}``, and
+for the least important class ``leftover_qps`` and ``kept``, plus ``measured_leftover_qps``
+and ``kept_measured`` in a ``+priority`` run compared with its ``+fcfs`` run
+(:mod:`pilothouse.bench.sim.classes`).
 
 Runs of ``--autoscale`` add ``replica_seconds``, ``mean_replicas``, ``peak_replicas``,
 ``ttft_slo_s``, ``slo_attainment`` (``null`` without ``--ttft-slo``) and ``timeline``
@@ -32,6 +40,7 @@ from pathlib import Path
 
 import orjson
 
+from pilothouse.bench.sim.classes import ClassMetrics, classes_table
 from pilothouse.bench.sim.goodput import GoodputEntry, goodput_table
 from pilothouse.sim.cluster_types import RunMetrics, RunResult, ScalingRun
 
@@ -47,6 +56,7 @@ class PolicyRun:
     qps: float
     result: RunResult
     max_queue_ratio_steady: float | None = None
+    classes: tuple[ClassMetrics, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +92,8 @@ def run_record(run: PolicyRun) -> dict[str, object]:
     scaling = run.result.scaling
     if scaling is not None:
         record.update(scaling_record(scaling))
+    if run.classes:
+        record["classes"] = [metrics.record(_DECIMALS) for metrics in run.classes]
     return record
 
 
@@ -195,6 +207,7 @@ def report_markdown(report: SweepReport, plots: Sequence[str] = ()) -> str:
         "Simulation settings: " + ", ".join(f"`{k}={v}`" for k, v in report.settings.items()) + ".",
         "",
         *_goodput_section(report),
+        *_classes_section(report),
         *_autoscaling_section(report),
         "## TTFT p90 (s)",
         "",
@@ -237,6 +250,23 @@ def _goodput_section(report: SweepReport) -> list[str]:
             f"{entry.search.below:g} QPS: its goodput is below the sweep."
         )
     return [*lines, ""]
+
+
+def _classes_section(report: SweepReport) -> list[str]:
+    rows = [(run.policy, run.qps, run.classes) for run in report.runs if run.classes]
+    if not rows:
+        return []
+    return [
+        "## Priority classes",
+        "",
+        "Per class: TTFT against its target (p90), completions per second over the steady "
+        "window, the fleet's capacity estimate for the class alone, and for the least "
+        "important class the capacity the others leave it and the share of it served "
+        "(`kept`; docs/bench-sim.md#priority-classes).",
+        "",
+        *classes_table(rows),
+        "",
+    ]
 
 
 def _steady_section(report: SweepReport) -> list[str]:

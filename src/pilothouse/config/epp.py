@@ -51,6 +51,10 @@ class EppPolicy(_Spec):
     trust_priority_header: bool = False
     """Honour a numeric ``x-pilothouse-priority`` from the data plane; off: only objective
     names (configured or InferenceObjectives) set a priority."""
+    forward_priority: bool = False
+    """Write each request's priority into vLLM's ``priority`` body field (negated: vLLM
+    serves the lowest value first) when it goes to a vLLM endpoint. Turn on when the pool's
+    vLLM runs ``--scheduling-policy priority``; vLLM rejects a non-zero priority otherwise."""
     fallback_endpoints: list[str] = Field(default_factory=list)
     """``ip:port`` list sent, in order, while the picker knows no endpoint at all (its
     discovery has not reported one yet, or failed)."""

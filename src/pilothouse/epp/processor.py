@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from enum import Enum, auto
 
 from pilothouse.endpoints.pool import EndpointPool
+from pilothouse.engines.kinds.vllm import vllm_priority
 from pilothouse.epp import protocol
 from pilothouse.epp.metrics import EppMetrics
 from pilothouse.epp.protocol import ProcessingRequest, ProcessingResponse
@@ -82,6 +83,9 @@ class PickerContext:
     max_body_bytes: int = 10 * 1024 * 1024
     fallback: tuple[str, ...] = ()
     """Endpoints answered, in order, while the pool knows no endpoint at all."""
+    forward_priority: bool = False
+    """Write the request's priority into vLLM's ``priority`` body field for vLLM endpoints
+    (``EppPolicy.forward_priority``: their vLLM runs ``--scheduling-policy priority``)."""
 
 
 Handler = Callable[["Exchange", ProcessingRequest], Awaitable[list[ProcessingResponse]]]
@@ -188,6 +192,8 @@ class Exchange:
             return self._reject(exc, "error")
         except RequestError as exc:  # governance: 401 / 403 / 429 before any engine work
             return self._reject(exc, "refused")
+        if body is not None:
+            forward = self._with_priority(forward, pick)
         out = self._forward(pick, None if body is None else forward, body_end)
         self._ctx.metrics.decision.observe(time.perf_counter() - started)
         self._ctx.metrics.requests.labels("routed").inc()
@@ -203,6 +209,15 @@ class Exchange:
         routed = await ctx.pipeline.route(ticket, only)
         ctx.pipeline.started(ticket, routed.pick)
         return routed.pick
+
+    def _with_priority(self, body: bytes, pick: Pick | str) -> bytes:
+        """``body`` with vLLM's ``priority`` (the request's, after admission, in vLLM's
+        order) when the policy forwards priorities and the pick is a vLLM endpoint."""
+        if not self._ctx.forward_priority or self._parsed is None or isinstance(pick, str):
+            return body
+        if pick.endpoint.engine != "vllm" or self.ticket is None:
+            return body
+        return with_fields(body, {"priority": vllm_priority(self.ticket.request.priority)})
 
     def _forward(
         self, pick: Pick | str, body: bytes | None, body_end: bool

@@ -170,6 +170,7 @@ class EppServer:
             settings.pool_key,
             settings.max_body_bytes,
             tuple(settings.policy.fallback_endpoints),
+            settings.policy.forward_priority,
         )
         self._synced = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()

@@ -24,7 +24,7 @@ from pilothouse.errors import RequestError
 from pilothouse.gateway.adapter_admin import adapter_routes
 from pilothouse.gateway.adapters import AdapterWatcher
 from pilothouse.gateway.asgi import Receive, Scope, Send
-from pilothouse.gateway.context import GatewayContext
+from pilothouse.gateway.context import GatewayContext, priority_models
 from pilothouse.gateway.governance_admin import governance_routes
 from pilothouse.gateway.lag_probe import LoopLagProbe
 from pilothouse.gateway.metrics import GatewayMetrics
@@ -70,6 +70,7 @@ def create_app(
         adapters=AdapterRegistry(fleet),
         traffic=TrafficSplitter(fleet.traffic if fleet is not None else ()),
         preparer=preparer,
+        priority_models=priority_models(fleet),
     )
     proxies = {r.value: ProxyEndpoint(r, ctx) for r in OpenAIRoute}
     for dialect in (ResponsesDialect(), MessagesDialect()):  # served by translation

@@ -19,6 +19,7 @@ import aiohttp
 from pilothouse.clock import Clock
 from pilothouse.config.fleet import FleetSpec, GatewaySpec
 from pilothouse.endpoints.pool import EndpointPool
+from pilothouse.engines.kinds.vllm import serves_priority
 from pilothouse.errors import Unauthorized
 from pilothouse.gateway.adapters import AdapterLoader
 from pilothouse.gateway.metrics import GatewayMetrics
@@ -50,6 +51,9 @@ class GatewayContext:
     """Tokenizes prompts before scheduling, in a worker (precise-prefix with KV events)."""
     governance: Governance | None = None
     """Identities, limits, budgets and the ledger (``gateway.governance``), while running."""
+    priority_models: frozenset[str] = frozenset()
+    """Models whose replicas honour vLLM's ``priority`` request field (vLLM with
+    ``args: {scheduling-policy: priority}``): the request's priority is forwarded to them."""
     pipeline: RoutingPipeline = field(init=False)
     loader: AdapterLoader = field(init=False)
     _id_prefix: str = field(init=False, default_factory=lambda: os.urandom(6).hex())
@@ -75,9 +79,11 @@ class GatewayContext:
         return self.pipeline.serves(model)
 
     def adopt(self, spec: FleetSpec) -> None:
-        """Follow a newly applied spec: its adapters and traffic splits (weights)."""
+        """Follow a newly applied spec: its adapters, traffic splits (weights) and the models
+        that take a priority."""
         self.adapters.update(spec)
         self.traffic.set_splits(spec.traffic)
+        self.priority_models = priority_models(spec)
 
     def new_request_id(self) -> str:
         """A process-unique id: a random prefix per gateway and a counter (cheap, sortable)."""
@@ -106,3 +112,10 @@ class GatewayContext:
                 "missing or invalid API key: send 'Authorization: Bearer <key>'",
                 code="invalid_api_key",
             )
+
+
+def priority_models(spec: FleetSpec | None) -> frozenset[str]:
+    """The models of ``spec`` whose engines act on a request's ``priority`` field."""
+    if spec is None:
+        return frozenset()
+    return frozenset(model.name for model in spec.models if serves_priority(model))

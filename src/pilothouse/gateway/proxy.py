@@ -8,6 +8,9 @@ A failure before the first byte is retried once on another replica; a failure af
 ends the stream with an SSE error event. A client that leaves is noticed at once
 (:class:`~pilothouse.gateway.asgi.ClientWatch`): its request leaves the wait queue, or its
 upstream connection is closed so the engine stops, and it is counted as status 499.
+A replica of a model whose engine honours request priorities (vLLM with
+``--scheduling-policy priority``) gets the request's priority in vLLM's ``priority`` body
+field (:func:`forwarded_body`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from functools import partial
 
 import orjson
 
+from pilothouse.engines.kinds.vllm import vllm_priority
 from pilothouse.errors import (
     ModelNotFound,
     NoEndpointAvailable,
@@ -209,7 +213,7 @@ class ProxyEndpoint:
         try:
             upstream = UpstreamRequest(
                 self.route.value,
-                parsed.body,
+                forwarded_body(parsed.body, ticket.request.priority, endpoint, ctx),
                 (("x-request-id", ticket.request.request_id), *pick.headers.items()),
             )
             try:
@@ -345,6 +349,18 @@ class ProxyEndpoint:
         if parsed is not None and self.ctx.settings.log_prompts:
             record["prompt"] = parsed.prompt
         self.ctx.access_log.info(orjson.dumps(record).decode())
+
+
+def forwarded_body(body: bytes, priority: int, endpoint: Endpoint, ctx: GatewayContext) -> bytes:
+    """The body sent to ``endpoint``: with vLLM's ``priority`` field set from the request's
+    priority (objective, header or governance grant; mapped to vLLM's order by
+    :func:`vllm_priority`) when the endpoint's model takes one, else ``body`` as it is.
+
+    Always set on those models, also to 0: a ``priority`` the client wrote itself would
+    otherwise outrank what its objective or team grant allows."""
+    if endpoint.engine != "vllm" or endpoint.model not in ctx.priority_models:
+        return body
+    return with_fields(body, {"priority": vllm_priority(priority)})
 
 
 def _client_request_id(raw: bytes | None) -> str | None:

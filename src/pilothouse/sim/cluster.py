@@ -40,6 +40,7 @@ from dataclasses import replace
 from typing import cast
 
 from pilothouse.clock import ManualClock
+from pilothouse.engines.kinds.vllm import vllm_priority
 from pilothouse.errors import NoEndpointAvailable
 from pilothouse.routing import RoutingPipeline, Ticket, Wait
 from pilothouse.scheduling import PluginRegistry, SchedulerConfig, build_scheduler
@@ -204,6 +205,7 @@ class ClusterSimulator:
             max_tokens=request.max_tokens,
             session_id=request.session_id,
             tenant=request.tenant,
+            priority=request.priority,
         )
         if self._scaling is not None:
             self._scaling.arrived(now)
@@ -275,11 +277,12 @@ class ClusterSimulator:
         self._reschedule(replica, now)
 
     def _complete(self, replica: SimReplica, done: FinishedRequest, now: float) -> None:
-        self._in_flight.pop(done.request_id)
+        request = self._in_flight.pop(done.request_id)
         self._alive.discard(done.request_id)
         self._pipeline.finished(self._tickets.pop(done.request_id))
         done = self._pd.finished(done)
-        self._recorder.finished(done if self._scaling is None else self._scaling.finished(done))
+        recorded = done if self._scaling is None else self._scaling.finished(done)
+        self._recorder.finished(recorded, request.priority)
         self._release_followups(done.request_id, now)
 
     def _reschedule(self, replica: SimReplica, now: float) -> None:
@@ -348,6 +351,7 @@ def _engine_request(request: SimRequest) -> EngineRequest:
         block_hashes=request.block_hashes,
         stop_after=output if output < request.max_tokens else None,
         output_block_hashes=request.output_block_hashes,
+        priority=vllm_priority(request.priority),
     )
 
 

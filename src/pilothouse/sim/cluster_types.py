@@ -23,6 +23,12 @@ class SimRequest:
     ``output_block_hashes`` (optional) continue ``block_hashes`` over the answer's tokens
     (:attr:`~pilothouse.sim.types.EngineRequest.output_block_hashes`): with the engine's
     ``cache_generated_blocks``, the next turn that repeats the answer hits those blocks.
+
+    ``priority`` is the gateway's (higher is more important, as in flow control and
+    ``InferenceObjective``): the scheduler sees it as ``SchedulingRequest.priority``, and the
+    engine gets it as vLLM's ``priority`` field (mapped by
+    :func:`~pilothouse.engines.kinds.vllm.vllm_priority`), which only an engine with
+    ``scheduling_policy="priority"`` acts on.
     """
 
     request_id: str
@@ -36,6 +42,7 @@ class SimRequest:
     tenant: str | None = None
     after: str | None = None
     output_block_hashes: tuple[int, ...] = ()
+    priority: int = 0
 
     def __post_init__(self) -> None:
         if self.prompt_tokens < 1 or self.output_tokens < 1:
@@ -101,6 +108,22 @@ class RunMetrics:
     output_tok_s: float
     cache_hit_rate: float
     max_queue_ratio: float
+    itl_p90_s: float  # added after the first fields, so results.json keeps their order
+    itl_p99_s: float
+    e2e_p50_s: float
+    e2e_p99_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClassTrace:
+    """The completed requests of one priority (``SimRequest.priority``), for per-class
+    metrics: TTFTs ascending; finish times and output tokens in completion order."""
+
+    priority: int
+    ttft_s: tuple[float, ...]
+    finish_s: tuple[float, ...]
+    output_tokens: tuple[int, ...]
+    failed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +156,5 @@ class RunResult:
     duration_s: float = 0.0
     events: int = 0
     scaling: ScalingRun | None = None
+    classes: tuple[ClassTrace, ...] = ()
+    """Per priority, highest first; empty unless the run mixed priorities."""

@@ -21,6 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+FCFS = "fcfs"
+PRIORITY = "priority"
+SCHEDULING_POLICIES = (FCFS, PRIORITY)
+"""vLLM's ``--scheduling-policy`` values the engine model follows (``sim/waiting.py``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class LatencyModel:
@@ -77,6 +82,10 @@ class EngineConfig:
     cache_generated_blocks: bool = False
     """Full blocks of generated tokens enter the prefix cache when a request finishes (vLLM
     caches them); needs ``EngineRequest.output_block_hashes``. Off: only prompt blocks."""
+    scheduling_policy: str = FCFS
+    """vLLM's ``--scheduling-policy``: ``fcfs`` (arrival order) or ``priority`` (waiting
+    requests by ``EngineRequest.priority``, lowest value first, then arrival; preemption takes
+    the running request of the highest value, latest arrival, first)."""
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +96,10 @@ class EngineConfig:
             raise ValueError("EngineConfig.max_num_batched_tokens must be >= max_num_seqs")
         if self.max_loras < 0:
             raise ValueError("EngineConfig.max_loras must be >= 0")
+        if self.scheduling_policy not in SCHEDULING_POLICIES:
+            raise ValueError(
+                f"EngineConfig.scheduling_policy must be one of {', '.join(SCHEDULING_POLICIES)}"
+            )
         if self.max_model_len < 2:
             raise ValueError("EngineConfig.max_model_len must be >= 2")
         if self.kv_bytes_per_token < 0 or self.num_cpu_blocks < 0:
@@ -168,6 +181,7 @@ class EngineOverrides:
     cpu_kv_gib: float | None = None
     """Size of the CPU tier in GiB of host memory (0 turns it off)."""
     cache_generated_blocks: bool | None = None
+    scheduling_policy: str | None = None
 
 
 def apply_overrides(config: EngineConfig, overrides: EngineOverrides) -> EngineConfig:

@@ -17,7 +17,6 @@ O(batch): decoding sequences are advanced together (:mod:`pilothouse.sim.decode_
 from __future__ import annotations
 
 import random
-from collections import deque
 from dataclasses import dataclass
 
 from pilothouse.sim.config import EngineConfig
@@ -32,6 +31,7 @@ from pilothouse.sim.scheduler import BatchScheduler, Schedule
 from pilothouse.sim.sequence import Sequence
 from pilothouse.sim.stepping import EngineStats, StepApplier
 from pilothouse.sim.types import AllBlocksClearedEvent, EngineRequest, KVEvent, StepResult
+from pilothouse.sim.waiting import wait_queue
 
 
 @dataclass(slots=True)
@@ -70,7 +70,7 @@ class EngineModel:
         self._applier = StepApplier(self._scheduler, record_events=record_kv_events)
         self._rng = random.Random(seed)
         self._max_fused = max_fused_iterations
-        self._waiting: deque[Sequence] = deque()
+        self._waiting = wait_queue(config.scheduling_policy)
         self._seqs: dict[str, Sequence] = {}
         self._aborted: list[Sequence] = []
         self._plan: _Plan | None = None
@@ -136,7 +136,7 @@ class EngineModel:
             raise ValueError("LoRA requests need max_loras >= 1")
         seq = Sequence(request, now)
         self._seqs[request.request_id] = seq
-        self._waiting.append(seq)
+        self._waiting.push(seq)
         if request.lora is not None:
             self._scheduler.waiting_loras[request.lora] += 1
         self._cut_plan(now)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from pilothouse.engines.kinds.vllm import vllm_priority
 from pilothouse.scheduling.plugins.profiles.pd import PREFILLER_HEADER
 from pilothouse.sim.cluster_types import ClusterConfig, SimRequest
 from pilothouse.sim.engine_model import EngineModel
@@ -97,6 +98,7 @@ class Disaggregation:
             prompt_tokens=request.prompt_tokens,
             max_tokens=1,
             block_hashes=request.block_hashes,
+            priority=vllm_priority(request.priority),
         )
 
     def is_prefill(self, request_id: str) -> bool:

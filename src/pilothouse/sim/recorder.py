@@ -3,9 +3,12 @@
 - **TTFT** and **e2e** per completed request, from its arrival at the gateway (routing takes
   no virtual time) to its first token and its last.
 - **ITL** per generated token: a step of duration ``d`` that runs ``k`` fused decode
-  iterations gives each of its decoding requests ``k`` tokens ``d / k`` apart, so the p50 is
-  the token-weighted median of ``d / k`` over steps. (A request's first token is its TTFT,
-  not an inter-token gap.)
+  iterations gives each of its decoding requests ``k`` tokens ``d / k`` apart, so the p50
+  (p90, p99) is the token-weighted median (90th, 99th percentile) of ``d / k`` over steps.
+  (A request's first token is its TTFT, not an inter-token gap.)
+- **Per priority** (:class:`~pilothouse.sim.cluster_types.ClassTrace`): when the completed
+  requests carry more than one ``SimRequest.priority``, each priority's TTFTs, finish times
+  and output tokens, for per-class metrics (``bench sim`` reports them).
 - **Output tok/s**: generated tokens of completed requests / (last completion - first
   arrival).
 - **Cache hit rate**: prompt tokens served from the prefix cache at admission / prompt
@@ -24,7 +27,7 @@ import math
 from array import array
 from collections.abc import Callable, Sequence
 
-from pilothouse.sim.cluster_types import QueueTrace, RunMetrics, RunResult
+from pilothouse.sim.cluster_types import ClassTrace, QueueTrace, RunMetrics, RunResult
 from pilothouse.sim.replica import SimReplica
 from pilothouse.sim.types import FinishedRequest, StepResult
 
@@ -44,15 +47,29 @@ def percentile(ordered: Sequence[float], q: float) -> float:
 
 def weighted_median(values: Sequence[float], weights: Sequence[int]) -> float:
     """The value at which half the total weight is reached (0 when there is none)."""
+    return weighted_percentiles(values, weights, (50,))[0]
+
+
+def weighted_percentiles(
+    values: Sequence[float], weights: Sequence[int], qs: Sequence[float]
+) -> list[float]:
+    """For each ``q`` (0..100, ascending), the value at which ``q`` % of the total weight is
+    reached (0 when there is no weight); one sort for all."""
     total = sum(weights)
     if total <= 0:
-        return 0.0
+        return [0.0] * len(qs)
+    found: list[float] = []
     running = 0
+    pending = iter(qs)
+    q = next(pending, None)
     for value, weight in sorted(zip(values, weights, strict=True)):
         running += weight
-        if 2 * running >= total:
-            return value
-    return 0.0  # unreachable: the running sum reaches the total
+        while q is not None and 100 * running >= q * total:
+            found.append(value)
+            q = next(pending, None)
+        if q is None:
+            break
+    return found
 
 
 class RunRecorder:
@@ -74,6 +91,7 @@ class RunRecorder:
         self._worst_ratio = 1.0
         self._progress = progress
         self._unreported = 0
+        self._classes: dict[int, tuple[list[float], list[float], list[int]]] = {}
 
     def arrival(self, now: float) -> None:
         if self._first_arrival is None:
@@ -86,9 +104,15 @@ class RunRecorder:
             self._itl_gap.append(result.duration / iterations)
             self._itl_weight.append(decoding * iterations)
 
-    def finished(self, done: FinishedRequest) -> None:
+    def finished(self, done: FinishedRequest, priority: int = 0) -> None:
         ttft = done.ttft
         self._ttft.append(done.e2e_latency if ttft is None else ttft)
+        trace = self._classes.get(priority)
+        if trace is None:
+            trace = self._classes[priority] = ([], [], [])
+        trace[0].append(self._ttft[-1])
+        trace[1].append(done.finish_time)
+        trace[2].append(done.completion_tokens)
         self._e2e.append(done.e2e_latency)
         self._output_tokens += done.completion_tokens
         self._prompt_tokens += done.prompt_tokens
@@ -124,6 +148,7 @@ class RunRecorder:
         self.flush_progress()
         ttft = sorted(self._ttft)
         e2e = sorted(self._e2e)
+        itl50, itl90, itl99 = weighted_percentiles(self._itl_gap, self._itl_weight, (50, 90, 99))
         span = self._last_finish - (self._first_arrival or 0.0)
         metrics = RunMetrics(
             completed=len(ttft),
@@ -131,16 +156,28 @@ class RunRecorder:
             ttft_p50_s=percentile(ttft, 50),
             ttft_p90_s=percentile(ttft, 90),
             ttft_p99_s=percentile(ttft, 99),
-            itl_p50_s=weighted_median(self._itl_gap, self._itl_weight),
+            itl_p50_s=itl50,
             e2e_p90_s=percentile(e2e, 90),
             output_tok_s=self._output_tokens / span if span > 0 else 0.0,
             cache_hit_rate=self._cached_tokens / self._prompt_tokens
             if self._prompt_tokens
             else 0.0,
             max_queue_ratio=self._worst_ratio,
+            itl_p90_s=itl90,
+            itl_p99_s=itl99,
+            e2e_p50_s=percentile(e2e, 50),
+            e2e_p99_s=percentile(e2e, 99),
         )
         trace = QueueTrace(tuple(self._times), tuple(tuple(q) for q in self._queues))
-        return RunResult(metrics, trace, duration_s, events)
+        return RunResult(metrics, trace, duration_s, events, classes=self._class_traces())
+
+    def _class_traces(self) -> tuple[ClassTrace, ...]:
+        if len(self._classes) < 2:
+            return ()
+        return tuple(
+            ClassTrace(priority, tuple(sorted(ttft)), tuple(finish), tuple(tokens))
+            for priority, (ttft, finish, tokens) in sorted(self._classes.items(), reverse=True)
+        )
 
     def _tick(self) -> None:
         self._unreported += 1

@@ -3,13 +3,15 @@
 Per step, with a token budget of ``max_num_batched_tokens`` (>= ``max_num_seqs``):
 
 1. Every decoding request takes 1 token (decodes first, as a chunked-prefill scheduler
-   prioritises them). When their new KV blocks do not fit, the *last admitted* running
-   request is preempted (recompute: blocks released, back to the front of the waiting
-   queue) until they do.
+   prioritises them). When their new KV blocks do not fit, a running request is preempted
+   (recompute: blocks released, back to the waiting queue) until they do: the *last
+   admitted* one, or under the ``priority`` policy the one of the highest ``priority`` value
+   (the least important, vLLM's order), latest arrival first.
 2. Requests still in prefill, in admission order, take ``min(remaining, budget)`` tokens
    (chunked prefill); when a chunk's blocks do not fit, the last admitted running request is
    preempted, possibly the request itself.
-3. Only if nobody was preempted (or the batch is empty), waiting requests in FCFS order while
+3. Only if nobody was preempted (or the batch is empty), waiting requests in the queue's
+   order (:mod:`pilothouse.sim.waiting`: FCFS, or by priority then arrival) while
    the budget lasts and fewer than ``max_num_seqs`` run: the longest cached prefix is reused
    (at least one token is always computed), the rest is prefilled in a chunk. A request
    whose LoRA would exceed ``max_loras`` adapters in the batch is skipped (it keeps its
@@ -27,16 +29,17 @@ generated blocks before releasing them (:meth:`BatchScheduler.retire`).
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 
-from pilothouse.sim.config import EngineConfig
+from pilothouse.sim.config import PRIORITY, EngineConfig
 from pilothouse.sim.cpu_tier import CpuTier
 from pilothouse.sim.decode_batch import DecodeBatch
 from pilothouse.sim.kv_cache import KVBlockPool
 from pilothouse.sim.lora import LoraSlots
 from pilothouse.sim.sequence import Sequence
 from pilothouse.sim.types import MEDIUM_CPU, BlocksRemoved, BlocksStored, KVEvent
+from pilothouse.sim.waiting import WaitQueue
 
 
 @dataclass(slots=True)
@@ -68,8 +71,9 @@ class BatchScheduler:
         self.order: dict[str, Sequence] = {}  # every running sequence, admission order
         self.loras = LoraSlots(config.max_loras)
         self.waiting_loras: Counter[str] = Counter()  # adapters of waiting requests
+        self._by_priority = config.scheduling_policy == PRIORITY
 
-    def schedule(self, waiting: deque[Sequence], now: float) -> Schedule:
+    def schedule(self, waiting: WaitQueue, now: float) -> Schedule:
         plan = Schedule()
         budget = self._schedule_decoders(waiting, plan)
         budget = self._schedule_prefills(waiting, budget, plan)
@@ -82,17 +86,24 @@ class BatchScheduler:
 
     # -- running -------------------------------------------------------------------------
 
-    def _schedule_decoders(self, waiting: deque[Sequence], plan: Schedule) -> int:
+    def victim(self) -> Sequence:
+        """The running request preemption takes: the last admitted (FCFS), or the least
+        important by vLLM's priority order, latest arrival first (``priority``)."""
+        if not self._by_priority:
+            return next(reversed(self.order.values()))
+        return max(self.order.values(), key=lambda seq: (seq.req.priority, seq.arrival))
+
+    def _schedule_decoders(self, waiting: WaitQueue, plan: Schedule) -> int:
         decoders = self.decoders
         needed = decoders.crossings(0, 1)
         while needed > self.pool.available_blocks:
-            self.preempt(next(reversed(self.order.values())), waiting, plan)
+            self.preempt(self.victim(), waiting, plan)
             needed = decoders.crossings(0, 1)
         self._take(needed, plan.events)
         decoders.reserved = 1
         return self.config.max_num_batched_tokens - len(decoders)
 
-    def _schedule_prefills(self, waiting: deque[Sequence], budget: int, plan: Schedule) -> int:
+    def _schedule_prefills(self, waiting: WaitQueue, budget: int, plan: Schedule) -> int:
         for seq in list(self.prefilling.values()):
             if budget <= 0:
                 break
@@ -100,7 +111,7 @@ class BatchScheduler:
                 continue  # preempted earlier in this pass
             tokens = min(seq.total - seq.computed, budget)
             while self._blocks_for(seq, tokens) > self.pool.available_blocks:
-                victim = next(reversed(self.order.values()))
+                victim = self.victim()
                 self.preempt(victim, waiting, plan)
                 if victim is seq:
                     break
@@ -110,10 +121,10 @@ class BatchScheduler:
                 budget -= tokens
         return budget
 
-    def preempt(self, seq: Sequence, waiting: deque[Sequence], plan: Schedule) -> None:
+    def preempt(self, seq: Sequence, waiting: WaitQueue, plan: Schedule) -> None:
         self.retire(seq)
         seq.reset_for_recompute()
-        waiting.appendleft(seq)
+        waiting.prepend(seq)
         if seq.lora is not None:
             self.waiting_loras[seq.lora] += 1
         plan.preempted.append(seq)
@@ -143,18 +154,18 @@ class BatchScheduler:
             del self.waiting_loras[lora]
 
     def _schedule_waiting(
-        self, waiting: deque[Sequence], budget: int, now: float, plan: Schedule
+        self, waiting: WaitQueue, budget: int, now: float, plan: Schedule
     ) -> None:
         skipped: list[Sequence] = []
         while waiting and budget > 0 and len(self.order) < self.config.max_num_seqs:
-            seq = waiting[0]
+            seq = waiting.peek()
             if not self.loras.fits(seq.lora):
-                skipped.append(waiting.popleft())
+                skipped.append(waiting.pop())
                 continue
             tokens = self._admit(seq, budget, plan)
             if tokens == 0:
                 break
-            waiting.popleft()
+            waiting.pop()
             if seq.lora is not None:
                 self.unwait_lora(seq.lora)
             self.order[seq.request_id] = seq
@@ -164,7 +175,7 @@ class BatchScheduler:
             budget -= tokens
             if seq.first_scheduled is None:
                 seq.first_scheduled = now
-        waiting.extendleft(reversed(skipped))
+        waiting.restore(skipped)
 
     def _admit(self, seq: Sequence, budget: int, plan: Schedule) -> int:
         """Reuse the cached prefix and allocate the first chunk; 0 when it does not fit.

@@ -24,6 +24,11 @@ class EngineRequest:
     tail and the first generated tokens). With ``EngineConfig.cache_generated_blocks`` those
     blocks enter the prefix cache when the request finishes, so the next turn of a
     conversation, which repeats the answer, hits them. Empty: generated blocks stay private.
+
+    ``priority`` is vLLM's request field, in **vLLM's order: lower is served first**; it only
+    matters under ``EngineConfig.scheduling_policy == "priority"``. The gateway's priorities
+    run the other way (higher is more important); :func:`pilothouse.engines.kinds.vllm.
+    vllm_priority` maps one to the other.
     """
 
     request_id: str
@@ -34,6 +39,7 @@ class EngineRequest:
     lora: str | None = None
     stop_after: int | None = None
     output_block_hashes: tuple[int, ...] = ()
+    priority: int = 0
 
     def __post_init__(self) -> None:
         if self.prompt_tokens < 1:

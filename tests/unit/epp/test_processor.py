@@ -303,3 +303,25 @@ async def test_the_fallback_list_is_answered_while_the_pool_knows_no_endpoint() 
     ctx.pool.add(m.endpoints(1)[0], ready=False)  # known but not ready: the pipeline decides
     _, out = await _routed(ctx)
     assert out[0].immediate_response.status.code == 503
+
+
+@pytest.mark.parametrize(
+    ("forward", "engine", "expected"),
+    [
+        pytest.param(True, "vllm", -7, id="vllm-forwards"),
+        pytest.param(False, "vllm", None, id="off"),
+        pytest.param(True, "sglang", None, id="not-vllm"),
+    ],
+)
+async def test_the_priority_is_written_into_vllms_field_when_the_policy_says(
+    forward: bool, engine: str, expected: int | None
+) -> None:
+    pool = [dataclasses.replace(e, engine=engine) for e in m.endpoints(1)]
+    ctx = dataclasses.replace(m.context(pool), forward_priority=forward)
+    ctx.pipeline.trust_priority_header = True
+    _, out = await _routed(ctx, {**m.CHAT, "priority": 99}, extra={"x-pilothouse-priority": "7"})
+    forwarded = orjson.loads(out[1].request_body.response.body_mutation.streamed_response.body)
+    assert forwarded["priority"] == (99 if expected is None else expected)
+    assert m.set_headers(out[0])["content-length"] == str(
+        len(out[1].request_body.response.body_mutation.streamed_response.body)
+    )

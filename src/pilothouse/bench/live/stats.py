@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from pilothouse.bench.live.client import RequestOutcome
 from pilothouse.sim.cluster_types import RunMetrics
-from pilothouse.sim.recorder import percentile, weighted_median
+from pilothouse.sim.recorder import percentile, weighted_percentiles
 
 
 @dataclass(slots=True)
@@ -55,17 +55,22 @@ class LiveRecorder:
         ttft = sorted(_ttft(o) * scale for o in self.completed)
         e2e = sorted((o.done_at - o.sent_at) * scale for o in self.completed)
         gaps = [gap * scale for o in self.completed for gap in o.gaps]
+        itl50, itl90, itl99 = weighted_percentiles(gaps, [1] * len(gaps), (50, 90, 99))
         return RunMetrics(
             completed=len(self.completed),
             failed=self.failed,
             ttft_p50_s=percentile(ttft, 50),
             ttft_p90_s=percentile(ttft, 90),
             ttft_p99_s=percentile(ttft, 99),
-            itl_p50_s=weighted_median(gaps, [1] * len(gaps)),
+            itl_p50_s=itl50,
             e2e_p90_s=percentile(e2e, 90),
             output_tok_s=self._throughput(),
             cache_hit_rate=cache_hit_rate or 0.0,
             max_queue_ratio=max_queue_ratio or 0.0,
+            itl_p90_s=itl90,
+            itl_p99_s=itl99,
+            e2e_p50_s=percentile(e2e, 50),
+            e2e_p99_s=percentile(e2e, 99),
         )
 
     def duration_s(self) -> float:

@@ -13,6 +13,11 @@ that changes over time, ``--arrival diurnal``.
 
 With ``--slo`` (repeatable), each policy's goodput under each SLO is searched between the
 levels (:mod:`pilothouse.bench.sim.goodput`) and reported first.
+
+With ``--scheduling-policy fcfs,priority``, every policy also runs under each of the engines'
+vLLM scheduling policies (labelled ``default+fcfs``, ``default+priority``): priorities the
+engine ignores against priorities it honours, in one run. A workload with priority classes
+(``mixed-priority``) gets per-class metrics (:mod:`pilothouse.bench.sim.classes`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pilothouse.bench.report import PolicyRun, SweepReport, write_report_md, write_results_json
 from pilothouse.bench.sim.autoscale_policies import resolve_autoscale
+from pilothouse.bench.sim.classes import measured_leftover
 from pilothouse.bench.sim.goodput import GoodputEntry
 from pilothouse.bench.sim.plan import (
     DEFAULT_GOODPUT_STEPS,
@@ -45,6 +51,7 @@ from pilothouse.bench.workload_options import workload_options
 from pilothouse.bench.workloads import ArrivalSpec, Workload
 from pilothouse.errors import ConfigError, PilothouseError
 from pilothouse.scheduling import resolve_config
+from pilothouse.sim.config import FCFS, PRIORITY, SCHEDULING_POLICIES
 from pilothouse.sim.presets import DEFAULT_PRESET, PRESETS
 
 __all__ = [
@@ -64,8 +71,9 @@ def _run_all(
 ) -> tuple[list[PolicyRun], list[GoodputEntry]]:
     """Every policy's levels, and with SLOs its goodput searches: one bar for the levels,
     one for the searches (sized for every probe; a search that ends early fills its share)."""
-    per_policy = plan.requests * len(plan.levels) * len(plan.scalings())
-    per_search = plan.requests * plan.goodput_steps * len(plan.slos) * len(plan.scalings())
+    variants = len(plan.scalings()) * len(plan.scheduling_policies)
+    per_policy = plan.requests * len(plan.levels) * variants
+    per_search = plan.requests * plan.goodput_steps * len(plan.slos) * variants
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=False) as bar:
         task = bar.add_task("simulating requests", total=per_policy * len(policies))
@@ -94,7 +102,23 @@ def _run_all(
                     if search is not None:
                         bar.advance(search, per_search)
     runs = [run for policy_runs, _ in results for run in policy_runs]
+    if len(plan.scheduling_policies) > 1:
+        runs = measured_leftovers(runs)
     return runs, [entry for _, entries in results for entry in entries]
+
+
+def measured_leftovers(runs: Sequence[PolicyRun]) -> list[PolicyRun]:
+    """Each ``POLICY+priority`` run with classes, its least important class's leftover
+    measured against the ``POLICY+fcfs`` run at the same QPS (:func:`measured_leftover`)."""
+    by_key = {(run.policy, run.qps): run for run in runs}
+    out = []
+    for run in runs:
+        base, _, engine = run.policy.rpartition("+")
+        fcfs = by_key.get((f"{base}+{FCFS}", run.qps))
+        if engine == PRIORITY and fcfs is not None and run.classes and fcfs.classes:
+            run = replace(run, classes=measured_leftover(fcfs.classes, run.classes))
+        out.append(run)
+    return out
 
 
 def _slos(values: Sequence[str], levels: tuple[float | None, ...]) -> tuple[Slo, ...]:
@@ -139,6 +163,22 @@ def _autoscale(value: str | None, replicas: int, ttft_slo: float | None) -> tupl
         raise ConfigError("--autoscale names no policy", "autoscale")
     for name in names:
         resolve_autoscale(name, replicas, ttft_slo)
+    return names
+
+
+def _scheduling_policies(value: str) -> tuple[str, ...]:
+    """The ``--scheduling-policy`` values, each one of vLLM's, none twice."""
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise ConfigError("--scheduling-policy names no policy", "scheduling-policy")
+    for name in names:
+        if name not in SCHEDULING_POLICIES:
+            known = ", ".join(SCHEDULING_POLICIES)
+            raise ConfigError(
+                f"--scheduling-policy: unknown {name!r} (vLLM's are {known})", "scheduling-policy"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError("--scheduling-policy names a policy twice", "scheduling-policy")
     return names
 
 
@@ -197,8 +237,8 @@ def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
     multiple=True,
     metavar="METRIC=LIMIT,...",
     help="Report each policy's goodput: the highest QPS at which every target holds and no "
-    "request fails, e.g. --slo ttft_p90=1s,itl_p50=50ms (units s or ms; metrics ttft_p50, "
-    "ttft_p90, ttft_p99, itl_p50, e2e_p90). Repeatable: one search per SLO.",
+    "request fails, e.g. --slo ttft_p90=1s,itl_p90=50ms (units s or ms; metrics ttft, itl "
+    "or e2e with p50, p90 or p99). Repeatable: one search per SLO.",
 )
 @click.option(
     "--goodput-steps",
@@ -215,6 +255,14 @@ def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
     help="Seconds at the start of the arrival window left out of max_queue_ratio_steady "
     "[default: 10% of the arrival window].",
 )
+@click.option(
+    "--scheduling-policy",
+    "scheduling_policy",
+    default=FCFS,
+    show_default=True,
+    help="The engines' vLLM --scheduling-policy: fcfs, priority, or both to compare "
+    "(fcfs,priority: every policy runs under each, labelled POLICY+fcfs / POLICY+priority).",
+)
 @click.option("--replicas", type=click.IntRange(1, 4096), default=8, show_default=True)
 @click.option(
     "--preset",
@@ -226,8 +274,9 @@ def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
 @click.option(
     "--qps",
     default=None,
-    help="Comma-separated QPS levels. Default: a sweep from a quarter of the no-cache "
-    "capacity to past the perfect-cache capacity (a trace: its own rate).",
+    help="Comma-separated QPS levels, or multiples of the capacity estimate (1.3x). Default: "
+    "a sweep from a quarter of the no-cache capacity to past the perfect-cache capacity "
+    "(a trace: its own rate).",
 )
 @click.option(
     "--requests",
@@ -273,6 +322,7 @@ def sim_command(
     slo_values: tuple[str, ...],
     goodput_steps: int,
     warmup_s: float | None,
+    scheduling_policy: str,
     replicas: int,
     preset: str,
     qps: str | None,
@@ -303,6 +353,7 @@ def sim_command(
             ttft_slo,
             goodput_steps=goodput_steps,
             warmup_s=warmup_s,
+            scheduling_policies=_scheduling_policies(scheduling_policy),
         )
         for value in slo_values:
             parse_slo(value)  # a typo fails before the workload is built

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 from pilothouse.bench.report import PolicyRun
 from pilothouse.bench.sim.autoscale_policies import autoscale_label, resolve_autoscale
+from pilothouse.bench.sim.classes import class_metrics, mix_capacity, workload_classes
 from pilothouse.bench.sim.goodput import GoodputEntry, search_goodput
 from pilothouse.bench.sim.slo import Slo
 from pilothouse.bench.sim.steady import (
@@ -25,9 +26,10 @@ from pilothouse.bench.workloads import ArrivalSpec, Workload, build_workload
 from pilothouse.errors import ConfigError
 from pilothouse.scheduling import SchedulerConfig, builtin_config_names, resolve_config
 from pilothouse.sim.autoscaling import ScalingConfig
-from pilothouse.sim.capacity import default_qps_sweep
+from pilothouse.sim.capacity import default_qps_sweep, replica_capacity_qps
 from pilothouse.sim.cluster import simulate
 from pilothouse.sim.cluster_types import ClusterConfig, RunMetrics
+from pilothouse.sim.config import FCFS, EngineConfig
 from pilothouse.sim.presets import get_preset
 
 _QUEUE_SAMPLES = 1500  # queue samples per run (bounds memory and plot size)
@@ -55,6 +57,15 @@ class SimPlan:
     slos: tuple[Slo, ...] = ()
     goodput_steps: int = DEFAULT_GOODPUT_STEPS
     warmup_s: float | None = None
+    scheduling_policies: tuple[str, ...] = (FCFS,)
+    """The engines' ``--scheduling-policy`` values compared (each policy runs under each)."""
+
+    def engine(self, scheduling_policy: str = FCFS) -> EngineConfig:
+        """The preset, under vLLM's ``scheduling_policy``."""
+        preset = get_preset(self.preset)
+        if scheduling_policy == preset.scheduling_policy:
+            return preset
+        return replace(preset, scheduling_policy=scheduling_policy)
 
     def build_workload(self) -> Workload:
         block_size = get_preset(self.preset).block_size
@@ -63,12 +74,16 @@ class SimPlan:
         )
 
     def cluster(
-        self, qps: float | None, workload: Workload, replicas: int | None = None
+        self,
+        qps: float | None,
+        workload: Workload,
+        replicas: int | None = None,
+        scheduling_policy: str = FCFS,
     ) -> ClusterConfig:
         rate = qps or workload.native_qps() or 1.0
         sample = max(0.1, self.requests / rate / _QUEUE_SAMPLES)
         return ClusterConfig(
-            get_preset(self.preset),
+            self.engine(scheduling_policy),
             replicas or self.replicas,
             seed=self.seed,
             scrape_interval_s=self.scrape_interval_s,
@@ -125,16 +140,26 @@ def run_policy_search(
     entries: list[GoodputEntry] = []
     for label, scaling in plan.scalings():
         size = scaling.policy.max_replicas if scaling and scaling.policy else None
-        run_at = partial(
-            _simulate, plan, scheduler, workload, scaling, size, label or policy_label(policy)
-        )
-        level_runs = [run_at(qps, progress) for qps in plan.levels]
-        runs += level_runs
-        if plan.slos:
-            measured = {run.qps: run.result.metrics for run in level_runs}
-            fresh = partial(_metrics_at, run_at, search_progress)
-            entries += _search(plan, level_runs[0].policy, measured, fresh, search_progress)
+        for engine_policy in plan.scheduling_policies:
+            name = engine_label(plan, label or policy_label(policy), engine_policy)
+            run_at = partial(
+                _simulate, plan, scheduler, workload, scaling, size, name, engine_policy
+            )
+            level_runs = [run_at(qps, progress) for qps in plan.levels]
+            runs += level_runs
+            if plan.slos:
+                measured = {run.qps: run.result.metrics for run in level_runs}
+                fresh = partial(_metrics_at, run_at, search_progress)
+                entries += _search(plan, name, measured, fresh, search_progress)
     return runs, entries
+
+
+def engine_label(plan: SimPlan, label: str, scheduling_policy: str) -> str:
+    """A run's policy label: with several engine scheduling policies compared, the engine's
+    is appended (``default+priority``); with one, the label is unchanged."""
+    if len(plan.scheduling_policies) < 2:
+        return label
+    return f"{label}+{scheduling_policy}"
 
 
 def _metrics_at(
@@ -152,17 +177,22 @@ def _simulate(
     scaling: ScalingConfig | None,
     size: int | None,
     label: str,
+    scheduling_policy: str,
     qps: float | None,
     progress: Progress | None,
 ) -> PolicyRun:
-    """One run at one level, with its steady-state queue ratio."""
+    """One run at one level, with its steady-state queue ratio and per-class metrics."""
     window = ArrivalWindow()
     requests = window.watch(workload.requests(qps, plan.requests, plan.arrivals))
-    config = plan.cluster(qps, workload, size)
+    config = plan.cluster(qps, workload, size, scheduling_policy)
     result = simulate(config, scheduler, requests, progress=progress, scaling=scaling)
     rate = qps if qps is not None else workload.native_qps() or 0.0
     start, end = window.steady(plan.warmup_s)
-    return PolicyRun(label, rate, result, steady_queue_ratio(result.queue_trace, start, end))
+    classes = class_metrics(
+        result, workload_classes(workload), config.engine, config.replicas, rate, (start, end)
+    )
+    steady = steady_queue_ratio(result.queue_trace, start, end)
+    return PolicyRun(label, rate, result, steady, classes)
 
 
 def _search(
@@ -191,15 +221,39 @@ def _search(
     return entries
 
 
+def capacity_qps(workload: Workload, preset: str, replicas: int) -> float:
+    """The fleet's capacity estimate for the workload (what ``--qps 1.3x`` multiplies): the
+    mix capacity of its priority classes (:mod:`pilothouse.bench.sim.classes`), or else the
+    capacity at its mean lengths with every reusable prompt token cached."""
+    config = get_preset(preset)
+    classes = workload_classes(workload)
+    if classes:
+        return mix_capacity(config, replicas, classes)
+    shape = workload.shape()
+    return replicas * replica_capacity_qps(
+        config, shape.mean_prompt_tokens, shape.mean_output_tokens, shape.reusable_fraction
+    )
+
+
+def _level(text: str, capacity: Callable[[], float]) -> float:
+    """``12.5`` (QPS) or ``1.3x`` (times the capacity estimate, two significant digits)."""
+    if text.endswith("x"):
+        return float(f"{float(text[:-1]) * capacity():.2g}")
+    return float(text)
+
+
 def levels_for(
     qps: str | None, workload: Workload, preset: str, replicas: int
 ) -> tuple[float | None, ...]:
     if qps:
+        capacity = partial(capacity_qps, workload, preset, replicas)
         try:
-            levels = tuple(float(x) for x in qps.split(",") if x.strip())
+            levels = tuple(_level(x.strip(), capacity) for x in qps.split(",") if x.strip())
         except ValueError:
             raise ConfigError(
-                f"--qps must be comma-separated numbers, got {qps!r}", "qps"
+                f"--qps must be comma-separated numbers (QPS) or multiples of the capacity "
+                f"estimate (1.3x), got {qps!r}",
+                "qps",
             ) from None
         if not levels or min(levels) <= 0:
             raise ConfigError("--qps levels must be > 0", "qps")
@@ -233,6 +287,8 @@ def command_line(plan: SimPlan, policies: Sequence[str], out: Path) -> str:
         args += ["--goodput-steps", str(plan.goodput_steps)]
     if plan.warmup_s is not None:
         args += ["--warmup-s", f"{plan.warmup_s:g}"]
+    if plan.scheduling_policies != (FCFS,):
+        args += ["--scheduling-policy", ",".join(plan.scheduling_policies)]
     args += ["--preset", plan.preset]
     if plan.levels != (None,):
         args += ["--qps", ",".join(f"{q:g}" for q in plan.levels if q is not None)]
@@ -260,4 +316,6 @@ def report_settings(plan: SimPlan, schedulers: Sequence[str]) -> dict[str, objec
     settings["warmup_s"] = default_warmup if plan.warmup_s is None else plan.warmup_s
     if plan.slos:
         settings["goodput_steps"] = plan.goodput_steps
+    if plan.scheduling_policies != (FCFS,):
+        settings["scheduling_policies"] = ",".join(plan.scheduling_policies)
     return settings

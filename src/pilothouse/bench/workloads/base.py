@@ -13,7 +13,7 @@ import dataclasses
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pilothouse.bench.workloads.arrivals import ArrivalSpec
 from pilothouse.bench.workloads.tokens import PromptBuilder, random_tokens
@@ -34,6 +34,33 @@ class WorkloadShape:
     mean_prompt_tokens: float
     mean_output_tokens: float
     reusable_fraction: float
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityClass:
+    """One class of requests of a workload that mixes priorities (for per-class reports).
+
+    ``share`` of the requests, ``priority`` (the gateway's order: higher is more important),
+    the class's mean ``prompt_tokens`` and ``output_tokens``, the ``cached_fraction`` of its
+    prompt that a warm prefix cache serves, and its TTFT target (``None``: none).
+    """
+
+    name: str
+    priority: int
+    share: float
+    prompt_tokens: float
+    output_tokens: float
+    cached_fraction: float
+    ttft_slo_s: float | None
+
+
+@runtime_checkable
+class HasPriorityClasses(Protocol):
+    """A workload whose requests fall into priority classes (``mixed-priority``)."""
+
+    def priority_classes(self) -> tuple[PriorityClass, ...]:
+        """The classes, most important first."""
+        ...
 
 
 class Workload(Protocol):

@@ -14,9 +14,11 @@ One arrival stream at the requested QPS; each request is interactive with probab
 
 Priorities follow the gateway's convention (higher is more important: flow control serves
 the highest first). The class is carried in the request's ``tenant``, the field flow control
-groups by; :meth:`MixedPriorityWorkload.objective` maps a request to its class's priority
-and TTFT target, for the engine-side priority scheduling and per-class SLOs of issue #16
-(the simulator's request type carries no priority of its own yet). Interactive requests
+groups by, and its priority in ``SimRequest.priority`` (what the scheduler and, under the
+engine's ``priority`` scheduling policy, the engine act on);
+:meth:`MixedPriorityWorkload.objective` maps a request to its class's priority and TTFT
+target, and :meth:`MixedPriorityWorkload.priority_classes` describes both classes for the
+per-class report of ``bench sim`` (issue #16). Interactive requests
 dominate the count and batch ones the tokens: at the defaults, 80 % of the requests but
 under 30 % of the generated tokens are interactive, so a fleet run past capacity is
 overloaded by batch work that can wait.
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 
 from pilothouse.bench.workloads.arrivals import ArrivalSpec, arrival_times
 from pilothouse.bench.workloads.base import (
+    PriorityClass,
     SyntheticWorkload,
     WorkloadShape,
     check_positive,
@@ -107,6 +110,32 @@ class MixedPriorityWorkload(SyntheticWorkload[MixedPriorityParams]):
         output = share * p.interactive_output_tokens + (1.0 - share) * p.batch_output_tokens
         return WorkloadShape(prompt, output, p.system_tokens / prompt)
 
+    def priority_classes(self) -> tuple[PriorityClass, ...]:
+        """Interactive (with its TTFT target), then batch (without one)."""
+        p = self._p
+        interactive = p.system_tokens + p.interactive_prompt_tokens
+        batch = p.system_tokens + p.batch_prompt_tokens
+        return (
+            PriorityClass(
+                INTERACTIVE,
+                p.interactive_priority,
+                p.interactive_share,
+                interactive,
+                p.interactive_output_tokens,
+                p.system_tokens / interactive,
+                p.interactive_ttft_slo_s,
+            ),
+            PriorityClass(
+                BATCH,
+                p.batch_priority,
+                1.0 - p.interactive_share,
+                batch,
+                p.batch_output_tokens,
+                p.system_tokens / batch,
+                None,
+            ),
+        )
+
     def objective(self, request: SimRequest) -> Objective:
         """The priority and TTFT target of ``request``'s class (from its tenant)."""
         p = self._p
@@ -143,4 +172,5 @@ class MixedPriorityWorkload(SyntheticWorkload[MixedPriorityParams]):
                 output_tokens=tokens,
                 max_tokens=tokens,
                 tenant=f"{kind}-{tenant}",
+                priority=p.interactive_priority if kind == INTERACTIVE else p.batch_priority,
             )

@@ -31,6 +31,9 @@ from pilothouse.errors import ConfigError, EngineError
 
 VLLM_PYTHON_ENV = "PILOTHOUSE_VLLM_PYTHON"
 
+#: The engine arg that turns on vLLM's priority scheduling (``--scheduling-policy priority``).
+SCHEDULING_POLICY_ARG = "scheduling-policy"
+
 #: ``--enable-lora --lora-modules a b`` at start; ``POST /v1/load_lora_adapter`` and
 #: ``/v1/unload_lora_adapter`` later (the API every kind that serves adapters speaks).
 VLLM_LORA = LoraSupport(enable_flag="enable-lora", repeat_modules=False)
@@ -65,6 +68,29 @@ def vllm_python() -> str:
             f"{VLLM_PYTHON_ENV} to the Python of an environment that has it (docs/engines.md)"
         )
     return sys.executable
+
+
+def vllm_priority(priority: int) -> int:
+    """vLLM's ``priority`` request field for a request of gateway priority ``priority``.
+
+    The two orders are opposite: the gateway (flow control, ``InferenceObjective``
+    priorities, governance grants) serves the **highest** priority first, vLLM's
+    ``--scheduling-policy priority`` the **lowest** value first (then by arrival; preemption
+    takes the highest value first). Negating keeps the order and maps the default, 0, to
+    vLLM's default, 0: gateway 2 > 1 > 0 > -1 becomes vLLM -2 < -1 < 0 < 1.
+    """
+    return -priority
+
+
+def serves_priority(model: ModelSpec) -> bool:
+    """Whether ``model``'s replicas honour a request's ``priority``: a vLLM model whose
+    ``args`` set ``scheduling-policy: priority`` (vLLM rejects the field otherwise)."""
+    if model.engine != "vllm":
+        return False
+    for key, value in model.args.items():
+        if key.replace("_", "-") == SCHEDULING_POLICY_ARG:
+            return value == "priority"
+    return False
 
 
 class VllmLauncher:

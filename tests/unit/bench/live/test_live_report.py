@@ -14,11 +14,12 @@ from pilothouse.sim.cluster_types import RunMetrics, RunResult
 SIM_KEYS = {
     "policy", "qps", "completed", "failed", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s",
     "itl_p50_s", "e2e_p90_s", "output_tok_s", "cache_hit_rate", "max_queue_ratio",
+    "itl_p90_s", "itl_p99_s", "e2e_p50_s", "e2e_p99_s",
 }  # fmt: skip
 
 
 def live_run(policy: str, level: Level, rate: float, notes: tuple[str, ...] = ()) -> LiveRun:
-    metrics = RunMetrics(10, 0, 0.1, 0.2, 0.3, 0.01, 1.0, 500.0, 0.5, 1.2)
+    metrics = RunMetrics(10, 0, 0.1, 0.2, 0.3, 0.01, 1.0, 500.0, 0.5, 1.2, 0.02, 0.03, 0.5, 1.5)
     return LiveRun(PolicyRun(policy, rate, RunResult(metrics)), level, notes)
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from pilothouse.bench.sim.cli import sim_command
 from pilothouse.bench.sim.goodput import GoodputEntry, GoodputSearch, goodput_table, search_goodput
-from pilothouse.bench.sim.slo import parse_slo
+from pilothouse.bench.sim.slo import measured_metrics, parse_slo
 from pilothouse.bench.sim.steady import ArrivalWindow, steady_queue_ratio
 from pilothouse.errors import ConfigError
 from pilothouse.sim.cluster_types import QueueTrace, RunMetrics, SimRequest
@@ -96,7 +96,6 @@ def test_slo_parses_units_and_metrics() -> None:
         ("ttft_p90=fast", "needs a number with a unit"),
         ("tpot_p90=1s", "unknown metric 'tpot_p90'"),
         ("ttft_p95=1s", "unknown metric 'ttft_p95'"),
-        ("itl_p99=50ms", "itl_p99 is not measured by bench sim"),
         ("ttft_p90", "expected METRIC=LIMIT"),
         ("ttft_p90=1s,ttft_p90=2s", "given twice"),
         ("ttft_p90=0s", "must be > 0"),
@@ -108,8 +107,18 @@ def test_slo_errors_say_what_is_wrong(text: str, message: str) -> None:
         parse_slo(text)
 
 
+def test_every_latency_percentile_is_measured() -> None:
+    assert len(measured_metrics()) == 9
+    slo = parse_slo("itl_p90=50ms,itl_p99=200ms,e2e_p50=2s,e2e_p99=9s")
+    metrics = _metrics(0.5)
+    assert slo.holds(metrics)
+    assert parse_slo("itl_p99=30ms").misses(metrics) == ["itl_p99 0.04 s > 0.03 s"]
+
+
 def _metrics(ttft_p90: float, failed: int = 0) -> RunMetrics:
-    return RunMetrics(100, failed, 0.1, ttft_p90, 0.5, 0.02, 3.0, 1e3, 0.5, 1.0)
+    return RunMetrics(
+        100, failed, 0.1, ttft_p90, 0.5, 0.02, 3.0, 1e3, 0.5, 1.0, 0.03, 0.04, 2.0, 4.0
+    )
 
 
 def test_slo_holds_only_within_every_target_and_without_failures() -> None:

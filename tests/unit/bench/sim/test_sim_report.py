@@ -31,6 +31,10 @@ RUN_KEYS = {
     "output_tok_s": float,
     "cache_hit_rate": float,
     "max_queue_ratio": float,
+    "itl_p90_s": float,
+    "itl_p99_s": float,
+    "e2e_p50_s": float,
+    "e2e_p99_s": float,
     "max_queue_ratio_steady": float,
 }
 
