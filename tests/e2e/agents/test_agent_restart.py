@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
+import openai
 import pytest
 
 from pilothouse.governance.agent_runs import RunBook
 from pilothouse.governance.store import SqlStore
 from tests.e2e.agents.stack import agent_stack, decide, wait_for
+from tests.e2e.engine_procs import free_port
+from tests.e2e.procs import start_until_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -121,3 +125,43 @@ def test_agent_ctrl_c_while_waiting_exits_130_and_the_run_resumes(tmp_path: Path
         )
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert [c["tool"] for c in stack.tool_calls()] == ["balance", "pay"]
+
+
+def test_agent_restart_of_the_served_agent_after_kill_9(tmp_path: Path) -> None:
+    """The same through ``pilothouse agent serve``: the Responses API answers ``incomplete``
+    with the run id and the approval it waits for; the service is killed with SIGKILL; after
+    the approval, ``agent runs resume`` completes the run, every tool call executed once."""
+    with agent_stack(tmp_path, SCRIPT, [AGENT]) as stack:
+        store = SqlStore(stack.store_url)
+        caller, _ = store.create_key("research", "caller")
+        store.close()
+        port = free_port()
+        args = [sys.executable, "-m", "pilothouse", "agent", "serve", "-f", str(stack.fleet),
+                "--port", str(port), "--gateway-url", stack.gateway,
+                "--toolgateway-url", stack.tools]  # fmt: skip
+        serve, url = start_until_ready(args[3:], tmp_path / "serve.log", timeout_s=120)
+        try:
+            client = openai.OpenAI(base_url=url + "/v1", api_key=caller, timeout=120)
+            response = client.responses.create(model="payer", input="pay bob 5 USD")
+        finally:
+            serve.send_signal(signal.SIGKILL)
+            serve.wait(30)
+            if serve.stdout is not None:
+                serve.stdout.close()
+        assert response.status == "incomplete"
+        assert response.metadata is not None
+        run_id, approval = response.metadata["run_id"], response.metadata["approval_id"]
+        assert [c["tool"] for c in stack.tool_calls()] == ["balance"]  # pay is held
+
+        decide(stack.store_url, approval)
+        resumed = subprocess.run(
+            stack.agent_args("runs", "resume", run_id), capture_output=True, text=True, timeout=120
+        )
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert stack.tool_calls() == [
+            {"tool": "balance", "arguments": {}},
+            {"tool": "pay", "arguments": {"to": "bob", "usd": 5}},
+        ]
+        run = stack.run(run_id)
+        assert run is not None
+        assert run.status == "completed"
