@@ -2,7 +2,8 @@
 
 ``examples/agents/fleet-agents.yaml``: one command serves the scripted model, the gateway,
 the tool gateway and the agents; the official ``openai`` client asks the weather agent, which
-runs a two-tool task with its own key, under its budget, every call in the hash-chained audit
+runs a two-tool task with its own key (asked again through A2A with the official ``a2a-sdk``
+client), under its budget, every call in the hash-chained audit
 log and every reservation settled in the run's ledger. ``fleet-agents-embedded.yaml``: the
 same agent on the embedded SmolLM2 makes its one tool call through grammar-constrained output.
 
@@ -13,19 +14,33 @@ tool server is told where to log the calls it executes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 import yaml
+from a2a.client import A2ACardResolver, ClientConfig, create_client
+from a2a.helpers.proto_helpers import get_artifact_text
+from a2a.types.a2a_pb2 import (
+    AgentCard,
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    Task,
+    TaskState,
+)
 
 from pilothouse.governance.agent_runs import RunBook
 from pilothouse.governance.store import SqlStore
@@ -96,6 +111,20 @@ def _found(pattern: str, log: Path) -> str | None:
     return match.group(1) if match else None
 
 
+async def _a2a(url: str, key: str, text: str) -> tuple[AgentCard, Task]:
+    """The agent's card, then one blocking task, with the official ``a2a-sdk`` client."""
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
+        card = await A2ACardResolver(http, url).get_agent_card()
+        client = await create_client(
+            url, client_config=ClientConfig(httpx_client=http, streaming=False)
+        )
+        message = Message(
+            message_id=str(uuid.uuid4()), role=Role.ROLE_USER, parts=[Part(text=text)]
+        )
+        [event] = [e async for e in client.send_message(SendMessageRequest(message=message))]
+    return card, event.task
+
+
 def _executed(tmp: Path) -> list[dict[str, object]]:
     path = tmp / "tools.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -106,9 +135,13 @@ def test_agent_scripted_example_runs_a_multi_step_task_under_up(tmp_path: Path) 
         caller = _cli(env, "keys", "create", "--team", "default", "--name", "caller")
         client = openai.OpenAI(base_url=url + "/v1", api_key=caller, timeout=120)
         response = client.responses.create(model="weather", input="What's the weather in Paris?")
+        card, task = asyncio.run(_a2a(f"{url}/agents/weather", caller, "Weather in Paris?"))
     assert response.status == "completed"
     assert response.output_text == ANSWER
-    assert [c["tool"] for c in _executed(tmp_path)] == ["get_weather", "get_forecast"]
+    assert card.name == "weather"
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED
+    assert [get_artifact_text(a) for a in task.artifacts] == [ANSWER]
+    assert [c["tool"] for c in _executed(tmp_path)] == ["get_weather", "get_forecast"] * 2
 
     store = SqlStore(f"sqlite:///{state / 'governance.db'}")
     try:
@@ -117,19 +150,19 @@ def test_agent_scripted_example_runs_a_multi_step_task_under_up(tmp_path: Path) 
         results = [r for r in audit.records() if r.kind == "result"]
         verdict = audit.verify()
         book = RunBook(store)
-        (run,) = book.list_runs("weather")
-        ledger = book.budget_events(run.id)
+        runs = book.list_runs("weather")
+        ledger = [e for r in runs for e in book.budget_events(r.id)]
     finally:
         store.close()
-    assert [r.tool for r in results] == ["weather__get_weather", "weather__get_forecast"]
+    assert [r.tool for r in results] == ["weather__get_weather", "weather__get_forecast"] * 2
     assert {r.principal for r in results} == {agent_key.id}
     assert verdict.ok, verdict
-    assert run.status == "completed"
+    assert [r.status for r in runs] == ["completed", "completed"]
     reserved = {(e.hold, e.resource) for e in ledger if e.action == "reserve"}
     assert reserved, "every model and tool call reserves the run's budget first"
     assert reserved == {(e.hold, e.resource) for e in ledger if e.action == "settle"}
     spent = sum(e.amount for e in ledger if e.action == "settle" and e.resource == "tokens")
-    assert 0 < spent <= 20_000  # the agent's budgets.tokens
+    assert 0 < spent <= 2 * 20_000  # two runs, each within the agent's budgets.tokens
 
 
 def test_agent_embedded_example_makes_its_tool_call_on_smollm2(tmp_path: Path) -> None:
