@@ -243,7 +243,12 @@ def validate(fleet_file: Path) -> None:
         _fail_with(fleet_file, [f"gateway.scheduler: {p}" for p in exc.problems])
     for note in pending_features(spec):
         click.echo(f"note: {note}", err=True)
-    click.echo(f"{fleet_file}: valid ({len(spec.models)} model(s))")
+    parts = [f"{len(spec.models)} model(s)"]
+    if spec.tools is not None:
+        parts.append(f"{len(spec.tools.servers)} tool server(s)")
+    if spec.agents:
+        parts.append(f"{len(spec.agents)} agent(s)")
+    click.echo(f"{fleet_file}: valid ({', '.join(parts)})")
 
 
 def _fail_with(fleet_file: Path, problems: Sequence[str]) -> NoReturn:
