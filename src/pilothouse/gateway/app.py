@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from pilothouse.clock import Clock, SystemClock
 from pilothouse.config.fleet import FleetSpec, GatewaySpec
+from pilothouse.config.tracing import TracingSpec
 from pilothouse.endpoints.kv_subscriber import KVEventSubscriber, build_kv_scheduler
 from pilothouse.endpoints.monitor import EndpointMonitor
 from pilothouse.endpoints.pool import EndpointPool
@@ -50,6 +51,7 @@ def create_app(
     kv_events: KVEventSubscriber | None = None,
     fleet: FleetSpec | None = None,
     preparer: PromptTokenizerProducer | None = None,
+    tracing: TracingSpec | None = None,
 ) -> GatewayApp:
     """Build a gateway; the monitor probes endpoints unless ``monitor`` is False (tests).
 
@@ -57,7 +59,8 @@ def create_app(
     the app runs. ``fleet`` declares LoRA adapters and traffic splits (see
     ``docs/lora.md`` and ``docs/canary.md``); the app follows a new spec through
     :meth:`GatewayContext.adopt`. ``preparer`` (from :func:`build_gateway_scheduler`)
-    tokenizes prompts before scheduling; the app closes it when it stops.
+    tokenizes prompts before scheduling; the app closes it when it stops. ``tracing``
+    (default: the fleet's) exports a span per request while the app runs.
     """
     ctx = GatewayContext(
         settings=settings,
@@ -68,6 +71,7 @@ def create_app(
         adapters=AdapterRegistry(fleet),
         traffic=TrafficSplitter(fleet.traffic if fleet is not None else ()),
         preparer=preparer,
+        tracing_spec=tracing if tracing is not None else fleet.tracing if fleet else None,
     )
     proxies = {r.value: ProxyEndpoint(r, ctx) for r in OpenAIRoute}
     routes = [Route(path, proxy, methods=["POST"]) for path, proxy in proxies.items()]
@@ -176,6 +180,10 @@ def _lifespan(  # type: ignore[no-untyped-def]
             sock_connect=ctx.settings.connect_timeout_s,
             sock_read=ctx.settings.read_timeout_s,
         )
+        if ctx.tracing_spec is not None and ctx.tracing is None:
+            from pilothouse.telemetry.provider import start_tracing  # the otel extra
+
+            ctx.tracing = start_tracing(ctx.tracing_spec, "gateway")
         governance = None
         spec = ctx.settings.governance
         if spec is not None:
@@ -221,6 +229,9 @@ def _lifespan(  # type: ignore[no-untyped-def]
                     await ctx.pipeline.drain_settling()
                     await governance.aclose()
                     ctx.pipeline.governor = ctx.governance = None
+                if ctx.tracing is not None:
+                    await ctx.tracing.aclose()  # exports what is still queued
+                    ctx.tracing = None
 
     return lifespan
 

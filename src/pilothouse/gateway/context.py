@@ -13,11 +13,13 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from pilothouse.clock import Clock
 from pilothouse.config.fleet import FleetSpec, GatewaySpec
+from pilothouse.config.tracing import TracingSpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.errors import Unauthorized
 from pilothouse.gateway.adapters import AdapterLoader
@@ -26,6 +28,9 @@ from pilothouse.governance.service import Governance
 from pilothouse.routing import AdapterRegistry, RequestPreparer, RoutingPipeline, TrafficSplitter
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.transport import Transport
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when tracing is configured
+    from pilothouse.telemetry.provider import Tracing
 
 
 @dataclass(slots=True)
@@ -50,6 +55,10 @@ class GatewayContext:
     """Tokenizes prompts before scheduling, in a worker (precise-prefix with KV events)."""
     governance: Governance | None = None
     """Identities, limits, budgets and the ledger (``gateway.governance``), while running."""
+    tracing_spec: TracingSpec | None = None
+    """``tracing:`` of the fleet: spans are exported while the app runs."""
+    tracing: Tracing | None = None
+    """The tracer while running with ``tracing_spec``; None: no OpenTelemetry work at all."""
     pipeline: RoutingPipeline = field(init=False)
     loader: AdapterLoader = field(init=False)
     _id_prefix: str = field(init=False, default_factory=lambda: os.urandom(6).hex())

@@ -127,6 +127,12 @@ class ProxyEndpoint:
             parsed, lookup, request_id, pipeline.objectives, pipeline.trust_priority_header
         )
         ticket = pipeline.open(request, request.session_id)
+        tracing = self.ctx.tracing
+        if tracing is not None:
+            ticket.trace = tracing.request(
+                self.route.value, ticket.request.model, lookup,
+                max_tokens=parsed.max_tokens, request_id=request_id, public=ticket.public_model,
+            )  # fmt: skip
         fields = governed_fields(pipeline.governor, parsed)
         if ticket.public_model is not None:
             fields["model"] = ticket.request.model
@@ -174,11 +180,10 @@ class ProxyEndpoint:
         gauge = ctx.metrics.in_flight.labels(endpoint.name)
         gauge.inc()
         try:
-            upstream = UpstreamRequest(
-                self.route.value,
-                parsed.body,
-                (("x-request-id", ticket.request.request_id), *pick.headers.items()),
-            )
+            headers = (("x-request-id", ticket.request.request_id), *pick.headers.items())
+            if ticket.trace is not None:  # the engine's spans join the request's trace
+                headers = (*headers, *ticket.trace.headers().items())
+            upstream = UpstreamRequest(self.route.value, parsed.body, headers)
             try:
                 resp = await ctx.upstream_transport().send(endpoint.address, upstream)
             except UpstreamTimeout as exc:
@@ -248,6 +253,8 @@ class ProxyEndpoint:
     ) -> None:
         metrics = self.ctx.metrics
         served = parsed is not None and ticket is not None and ticket.last_endpoint is not None
+        if ticket is not None and ticket.trace is not None:
+            _end_trace(ticket, parsed, outcome, served)
         # Only served names become label values: a client cannot grow the series count.
         model = parsed.model if parsed is not None and served else ""
         elapsed = time.perf_counter() - started
@@ -302,6 +309,29 @@ class ProxyEndpoint:
         if parsed is not None and self.ctx.settings.log_prompts:
             record["prompt"] = parsed.prompt
         self.ctx.access_log.info(orjson.dumps(record).decode())
+
+
+def _end_trace(
+    ticket: Ticket, parsed: ParsedRequest | None, outcome: Outcome, served: bool
+) -> None:
+    """End the request's span with its usage and outcome."""
+    assert ticket.trace is not None
+    error = None
+    if outcome.client_left:
+        error = "cancelled"
+    elif outcome.cut:
+        error = "server_shutdown"
+    elif outcome.broken:
+        error = "stream_broken"
+    ticket.trace.end(
+        502 if outcome.broken else outcome.status,
+        input_tokens=outcome.prompt_tokens,
+        output_tokens=outcome.completion_tokens,
+        response_model=parsed.model if served and parsed is not None else None,
+        ttft_s=outcome.ttft_s,
+        error_type=error,
+        attempts=len(ticket.tried),
+    )
 
 
 def _client_request_id(raw: bytes | None) -> str | None:
