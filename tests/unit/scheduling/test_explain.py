@@ -78,7 +78,7 @@ def test_explain_filters_as_the_profile_does() -> None:
 
 
 def test_runner_up_is_the_best_other_total() -> None:
-    a, b, c = endpoint("a"), endpoint("b"), endpoint("c")
+    a, b = endpoint("a"), endpoint("b")
     result = ProfileResult(targets=(b,), scores={"a": 0.5, "b": 0.4, "c": 0.7})
     assert runner_up(result) == ("c", 0.7)
     assert runner_up(ProfileResult(targets=(a,), scores={"a": 1.0})) is None
