@@ -20,6 +20,7 @@ scrapes cannot present or verify a picker certificate.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -186,6 +187,11 @@ class EppServer:
 
     async def start(self) -> None:
         s = self.settings
+        if s.policy.tracing is not None and self._context.tracing is None:
+            from pilothouse.telemetry.provider import start_tracing  # the otel extra
+
+            tracing = start_tracing(s.policy.tracing, "epp")
+            self._context = dataclasses.replace(self._context, tracing=tracing)
         if s.policy.governance is not None:
             self._governance = await start_governance(
                 s.policy.governance, f"epp-{s.port}", self.metrics.registry
@@ -234,6 +240,9 @@ class EppServer:
             await self.pipeline.drain_settling()
             await self._governance.aclose()
             self.pipeline.governor = self._governance = None
+        if self._context.tracing is not None:
+            await self._context.tracing.aclose()  # exports what is still queued
+            self._context = dataclasses.replace(self._context, tracing=None)
 
     async def wait_ready(self, timeout_s: float = 10.0) -> None:
         """Until discovery reported and the first probe round ran (readiness SERVING)."""
