@@ -82,7 +82,8 @@ async def test_otel_picker_span_carries_the_decision_usage_and_sets_traceparent(
     assert "error.type" not in a
     context = span.get_span_context()
     assert f"{context.trace_id:032x}" == CLIENT_TRACE  # the client's trace, continued
-    assert span.parent is not None and f"{span.parent.span_id:016x}" == CLIENT_SPAN
+    assert span.parent is not None
+    assert f"{span.parent.span_id:016x}" == CLIENT_SPAN
     version, trace_id, parent, _ = headers["traceparent"].split("-")
     assert (version, trace_id, parent) == ("00", CLIENT_TRACE, f"{context.span_id:016x}")
     exchange.close()  # the stream ends: nothing more is recorded
@@ -129,7 +130,8 @@ async def test_otel_picker_without_tracing_sets_no_traceparent() -> None:
     await exchange.handle(m.request_headers())
     out = await exchange.handle(m.request_body(m.CHAT))
     assert "traceparent" not in m.set_headers(out[0])
-    assert exchange.ticket is not None and exchange.ticket.trace is None
+    assert exchange.ticket is not None
+    assert exchange.ticket.trace is None
 
 
 async def test_otel_picker_server_exports_over_otlp_from_its_policy(tmp_path: Path) -> None:
