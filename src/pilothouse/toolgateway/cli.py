@@ -111,6 +111,11 @@ async def serve(fleet: FleetSpec, tools: ToolsSpec, host: str, port: int) -> Non
 
     assert fleet.gateway.governance is not None
     secrets = Secrets.resolve(tools.secrets)
+    tracing = None
+    if fleet.tracing is not None:  # the MCP SDK traces through the global provider
+        from pilothouse.telemetry.provider import start_tracing
+
+        tracing = start_tracing(fleet.tracing, "toolgateway", install_global=True)
     governance = await start_governance(fleet.gateway.governance, f"toolgateway-{port}")
     try:
         guard, audit = build_guard(tools, governance, secrets)
@@ -118,7 +123,12 @@ async def serve(fleet: FleetSpec, tools: ToolsSpec, host: str, port: int) -> Non
         try:
             upstreams = Upstreams(tools, secrets)
             app = create_toolgateway_app(
-                tools, guard, upstreams, governance.governor.authenticate, host=host
+                tools,
+                guard,
+                upstreams,
+                governance.governor.authenticate,
+                host=host,
+                traced=tracing is not None,
             )
             async with upstreams:
                 await _run_http(app, host, port)
@@ -126,6 +136,8 @@ async def serve(fleet: FleetSpec, tools: ToolsSpec, host: str, port: int) -> Non
             await audit.aclose()
     finally:
         await governance.aclose()
+        if tracing is not None:
+            await tracing.aclose()  # exports what is still queued
 
 
 async def _run_http(app: Any, host: str, port: int) -> None:
