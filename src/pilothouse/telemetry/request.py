@@ -19,23 +19,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opentelemetry.trace import Span, Status, StatusCode, set_span_in_context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from pilothouse.scheduling.explain import Explanation, runner_up
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest, SchedulingResult
 from pilothouse.telemetry import names
 
-#: What ``error.type`` says for a request that ended without an answer from the engine.
-CANCELLED = "cancelled"
-
-_W3C = TraceContextTextMapPropagator()  # stateless: W3C `traceparent` / `tracestate`
-
 
 class RequestTrace:
-    """One request's span and what the pipeline learns about it while it runs."""
+    """One request's span and what the pipeline learns about it while it runs.
 
-    __slots__ = ("_ended", "_waited_s", "detail", "recording", "span")
+    Attributes are gathered in a dict and set on the span once, when it ends: one lock
+    and one pass instead of one per attribute (the SDK locks each ``set_attribute``).
+    """
+
+    __slots__ = ("_attrs", "_ended", "_waited_s", "detail", "recording", "span")
 
     def __init__(self, span: Span, detail: bool) -> None:
         self.span = span
@@ -43,6 +42,7 @@ class RequestTrace:
         """False for a request the sampler dropped: nothing is computed for it."""
         self.detail = detail and self.recording
         """Each scorer's score is wanted (``decision_detail`` on, and this one sampled)."""
+        self._attrs: dict[str, AttributeValue] = {}
         self._waited_s = 0.0
         self._ended = False
 
@@ -56,44 +56,41 @@ class RequestTrace:
         """The scheduler's decision: profile, pick, runner-up, scores, cache estimate."""
         if not self.recording:
             return
-        span = self.span
+        attrs = self._attrs
         profile = result.profiles[result.primary_profile]
         picked = profile.targets[0].name
-        span.set_attribute(names.PROFILE, result.primary_profile)
-        span.set_attribute(names.ENDPOINT, picked)
-        span.set_attribute(names.CANDIDATES, candidates)
+        attrs[names.PROFILE] = result.primary_profile
+        attrs[names.CANDIDATES] = candidates
         if request.tenant is not None:
-            span.set_attribute(names.TENANT, request.tenant)
-        span.set_attribute(names.PRIORITY, request.priority)
+            attrs[names.TENANT] = request.tenant
+        if request.priority:
+            attrs[names.PRIORITY] = request.priority
         total = profile.scores.get(picked)
         if total is not None:
-            span.set_attribute(names.ENDPOINT_SCORE, total)
+            attrs[names.ENDPOINT_SCORE] = total
         second = runner_up(profile)
         if second is not None:
-            span.set_attribute(names.RUNNER_UP, second[0])
-            span.set_attribute(names.RUNNER_UP_SCORE, second[1])
+            attrs[names.RUNNER_UP], attrs[names.RUNNER_UP_SCORE] = second
         if result.uncached_tokens is not None:
-            cached = max(0, request.prompt_tokens - result.uncached_tokens)
-            span.set_attribute(names.CACHED_TOKENS, cached)
+            attrs[names.CACHED_TOKENS] = max(0, request.prompt_tokens - result.uncached_tokens)
         if explanation is not None:
             self._explain(explanation, picked, second[0] if second is not None else None)
 
     def _explain(self, explanation: Explanation, picked: str, second: str | None) -> None:
-        span = self.span
+        attrs = self._attrs
         for scorer, value in explanation.scores.get(picked, {}).items():
-            span.set_attribute(names.SCORER_PREFIX + scorer, value)
+            attrs[names.SCORER_PREFIX + scorer] = value
         if second is not None:
             for scorer, value in explanation.scores.get(second, {}).items():
-                span.set_attribute(names.RUNNER_UP_SCORER_PREFIX + scorer, value)
+                attrs[names.RUNNER_UP_SCORER_PREFIX + scorer] = value
         match = explanation.prefix_match.get(picked)
         if match is not None:
-            span.set_attribute(names.PREFIX_MATCH, match)
+            attrs[names.PREFIX_MATCH] = match
 
     def waited(self, seconds: float) -> None:
         """Time spent held or queued before a decision (added up over waits)."""
         self._waited_s += seconds
-        if self.recording:
-            self.span.set_attribute(names.QUEUE_WAIT_MS, round(self._waited_s * 1000.0, 3))
+        self._attrs[names.QUEUE_WAIT_MS] = round(self._waited_s * 1000.0, 3)
 
     def sent(self, endpoint: Endpoint) -> None:
         """The request goes to ``endpoint`` (again on a retry: the last one wins)."""
@@ -102,18 +99,26 @@ class RequestTrace:
         host, _, port = endpoint.address.rpartition(":")
         if not host:
             host, port = endpoint.address, ""
-        span = self.span
-        span.set_attribute(names.SERVER_ADDRESS, host.strip("[]"))
+        attrs = self._attrs
+        attrs[names.SERVER_ADDRESS] = host.strip("[]")
         if port.isdigit():
-            span.set_attribute(names.SERVER_PORT, int(port))
-        span.set_attribute(names.ENDPOINT, endpoint.name)
-        span.set_attribute(names.PROVIDER, endpoint.engine)
+            attrs[names.SERVER_PORT] = int(port)
+        attrs[names.ENDPOINT] = endpoint.name
+        attrs[names.PROVIDER] = endpoint.engine
 
     def headers(self) -> dict[str, str]:
-        """W3C trace context for the engine: ``traceparent`` (and ``tracestate``)."""
-        carrier: dict[str, str] = {}
-        _W3C.inject(carrier, context=set_span_in_context(self.span))
-        return carrier
+        """W3C trace context for the engine: ``traceparent`` (and ``tracestate``).
+
+        Written from the span's context in the W3C format (``00-trace-span-flags``) rather
+        than through a propagator: no context object is built on the request path.
+        """
+        context = self.span.get_span_context()
+        traceparent = (
+            f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+        )
+        if context.trace_state:
+            return {"traceparent": traceparent, "tracestate": context.trace_state.to_header()}
+        return {"traceparent": traceparent}
 
     def end(
         self,
@@ -132,23 +137,27 @@ class RequestTrace:
             return
         self._ended = True
         span = self.span
-        if self.recording:
-            span.set_attribute(names.STATUS, status)
-            if attempts > 1:
-                span.set_attribute(names.ATTEMPTS, attempts)
-            if input_tokens is not None:
-                span.set_attribute(names.INPUT_TOKENS, input_tokens)
-            if output_tokens is not None:
-                span.set_attribute(names.OUTPUT_TOKENS, output_tokens)
-            if response_model is not None:
-                span.set_attribute(names.RESPONSE_MODEL, response_model)
-            if finish_reasons:
-                span.set_attribute(names.RESPONSE_FINISH_REASONS, list(finish_reasons))
-            if ttft_s is not None:
-                span.set_attribute(names.TIME_TO_FIRST_CHUNK, ttft_s)
-            if error_type is None and status >= 400:
-                error_type = str(status)
-            if error_type is not None:
-                span.set_attribute(names.ERROR_TYPE, error_type)
-                span.set_status(Status(StatusCode.ERROR))
+        if not self.recording:
+            span.end()
+            return
+        attrs = self._attrs
+        attrs[names.STATUS] = status
+        if attempts > 1:
+            attrs[names.ATTEMPTS] = attempts
+        if input_tokens is not None:
+            attrs[names.INPUT_TOKENS] = input_tokens
+        if output_tokens is not None:
+            attrs[names.OUTPUT_TOKENS] = output_tokens
+        if response_model is not None:
+            attrs[names.RESPONSE_MODEL] = response_model
+        if finish_reasons:
+            attrs[names.RESPONSE_FINISH_REASONS] = list(finish_reasons)
+        if ttft_s is not None:
+            attrs[names.TIME_TO_FIRST_CHUNK] = ttft_s
+        if error_type is None and status >= 400:
+            error_type = str(status)
+        if error_type is not None:
+            attrs[names.ERROR_TYPE] = error_type
+            span.set_status(Status(StatusCode.ERROR))
+        span.set_attributes(attrs)
         span.end()

@@ -53,8 +53,12 @@ class ReceivedSpan:
 class OtlpReceiver:
     """Collects every span exported to it; a context manager that starts and stops it."""
 
-    def __init__(self, protocol: Protocol = "grpc") -> None:
+    def __init__(self, protocol: Protocol = "grpc", *, keep: bool = True) -> None:
+        """``keep`` False: only count spans (a long benchmark run as a sink)."""
         self.protocol: Protocol = protocol
+        self.keep = keep
+        self.count = 0
+        """Spans received so far."""
         self._spans: list[ReceivedSpan] = []
         self._lock = threading.Condition()
         self._grpc: grpc.Server | None = None
@@ -125,6 +129,11 @@ class OtlpReceiver:
 
     def receive(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
         """Decode one export request and keep its spans."""
+        if not self.keep:
+            counted = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+            with self._lock:
+                self.count += counted
+            return
         decoded = []
         for resource_spans in request.resource_spans:
             resource = _attributes(resource_spans.resource.attributes)
@@ -145,6 +154,7 @@ class OtlpReceiver:
                     )
         with self._lock:
             self._spans.extend(decoded)
+            self.count += len(decoded)
             self._lock.notify_all()
 
 
@@ -205,3 +215,30 @@ def _value(value: AnyValue) -> AttributeValue:
         return None
     result: AttributeValue = getattr(value, kind)
     return result
+
+
+READY_PREFIX = "otlp receiver ready: "
+SPANS_LINE = "spans received: "
+
+
+def main() -> None:
+    """``python -m pilothouse.testing.otlp_receiver [--protocol P]``: a span sink that
+    prints ``otlp receiver ready: URL``, counts spans until SIGTERM / SIGINT, then prints
+    the count (``bench overhead --tracing`` exports to one)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--protocol", choices=["grpc", "http/protobuf"], default="http/protobuf")
+    args = parser.parse_args()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with OtlpReceiver(args.protocol, keep=False) as receiver:
+        print(f"{READY_PREFIX}{receiver.endpoint}", flush=True)
+        stop.wait()
+        print(f"{SPANS_LINE}{receiver.count}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
