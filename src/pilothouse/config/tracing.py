@@ -7,7 +7,7 @@
       protocol: http/protobuf                     # or grpc (then e.g. localhost:4317)
       service_name: pilothouse-gateway
       sample_ratio: 0.1                           # of new traces; a caller's decision is kept
-      headers: {authorization: "Bearer ${OTEL_TOKEN}"}
+      headers: {authorization: "Bearer abc123"}   # a collector's authentication
       decision_detail: true                       # each scorer's score in the span
 
 Absent: no tracer exists and the request path does no OpenTelemetry work at all
@@ -33,7 +33,8 @@ class TracingSpec(BaseModel):
     (or ``host:4317``) for ``grpc``."""
     protocol: Protocol = "http/protobuf"
     service_name: str = Field(default="pilothouse", min_length=1)
-    """``service.name`` of the spans (a front door may append its role)."""
+    """``service.name`` of the spans; each process adds ``pilothouse.component``
+    (``gateway``, ``epp``, ``toolgateway``) as a resource attribute."""
     sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     """Share of new traces recorded; a request that arrives with a ``traceparent`` follows
     its caller's sampling decision (parent-based)."""

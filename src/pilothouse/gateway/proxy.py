@@ -127,12 +127,6 @@ class ProxyEndpoint:
             parsed, lookup, request_id, pipeline.objectives, pipeline.trust_priority_header
         )
         ticket = pipeline.open(request, request.session_id)
-        tracing = self.ctx.tracing
-        if tracing is not None:
-            ticket.trace = tracing.request(
-                self.route.value, ticket.request.model, lookup,
-                max_tokens=parsed.max_tokens, request_id=request_id, public=ticket.public_model,
-            )  # fmt: skip
         fields = governed_fields(pipeline.governor, parsed)
         if ticket.public_model is not None:
             fields["model"] = ticket.request.model
@@ -142,6 +136,12 @@ class ProxyEndpoint:
             assert max_tokens is None or isinstance(max_tokens, int)
             body = with_fields(parsed.body, fields)
             parsed = replace(parsed, model=model, body=body, max_tokens=max_tokens)
+        tracing = self.ctx.tracing
+        if tracing is not None:
+            ticket.trace = tracing.request(
+                self.route.value, ticket.request.model, lookup,
+                max_tokens=parsed.max_tokens, request_id=request_id, public=ticket.public_model,
+            )  # fmt: skip
         return ticket, parsed
 
     async def _forward(
