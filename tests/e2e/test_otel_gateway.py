@@ -137,6 +137,7 @@ async def test_otel_failed_request_records_error_type() -> None:
         span = receiver.wait_for(lambda s: s.name == "text_completion m")
     assert span.attributes["gen_ai.operation.name"] == "text_completion"
     assert span.attributes["error.type"] == "400"
+    assert "gen_ai.response.model" not in span.attributes  # nothing answered
     assert span.status_code == 2  # ERROR
 
 

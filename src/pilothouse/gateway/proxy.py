@@ -323,11 +323,13 @@ def _end_trace(
         error = "server_shutdown"
     elif outcome.broken:
         error = "stream_broken"
+    status = 502 if outcome.broken else outcome.status
+    answered = served and parsed is not None and status < 400
     ticket.trace.end(
-        502 if outcome.broken else outcome.status,
+        status,
         input_tokens=outcome.prompt_tokens,
         output_tokens=outcome.completion_tokens,
-        response_model=parsed.model if served and parsed is not None else None,
+        response_model=parsed.model if answered and parsed is not None else None,
         ttft_s=outcome.ttft_s,
         error_type=error,
         attempts=len(ticket.tried),
