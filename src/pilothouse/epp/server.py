@@ -51,6 +51,7 @@ from pilothouse.governance.service import Governance, start_governance
 from pilothouse.routing import RoutingPipeline, TrafficSplitter
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.scheduling.types import Endpoint
+from pilothouse.telemetry import require_sdk
 
 log = logging.getLogger("pilothouse.epp")
 
@@ -149,6 +150,8 @@ class EppServer:
     ) -> None:
         """``tokenize``: tokenize prompts before scheduling, in a worker (the prompt-token
         producer), for a ``precise-prefix`` scorer fed by ``kv_events``."""
+        if settings.policy.tracing is not None:
+            require_sdk()
         self.settings = settings
         self.pool = EndpointPool()
         self.metrics = EppMetrics(self.pool)

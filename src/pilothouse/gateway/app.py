@@ -36,6 +36,7 @@ from pilothouse.openai.requests import Route as OpenAIRoute
 from pilothouse.routing import AdapterRegistry, TrafficSplitter
 from pilothouse.scheduling.config import resolve_config
 from pilothouse.scheduling.scheduler import Scheduler
+from pilothouse.telemetry import require_sdk
 from pilothouse.transport.factory import TransportSettings, create_transport
 
 _JSON = "application/json"
@@ -62,6 +63,10 @@ def create_app(
     tokenizes prompts before scheduling; the app closes it when it stops. ``tracing``
     (default: the fleet's) exports a span per request while the app runs.
     """
+    if tracing is None and fleet is not None:
+        tracing = fleet.tracing
+    if tracing is not None:
+        require_sdk()
     ctx = GatewayContext(
         settings=settings,
         pool=pool,
@@ -71,7 +76,7 @@ def create_app(
         adapters=AdapterRegistry(fleet),
         traffic=TrafficSplitter(fleet.traffic if fleet is not None else ()),
         preparer=preparer,
-        tracing_spec=tracing if tracing is not None else fleet.tracing if fleet else None,
+        tracing_spec=tracing,
     )
     proxies = {r.value: ProxyEndpoint(r, ctx) for r in OpenAIRoute}
     routes = [Route(path, proxy, methods=["POST"]) for path, proxy in proxies.items()]

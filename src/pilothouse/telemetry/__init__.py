@@ -13,3 +13,19 @@ imports them only once tracing is on (or under ``TYPE_CHECKING``).
 - :mod:`~pilothouse.telemetry.spans`: ``execute_tool`` and ``invoke_agent`` spans.
 - :mod:`~pilothouse.telemetry.names`: attribute names (GenAI semantic conventions and ours).
 """
+
+from __future__ import annotations
+
+import importlib.util
+
+from pilothouse.errors import ConfigError
+
+
+def require_sdk() -> None:
+    """Raise a :class:`ConfigError` naming the extra to install when ``tracing:`` is set
+    but the OpenTelemetry SDK is not (checked at startup, before anything listens)."""
+    for module in ("opentelemetry.sdk", "opentelemetry.exporter.otlp"):
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                "tracing: needs OpenTelemetry: pip install 'pilothouse[otel]'", path="tracing"
+            )

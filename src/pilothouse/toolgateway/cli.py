@@ -28,6 +28,7 @@ from pilothouse.governance.audit import AuditLog
 from pilothouse.governance.service import Governance, start_governance
 from pilothouse.governance.store import SqlStore
 from pilothouse.governance.tool_store import ToolStore, args_hash, definition_digest
+from pilothouse.telemetry import require_sdk
 from pilothouse.toolgateway.guard import ToolGuard
 from pilothouse.toolgateway.rules import build_rules
 from pilothouse.toolgateway.secrets import Secrets
@@ -53,6 +54,8 @@ def toolgateway(ctx: click.Context, fleet_file: Path | None, host: str, port: in
     try:
         fleet = load_fleet(fleet_file)
         tools = require_tools(fleet)
+        if fleet.tracing is not None:
+            require_sdk()
     except PilothouseError as exc:
         raise click.UsageError(str(exc)) from exc
     with _errors():
