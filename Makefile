@@ -43,7 +43,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "Installing pilothouse. The first install builds llama.cpp from source:"
 	@echo "about 6 minutes on 2 cores (pip caches the wheel, later installs take seconds)."
-	$(BIN)/python -m pip install -v -e '.[embedded,bench,epp,k8s,ray,hf,stores,tools,agents,dev]' 2>&1 \
+	$(BIN)/python -m pip install -v -e '.[embedded,bench,epp,k8s,ray,hf,stores,tools,agents,otel,dev]' 2>&1 \
 	  | tee $(VENV)/install.log \
 	  | sed -nuE 's/^ *\[([0-9]+)\/([0-9]+)\].*/  building llama.cpp: step \1 of \2/p; /^(Successfully|ERROR)/p' \
 	  || { tail -40 $(VENV)/install.log; exit 1; }

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from pilothouse.clock import SystemClock
 from pilothouse.config.fleet import GatewaySpec
+from pilothouse.config.tracing import TracingSpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.gateway.app import GatewayApp, create_app
 from pilothouse.gateway.http_server import server_config
@@ -40,6 +41,7 @@ async def running_gateway(
     settings: GatewaySpec | None = None,
     model: str = "m",
     scheduler: str = "round-robin",
+    tracing: TracingSpec | None = None,
 ) -> AsyncIterator[Harness]:
     """Fake engines named ``replicas`` serving ``model``, and a gateway in front of them."""
     runners: list[web.AppRunner] = []
@@ -56,7 +58,8 @@ async def running_gateway(
         pool.add(Endpoint(name=name, address=f"127.0.0.1:{port}", model=model, engine="openai"))
         engines[name] = behaviour
     spec = settings or GatewaySpec(port=0, probe_interval_s=0.1, read_timeout_s=2)
-    app = create_app(spec, pool, build_scheduler(builtin_config(scheduler), SystemClock()))
+    scheduler_ = build_scheduler(builtin_config(scheduler), SystemClock())
+    app = create_app(spec, pool, scheduler_, tracing=tracing)
     server = _QuietServer(server_config(app, "127.0.0.1", 0))
     task = asyncio.create_task(server.serve())
     try:

@@ -16,6 +16,8 @@ The same request-path features the standalone gateway has, for the pool behind E
     governance:              # identities, limits, budgets, ledger (docs/governance.md)
       store: postgresql+psycopg://pilothouse@db/pilothouse
       jwt: {envoy_payload_header: x-pilothouse-jwt-payload, team_claim: team}
+    tracing:                 # OpenTelemetry spans over OTLP (docs/observability.md)
+      endpoint: http://otel-collector:4318/v1/traces
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pilothouse.config.fleet import FlowControlSpec, HoldSpec
 from pilothouse.config.governance import GovernanceSpec
+from pilothouse.config.tracing import TracingSpec
 from pilothouse.config.traffic import TrafficSplit
 from pilothouse.errors import ConfigError
 
@@ -61,6 +64,9 @@ class EppPolicy(_Spec):
     governance: GovernanceSpec | None = None
     """Identities (API keys, JWTs or Envoy's verified ``jwt_authn`` payload), rate limits,
     budgets and the ledger, as in the gateway (docs/governance.md)."""
+    tracing: TracingSpec | None = None
+    """OpenTelemetry spans of the picker's decisions, exported over OTLP; the picker also
+    sets ``traceparent`` on the request it forwards (docs/observability.md)."""
 
 
 def load_epp_policy(path: Path) -> EppPolicy:

@@ -41,6 +41,7 @@ from pilothouse.config.loader import SpecProblems, read_yaml, validate_model
 from pilothouse.config.ray import RaySpec
 from pilothouse.config.sources import ModelSource, parse_source
 from pilothouse.config.tools import ToolsSpec
+from pilothouse.config.tracing import TracingSpec
 from pilothouse.config.traffic import MODEL_NAME, AdapterSpec, TrafficSplit
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
@@ -283,6 +284,9 @@ class FleetSpec(_Spec):
     agents: list[AgentSpec] = Field(default_factory=list)
     """Governed agents (docs/agents.md): each calls this fleet's models through the gateway
     and its tools through the tool gateway, with its own identity and budgets."""
+    tracing: TracingSpec | None = None
+    """OpenTelemetry traces of the gateway and the tool gateway, exported over OTLP
+    (docs/observability.md). Absent: no tracing, at no cost."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

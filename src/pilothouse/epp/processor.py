@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from enum import Enum, auto
+from typing import TYPE_CHECKING
 
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.engines.kinds.vllm import vllm_priority
@@ -55,6 +56,10 @@ from pilothouse.routing import (
 )
 from pilothouse.routing.governed import ask_of, governed_fields, used_of
 from pilothouse.scheduling.types import SchedulingRequest
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when tracing is configured
+    from pilothouse.telemetry.provider import Tracing
+    from pilothouse.telemetry.request import RequestTrace
 
 _ROUTES = {route.value: route for route in Route}
 _MAX_WHOLE_BODY = 1 << 20  # non-streamed answers kept (for their usage) up to this size
@@ -86,6 +91,8 @@ class PickerContext:
     forward_priority: bool = False
     """Write the request's priority into vLLM's ``priority`` body field for vLLM endpoints
     (``EppPolicy.forward_priority``: their vLLM runs ``--scheduling-policy priority``)."""
+    tracing: Tracing | None = None
+    """Spans of the picker's requests (``tracing:`` of its policy); None: no tracing work."""
 
 
 Handler = Callable[["Exchange", ProcessingRequest], Awaitable[list[ProcessingResponse]]]
@@ -131,6 +138,8 @@ class Exchange:
         """
         ticket = self.ticket
         if ticket is not None:
+            if ticket.trace is not None:  # a no-op when the answer or a refusal ended it
+                ticket.trace.end(_CLIENT_CLOSED, error_type="cancelled")
             if self.phase in (Phase.FORWARDED, Phase.RESPONSE) and self._parsed is not None:
                 used = Used(self._parsed.prompt_tokens, 0, _CLIENT_CLOSED)
                 self._ctx.pipeline.charge(ticket, used)
@@ -224,6 +233,8 @@ class Exchange:
     ) -> list[ProcessingResponse]:
         """The routing answer: headers and metadata first, then the body in chunks."""
         set_headers = {} if isinstance(pick, str) else dict(pick.headers)
+        if self.ticket is not None and self.ticket.trace is not None:
+            set_headers.update(self.ticket.trace.headers())  # the engine joins the trace
         if body is not None:
             set_headers["content-length"] = str(len(body))
         remove = self._strip(set_headers)
@@ -258,6 +269,13 @@ class Exchange:
             pipeline.trust_priority_header,
         )
         self.ticket = pipeline.open(request, request.session_id)
+        tracing = self._ctx.tracing
+        if tracing is not None:
+            self.ticket.trace = tracing.request(
+                route.value, self.ticket.request.model, self._headers.get,
+                max_tokens=parsed.max_tokens, request_id=self._request_id,
+                public=self.ticket.public_model,
+            )  # fmt: skip
         if self.ticket.public_model is None:
             return parsed.body
         version = self.ticket.request.model
@@ -298,6 +316,8 @@ class Exchange:
     def _reject(self, exc: RequestError | SchedulingError, result: str) -> list[ProcessingResponse]:
         status, body, headers = error_from_exception(exc)
         self._ctx.metrics.requests.labels(result).inc()
+        if self.ticket is not None and self.ticket.trace is not None:
+            self.ticket.trace.end(status, error_type=f"{status}_{result}")
         self.phase = Phase.DONE
         return [protocol.immediate(status, body, headers, f"pilothouse_{result}")]
 
@@ -385,9 +405,21 @@ class Exchange:
             self._ctx.metrics.tokens.labels("completion").inc(completion)
         self._ctx.metrics.duration.observe(time.perf_counter() - self._started)
         if self.ticket is not None:
+            if self.ticket.trace is not None:
+                self._end_trace(self.ticket.trace, prompt, completion)
             self._ctx.pipeline.finished(self.ticket)
         self.phase = Phase.DONE  # completed: close() charges nothing more
         self.close()
+
+    def _end_trace(self, trace: RequestTrace, prompt: int | None, completion: int | None) -> None:
+        parsed = self._parsed
+        trace.end(
+            self._status,
+            input_tokens=prompt,
+            output_tokens=completion,
+            response_model=parsed.model if parsed is not None and self._status < 400 else None,
+            attempts=len(self.ticket.tried) if self.ticket is not None else 1,
+        )
 
     def _expect(self, phase: Phase, kind: str) -> None:
         if self.phase is not phase:

@@ -20,6 +20,7 @@ scrapes cannot present or verify a picker certificate.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from pilothouse.governance.service import Governance, start_governance
 from pilothouse.routing import RoutingPipeline, TrafficSplitter
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.scheduling.types import Endpoint
+from pilothouse.telemetry import require_sdk
 
 log = logging.getLogger("pilothouse.epp")
 
@@ -148,6 +150,8 @@ class EppServer:
     ) -> None:
         """``tokenize``: tokenize prompts before scheduling, in a worker (the prompt-token
         producer), for a ``precise-prefix`` scorer fed by ``kv_events``."""
+        if settings.policy.tracing is not None:
+            require_sdk()
         self.settings = settings
         self.pool = EndpointPool()
         self.metrics = EppMetrics(self.pool)
@@ -187,6 +191,11 @@ class EppServer:
 
     async def start(self) -> None:
         s = self.settings
+        if s.policy.tracing is not None and self._context.tracing is None:
+            from pilothouse.telemetry.provider import start_tracing  # the otel extra
+
+            tracing = start_tracing(s.policy.tracing, "epp")
+            self._context = dataclasses.replace(self._context, tracing=tracing)
         if s.policy.governance is not None:
             self._governance = await start_governance(
                 s.policy.governance, f"epp-{s.port}", self.metrics.registry
@@ -235,6 +244,9 @@ class EppServer:
             await self.pipeline.drain_settling()
             await self._governance.aclose()
             self.pipeline.governor = self._governance = None
+        if self._context.tracing is not None:
+            await self._context.tracing.aclose()  # exports what is still queued
+            self._context = dataclasses.replace(self._context, tracing=None)
 
     async def wait_ready(self, timeout_s: float = 10.0) -> None:
         """Until discovery reported and the first probe round ran (readiness SERVING)."""

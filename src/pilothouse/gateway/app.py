@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from pilothouse.clock import Clock, SystemClock
 from pilothouse.config.fleet import FleetSpec, GatewaySpec
+from pilothouse.config.tracing import TracingSpec
 from pilothouse.endpoints.kv_subscriber import KVEventSubscriber, build_kv_scheduler
 from pilothouse.endpoints.monitor import EndpointMonitor
 from pilothouse.endpoints.pool import EndpointPool
@@ -37,6 +38,7 @@ from pilothouse.openai.responses import ResponsesDialect
 from pilothouse.routing import AdapterRegistry, TrafficSplitter
 from pilothouse.scheduling.config import resolve_config
 from pilothouse.scheduling.scheduler import Scheduler
+from pilothouse.telemetry import require_sdk
 from pilothouse.transport.factory import TransportSettings, create_transport
 
 _JSON = "application/json"
@@ -52,6 +54,7 @@ def create_app(
     kv_events: KVEventSubscriber | None = None,
     fleet: FleetSpec | None = None,
     preparer: PromptTokenizerProducer | None = None,
+    tracing: TracingSpec | None = None,
 ) -> GatewayApp:
     """Build a gateway; the monitor probes endpoints unless ``monitor`` is False (tests).
 
@@ -59,8 +62,13 @@ def create_app(
     the app runs. ``fleet`` declares LoRA adapters and traffic splits (see
     ``docs/lora.md`` and ``docs/canary.md``); the app follows a new spec through
     :meth:`GatewayContext.adopt`. ``preparer`` (from :func:`build_gateway_scheduler`)
-    tokenizes prompts before scheduling; the app closes it when it stops.
+    tokenizes prompts before scheduling; the app closes it when it stops. ``tracing``
+    (default: the fleet's) exports a span per request while the app runs.
     """
+    if tracing is None and fleet is not None:
+        tracing = fleet.tracing
+    if tracing is not None:
+        require_sdk()
     ctx = GatewayContext(
         settings=settings,
         pool=pool,
@@ -71,6 +79,7 @@ def create_app(
         traffic=TrafficSplitter(fleet.traffic if fleet is not None else ()),
         preparer=preparer,
         priority_models=priority_models(fleet),
+        tracing_spec=tracing,
     )
     proxies = {r.value: ProxyEndpoint(r, ctx) for r in OpenAIRoute}
     for dialect in (ResponsesDialect(), MessagesDialect()):  # served by translation
@@ -181,6 +190,10 @@ def _lifespan(  # type: ignore[no-untyped-def]
             sock_connect=ctx.settings.connect_timeout_s,
             sock_read=ctx.settings.read_timeout_s,
         )
+        if ctx.tracing_spec is not None and ctx.tracing is None:
+            from pilothouse.telemetry.provider import start_tracing  # the otel extra
+
+            ctx.tracing = start_tracing(ctx.tracing_spec, "gateway")
         governance = None
         spec = ctx.settings.governance
         if spec is not None:
@@ -226,6 +239,9 @@ def _lifespan(  # type: ignore[no-untyped-def]
                     await ctx.pipeline.drain_settling()
                     await governance.aclose()
                     ctx.pipeline.governor = ctx.governance = None
+                if ctx.tracing is not None:
+                    await ctx.tracing.aclose()  # exports what is still queued
+                    ctx.tracing = None
 
     return lifespan
 

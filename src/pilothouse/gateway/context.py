@@ -13,11 +13,13 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from pilothouse.clock import Clock
 from pilothouse.config.fleet import FleetSpec, GatewaySpec
+from pilothouse.config.tracing import TracingSpec
 from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.engines.kinds.vllm import serves_priority
 from pilothouse.errors import Unauthorized
@@ -27,6 +29,9 @@ from pilothouse.governance.service import Governance
 from pilothouse.routing import AdapterRegistry, RequestPreparer, RoutingPipeline, TrafficSplitter
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.transport import Transport
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when tracing is configured
+    from pilothouse.telemetry.provider import Tracing
 
 
 @dataclass(slots=True)
@@ -54,6 +59,10 @@ class GatewayContext:
     priority_models: frozenset[str] = frozenset()
     """Models whose replicas honour vLLM's ``priority`` request field (vLLM with
     ``args: {scheduling-policy: priority}``): the request's priority is forwarded to them."""
+    tracing_spec: TracingSpec | None = None
+    """``tracing:`` of the fleet: spans are exported while the app runs."""
+    tracing: Tracing | None = None
+    """The tracer while running with ``tracing_spec``; None: no OpenTelemetry work at all."""
     pipeline: RoutingPipeline = field(init=False)
     loader: AdapterLoader = field(init=False)
     _id_prefix: str = field(init=False, default_factory=lambda: os.urandom(6).hex())

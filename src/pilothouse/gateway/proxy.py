@@ -162,6 +162,12 @@ class ProxyEndpoint:
             assert max_tokens is None or isinstance(max_tokens, int)
             body = with_fields(parsed.body, fields)
             parsed = replace(parsed, model=model, body=body, max_tokens=max_tokens)
+        tracing = self.ctx.tracing
+        if tracing is not None:
+            ticket.trace = tracing.request(
+                self.route.value, ticket.request.model, lookup,
+                max_tokens=parsed.max_tokens, request_id=request_id, public=ticket.public_model,
+            )  # fmt: skip
         return ticket, parsed
 
     async def _forward(
@@ -211,11 +217,11 @@ class ProxyEndpoint:
         gauge = ctx.metrics.in_flight.labels(endpoint.name)
         gauge.inc()
         try:
-            upstream = UpstreamRequest(
-                self.route.value,
-                forwarded_body(parsed.body, ticket.request.priority, endpoint, ctx),
-                (("x-request-id", ticket.request.request_id), *pick.headers.items()),
-            )
+            headers = (("x-request-id", ticket.request.request_id), *pick.headers.items())
+            if ticket.trace is not None:  # the engine's spans join the request's trace
+                headers = (*headers, *ticket.trace.headers().items())
+            body = forwarded_body(parsed.body, ticket.request.priority, endpoint, ctx)
+            upstream = UpstreamRequest(self.route.value, body, headers)
             try:
                 resp = await ctx.upstream_transport().send(endpoint.address, upstream)
             except UpstreamTimeout as exc:
@@ -295,6 +301,8 @@ class ProxyEndpoint:
     ) -> None:
         metrics = self.ctx.metrics
         served = parsed is not None and ticket is not None and ticket.last_endpoint is not None
+        if ticket is not None and ticket.trace is not None:
+            _end_trace(ticket, parsed, outcome, served)
         # Only served names become label values: a client cannot grow the series count.
         model = parsed.model if parsed is not None and served else ""
         elapsed = time.perf_counter() - started
@@ -361,6 +369,31 @@ def forwarded_body(body: bytes, priority: int, endpoint: Endpoint, ctx: GatewayC
     if endpoint.engine != "vllm" or endpoint.model not in ctx.priority_models:
         return body
     return with_fields(body, {"priority": vllm_priority(priority)})
+
+
+def _end_trace(
+    ticket: Ticket, parsed: ParsedRequest | None, outcome: Outcome, served: bool
+) -> None:
+    """End the request's span with its usage and outcome."""
+    assert ticket.trace is not None
+    error = None
+    if outcome.client_left:
+        error = "cancelled"
+    elif outcome.cut:
+        error = "server_shutdown"
+    elif outcome.broken:
+        error = "stream_broken"
+    status = 502 if outcome.broken else outcome.status
+    answered = served and parsed is not None and status < 400
+    ticket.trace.end(
+        status,
+        input_tokens=outcome.prompt_tokens,
+        output_tokens=outcome.completion_tokens,
+        response_model=parsed.model if answered and parsed is not None else None,
+        ttft_s=outcome.ttft_s,
+        error_type=error,
+        attempts=len(ticket.tried),
+    )
 
 
 def _client_request_id(raw: bytes | None) -> str | None:

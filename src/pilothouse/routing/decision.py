@@ -14,11 +14,14 @@ request. Shedding (429, or 503 for a full hold queue) happens while waiting.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pilothouse.governance.governor import Grant
 from pilothouse.routing.adapters import DeclaredAdapter
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when tracing is configured
+    from pilothouse.telemetry.request import RequestTrace
 
 HOLD: Literal["hold"] = "hold"
 QUEUE: Literal["queue"] = "queue"
@@ -80,3 +83,5 @@ class Ticket:
     """The endpoint it was last sent to (kept after it ends, for the access log)."""
     grant: Grant | None = None
     """Its governance holds (limits, budgets) until charged or released."""
+    trace: RequestTrace | None = None
+    """Its span, when tracing is configured (the front door opens and ends it)."""

@@ -231,6 +231,8 @@ class RoutingPipeline:
             raise NoEndpointAvailable(f"no ready replica of model '{request.model}'")
         if self.flow.enabled and first and not ticket.admitted and self._must_queue(key, ready):
             return Wait(QUEUE, key)
+        if ticket.trace is not None:
+            return Route(self._traced(ticket, candidates), load)
         return Route(self._schedule(request, candidates), load)
 
     async def route(self, ticket: Ticket, only: frozenset[str] | None = None) -> Route:
@@ -246,13 +248,36 @@ class RoutingPipeline:
             decision = self.decide(ticket, only)
             if isinstance(decision, Route):
                 return decision
-            await self.waiting.wait(ticket, decision.kind, decision.model)
+            if ticket.trace is None:
+                await self.waiting.wait(ticket, decision.kind, decision.model)
+                continue
+            since = self.clock.now()
+            try:
+                await self.waiting.wait(ticket, decision.kind, decision.model)
+            finally:
+                ticket.trace.waited(self.clock.now() - since)
 
     def _schedule(self, request: SchedulingRequest, candidates: list[Endpoint]) -> Pick:
         started = time.perf_counter() if self._on_decision is not None else 0.0
         result = self.scheduler.schedule(with_adapter(request, candidates), candidates)
         if self._on_decision is not None:
             self._on_decision(time.perf_counter() - started)
+        return Pick(result.target, result.fallbacks, dict(result.headers), result.uncached_tokens)
+
+    def _traced(self, ticket: Ticket, candidates: list[Endpoint]) -> Pick:
+        """:meth:`_schedule` for a traced request: the decision goes on its span (each
+        scorer's values too when the span wants the detail)."""
+        trace = ticket.trace
+        assert trace is not None
+        request = with_adapter(ticket.request, candidates)
+        started = time.perf_counter()
+        if trace.detail:
+            result, explanation = self.scheduler.explained(request, candidates)
+        else:
+            result, explanation = self.scheduler.schedule(request, candidates), None
+        if self._on_decision is not None:
+            self._on_decision(time.perf_counter() - started)
+        trace.scheduled(result, explanation, len(candidates), request)
         return Pick(result.target, result.fallbacks, dict(result.headers), result.uncached_tokens)
 
     def _must_queue(self, model: str, ready: list[Endpoint]) -> bool:
@@ -273,6 +298,8 @@ class RoutingPipeline:
             ticket.grant.routed = self.clock.now()
         ticket.tried.add(pick.endpoint.name)
         ticket.last_endpoint = pick.endpoint.name
+        if ticket.trace is not None:
+            ticket.trace.sent(pick.endpoint)
         self.pool.acquire(pick.endpoint.name, tokens)
         if ticket.admitted:  # its grant becomes an in-flight count: nothing to wake
             ticket.admitted = False

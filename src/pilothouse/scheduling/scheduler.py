@@ -16,6 +16,7 @@ from pilothouse.errors import NoEndpointAvailable, SchedulingError
 from pilothouse.scheduling.builder import SchedulerParts, build_parts
 from pilothouse.scheduling.config import SchedulerConfig
 from pilothouse.scheduling.context import PluginContext
+from pilothouse.scheduling.explain import Explanation, explain, runner_up
 from pilothouse.scheduling.interfaces import (
     UNCACHED_TOKENS_KEY,
     CycleState,
@@ -68,6 +69,34 @@ class Scheduler:
         self, request: SchedulingRequest, endpoints: Sequence[Endpoint]
     ) -> SchedulingResult:
         """Pick targets for ``request`` among ``endpoints`` (already narrowed to its model)."""
+        state, result = self._cycle(request, endpoints)
+        for plugin in self._post:
+            plugin.post_schedule(state, request, result)
+        return result
+
+    def explained(
+        self, request: SchedulingRequest, endpoints: Sequence[Endpoint]
+    ) -> tuple[SchedulingResult, Explanation]:
+        """:meth:`schedule`, plus each scorer's value for the pick and the runner-up.
+
+        The scorers run a second time (:func:`explain`), before the post-schedule hooks
+        change what they read: use it only for requests whose decision is recorded.
+        """
+        state, result = self._cycle(request, endpoints)
+        primary = result.profiles[result.primary_profile]
+        names = {primary.targets[0].name}
+        second = runner_up(primary)
+        if second is not None:
+            names.add(second[0])
+        profile = self._profiles[result.primary_profile]
+        explanation = explain(profile, state.now, request, endpoints, names)
+        for plugin in self._post:
+            plugin.post_schedule(state, request, result)
+        return result, explanation
+
+    def _cycle(
+        self, request: SchedulingRequest, endpoints: Sequence[Endpoint]
+    ) -> tuple[CycleState, SchedulingResult]:
         if not endpoints:
             raise NoEndpointAvailable(f"no endpoint serves model {request.model!r}")
         state = CycleState(now=self._clock.now())
@@ -89,9 +118,7 @@ class Scheduler:
                 uncached_tokens=uncached.get(primary.targets[0].name),
                 headers=result.headers,
             )
-        for plugin in self._post:
-            plugin.post_schedule(state, request, result)
-        return result
+        return state, result
 
     def _run_profiles(
         self, state: CycleState, request: SchedulingRequest, endpoints: Sequence[Endpoint]

@@ -27,6 +27,8 @@ class FakeBehaviour:
     chunks: int = 4
     requests: int = 0
     seen_bodies: list[bytes] = field(default_factory=list)
+    seen_headers: list[dict[str, str]] = field(default_factory=list)
+    """Each request's headers (lowercase names), e.g. to check a ``traceparent``."""
 
 
 BEHAVIOUR = web.AppKey("behaviour", FakeBehaviour)
@@ -48,6 +50,7 @@ def create_fake_engine(model: str, behaviour: FakeBehaviour | None = None) -> we
         body = await request.read()
         state.requests += 1
         state.seen_bodies.append(body)
+        state.seen_headers.append({k.lower(): v for k, v in request.headers.items()})
         if state.hang_s:
             await asyncio.sleep(state.hang_s)
         if state.status != 200:

@@ -59,10 +59,12 @@ def create_toolgateway_app(
     host: str = "127.0.0.1",
     allowed_hosts: Sequence[str] = (),
     session_idle_timeout_s: float | None = 30 * 60,
+    traced: bool = False,
 ) -> Starlette:
     """The ASGI app serving ``/mcp`` (see the module docstring). Create it before
-    starting ``upstreams``: it watches their listings from the first one."""
-    server = ToolGatewayServer(guard, upstreams)
+    starting ``upstreams``: it watches their listings from the first one. ``traced``: a
+    tracer provider is installed; decisions go on the SDK's ``tools/call`` spans."""
+    server = ToolGatewayServer(guard, upstreams, traced=traced)
     # JSON answers, not an SSE stream per POST: the gateway sends nothing in a call's
     # stream before its result (list_changed goes on the session's GET stream), and the
     # SDK client closes an SSE answer before its end, which costs the agent a new TCP

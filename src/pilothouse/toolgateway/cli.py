@@ -29,6 +29,7 @@ from pilothouse.governance.audit import AuditLog
 from pilothouse.governance.service import Governance, start_governance
 from pilothouse.governance.store import SqlStore
 from pilothouse.governance.tool_store import ToolStore, args_hash, definition_digest
+from pilothouse.telemetry import require_sdk
 from pilothouse.toolgateway.guard import ToolGuard
 from pilothouse.toolgateway.rules import build_rules
 from pilothouse.toolgateway.secrets import Secrets
@@ -54,6 +55,8 @@ def toolgateway(ctx: click.Context, fleet_file: Path | None, host: str, port: in
     try:
         fleet = load_fleet(fleet_file)
         tools = require_tools(fleet)
+        if fleet.tracing is not None:
+            require_sdk()
     except PilothouseError as exc:
         raise click.UsageError(str(exc)) from exc
     with _errors():
@@ -117,6 +120,11 @@ async def serve(fleet: FleetSpec, tools: ToolsSpec, host: str, port: int) -> Non
 
     assert fleet.gateway.governance is not None
     secrets = Secrets.resolve(tools.secrets)
+    tracing = None
+    if fleet.tracing is not None:  # the MCP SDK traces through the global provider
+        from pilothouse.telemetry.provider import start_tracing
+
+        tracing = start_tracing(fleet.tracing, "toolgateway", install_global=True)
     governance = await start_governance(fleet.gateway.governance, f"toolgateway-{port}")
     try:
         guard, audit = build_guard(tools, governance, secrets, fleet.agents)
@@ -124,7 +132,12 @@ async def serve(fleet: FleetSpec, tools: ToolsSpec, host: str, port: int) -> Non
         try:
             upstreams = Upstreams(tools, secrets)
             app = create_toolgateway_app(
-                tools, guard, upstreams, governance.governor.authenticate, host=host
+                tools,
+                guard,
+                upstreams,
+                governance.governor.authenticate,
+                host=host,
+                traced=tracing is not None,
             )
             async with upstreams:
                 await _run_http(app, host, port)
@@ -132,6 +145,8 @@ async def serve(fleet: FleetSpec, tools: ToolsSpec, host: str, port: int) -> Non
             await audit.aclose()
     finally:
         await governance.aclose()
+        if tracing is not None:
+            await tracing.aclose()  # exports what is still queued
 
 
 async def _run_http(app: Any, host: str, port: int) -> None:

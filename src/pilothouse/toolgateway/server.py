@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,8 @@ from pilothouse.toolgateway.guard import (
 from pilothouse.toolgateway.upstream import Upstreams
 
 log = logging.getLogger("pilothouse.toolgateway")
+
+Annotate = Callable[[str, str, str, str, str | None], None]
 
 IDENTITY_SCOPE_KEY = "pilothouse.identity"
 """Where the HTTP front leaves the caller's :class:`Identity` in the ASGI scope."""
@@ -83,8 +85,15 @@ class _Server(Server[Any]):
 class ToolGatewayServer:
     """See the module docstring."""
 
-    def __init__(self, guard: ToolGuard, upstreams: Upstreams) -> None:
+    def __init__(self, guard: ToolGuard, upstreams: Upstreams, *, traced: bool = False) -> None:
+        """``traced``: a tracer provider is installed (``tracing:``); each call's decision
+        is added to the SDK's ``tools/call`` span."""
         self.guard = guard
+        self._annotate: Annotate | None = None
+        if traced:
+            from pilothouse.telemetry.spans import annotate_tool_call  # the otel extra
+
+            self._annotate = annotate_tool_call
         self.upstreams = upstreams
         self._sessions: dict[str, _Live] = {}
         self.owners: dict[str, str] = {}
@@ -164,6 +173,10 @@ class ToolGatewayServer:
             request_id=str(ctx.request_id or ""),
         )
         verdict = await self.guard.before_call(call)
+        if self._annotate is not None:
+            self._annotate(
+                tool.server, tool.name, verdict.outcome, verdict.rule, verdict.approval_id
+            )
         if verdict.outcome == "deny":
             return _text_result(f"refused by {verdict.rule}: {verdict.reason}", error=True)
         if verdict.outcome == "pending":

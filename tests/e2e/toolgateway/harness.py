@@ -101,7 +101,7 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    tmp: Path, guard: ToolGuard, origins: Sequence[str] = ()
+    tmp: Path, guard: ToolGuard, origins: Sequence[str] = (), traced: bool = False
 ) -> AsyncIterator[Gateway]:
     """Both upstreams, governance and the gateway, all on loopback."""
     alice, bob = tenants(tmp / "state")
@@ -114,7 +114,9 @@ async def running_gateway(
             GovernanceSpec(state_dir=tmp / "state"), "toolgateway-test", CollectorRegistry()
         )
         upstreams = Upstreams(spec, secrets)
-        app = create_toolgateway_app(spec, guard, upstreams, governance.governor.authenticate)
+        app = create_toolgateway_app(
+            spec, guard, upstreams, governance.governor.authenticate, traced=traced
+        )
         try:
             async with upstreams, serving(app) as url:
                 yield Gateway(f"{url}/mcp", alice, bob, upstreams, secrets, governance)

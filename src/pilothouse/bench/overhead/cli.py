@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pilothouse.bench.cli import finish_report, run_async
+from pilothouse.bench.overhead.tracing import render_tracing_table, tracing_lines
 
 if TYPE_CHECKING:  # the overhead harness (aiohttp, yaml) loads only when its command runs
     from pilothouse.bench.overhead.run import (
@@ -111,6 +112,13 @@ _MODES = {"both": (False, True), "plain": (False,), "stream": (True,)}
     help="With --governance, also measure a gateway keeping limits and budgets in a "
     "redis-server the bench starts (reported, not judged; needs redis-server installed).",
 )
+@click.option(
+    "--tracing",
+    is_flag=True,
+    help="Also measure a gateway exporting an OpenTelemetry span of every request over OTLP "
+    "to a receiver the bench starts, in the same run (reported, not judged: the added CPU "
+    "per request).",
+)
 @click.option("--fail-on-miss", is_flag=True, help="Exit with status 1 when a target is missed.")
 def overhead(
     concurrency: tuple[int, ...],
@@ -125,6 +133,7 @@ def overhead(
     peer: str | None,
     governance: bool,
     redis: bool,
+    tracing: bool,
     fail_on_miss: bool,
 ) -> None:
     """Measure the gateway's overhead against direct calls to a fast mock engine.
@@ -135,6 +144,7 @@ def overhead(
     gateway adds, and the gateway's CPU time per request, with a verdict per target.
     With --governance, a governed gateway (and with --redis one sharing state through Redis)
     is measured beside it, interleaved the same way: the cost of auth + limits + ledger.
+    With --tracing, a gateway exporting OTLP traces is measured beside it the same way.
     """
     from pilothouse.bench.overhead.governance import redis_lines
     from pilothouse.bench.overhead.run import OverheadConfig
@@ -153,6 +163,7 @@ def overhead(
         peer=peer,
         governance=governance,
         redis=redis,
+        tracing=tracing,
     )
     console = Console()
     if not console.is_terminal:
@@ -162,9 +173,12 @@ def overhead(
     governed = render_governance_table(report)
     if governed is not None:
         console.print(governed)
+    traced = render_tracing_table(report)
+    if traced is not None:
+        console.print(traced)
     for line in verdict_lines(report):
         console.print(line)
-    for line in redis_lines(report.levels):
+    for line in redis_lines(report.levels) + tracing_lines(report):
         console.print(f"[cyan]INFO[/cyan] {line}")
     if report.other_load_cores > report.config.max_other_load:
         console.print(

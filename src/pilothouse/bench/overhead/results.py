@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from pilothouse.bench.overhead.run import OverheadConfig
 
 SCHEMA = "pilothouse.bench.overhead/v1"
-OURS = ("gateway", "peer", "governed", "governed-redis", "redis", "upstream", "client")
+OURS = (
+    "gateway", "peer", "governed", "governed-redis", "redis", "traced", "otlp", "upstream", "client"
+)  # fmt: skip
 """The meters of the processes a run starts; the rest of the machine's CPU is other load."""
 
 
@@ -46,6 +48,8 @@ class LevelResult:
     """The gateway with governance in process (``--governance``), when measured."""
     governed_redis: TargetStats | None = None
     """The gateway with governance in Redis (``--governance --redis``), when measured."""
+    traced: TargetStats | None = None
+    """The gateway with OTLP tracing on (``--tracing``), when measured."""
 
     @property
     def added_p50_ms(self) -> float:
@@ -97,6 +101,11 @@ class LevelResult:
     def governed_redis_ratio(self) -> float:
         return _ratio(self.governed_redis_cpu_ms, self.gateway_cpu_ms)
 
+    @property
+    def traced_cpu_ms(self) -> float:
+        """The traced gateway's CPU per request it served (its exporter thread included)."""
+        return self.traced.cpu_ms_per_request["traced"] if self.traced else float("nan")
+
     def to_json(self) -> dict[str, object]:
         doc: dict[str, object] = {
             "stream": self.stream,
@@ -121,12 +130,16 @@ class LevelResult:
             doc["governed_redis_cpu_ms_per_request"] = self.governed_redis_cpu_ms
             doc["governed_redis_ratio"] = self.governed_redis_ratio
             doc["redis_server_cpu_ms_per_request"] = self.redis_cpu_ms
+        if self.traced is not None:
+            doc["traced"] = asdict(self.traced)
+            doc["traced_cpu_ms_per_request"] = self.traced_cpu_ms
+            doc["traced_added_cpu_ms_per_request"] = self.traced_cpu_ms - self.gateway_cpu_ms
         return doc
 
     @property
     def targets(self) -> tuple[TargetStats, ...]:
         """Every target measured at this level."""
-        extra = (self.peer, self.governed, self.governed_redis)
+        extra = (self.peer, self.governed, self.governed_redis, self.traced)
         return (self.direct, self.gateway, *(t for t in extra if t is not None))
 
 
@@ -140,6 +153,8 @@ class OverheadReport:
     ledger_requests: dict[str, int] = field(default_factory=dict)
     """With ``--governance``: requests each governed gateway's ledger holds at the end
     (warm-ups and startup checks included: at least every governed request counted)."""
+    traced_spans: int | None = None
+    """With ``--tracing``: spans the OTLP receiver got from the traced gateway."""
 
     @property
     def other_load_cores(self) -> float:
@@ -166,6 +181,8 @@ class OverheadReport:
         }
         if self.ledger_requests:
             doc["ledger_requests"] = self.ledger_requests
+        if self.traced_spans is not None:
+            doc["traced_spans"] = self.traced_spans
         return doc
 
 

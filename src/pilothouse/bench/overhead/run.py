@@ -51,6 +51,14 @@ from pilothouse.bench.overhead.results import (
     _other_load,
     _pool,
 )
+from pilothouse.bench.overhead.tracing import (
+    OTLP,
+    RECEIVER_READY,
+    TRACED,
+    receiver_argv,
+    spans_received,
+    tracing_block,
+)
 from pilothouse.bench.overhead.verdicts import judge
 from pilothouse.bench.processes import (
     BenchError,
@@ -88,11 +96,15 @@ class OverheadConfig:
     """Also measure a gateway with governance in process (``governed``)."""
     redis: bool = False
     """With ``governance``, also one with limits and budgets in Redis (``governed-redis``)."""
+    tracing: bool = False
+    """Also measure a gateway exporting OTLP traces of every request (``traced``)."""
 
     @property
     def targets(self) -> tuple[str, ...]:
         governed = (GOVERNED,) + ((GOVERNED_REDIS,) if self.redis else ())
-        return TARGETS + (governed if self.governance else ()) + (("peer",) if self.peer else ())
+        traced = (TRACED,) if self.tracing else ()
+        peer = ("peer",) if self.peer else ()
+        return TARGETS + (governed if self.governance else ()) + traced + peer
 
 
 @dataclass(slots=True)
@@ -104,7 +116,12 @@ class _Targets:
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def _fleet_yaml(upstream: str, scheduler: str, governance: dict[str, object] | None = None) -> str:
+def _fleet_yaml(
+    upstream: str,
+    scheduler: str,
+    governance: dict[str, object] | None = None,
+    tracing: dict[str, object] | None = None,
+) -> str:
     address = upstream.removeprefix("http://")
     gateway: dict[str, object] = {
         "host": "127.0.0.1",
@@ -114,15 +131,15 @@ def _fleet_yaml(upstream: str, scheduler: str, governance: dict[str, object] | N
     }
     if governance is not None:
         gateway["governance"] = governance
-    return yaml.safe_dump(
-        {
-            "apiVersion": "pilothouse.dev/v1alpha1",
-            "kind": "Fleet",
-            "models": [{"name": MODEL, "engine": "openai", "endpoints": [address]}],
-            "gateway": gateway,
-        },
-        sort_keys=False,
-    )
+    fleet: dict[str, object] = {
+        "apiVersion": "pilothouse.dev/v1alpha1",
+        "kind": "Fleet",
+        "models": [{"name": MODEL, "engine": "openai", "endpoints": [address]}],
+        "gateway": gateway,
+    }
+    if tracing is not None:
+        fleet["tracing"] = tracing
+    return yaml.safe_dump(fleet, sort_keys=False)
 
 
 async def _wait_ready(base_url: str, timeout_s: float) -> None:
@@ -165,7 +182,7 @@ def _schedule(config: OverheadConfig) -> list[Pair]:
     return pairs
 
 
-_TREES = ("gateway", GOVERNED, GOVERNED_REDIS, "peer")
+_TREES = ("gateway", GOVERNED, GOVERNED_REDIS, TRACED, "peer")
 """Targets metered as a process tree, with their kernel part beside (``<name>_system``)."""
 
 
@@ -179,6 +196,9 @@ def _meters(pids: dict[str, int]) -> dict[str, CpuMeter]:
     if REDIS in pids:
         redis_pid = pids[REDIS]
         meters[REDIS] = lambda: process_tree_cpu_s(redis_pid)
+    if OTLP in pids:
+        otlp_pid = pids[OTLP]
+        meters[OTLP] = lambda: process_tree_cpu_s(otlp_pid)
     upstream = pids["upstream"]
     return meters | {
         "upstream": lambda: process_tree_cpu_s(upstream),
@@ -249,6 +269,7 @@ async def _run_levels(
             peer=pooled((s, c), "peer"),
             governed=pooled((s, c), GOVERNED),
             governed_redis=pooled((s, c), GOVERNED_REDIS),
+            traced=pooled((s, c), TRACED),
         )
         for s in config.streams
         for c in config.concurrency
@@ -283,10 +304,14 @@ class _Services:
         return url, process.pid
 
     async def gateway(
-        self, name: str, upstream: str, governance: dict[str, object] | None = None
+        self,
+        name: str,
+        upstream: str,
+        governance: dict[str, object] | None = None,
+        tracing: dict[str, object] | None = None,
     ) -> None:
         fleet = self.log_dir / f"{name}.yaml"
-        fleet.write_text(_fleet_yaml(upstream, self.config.scheduler, governance))
+        fleet.write_text(_fleet_yaml(upstream, self.config.scheduler, governance, tracing))
         argv = [sys.executable, "-m", "pilothouse", "gateway", "-f", str(fleet)]
         url, pid = await self.child(name, argv, GATEWAY_READY)
         url = url.removesuffix("/v1")
@@ -317,6 +342,9 @@ class _Services:
             redis = redis_server(self.log_dir, config.startup_timeout_s)
             redis_url, targets.pids[REDIS] = await self.stack.enter_async_context(redis)
             await self.governed(GOVERNED_REDIS, upstream, redis_url)
+        if config.tracing:  # a span sink of its own, then a gateway exporting to it
+            endpoint, targets.pids[OTLP] = await self.child(OTLP, receiver_argv(), RECEIVER_READY)
+            await self.gateway(TRACED, upstream, tracing=tracing_block(endpoint))
         if config.peer is not None:
             peer = peer_router(upstream, self.log_dir, config.startup_timeout_s)
             targets.urls["peer"], targets.pids["peer"] = await self.stack.enter_async_context(peer)
@@ -335,6 +363,7 @@ async def run_overhead(config: OverheadConfig, progress: Progress | None = None)
             name: await asyncio.to_thread(ledger_requests, state_dir)
             for name, state_dir in services.state_dirs.items()
         }
+        spans = spans_received(Path(tmp)) if config.tracing else None
     return OverheadReport(
         config=config,
         machine=machine_info(),
@@ -342,6 +371,7 @@ async def run_overhead(config: OverheadConfig, progress: Progress | None = None)
         verdicts=judge(levels) + judge_peer(levels) + judge_governance(levels),
         repeated_pairs=repeats,
         ledger_requests=ledger,
+        traced_spans=spans,
     )
 
 
