@@ -24,6 +24,7 @@ from pilothouse.errors import RequestError
 from pilothouse.gateway.adapter_admin import adapter_routes
 from pilothouse.gateway.adapters import AdapterWatcher
 from pilothouse.gateway.asgi import Receive, Scope, Send
+from pilothouse.gateway.console import mount_console
 from pilothouse.gateway.context import GatewayContext, priority_models
 from pilothouse.gateway.governance_admin import governance_routes
 from pilothouse.gateway.lag_probe import LoopLagProbe
@@ -83,6 +84,7 @@ def create_app(
         Route("/metrics", _metrics(ctx), methods=["GET"]),
         *adapter_routes(ctx),
         *governance_routes(ctx),
+        *mount_console(ctx),
     ]
     app = Starlette(
         routes=routes,

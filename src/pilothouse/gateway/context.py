@@ -11,7 +11,7 @@ import hmac
 import itertools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -27,6 +27,7 @@ from pilothouse.governance.service import Governance
 from pilothouse.routing import AdapterRegistry, RequestPreparer, RoutingPipeline, TrafficSplitter
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.transport import Transport
+from pilothouse.ui.decisions import DecisionLog
 
 
 @dataclass(slots=True)
@@ -54,6 +55,10 @@ class GatewayContext:
     priority_models: frozenset[str] = frozenset()
     """Models whose replicas honour vLLM's ``priority`` request field (vLLM with
     ``args: {scheduling-policy: priority}``): the request's priority is forwarded to them."""
+    decisions: DecisionLog | None = None
+    """Recent routing decisions for the web console (None: the console is not served)."""
+    control_status: Callable[[], Mapping[str, object]] | None = None
+    """The control plane's status under ``pilothouse up`` (replicas, autoscaler)."""
     pipeline: RoutingPipeline = field(init=False)
     loader: AdapterLoader = field(init=False)
     _id_prefix: str = field(init=False, default_factory=lambda: os.urandom(6).hex())
