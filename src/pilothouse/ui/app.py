@@ -34,7 +34,11 @@ BrowserGuard = Callable[[Mapping[str, str], str], str | None]
 """``(headers, scheme) → None``, or why the request may not use the console (Host, Origin)."""
 
 _PREFIX = "/ui"
-_STATIC = frozenset({"console.js", "console.css"})
+_STATIC = {
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+}
 _SECURITY_HEADERS = {
     "content-security-policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -219,8 +223,7 @@ class _Console:
         if name not in _STATIC:
             return Response("not found", 404)
         body = resources.files("pilothouse.ui").joinpath("static", name).read_bytes()
-        kind = "text/javascript" if name.endswith(".js") else "text/css"
-        return Response(body, media_type=kind, headers={"cache-control": "max-age=300"})
+        return Response(body, media_type=_STATIC[name], headers={"cache-control": "max-age=300"})
 
     # -- fleet and routing ---------------------------------------------------------------
 
