@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
+from pilothouse.governance.limits import Limit
+from pilothouse.governance.records import Quota
 from pilothouse.governance.store import SqlStore
 from tests.e2e.agents.stack import MODEL, agent_stack, wait_for
 
@@ -98,7 +100,8 @@ def test_browser_console_pages_live_data_approval_and_spend(tmp_path: Path) -> N
     with agent_stack(tmp_path, SCRIPT, [AGENT], gateway) as stack:
         store = SqlStore(stack.store_url)
         try:
-            user_key, record = store.create_key("research", "loadgen")
+            quota = Quota(Limit(requests_per_min=600), budget_cost=5.0, budget_period="day")
+            user_key, record = store.create_key("research", "loadgen", quota=quota)
         finally:
             store.close()
         with playwright_api.sync_playwright() as p:
@@ -174,7 +177,9 @@ def _approve(browser: Browser, stack: Any) -> None:
         row.locator("button.approve").click()
         page.wait_for_url("**/ui/approvals")
         decided = page.locator(f"#decided tr[data-approval='{waiting.pending_approval}']")
-        assert decided.locator("td.status").inner_text() == "approved"
+        # "used" once the waiting agent has already taken it
+        assert decided.locator("td.status").inner_text() in ("approved", "used")
+        assert decided.locator("td.by").inner_text() == "alice"
         assert agent.wait(120) == 0, (stack.tmp / "agent.log").read_text()
     finally:
         if agent.poll() is None:
