@@ -233,3 +233,73 @@ def _the_rest(browser: Browser) -> None:
     for i in range(images.count()):  # every plot loaded and decoded
         assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
     browser.shot("reports")
+
+
+UP_FLEET = """
+models:
+  - name: cold
+    engine: sim
+    args: {startup-delay: 0.5, time-scale: 10, default-max-tokens: 8}
+    autoscaling: {min_replicas: 0, max_replicas: 2, target: 32, window_s: 1, interval_s: 0.25,
+                  idle_timeout_s: 600}
+gateway:
+  port: 0
+  probe_interval_s: 0.1
+  access_log: false
+  admin: {api_key: %s}
+local: {reconcile_interval_s: 0.1, stop_grace_s: 2}
+"""
+
+
+def test_browser_console_under_up_shows_the_control_plane(tmp_path: Path) -> None:
+    """``pilothouse up`` with a model at zero: the fleet page shows the autoscaler's decision
+    to start a replica, and every page loads without errors (those needing governance say
+    how to enable it)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make services installs it)")
+    from tests.e2e.procs import children, kill_quietly, start_until_ready, stop
+
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text(UP_FLEET % ADMIN_KEY)
+    args = ["up", "-f", str(spec), "--log-dir", str(tmp_path / "logs")]
+    proc, url = start_until_ready(args, tmp_path / "up.log", timeout_s=60)
+    base = url.removesuffix("/v1")
+    try:
+        with playwright_api.sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = chromium.new_page(viewport={"width": 1400, "height": 900})
+                browser = Browser(page, base, None)
+                browser.open("/ui/login")
+                page.fill("#key", ADMIN_KEY)
+                page.click("button[type=submit]")
+                page.wait_for_url("**/ui/fleet")
+                assert "No replicas yet" in page.inner_text("#live")
+                body = {"model": "cold", "messages": [{"role": "user", "content": "hi"}]}
+                reply = httpx.post(base + "/v1/chat/completions", json=body, timeout=60)
+                assert reply.is_success
+                # The page refreshes itself: the autoscaler's 0 → 1 and the new replica.
+                wait_for(lambda: "0 → 1" in _scaling(page), "the scale-up on the page", 20)
+                wait_for(lambda: page.locator("tr[data-replica]").count() == 1, "the replica")
+                for name in ("routing", "tenants", "agents", "approvals", "audit", "reports"):
+                    browser.open(f"/ui/{name}")
+                    if name != "routing":
+                        assert "Not enabled" in page.inner_text("main"), name
+                assert browser.errors == []
+            finally:
+                chromium.close()
+    finally:
+        stop(proc, timeout_s=10)
+        for pid in children(proc.pid):
+            kill_quietly(pid)
+
+
+def _scaling(page: Any) -> str:
+    rows = page.locator("#scaling tbody tr")
+    changes = []
+    for i in range(rows.count()):
+        row = rows.nth(i)
+        changes.append(
+            f"{row.locator('td.from').inner_text()} → {row.locator('td.to').inner_text()}"
+        )
+    return " ".join(changes)

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from pilothouse.clock import Clock, SystemClock
 from pilothouse.config.fleet import FleetSpec, GatewaySpec
@@ -76,7 +76,9 @@ def create_app(
     proxies = {r.value: ProxyEndpoint(r, ctx) for r in OpenAIRoute}
     for dialect in (ResponsesDialect(), MessagesDialect()):  # served by translation
         proxies[dialect.path] = ProxyEndpoint(OpenAIRoute.CHAT, ctx, dialect)
-    routes = [Route(path, proxy, methods=["POST"]) for path, proxy in proxies.items()]
+    routes: list[BaseRoute] = [
+        Route(path, proxy, methods=["POST"]) for path, proxy in proxies.items()
+    ]
     routes += [
         Route("/v1/models", _models(ctx), methods=["GET"]),
         Route("/health", _health, methods=["GET"]),
