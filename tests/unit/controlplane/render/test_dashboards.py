@@ -82,3 +82,11 @@ def test_render_k8s_out_writes_the_dashboards_to_their_own_file(tmp_path: Path) 
     result = CliRunner().invoke(render_group, args)
     assert result.exit_code == 0, result.output
     assert (out / "dashboards.yaml").exists()
+
+
+def test_render_helm_refuses_dashboards_whose_legends_helm_would_parse(tmp_path: Path) -> None:
+    args = ["helm", "-f", str(SIM_EXAMPLE), "--with-dashboards", "--out", str(tmp_path / "c")]
+    result = CliRunner().invoke(render_group, args)
+    assert result.exit_code != 0
+    assert "render k8s" in result.output
+    assert "Traceback" not in result.output
