@@ -27,15 +27,17 @@ setup: services $(VENV)/.installed
 
 # The governance tests start real PostgreSQL and Redis servers themselves (on loopback, in
 # temporary directories): install Debian's server packages when their binaries are missing.
-# PostgreSQL's live in /usr/lib/postgresql/<version>/bin, off PATH.
+# PostgreSQL's live in /usr/lib/postgresql/<version>/bin, off PATH. The console's browser
+# tests drive Debian's Chromium with Playwright (Playwright cannot download its own here).
 services:
 	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; \
 	then pg=; else pg=postgresql; fi; \
 	if command -v redis-server >/dev/null; then redis=; else redis=redis-server; fi; \
-	if [ -n "$$pg$$redis" ]; then \
+	if command -v chromium >/dev/null; then chromium=; else chromium=chromium; fi; \
+	if [ -n "$$pg$$redis$$chromium" ]; then \
 	  sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
-	  echo "Installing $$pg $$redis from Debian (the governance tests start them)."; \
-	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$pg $$redis; \
+	  echo "Installing $$pg $$redis $$chromium from Debian (the tests start them)."; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$pg $$redis $$chromium; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

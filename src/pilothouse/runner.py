@@ -221,6 +221,7 @@ def _wire(
     ctx.pipeline.hold_for(launched_models(executor.spec), executor.demand)
     executor.on_apply(lambda spec: ctx.pipeline.set_hold_models(launched_models(spec)))
     executor.on_apply(ctx.adopt)  # adapters and traffic-split weights
+    ctx.control_status = executor.status  # the web console's fleet page
     routes = admin_routes(ctx, _applier(executor, overrides, check), executor.status)
     app.router.routes.extend(routes)
 

@@ -219,6 +219,21 @@ class AdminSpec(_Spec):
     """Browser origins (``https://console.example``) allowed to call the admin API."""
 
 
+class UiSpec(_Spec):
+    """The web console at ``/ui`` (docs/console.md): served behind the admin credential."""
+
+    enabled: bool = True
+    """Serve the console. It also needs an admin credential (``admin.api_key`` or
+    ``api_key``): without one ``/ui`` only says how to set it, and nothing is recorded."""
+    decisions: int = Field(default=200, ge=1, le=100_000)
+    """How many recent routing decisions the live routing page keeps (a preallocated ring)."""
+    session_ttl_s: float = Field(default=8 * 3600.0, gt=0)
+    """How long a console login lasts."""
+    reports_dir: str | None = None
+    """A directory of ``pilothouse bench`` reports (each a folder with ``results.json`` and
+    its PNG plots) shown on the reports page."""
+
+
 class GatewaySpec(_Spec):
     """How the gateway listens, authenticates, schedules and forwards."""
 
@@ -258,6 +273,7 @@ class GatewaySpec(_Spec):
     ``pilothouse_event_loop_lag_seconds``, how late the loop ran a timer."""
     hold: HoldSpec = Field(default_factory=HoldSpec)
     admin: AdminSpec = Field(default_factory=AdminSpec)
+    ui: UiSpec = Field(default_factory=UiSpec)
     http: HttpSpec = Field(default_factory=HttpSpec)
     governance: GovernanceSpec | None = None
     """Identities, token rate limits, budgets and the usage ledger (docs/governance.md).

@@ -150,7 +150,11 @@ class LocalExecutor:
             }
             for name, r in sorted(self._replicas.items())
         ]
-        return {"targets": dict(sorted(self._targets.targets.items())), "replicas": replicas}
+        return {
+            "targets": dict(sorted(self._targets.targets.items())),
+            "replicas": replicas,
+            "scaling": list(self._targets.recent),
+        }
 
     async def start(
         self, timeout_s: float, on_ready: Callable[[str, str], None] | None = None

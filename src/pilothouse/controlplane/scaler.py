@@ -4,8 +4,9 @@ the current replica target (:func:`~pilothouse.autoscale.autoscale` decides)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pilothouse.autoscale import (
@@ -18,6 +19,7 @@ from pilothouse.config.fleet import FleetSpec, ModelSpec
 from pilothouse.controlplane.signals import GatewaySignals
 
 log = logging.getLogger("pilothouse.executor")
+_RECENT = 32
 
 
 @dataclass(slots=True)
@@ -30,11 +32,16 @@ class _Scaler:
 class ReplicaTargets:
     """Replica targets of a fleet's autoscaled models, from a gateway's signals."""
 
-    def __init__(self, signals: GatewaySignals | None) -> None:
+    def __init__(
+        self, signals: GatewaySignals | None, wall: Callable[[], float] = time.time
+    ) -> None:
         self._signals = signals
         self._scalers: dict[str, _Scaler] = {}
         self._targets: dict[str, int] = {}
         self._demand: set[str] = set()
+        self._wall = wall
+        self.recent: deque[dict[str, object]] = deque(maxlen=_RECENT)
+        """The latest target changes, oldest first (the web console shows them)."""
 
     @property
     def targets(self) -> Mapping[str, int]:
@@ -69,6 +76,15 @@ class ReplicaTargets:
         if decision.target != current:
             log.info(
                 "%s: %d -> %d replicas (%s)", model.name, current, decision.target, decision.reason
+            )
+            self.recent.append(
+                {
+                    "at": self._wall(),
+                    "model": model.name,
+                    "from": current,
+                    "to": decision.target,
+                    "reason": decision.reason,
+                }
             )
         self._targets[model.name] = decision.target
 

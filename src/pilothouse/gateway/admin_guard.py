@@ -109,3 +109,19 @@ def _check_credential(expected: str, authorization: str) -> None:
             "missing or invalid admin credential: send 'Authorization: Bearer <key>'",
             code="invalid_api_key",
         )
+
+
+def check_browser(settings: GatewaySpec, headers: Mapping[str, str], scheme: str) -> str | None:
+    """Why a web console request may not proceed, or None: its ``Host`` must name this
+    gateway (as for the admin API) and an ``Origin`` it carries must be the console's own
+    (``scheme://host``) or one of ``gateway.admin.allowed_origins``."""
+    host = headers.get("host", "")
+    try:
+        _check_host(settings, host)
+    except AdminForbidden as exc:
+        return exc.message
+    origin = headers.get("origin")
+    own = f"{scheme}://{host}"
+    if origin is not None and origin != own and origin not in settings.admin.allowed_origins:
+        return f"requests from the web origin {origin!r} may not use the console"
+    return None

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from pilothouse.clock import Clock, SystemClock
 from pilothouse.config.fleet import FleetSpec, GatewaySpec
@@ -25,6 +25,7 @@ from pilothouse.errors import RequestError
 from pilothouse.gateway.adapter_admin import adapter_routes
 from pilothouse.gateway.adapters import AdapterWatcher
 from pilothouse.gateway.asgi import Receive, Scope, Send
+from pilothouse.gateway.console import mount_console
 from pilothouse.gateway.context import GatewayContext, priority_models
 from pilothouse.gateway.governance_admin import governance_routes
 from pilothouse.gateway.lag_probe import LoopLagProbe
@@ -84,7 +85,9 @@ def create_app(
     proxies = {r.value: ProxyEndpoint(r, ctx) for r in OpenAIRoute}
     for dialect in (ResponsesDialect(), MessagesDialect()):  # served by translation
         proxies[dialect.path] = ProxyEndpoint(OpenAIRoute.CHAT, ctx, dialect)
-    routes = [Route(path, proxy, methods=["POST"]) for path, proxy in proxies.items()]
+    routes: list[BaseRoute] = [
+        Route(path, proxy, methods=["POST"]) for path, proxy in proxies.items()
+    ]
     routes += [
         Route("/v1/models", _models(ctx), methods=["GET"]),
         Route("/health", _health, methods=["GET"]),
@@ -92,6 +95,7 @@ def create_app(
         Route("/metrics", _metrics(ctx), methods=["GET"]),
         *adapter_routes(ctx),
         *governance_routes(ctx),
+        *mount_console(ctx),
     ]
     app = Starlette(
         routes=routes,

@@ -11,7 +11,7 @@ import hmac
 import itertools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from pilothouse.governance.service import Governance
 from pilothouse.routing import AdapterRegistry, RequestPreparer, RoutingPipeline, TrafficSplitter
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.transport import Transport
+from pilothouse.ui.decisions import DecisionLog
 
 if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when tracing is configured
     from pilothouse.telemetry.provider import Tracing
@@ -63,6 +64,10 @@ class GatewayContext:
     """``tracing:`` of the fleet: spans are exported while the app runs."""
     tracing: Tracing | None = None
     """The tracer while running with ``tracing_spec``; None: no OpenTelemetry work at all."""
+    decisions: DecisionLog | None = None
+    """Recent routing decisions for the web console (None: the console is not served)."""
+    control_status: Callable[[], Mapping[str, object]] | None = None
+    """The control plane's status under ``pilothouse up`` (replicas, autoscaler)."""
     pipeline: RoutingPipeline = field(init=False)
     loader: AdapterLoader = field(init=False)
     _id_prefix: str = field(init=False, default_factory=lambda: os.urandom(6).hex())

@@ -321,8 +321,11 @@ class ProxyEndpoint:
                 metrics.tokens.labels(model, "prompt").inc(outcome.prompt_tokens)
             if outcome.completion_tokens is not None:
                 metrics.tokens.labels(model, "completion").inc(outcome.completion_tokens)
+        endpoint = ticket.last_endpoint if ticket is not None else None
+        if self.ctx.decisions is not None:  # the web console's ring: one slot
+            name = parsed.model if parsed is not None else ""
+            self.ctx.decisions.finished(request_id, name, self.path, int(status), started, endpoint)
         if self.ctx.settings.access_log:
-            endpoint = ticket.last_endpoint if ticket is not None else None
             self._log(parsed, endpoint, outcome, request_id, elapsed, split)
 
     def _log(

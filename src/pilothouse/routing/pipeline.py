@@ -46,9 +46,12 @@ from pilothouse.routing.waiting import Waiting
 from pilothouse.routing.waits import hold_policy, queue_policy
 from pilothouse.scheduling.flow import SaturationLimits, headroom
 from pilothouse.scheduling.scheduler import Scheduler
-from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+from pilothouse.scheduling.types import Endpoint, SchedulingRequest, SchedulingResult
 
 log = logging.getLogger("pilothouse.routing")
+
+Scheduled = Callable[[SchedulingRequest, SchedulingResult], None]
+"""Told of every scheduling result (the web console's recent-decisions ring)."""
 
 Demand = Callable[[str], None]
 _ALL = 1 << 30  # "no limit" for the hold queue's room
@@ -85,6 +88,8 @@ class RoutingPipeline:
         """Numeric priority headers are honoured (objective names always are)."""
         self._pool_key = pool_key
         self._on_decision = on_decision
+        self.on_scheduled: Scheduled | None = None
+        """Set by a front door that shows recent decisions (None: nothing is recorded)."""
         self.preparer = preparer
         self.governor = governor
         self._settling: set[asyncio.Task[None]] = set()
@@ -262,6 +267,8 @@ class RoutingPipeline:
         result = self.scheduler.schedule(with_adapter(request, candidates), candidates)
         if self._on_decision is not None:
             self._on_decision(time.perf_counter() - started)
+        if self.on_scheduled is not None:
+            self.on_scheduled(request, result)
         return Pick(result.target, result.fallbacks, dict(result.headers), result.uncached_tokens)
 
     def _traced(self, ticket: Ticket, candidates: list[Endpoint]) -> Pick:
@@ -278,6 +285,8 @@ class RoutingPipeline:
         if self._on_decision is not None:
             self._on_decision(time.perf_counter() - started)
         trace.scheduled(result, explanation, len(candidates), request)
+        if self.on_scheduled is not None:
+            self.on_scheduled(ticket.request, result)
         return Pick(result.target, result.fallbacks, dict(result.headers), result.uncached_tokens)
 
     def _must_queue(self, model: str, ready: list[Endpoint]) -> bool:

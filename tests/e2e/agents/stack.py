@@ -72,9 +72,15 @@ def wait_for(probe: Any, what: str, timeout_s: float = 60.0) -> Any:
 
 
 @contextlib.contextmanager
-def agent_stack(tmp: Path, script: dict[str, Any], agents: list[dict[str, Any]]) -> Iterator[Stack]:
+def agent_stack(
+    tmp: Path,
+    script: dict[str, Any],
+    agents: list[dict[str, Any]],
+    gateway: dict[str, Any] | None = None,
+) -> Iterator[Stack]:
     """Sim (scripted) → gateway; tool gateway → the ledger server; a team ``research`` in
-    org ``acme`` for the agents; the ledger server's tools pinned."""
+    org ``acme`` for the agents; the ledger server's tools pinned. ``gateway``: more of the
+    fleet's ``gateway:`` block (merged into the stack's own, ``governance`` too)."""
     state = tmp / "state"
     store_url = f"sqlite:///{state / 'governance.db'}"
     store = SqlStore(store_url)
@@ -104,6 +110,7 @@ def agent_stack(tmp: Path, script: dict[str, Any], agents: list[dict[str, Any]])
             },
             "agents": agents,
         }  # fmt: skip
+        fleet["gateway"] = _merged(fleet["gateway"], gateway or {})
         path = tmp / "fleet.yaml"
         path.write_text(yaml.safe_dump(fleet))
         gateway, url = start_until_ready(["gateway", "-f", str(path)], tmp / "gateway.log")
@@ -118,6 +125,16 @@ def agent_stack(tmp: Path, script: dict[str, Any], agents: list[dict[str, Any]])
                 stop(tools)
         finally:
             stop(gateway)
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for name, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(name), dict):
+            out[name] = _merged(out[name], value)
+        else:
+            out[name] = value
+    return out
 
 
 def _pin(store_url: str, server: str) -> None:

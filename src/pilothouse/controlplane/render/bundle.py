@@ -3,8 +3,9 @@
 Per rendered model (engine ``vllm``, ``sim`` or ``llamacpp``): the endpoint picker
 (ServiceAccount, Role, RoleBinding, Service, Deployment), the model-server Deployment, the
 InferencePool, the HTTPRoute and the autoscaler (none for llamacpp, which has no metrics);
-once per fleet: the scheduler ConfigMap when the Fleet names a scheduler file, and an
-example Gateway with ``--with-gateway``. Per agent (``agents:``): its ServiceAccount, Service,
+once per fleet: the scheduler ConfigMap when the Fleet names a scheduler file, an
+example Gateway with ``--with-gateway`` and the Grafana dashboards ConfigMap with
+``--with-dashboards``. Per agent (``agents:``): its ServiceAccount, Service,
 Deployment, HTTPRoute, NetworkPolicy and Istio policies, and once the Secret holding the
 Fleet they read (docs/agents-kubernetes.md).
 """
@@ -24,6 +25,7 @@ from pilothouse.config.fleet import FleetSpec
 from pilothouse.controlplane.render.agent import agent_objects, fleet_secret, targets_for
 from pilothouse.controlplane.render.agent_mesh import mesh_objects
 from pilothouse.controlplane.render.autoscale import autoscaler
+from pilothouse.controlplane.render.dashboards import DASHBOARDS_CONFIGMAP, dashboards_configmap
 from pilothouse.controlplane.render.epp import epp_objects, scheduler_configmap
 from pilothouse.controlplane.render.meta import AGENT_LABEL, MODEL_LABEL, Manifest
 from pilothouse.controlplane.render.model_server import model_server
@@ -60,6 +62,8 @@ def render_fleet(
         out.append(gateway(options, bind))
     if scheduler_text is not None:
         out.append(scheduler_configmap(scheduler_text, options, bind))
+    if options.with_dashboards:
+        out.append(dashboards_configmap(options, bind))
     for plan in plans:
         out += epp_objects(
             plan, options, bind, scheduler_file=scheduler_text is not None, scheduler=scheduler
@@ -100,7 +104,8 @@ def _scheduler(value: str, base_dir: Path | None) -> tuple[str, str | None]:
 
 def group_of(manifest: Manifest) -> str:
     """Which output file an object belongs to: its model's slug, ``agent-<name>``, or its
-    kind (the scheduler ConfigMap: ``scheduler``; the agents' Fleet Secret: its name)."""
+    kind (the scheduler ConfigMap: ``scheduler``; the dashboards: ``dashboards``; the agents'
+    Fleet Secret: its name)."""
     found: dict[str, str] = manifest["metadata"].get("labels", {})
     if MODEL_LABEL in found:
         return found[MODEL_LABEL]
@@ -108,6 +113,8 @@ def group_of(manifest: Manifest) -> str:
         return f"agent-{found[AGENT_LABEL]}"
     if manifest["kind"] == "Secret":
         return str(manifest["metadata"]["name"])
+    if manifest["metadata"]["name"] == DASHBOARDS_CONFIGMAP:
+        return "dashboards"
     return "scheduler" if manifest["kind"] == "ConfigMap" else str(manifest["kind"]).lower()
 
 

@@ -42,6 +42,12 @@ def render_flags(function: Callable[..., Any]) -> Callable[..., Any]:
             "--with-gateway", is_flag=True, help="Also render an example Gateway with that name."
         ),
         click.option(
+            "--with-dashboards",
+            is_flag=True,
+            help="Also render the Grafana dashboards as a ConfigMap labelled "
+            'grafana_dashboard: "1" (for Grafana\'s dashboard sidecar).',
+        ),
+        click.option(
             "--gateway-class",
             help="gatewayClassName of --with-gateway (istio, kgateway, agentgateway, ...) "
             "[default: kubernetes.gateway_class, istio].",

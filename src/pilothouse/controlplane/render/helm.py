@@ -50,6 +50,11 @@ def write_chart(
     chart_name: str = "pilothouse",
 ) -> list[Path]:
     """Write Chart.yaml, values.yaml and templates/*.yaml; returns the files written."""
+    if options.with_dashboards:  # their legends ({{model}}) would be read as Helm actions
+        raise ConfigError(
+            "--with-dashboards is for render k8s and deploy k8s: apply its ConfigMap beside "
+            "the chart, or import the dashboards into Grafana (docs/console.md)"
+        )
     binder = HelmBinder()
     rendered = render_fleet(fleet, options, bind=binder, base_dir=base_dir)
     header = f"{GENERATED} {command}`: edit the Fleet and regenerate.\n"

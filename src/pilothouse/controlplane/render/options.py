@@ -86,6 +86,7 @@ class RenderOptions:
     namespace: str = "default"
     gateway_name: str = "inference-gateway"
     with_gateway: bool = False
+    with_dashboards: bool = False  # the Grafana dashboards ConfigMap
     gateway_class: str = "istio"
     epp_replicas: int = 1
     failure_mode: FailureMode = "FailClose"

@@ -36,6 +36,7 @@ def options_from_fleet(fleet: FleetSpec, flags: Mapping[str, Any]) -> RenderOpti
         namespace=_pick(flags, "namespace", k8s.namespace),
         gateway_name=_pick(flags, "gateway_name", k8s.gateway_name),
         with_gateway=bool(flags.get("with_gateway", False)),
+        with_dashboards=bool(flags.get("with_dashboards", False)),
         gateway_class=_pick(flags, "gateway_class", k8s.gateway_class),
         epp_replicas=_pick(flags, "epp_replicas", k8s.picker_replicas),
         failure_mode=_pick(flags, "failure_mode", k8s.failure_mode),
