@@ -25,6 +25,8 @@ outside their module) with a leading underscore::
     ├── StoreUnavailable            the governance store (SQLite, PostgreSQL) is out of reach
     ├── AgentError                  [agents] a run cannot go on: its model or tool gateway
     │                               failed, or it cannot be resumed as asked
+    ├── NotSql                      [ui.governed] a console page needs the SQL governance
+    │                               store (agent runs, approvals, audit)
     ├── ApplyConflict               [testing._kube_ssa] the fake API server's 409
     ├── _Missing                    [controlplane.kube_client] a 404 for one object
     ├── _Expired                    [endpoints.kubernetes] a watch's 410 Gone: list again

@@ -13,7 +13,7 @@ pod's arguments, are one-verb protocols (:class:`Launcher`, :class:`Prerequisite
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -158,6 +158,9 @@ class EngineKind:
     pod: PodHints | None = None  # None: not rendered for Kubernetes
     resources: Resources = field(default_factory=Resources)
     builtin_tokenizer: bool = False  # prompts tokenized as pilothouse's dummy tokenizer does
+    request_priority: Callable[[int], int] | None = None
+    """The kind's ``priority`` request field for a gateway priority (vLLM's runs the other
+    way round); ``None``: the kind takes no per-request priority."""
 
     def launch_command(self, model: ModelSpec, host: str, port: int) -> list[str]:
         """The full argv of one local replica; :class:`ConfigError` if it is not launched."""

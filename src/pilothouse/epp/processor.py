@@ -29,7 +29,7 @@ from enum import Enum, auto
 from typing import TYPE_CHECKING
 
 from pilothouse.endpoints.pool import EndpointPool
-from pilothouse.engines.kinds.vllm import vllm_priority
+from pilothouse.engines.registry import engine_kind, is_known
 from pilothouse.epp import protocol
 from pilothouse.epp.metrics import EppMetrics
 from pilothouse.epp.protocol import ProcessingRequest, ProcessingResponse
@@ -224,9 +224,12 @@ class Exchange:
         order) when the policy forwards priorities and the pick is a vLLM endpoint."""
         if not self._ctx.forward_priority or self._parsed is None or isinstance(pick, str):
             return body
-        if pick.endpoint.engine != "vllm" or self.ticket is None:
+        if self.ticket is None or not is_known(pick.endpoint.engine):
             return body
-        return with_fields(body, {"priority": vllm_priority(self.ticket.request.priority)})
+        field = engine_kind(pick.endpoint.engine).request_priority
+        if field is None:
+            return body
+        return with_fields(body, {"priority": field(self.ticket.request.priority)})
 
     def _forward(
         self, pick: Pick | str, body: bytes | None, body_end: bool

@@ -22,7 +22,7 @@ from functools import partial
 
 import orjson
 
-from pilothouse.engines.kinds.vllm import vllm_priority
+from pilothouse.engines.registry import engine_kind, is_known
 from pilothouse.errors import (
     ModelNotFound,
     NoEndpointAvailable,
@@ -365,13 +365,14 @@ class ProxyEndpoint:
 def forwarded_body(body: bytes, priority: int, endpoint: Endpoint, ctx: GatewayContext) -> bytes:
     """The body sent to ``endpoint``: with vLLM's ``priority`` field set from the request's
     priority (objective, header or governance grant; mapped to vLLM's order by
-    :func:`vllm_priority`) when the endpoint's model takes one, else ``body`` as it is.
+    the engine kind's ``request_priority``) when the endpoint's model takes one, else ``body``.
 
     Always set on those models, also to 0: a ``priority`` the client wrote itself would
     otherwise outrank what its objective or team grant allows."""
-    if endpoint.engine != "vllm" or endpoint.model not in ctx.priority_models:
+    if endpoint.model not in ctx.priority_models or not is_known(endpoint.engine):
         return body
-    return with_fields(body, {"priority": vllm_priority(priority)})
+    field = engine_kind(endpoint.engine).request_priority
+    return body if field is None else with_fields(body, {"priority": field(priority)})
 
 
 def _end_trace(

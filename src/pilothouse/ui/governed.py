@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pilothouse.errors import PilothouseError
 from pilothouse.governance.agent_runs import RunBook, RunRecord, StepRecord
 from pilothouse.governance.ports import Store
 from pilothouse.governance.pricing import period_start
@@ -134,7 +135,7 @@ def verify(store: Store) -> AuditVerdict:
     return AuditBook(_sql(store)).verify()
 
 
-class NotSql(Exception):
+class NotSql(PilothouseError):
     """Agent runs, approvals and the audit log live in a SQL store only."""
 
 

@@ -177,6 +177,7 @@ VLLM = EngineKind(
     metrics_path="/metrics",
     metric_names=VLLM_METRICS,
     serves_concurrently=True,
+    request_priority=vllm_priority,
     lora=VLLM_LORA,
     launcher=VllmLauncher(),
     prerequisites=VllmPrerequisites(),
