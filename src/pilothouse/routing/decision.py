@@ -18,6 +18,7 @@ from typing import Literal
 
 from pilothouse.governance.governor import Grant
 from pilothouse.routing.adapters import DeclaredAdapter
+from pilothouse.scheduling.latency import LatencyFeatures
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
 
 HOLD: Literal["hold"] = "hold"
@@ -80,3 +81,7 @@ class Ticket:
     """The endpoint it was last sent to (kept after it ends, for the access log)."""
     grant: Grant | None = None
     """Its governance holds (limits, budgets) until charged or released."""
+    features: LatencyFeatures | None = None
+    """What latency observers are told of its placement, until its first token."""
+    placed_at: float | None = None
+    """When it was last placed on an endpoint (the pipeline's clock)."""

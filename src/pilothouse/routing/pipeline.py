@@ -45,6 +45,7 @@ from pilothouse.routing.traffic import TrafficSplitter
 from pilothouse.routing.waiting import Waiting
 from pilothouse.routing.waits import hold_policy, queue_policy
 from pilothouse.scheduling.flow import SaturationLimits, headroom
+from pilothouse.scheduling.latency import LatencyObserver, latency_features
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
 
@@ -73,6 +74,7 @@ class RoutingPipeline:
         preparer: RequestPreparer | None = None,
         trust_priority_header: bool = False,
         governor: Governor | None = None,
+        observers: Iterable[LatencyObserver] = (),
     ) -> None:
         self.pool = pool
         self.scheduler = scheduler
@@ -88,6 +90,7 @@ class RoutingPipeline:
         self.preparer = preparer
         self.governor = governor
         self._settling: set[asyncio.Task[None]] = set()
+        self._observers = _latency_observers(scheduler, observers)
         saturation = self.flow.saturation
         self._limits = SaturationLimits(
             saturation.max_in_flight_per_replica,
@@ -269,6 +272,9 @@ class RoutingPipeline:
         request = ticket.request
         tokens = request.prompt_tokens if pick.uncached_tokens is None else pick.uncached_tokens
         ticket.endpoint, ticket.backlog = pick.endpoint, tokens
+        if self._observers:  # what a latency predictor sees of this placement
+            ticket.features = latency_features(pick.endpoint, tokens)
+            ticket.placed_at = self.clock.now()
         if ticket.grant is not None and ticket.grant.routed is None:
             ticket.grant.routed = self.clock.now()
         ticket.tried.add(pick.endpoint.name)
@@ -287,6 +293,12 @@ class RoutingPipeline:
         if ticket.endpoint is not None and ticket.backlog is not None:
             self.pool.prefilled(ticket.endpoint.name, ticket.backlog)
             ticket.backlog = None
+        features, placed = ticket.features, ticket.placed_at
+        if ticket.endpoint is not None and features is not None and placed is not None:
+            ttft = self.clock.now() - placed
+            for observer in self._observers:
+                observer.observe_ttft(ticket.endpoint.name, features, ttft)
+        ticket.features = None
 
     def finished(self, ticket: Ticket) -> None:
         """The request (or this attempt of it) ended: its replica has room again."""
@@ -329,3 +341,13 @@ class RoutingPipeline:
         self._granted[model] = max(0, self._granted.get(model, 0) - 1)
         if wake:
             self.waiting.wake(QUEUE, model)
+
+
+def _latency_observers(
+    scheduler: Scheduler, extra: Iterable[LatencyObserver]
+) -> tuple[LatencyObserver, ...]:
+    """The scheduler's plugins that learn from observed latency (in declaration order),
+    then ``extra`` ones (a benchmark's shadow predictor)."""
+    plugins = scheduler.plugins.values() if isinstance(scheduler, Scheduler) else ()
+    own = [p for p in plugins if isinstance(p, LatencyObserver)]
+    return (*own, *extra)

@@ -43,6 +43,7 @@ from pilothouse.clock import ManualClock
 from pilothouse.errors import NoEndpointAvailable
 from pilothouse.routing import RoutingPipeline, Ticket, Wait
 from pilothouse.scheduling import PluginRegistry, SchedulerConfig, build_scheduler
+from pilothouse.scheduling.latency import LatencyPredictor
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
 from pilothouse.sim.autoscaling import ClusterHandles, ScalingConfig, SimScaling
 from pilothouse.sim.cluster_types import ClusterConfig, RunResult, SimRequest
@@ -93,8 +94,17 @@ class ClusterSimulator:
                 self._replicas, self._queue.push, self._queue.__len__, self._renew
             )
             self._scaling = SimScaling(scaling, handles)
+        # Observes every request whatever the policy, to report the predictor's error.
+        self._shadow = LatencyPredictor()
         self._pipeline = _pipeline(
-            config, scheduler, registry, self._clock, self._by_name, self._endpoints, self._scaling
+            config,
+            scheduler,
+            registry,
+            self._clock,
+            self._by_name,
+            self._endpoints,
+            self._scaling,
+            self._shadow,
         )
 
     def _replica(self, index: int) -> SimReplica:
@@ -150,7 +160,9 @@ class ClusterSimulator:
                     self._pull(stream)
                 self._arrive(cast("SimRequest", ref), time)
         self._sample(clock.now())
-        result = self._recorder.result(clock.now(), events)
+        result = replace(
+            self._recorder.result(clock.now(), events), ttft_prediction=self._shadow.error
+        )
         if self._scaling is None:
             return result
         metrics = result.metrics
@@ -329,11 +341,13 @@ def _pipeline(
     by_name: dict[str, SimReplica],
     endpoints: list[Endpoint],
     scaling: SimScaling | None,
+    shadow: LatencyPredictor,
 ) -> RoutingPipeline:
     """The gateway's request pipeline over the simulated replicas (virtual time)."""
     built = build_scheduler(scheduler, clock, registry=registry, seed=config.seed)
     serving = scaling.serving if scaling is not None else None
-    pipeline = RoutingPipeline(SimPool(by_name, endpoints, serving), built, clock)
+    pool = SimPool(by_name, endpoints, serving)
+    pipeline = RoutingPipeline(pool, built, clock, observers=[shadow])
     if scaling is not None:  # held requests are the hook's: it starts replicas for them
         pipeline.hold_for([config.model], lambda model: None)
     return pipeline

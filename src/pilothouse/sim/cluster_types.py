@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pilothouse.scheduling.latency import PredictionError
 from pilothouse.sim.config import EngineConfig
 
 
@@ -133,3 +134,6 @@ class RunResult:
     duration_s: float = 0.0
     events: int = 0
     scaling: ScalingRun | None = None
+    ttft_prediction: PredictionError | None = None
+    """The error of a shadow TTFT predictor that observed every request
+    (:class:`~pilothouse.scheduling.latency.LatencyPredictor`; placements are unaffected)."""
