@@ -273,7 +273,7 @@ class RoutingPipeline:
         tokens = request.prompt_tokens if pick.uncached_tokens is None else pick.uncached_tokens
         ticket.endpoint, ticket.backlog = pick.endpoint, tokens
         if self._observers:  # what a latency predictor sees of this placement
-            ticket.features = latency_features(pick.endpoint, tokens)
+            ticket.features = latency_features(pick.endpoint, tokens, request.prompt_tokens)
             ticket.placed_at = self.clock.now()
         if ticket.grant is not None and ticket.grant.routed is None:
             ticket.grant.routed = self.clock.now()

@@ -9,8 +9,11 @@ computed; the whole prompt when no prefix plugin estimated it).
 chunked-prefill engine is roughly the prefill work ahead of and including the request,
 divided by a throughput that falls as the running decode batch takes its share of every
 step's token budget, plus whatever the engine has queued behind a full KV cache; the
-vector holds those terms and their interaction, scaled to order one so that recursive
-least squares stays well conditioned.
+vector holds those terms, their interaction, a quadratic term for long backlogs and the
+attention over the cached part of the prompt, scaled to order one so that recursive least
+squares stays well conditioned. (Chosen by replaying recorded simulator runs of b2b-saas and
+long-context through the predictor: log-linear fits and further terms did worse or no
+better.)
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from pilothouse.scheduling.types import Endpoint
 _TOKENS = 1e4  # tokens per unit
 _SEQS = 100.0  # sequences per unit
 _QUEUED = 10.0  # queued requests per unit
+_PAIRS = 1e8  # (new token, attended token) pairs per unit
 
-TTFT_FEATURES = 8
+TTFT_FEATURES = 11
 """Length of :func:`ttft_vector`."""
 
 
@@ -33,10 +37,14 @@ class LatencyFeatures:
 
     uncached_tokens: int
     """Prompt tokens this replica must prefill for the request (its prefix cache aside)."""
+    prompt_tokens: int = 0
+    """The request's prompt tokens (the cached ones are still attended to)."""
     backlog_tokens: int = 0
     """Uncached prompt tokens of requests routed there still awaiting a first token."""
     awaiting: int = 0
     """How many requests that backlog is (the gateway's count)."""
+    in_flight: int = 0
+    """Requests the gateway has in flight there, prefilling or decoding (its own count)."""
     waiting: int = 0
     """The engine's wait queue (scraped)."""
     running: int = 0
@@ -45,13 +53,18 @@ class LatencyFeatures:
     """The engine's KV cache use in [0, 1] (scraped)."""
 
 
-def latency_features(endpoint: Endpoint, uncached_tokens: int) -> LatencyFeatures:
-    """The features of placing a request with ``uncached_tokens`` to prefill on ``endpoint``."""
+def latency_features(
+    endpoint: Endpoint, uncached_tokens: int, prompt_tokens: int
+) -> LatencyFeatures:
+    """The features of placing a request of ``prompt_tokens`` with ``uncached_tokens`` to
+    prefill on ``endpoint``."""
     metrics = endpoint.metrics
     return LatencyFeatures(
         uncached_tokens=uncached_tokens,
+        prompt_tokens=prompt_tokens,
         backlog_tokens=endpoint.in_flight_tokens,
         awaiting=endpoint.awaiting_first_token,
+        in_flight=endpoint.in_flight,
         waiting=metrics.waiting,
         running=metrics.running,
         kv_cache_usage=metrics.kv_cache_usage,
@@ -63,12 +76,15 @@ def ttft_vector(f: LatencyFeatures) -> tuple[float, ...]:
     prefill = (f.backlog_tokens + f.uncached_tokens) / _TOKENS
     running = f.running / _SEQS
     return (
-        1.0,
-        prefill,
-        f.uncached_tokens / _TOKENS,
-        running,
-        prefill * running,
-        f.awaiting / _QUEUED,
-        f.waiting / _QUEUED,
+        1.0,  # a step's overhead, and the wait for the step in flight
+        prefill,  # the prefill work ahead of and including the request
+        f.uncached_tokens / _TOKENS,  # its own prefill (last in line, chunked)
+        running,  # decodes in every step
+        prefill * running,  # ...which take a share of every step's token budget
+        prefill * prefill,  # long backlogs: queueing grows faster than linearly
+        f.uncached_tokens * f.prompt_tokens / _PAIRS,  # attention over the whole prompt
+        f.awaiting / _QUEUED,  # requests ahead, each a step boundary at least
+        f.in_flight / _SEQS,  # the gateway's current count, where the scrape lags
+        f.waiting / _QUEUED,  # the engine's queue (a full KV cache holds requests back)
         f.kv_cache_usage,
     )

@@ -65,7 +65,7 @@ class LatencyPredictor:
         *,
         warmup: int = 50,
         forgetting: float = 0.999,
-        prior_variance: float = 1e2,
+        prior_variance: float = 10.0,
     ) -> None:
         if warmup < 0:
             raise ValueError("warmup must be >= 0")
