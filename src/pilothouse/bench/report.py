@@ -10,11 +10,13 @@
                "max_queue_ratio_steady": float}, ...]}
 
 ``max_queue_ratio_steady`` is the same ratio over the steady state only (a warm-up at the
-start left out too; :mod:`pilothouse.bench.sim.steady`). With ``--slo``, a top-level
-``goodput`` list comes before ``runs``: ``{"policy", "slo", "qps", "probes"}`` per policy and
-SLO (``slo`` as given; ``bound: "lower"`` when the SLO held at the highest level, ``below``
-the lowest level when it never held and ``qps`` is 0; ``probes``: ``[qps, held]`` in the
-order evaluated; :mod:`pilothouse.bench.sim.goodput`).
+start left out too; :mod:`pilothouse.bench.sim.steady`); ``ttft_mape`` and
+``ttft_mape_samples`` are a shadow TTFT predictor's error
+(:mod:`pilothouse.bench.sim.prediction`). With ``--slo``, a top-level ``goodput`` list comes
+before ``runs``: ``{"policy", "slo", "qps", "probes"}`` per policy and SLO (``slo`` as
+given; ``bound: "lower"`` when the SLO held at the highest level, ``below`` the lowest level
+when it never held and ``qps`` is 0; ``probes``: ``[qps, held]`` in the order evaluated;
+:mod:`pilothouse.bench.sim.goodput`).
 
 Runs of ``--autoscale`` add ``replica_seconds``, ``mean_replicas``, ``peak_replicas``,
 ``ttft_slo_s``, ``slo_attainment`` (``null`` without ``--ttft-slo``) and ``timeline``
@@ -33,6 +35,7 @@ from pathlib import Path
 import orjson
 
 from pilothouse.bench.sim.goodput import GoodputEntry, goodput_table
+from pilothouse.bench.sim.prediction import prediction_record, prediction_section
 from pilothouse.sim.cluster_types import RunMetrics, RunResult, ScalingRun
 
 _DECIMALS = 6
@@ -79,6 +82,7 @@ def run_record(run: PolicyRun) -> dict[str, object]:
         record[field.name] = round(value, _DECIMALS) if isinstance(value, float) else value
     if run.max_queue_ratio_steady is not None:
         record["max_queue_ratio_steady"] = round(run.max_queue_ratio_steady, _DECIMALS)
+    record.update(prediction_record(run))
     scaling = run.result.scaling
     if scaling is not None:
         record.update(scaling_record(scaling))
@@ -208,6 +212,7 @@ def report_markdown(report: SweepReport, plots: Sequence[str] = ()) -> str:
         "",
         *comparison_table(report, "cache_hit_rate", "{:.1%}"),
         *_steady_section(report),
+        *prediction_section(report.runs),
     ]
     for policy in report.policies():
         runs = [run for run in report.runs if run.policy == policy]

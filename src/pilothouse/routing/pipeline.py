@@ -35,15 +35,15 @@ from dataclasses import replace
 
 from pilothouse.clock import Clock
 from pilothouse.config.fleet import FlowControlSpec, HoldSpec
-from pilothouse.errors import NoEndpointAvailable
+from pilothouse.errors import NoEndpointAvailable, RequestShed
 from pilothouse.governance.governor import Ask, Credentials, Governor, Used
 from pilothouse.routing.adapters import AdapterRegistry
-from pilothouse.routing.decision import HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
+from pilothouse.routing.decision import DEFER, HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
 from pilothouse.routing.pool import PoolState, RequestPreparer
 from pilothouse.routing.request import with_adapter
 from pilothouse.routing.traffic import TrafficSplitter
 from pilothouse.routing.waiting import Waiting
-from pilothouse.routing.waits import hold_policy, queue_policy
+from pilothouse.routing.waits import defer_policy, hold_policy, queue_policy
 from pilothouse.scheduling.flow import SaturationLimits, headroom
 from pilothouse.scheduling.latency import LatencyObserver, latency_features
 from pilothouse.scheduling.scheduler import Scheduler
@@ -98,6 +98,7 @@ class RoutingPipeline:
             saturation.max_kv_cache_usage,
         )
         self._granted: dict[str, int] = {}
+        self._redeciding: set[str] = set()  # models whose deferred requests are released now
         self._hold_models: frozenset[str] = frozenset()
         self._on_demand: Demand | None = None
         hold = hold or HoldSpec()
@@ -106,6 +107,7 @@ class RoutingPipeline:
             {
                 HOLD: hold_policy(hold, self._has_ready),
                 QUEUE: queue_policy(self.flow, self._room, self._grant, self._ungrant),
+                DEFER: defer_policy(self.flow, self._redecide),
             },
             recheck_s,
         )
@@ -234,7 +236,10 @@ class RoutingPipeline:
             raise NoEndpointAvailable(f"no ready replica of model '{request.model}'")
         if self.flow.enabled and first and not ticket.admitted and self._must_queue(key, ready):
             return Wait(QUEUE, key)
-        return Route(self._schedule(request, candidates), load)
+        route = Route(self._schedule(request, candidates), load)
+        if first and self._defers(ticket, route.pick):
+            return Wait(DEFER, key)
+        return route
 
     async def route(self, ticket: Ticket, only: frozenset[str] | None = None) -> Route:
         """:meth:`decide`, waiting as long as it says ``Wait`` (shed errors propagate).
@@ -256,7 +261,39 @@ class RoutingPipeline:
         result = self.scheduler.schedule(with_adapter(request, candidates), candidates)
         if self._on_decision is not None:
             self._on_decision(time.perf_counter() - started)
-        return Pick(result.target, result.fallbacks, dict(result.headers), result.uncached_tokens)
+        return Pick(
+            result.target,
+            result.fallbacks,
+            dict(result.headers),
+            result.uncached_tokens,
+            result.ttft_estimate,
+        )
+
+    def _defers(self, ticket: Ticket, pick: Pick) -> bool:
+        """Flow control's SLO gate: True to defer the request; raises RequestShed to shed it.
+
+        A request already let through by flow control's queue is not held back again (it
+        holds a grant). The scheduling cycle has run, so prefix plugins have recorded the
+        target as holding the prompt even if the request is shed or deferred.
+        """
+        flow, estimate = self.flow, pick.ttft_estimate
+        gate = flow.slo
+        if not flow.enabled or gate.action == "off" or estimate is None or ticket.admitted:
+            return False
+        if not estimate.misses(gate.margin):
+            return False
+        now = self.clock.now()
+        since = ticket.deferred_at
+        if gate.action == "shed" or (since is not None and now - since >= flow.queue_timeout_s):
+            raise RequestShed(
+                "request shed by flow control: its predicted time to first token "
+                f"({estimate.best_s:.3g} s on the best replica) exceeds its target "
+                f"({estimate.target_s:g} s)",
+                flow.retry_after_s,
+            )
+        if since is None:
+            ticket.deferred_at = now
+        return True
 
     def _must_queue(self, model: str, ready: list[Endpoint]) -> bool:
         """``ready``: the model's ready replicas, already snapshotted by the decision."""
@@ -307,7 +344,14 @@ class RoutingPipeline:
             return
         self.pool.release(endpoint.name, ticket.backlog)
         ticket.endpoint, ticket.backlog = None, None
-        self.waiting.wake(QUEUE, self._key(ticket))
+        model = self._key(ticket)
+        self.waiting.wake(QUEUE, model)
+        if self.waiting.waiting(DEFER, model):  # load went down: decide the deferred again
+            self._redeciding.add(model)
+            try:
+                self.waiting.wake(DEFER, model)
+            finally:
+                self._redeciding.discard(model)
 
     def cancelled(self, ticket: Ticket) -> None:
         """The request ended without being charged (the client went away, it failed, or
@@ -323,6 +367,10 @@ class RoutingPipeline:
     def _has_ready(self, model: str) -> int:
         """Held requests are all released once the model has a ready replica."""
         return _ALL if self.pool.candidates(model) else 0
+
+    def _redecide(self, model: str) -> int:
+        """Deferred requests are all released when a request of their model finishes."""
+        return _ALL if model in self._redeciding else 0
 
     def _room(self, model: str) -> int:
         return headroom(self.pool.candidates(model), self._limits) - self._granted.get(model, 0)

@@ -32,6 +32,8 @@ RUN_KEYS = {
     "cache_hit_rate": float,
     "max_queue_ratio": float,
     "max_queue_ratio_steady": float,
+    "ttft_mape": (float, type(None)),  # null: no replica got past the predictor's warm-up
+    "ttft_mape_samples": int,
 }
 
 
