@@ -123,3 +123,15 @@ def test_the_scheduler_reports_the_estimate_and_yaml_parameters_are_checked() ->
     with pytest.raises(ConfigError) as caught:
         build_scheduler(bad, ManualClock())
     assert "plugins[0].parameters.ttft_targets_s" in str(caught.value.path)
+
+
+def test_the_offload_example_mirrors_its_presets_tiers() -> None:
+    from pathlib import Path
+
+    from pilothouse.sim.presets import get_preset
+
+    path = Path(__file__).parents[3] / "examples/scheduling/slo-aware-offload-llama-8b.yaml"
+    config = load_scheduler_config(path)
+    approx = next(p for p in config.plugins if p.type == "approx-prefix")
+    tiers = get_preset("llama-3.1-8b-h100-offload").approx_prefix_tiers(chars_per_block=128)
+    assert {k: approx.parameters[k] for k in tiers} == tiers
