@@ -35,10 +35,11 @@ from dataclasses import replace
 
 from pilothouse.clock import Clock
 from pilothouse.config.fleet import FlowControlSpec, HoldSpec
-from pilothouse.errors import NoEndpointAvailable, RequestShed
+from pilothouse.errors import NoEndpointAvailable
 from pilothouse.governance.governor import Ask, Credentials, Governor, Used
 from pilothouse.routing.adapters import AdapterRegistry
 from pilothouse.routing.decision import DEFER, HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
+from pilothouse.routing.latency import latency_observers, slo_defers
 from pilothouse.routing.pool import PoolState, RequestPreparer
 from pilothouse.routing.request import with_adapter
 from pilothouse.routing.traffic import TrafficSplitter
@@ -90,7 +91,7 @@ class RoutingPipeline:
         self.preparer = preparer
         self.governor = governor
         self._settling: set[asyncio.Task[None]] = set()
-        self._observers = _latency_observers(scheduler, observers)
+        self._observers = latency_observers(scheduler, observers)
         saturation = self.flow.saturation
         self._limits = SaturationLimits(
             saturation.max_in_flight_per_replica,
@@ -237,7 +238,7 @@ class RoutingPipeline:
         if self.flow.enabled and first and not ticket.admitted and self._must_queue(key, ready):
             return Wait(QUEUE, key)
         route = Route(self._schedule(request, candidates), load)
-        if first and self._defers(ticket, route.pick):
+        if first and slo_defers(self.flow, ticket, route.pick, self.clock.now()):
             return Wait(DEFER, key)
         return route
 
@@ -268,32 +269,6 @@ class RoutingPipeline:
             result.uncached_tokens,
             result.ttft_estimate,
         )
-
-    def _defers(self, ticket: Ticket, pick: Pick) -> bool:
-        """Flow control's SLO gate: True to defer the request; raises RequestShed to shed it.
-
-        A request already let through by flow control's queue is not held back again (it
-        holds a grant). The scheduling cycle has run, so prefix plugins have recorded the
-        target as holding the prompt even if the request is shed or deferred.
-        """
-        flow, estimate = self.flow, pick.ttft_estimate
-        gate = flow.slo
-        if not flow.enabled or gate.action == "off" or estimate is None or ticket.admitted:
-            return False
-        if not estimate.misses(gate.margin):
-            return False
-        now = self.clock.now()
-        since = ticket.deferred_at
-        if gate.action == "shed" or (since is not None and now - since >= flow.queue_timeout_s):
-            raise RequestShed(
-                "request shed by flow control: its predicted time to first token "
-                f"({estimate.best_s:.3g} s on the best replica) exceeds its target "
-                f"({estimate.target_s:g} s)",
-                flow.retry_after_s,
-            )
-        if since is None:
-            ticket.deferred_at = now
-        return True
 
     def _must_queue(self, model: str, ready: list[Endpoint]) -> bool:
         """``ready``: the model's ready replicas, already snapshotted by the decision."""
@@ -389,13 +364,3 @@ class RoutingPipeline:
         self._granted[model] = max(0, self._granted.get(model, 0) - 1)
         if wake:
             self.waiting.wake(QUEUE, model)
-
-
-def _latency_observers(
-    scheduler: Scheduler, extra: Iterable[LatencyObserver]
-) -> tuple[LatencyObserver, ...]:
-    """The scheduler's plugins that learn from observed latency (in declaration order),
-    then ``extra`` ones (a benchmark's shadow predictor)."""
-    plugins = scheduler.plugins.values() if isinstance(scheduler, Scheduler) else ()
-    own = [p for p in plugins if isinstance(p, LatencyObserver)]
-    return (*own, *extra)
