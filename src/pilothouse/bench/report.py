@@ -11,7 +11,7 @@
 
 ``max_queue_ratio_steady`` is the same ratio over the steady state only (a warm-up at the
 start left out too; :mod:`pilothouse.bench.sim.steady`); ``ttft_mape`` and
-``ttft_mape_samples`` are a shadow TTFT predictor's error
+``ttft_mape_samples`` (``itl_mape``, ``itl_mape_samples``) are shadow latency predictors' errors
 (:mod:`pilothouse.bench.sim.prediction`). With ``--slo``, a top-level ``goodput`` list comes
 before ``runs``: ``{"policy", "slo", "qps", "probes"}`` per policy and SLO (``slo`` as
 given; ``bound: "lower"`` when the SLO held at the highest level, ``below`` the lowest level

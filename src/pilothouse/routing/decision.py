@@ -86,8 +86,10 @@ class Ticket:
     grant: Grant | None = None
     """Its governance holds (limits, budgets) until charged or released."""
     features: LatencyFeatures | None = None
-    """What latency observers are told of its placement, until its first token."""
+    """What latency observers are told of its placement, until it finishes."""
     placed_at: float | None = None
     """When it was last placed on an endpoint (the pipeline's clock)."""
+    first_token_at: float | None = None
+    """When its first token arrived on the current placement (the pipeline's clock)."""
     deferred_at: float | None = None
     """When flow control's SLO gate first deferred it."""

@@ -2,7 +2,9 @@
 
 The pipeline snapshots a request's :class:`~pilothouse.scheduling.latency.LatencyFeatures`
 when it places it and tells every :class:`~pilothouse.scheduling.latency.LatencyObserver`
-the TTFT at its first token; :func:`latency_observers` says who those are. After a
+the TTFT at its first token, and every :class:`~pilothouse.scheduling.latency.ItlObserver`
+its mean inter-token latency when it finishes (if the front door passes the token count);
+:func:`latency_observers` and :func:`itl_observers` say who those are. After a
 scheduling cycle, :func:`slo_defers` applies ``gateway.flow_control.slo`` to the cycle's
 TTFT estimate (see ``docs/flow-control.md``).
 """
@@ -14,18 +16,24 @@ from collections.abc import Iterable
 from pilothouse.config.fleet import FlowControlSpec
 from pilothouse.errors import RequestShed
 from pilothouse.routing.decision import Pick, Ticket
-from pilothouse.scheduling.latency import LatencyObserver
+from pilothouse.scheduling.latency import ItlObserver, LatencyObserver
 from pilothouse.scheduling.scheduler import Scheduler
 
 
-def latency_observers(
-    scheduler: Scheduler, extra: Iterable[LatencyObserver]
-) -> tuple[LatencyObserver, ...]:
-    """The scheduler's plugins that learn from observed latency (in declaration order),
-    then ``extra`` ones (a benchmark's shadow predictor)."""
+def latency_observers(scheduler: Scheduler, extra: Iterable[object]) -> tuple[LatencyObserver, ...]:
+    """The scheduler's plugins that learn from observed TTFT (in declaration order), then
+    those of ``extra`` (a benchmark's shadow predictor)."""
+    return tuple(o for o in _candidates(scheduler, extra) if isinstance(o, LatencyObserver))
+
+
+def itl_observers(scheduler: Scheduler, extra: Iterable[object]) -> tuple[ItlObserver, ...]:
+    """The same for the inter-token latency of finished requests."""
+    return tuple(o for o in _candidates(scheduler, extra) if isinstance(o, ItlObserver))
+
+
+def _candidates(scheduler: Scheduler, extra: Iterable[object]) -> list[object]:
     plugins = scheduler.plugins.values() if isinstance(scheduler, Scheduler) else ()
-    own = [p for p in plugins if isinstance(p, LatencyObserver)]
-    return (*own, *extra)
+    return [*plugins, *extra]
 
 
 def slo_defers(flow: FlowControlSpec, ticket: Ticket, pick: Pick, now: float) -> bool:

@@ -39,14 +39,14 @@ from pilothouse.errors import NoEndpointAvailable
 from pilothouse.governance.governor import Ask, Credentials, Governor, Used
 from pilothouse.routing.adapters import AdapterRegistry
 from pilothouse.routing.decision import DEFER, HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
-from pilothouse.routing.latency import latency_observers, slo_defers
+from pilothouse.routing.latency import itl_observers, latency_observers, slo_defers
 from pilothouse.routing.pool import PoolState, RequestPreparer
 from pilothouse.routing.request import with_adapter
 from pilothouse.routing.traffic import TrafficSplitter
 from pilothouse.routing.waiting import Waiting
 from pilothouse.routing.waits import defer_policy, hold_policy, queue_policy
 from pilothouse.scheduling.flow import SaturationLimits, headroom
-from pilothouse.scheduling.latency import LatencyObserver, latency_features
+from pilothouse.scheduling.latency import ItlObserver, LatencyObserver, latency_features
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
 
@@ -75,7 +75,7 @@ class RoutingPipeline:
         preparer: RequestPreparer | None = None,
         trust_priority_header: bool = False,
         governor: Governor | None = None,
-        observers: Iterable[LatencyObserver] = (),
+        observers: Iterable[LatencyObserver | ItlObserver] = (),
     ) -> None:
         self.pool = pool
         self.scheduler = scheduler
@@ -91,7 +91,9 @@ class RoutingPipeline:
         self.preparer = preparer
         self.governor = governor
         self._settling: set[asyncio.Task[None]] = set()
+        observers = tuple(observers)
         self._observers = latency_observers(scheduler, observers)
+        self._itl_observers = itl_observers(scheduler, observers)
         saturation = self.flow.saturation
         self._limits = SaturationLimits(
             saturation.max_in_flight_per_replica,
@@ -284,9 +286,9 @@ class RoutingPipeline:
         request = ticket.request
         tokens = request.prompt_tokens if pick.uncached_tokens is None else pick.uncached_tokens
         ticket.endpoint, ticket.backlog = pick.endpoint, tokens
-        if self._observers:  # what a latency predictor sees of this placement
+        if self._observers or self._itl_observers:  # what latency predictors see of it
             ticket.features = latency_features(pick.endpoint, tokens, request.prompt_tokens)
-            ticket.placed_at = self.clock.now()
+            ticket.placed_at, ticket.first_token_at = self.clock.now(), None
         if ticket.grant is not None and ticket.grant.routed is None:
             ticket.grant.routed = self.clock.now()
         ticket.tried.add(pick.endpoint.name)
@@ -306,17 +308,28 @@ class RoutingPipeline:
             self.pool.prefilled(ticket.endpoint.name, ticket.backlog)
             ticket.backlog = None
         features, placed = ticket.features, ticket.placed_at
-        if ticket.endpoint is not None and features is not None and placed is not None:
-            ttft = self.clock.now() - placed
+        if ticket.endpoint is None or features is None or placed is None:
+            return
+        if ticket.first_token_at is None:  # told once per placement
+            ticket.first_token_at = now = self.clock.now()
             for observer in self._observers:
-                observer.observe_ttft(ticket.endpoint.name, features, ttft)
-        ticket.features = None
+                observer.observe_ttft(ticket.endpoint.name, features, now - placed)
 
-    def finished(self, ticket: Ticket) -> None:
-        """The request (or this attempt of it) ended: its replica has room again."""
+    def finished(self, ticket: Ticket, output_tokens: int | None = None) -> None:
+        """The request (or this attempt of it) ended: its replica has room again.
+
+        ``output_tokens``, when the front door knows how many tokens it streamed, gives the
+        request's mean inter-token latency to the ITL observers.
+        """
         endpoint = ticket.endpoint
         if endpoint is None:
             return
+        features, first = ticket.features, ticket.first_token_at
+        if features is not None and first is not None and output_tokens and output_tokens > 1:
+            itl = (self.clock.now() - first) / (output_tokens - 1)
+            for observer in self._itl_observers:
+                observer.observe_itl(endpoint.name, features, itl)
+        ticket.features = None
         self.pool.release(endpoint.name, ticket.backlog)
         ticket.endpoint, ticket.backlog = None, None
         model = self._key(ticket)

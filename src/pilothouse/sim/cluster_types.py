@@ -137,3 +137,5 @@ class RunResult:
     ttft_prediction: PredictionError | None = None
     """The error of a shadow TTFT predictor that observed every request
     (:class:`~pilothouse.scheduling.latency.LatencyPredictor`; placements are unaffected)."""
+    itl_prediction: PredictionError | None = None
+    """The same for a shadow predictor of each request's mean inter-token latency."""

@@ -145,3 +145,26 @@ def test_the_first_token_trains_the_scorer_with_the_features_seen_at_placement(
         ),
         0.5,
     )
+
+
+def test_a_finished_requests_token_count_gives_the_itl_observers_its_mean_gap(
+    clock: ManualClock,
+) -> None:
+    p = _pipeline(clock)
+    itls: list[tuple[str, float]] = []
+
+    class ItlRecorder:
+        def observe_itl(self, endpoint: str, features: LatencyFeatures, itl_s: float) -> None:
+            itls.append((endpoint, itl_s))
+
+    p = RoutingPipeline(p.pool, p.scheduler, clock, flow=p.flow, observers=[ItlRecorder()])
+    ticket = _start(p, "a", 100)
+    clock.advance(0.1)
+    p.first_token(ticket)
+    clock.advance(2.0)
+    p.finished(ticket, output_tokens=41)  # 40 gaps in 2 s
+    assert itls == [("r0", pytest.approx(0.05))]
+    unknown = _start(p, "b", 100)
+    p.first_token(unknown)
+    p.finished(unknown)  # the front door did not count its tokens: nothing observed
+    assert len(itls) == 1

@@ -7,14 +7,20 @@ placed (the policy's own uncached-token estimate among them) and the time to fir
 took. Its error is the mean absolute percentage error of its predictions, each made before
 the observation is learned, leaving out each replica's first ``warmup`` (50) observations.
 
-In ``results.json`` each run gains ``ttft_mape`` (a fraction; ``null`` when no observation
-was past the warm-up) and ``ttft_mape_samples``; ``report.md`` gains a table of it.
+A second shadow predicts each request's mean inter-token latency from the same features,
+learned when the request finishes (``(finish - first token) / (output tokens - 1)``).
+
+In ``results.json`` each run gains ``ttft_mape`` and ``itl_mape`` (fractions; ``null`` when
+no observation was past the warm-up) with ``ttft_mape_samples`` and ``itl_mape_samples``;
+``report.md`` gains a table of both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from pilothouse.scheduling.latency import PredictionError
 
 if TYPE_CHECKING:
     from pilothouse.bench.report import PolicyRun
@@ -23,12 +29,18 @@ _DECIMALS = 6
 
 
 def prediction_record(run: PolicyRun) -> dict[str, object]:
-    """The predictor fields of a ``runs`` entry (none when the run has no shadow)."""
-    error = run.result.ttft_prediction
-    if error is None:
-        return {}
-    mape = None if error.mape is None else round(error.mape, _DECIMALS)
-    return {"ttft_mape": mape, "ttft_mape_samples": error.samples}
+    """The predictor fields of a ``runs`` entry (none for a run without a shadow)."""
+    record: dict[str, object] = {}
+    for name, error in (("ttft", run.result.ttft_prediction), ("itl", run.result.itl_prediction)):
+        if error is not None:
+            mape = None if error.mape is None else round(error.mape, _DECIMALS)
+            record[f"{name}_mape"] = mape
+            record[f"{name}_mape_samples"] = error.samples
+    return record
+
+
+def _cell(error: PredictionError | None) -> str:
+    return "-" if error is None or error.mape is None else f"{error.mape:.1%}"
 
 
 def prediction_section(runs: Sequence[PolicyRun]) -> list[str]:
@@ -36,14 +48,15 @@ def prediction_section(runs: Sequence[PolicyRun]) -> list[str]:
     if not any(run.result.ttft_prediction is not None for run in runs):
         return []
     policies = list(dict.fromkeys(run.policy for run in runs))
-    by_key = {(run.policy, run.qps): run.result.ttft_prediction for run in runs}
+    by_key = {(run.policy, run.qps): run.result for run in runs}
     lines = [
         "",
-        "## TTFT predictor error (MAPE)",
+        "## Latency predictor error (MAPE): TTFT / ITL",
         "",
-        "A shadow online predictor per replica (`slo-aware`'s) observed every request; its "
-        "mean absolute percentage error, each prediction made before the observation was "
-        "learned, each replica's first 50 observations left out (docs/bench-sim.md).",
+        "Shadow online predictors per replica (`slo-aware`'s) observed every request: time to "
+        "first token, and each finished request's mean inter-token latency. Mean absolute "
+        "percentage error, each prediction made before the observation was learned, each "
+        "replica's first 50 observations left out (docs/bench-sim.md).",
         "",
         "| QPS | " + " | ".join(policies) + " |",
         "|" + " ---: |" * (len(policies) + 1),
@@ -51,7 +64,11 @@ def prediction_section(runs: Sequence[PolicyRun]) -> list[str]:
     for qps in sorted({run.qps for run in runs}):
         cells = []
         for policy in policies:
-            error = by_key.get((policy, qps))
-            cells.append("-" if error is None or error.mape is None else f"{error.mape:.1%}")
+            result = by_key.get((policy, qps))
+            if result is None:
+                cells.append("-")
+            else:
+                ttft, itl = result.ttft_prediction, result.itl_prediction
+                cells.append(f"{_cell(ttft)} / {_cell(itl)}")
         lines.append(f"| {qps:g} | " + " | ".join(cells) + " |")
     return lines

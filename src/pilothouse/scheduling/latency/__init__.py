@@ -8,13 +8,16 @@ The ``slo-aware`` scorer reads one; the routing pipeline feeds every
 """
 
 from pilothouse.scheduling.latency.features import (
+    ITL_FEATURES,
     TTFT_FEATURES,
     LatencyFeatures,
+    itl_vector,
     latency_features,
     ttft_vector,
 )
 from pilothouse.scheduling.latency.predictor import (
-    LATENCY_PREDICTOR_SERVICE,
+    ItlObserver,
+    ItlPredictor,
     LatencyObserver,
     LatencyPredictor,
     PredictionError,
@@ -22,13 +25,16 @@ from pilothouse.scheduling.latency.predictor import (
 from pilothouse.scheduling.latency.rls import RecursiveLeastSquares
 
 __all__ = [
-    "LATENCY_PREDICTOR_SERVICE",
+    "ITL_FEATURES",
     "TTFT_FEATURES",
+    "ItlObserver",
+    "ItlPredictor",
     "LatencyFeatures",
     "LatencyObserver",
     "LatencyPredictor",
     "PredictionError",
     "RecursiveLeastSquares",
+    "itl_vector",
     "latency_features",
     "ttft_vector",
 ]

@@ -29,6 +29,8 @@ _PAIRS = 1e8  # (new token, attended token) pairs per unit
 
 TTFT_FEATURES = 11
 """Length of :func:`ttft_vector`."""
+ITL_FEATURES = 7
+"""Length of :func:`itl_vector`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,4 +89,22 @@ def ttft_vector(f: LatencyFeatures) -> tuple[float, ...]:
         f.in_flight / _SEQS,  # the gateway's current count, where the scrape lags
         f.waiting / _QUEUED,  # the engine's queue (a full KV cache holds requests back)
         f.kv_cache_usage,
+    )
+
+
+def itl_vector(f: LatencyFeatures) -> tuple[float, ...]:
+    """The regression inputs for the mean gap between a request's tokens (:data:`ITL_FEATURES`
+    values): a decode step is a fixed cost, a cost per sequence in the batch and one per token
+    of context they attend to (which KV-cache use tracks), plus the prefill chunks of requests
+    still arriving, which share the steps."""
+    running = f.running / _SEQS
+    in_flight = f.in_flight / _SEQS
+    return (
+        1.0,
+        running,
+        in_flight,
+        f.kv_cache_usage,
+        in_flight * f.kv_cache_usage,
+        f.backlog_tokens / _TOKENS,
+        f.awaiting / _QUEUED,
     )

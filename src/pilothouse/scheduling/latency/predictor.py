@@ -23,20 +23,21 @@ Pure and deterministic: no clock, no randomness, no iteration over sets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from pilothouse.scheduling.latency.features import (
+    ITL_FEATURES,
     TTFT_FEATURES,
     LatencyFeatures,
+    itl_vector,
     ttft_vector,
 )
 from pilothouse.scheduling.latency.rls import RecursiveLeastSquares
 
-LATENCY_PREDICTOR_SERVICE = "latency-predictor"
-"""``PluginContext.services`` key of a shared :class:`LatencyPredictor`, if any."""
-
 _MIN_TTFT_S = 1e-3  # floor of observations (weights) and predictions
+Vector = Callable[[LatencyFeatures], tuple[float, ...]]
 _POOL = ""
 
 
@@ -45,6 +46,13 @@ class LatencyObserver(Protocol):
     """Told each request's time to first token with the features seen when it was placed."""
 
     def observe_ttft(self, endpoint: str, features: LatencyFeatures, ttft_s: float) -> None: ...
+
+
+@runtime_checkable
+class ItlObserver(Protocol):
+    """Told each finished request's mean inter-token latency with its placement's features."""
+
+    def observe_itl(self, endpoint: str, features: LatencyFeatures, itl_s: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +66,16 @@ class PredictionError:
 class LatencyPredictor:
     """Per-replica online TTFT fits, pooled while cold (see the module docstring)."""
 
-    __slots__ = ("_abs_pct", "_fits", "_forgetting", "_prior", "_samples", "_warmup")
+    __slots__ = (
+        "_abs_pct",
+        "_fits",
+        "_forgetting",
+        "_prior",
+        "_samples",
+        "_size",
+        "_vector",
+        "_warmup",
+    )
 
     def __init__(
         self,
@@ -66,9 +83,13 @@ class LatencyPredictor:
         warmup: int = 50,
         forgetting: float = 0.999,
         prior_variance: float = 10.0,
+        vector: Vector = ttft_vector,
+        size: int = TTFT_FEATURES,
     ) -> None:
         if warmup < 0:
             raise ValueError("warmup must be >= 0")
+        self._vector = vector
+        self._size = size
         self._warmup = warmup
         self._forgetting = forgetting
         self._prior = prior_variance
@@ -95,11 +116,11 @@ class LatencyPredictor:
         fit = self._warm(endpoint)
         if fit is None:
             return None
-        return max(_MIN_TTFT_S, fit.predict(ttft_vector(features)))
+        return max(_MIN_TTFT_S, fit.predict(self._vector(features)))
 
     def observe_ttft(self, endpoint: str, features: LatencyFeatures, ttft_s: float) -> None:
         """Score the prediction for this observation (past warm-up), then learn from it."""
-        x = ttft_vector(features)
+        x = self._vector(features)
         own = self._fit(endpoint)
         if own.observations >= self._warmup:
             predicted = max(_MIN_TTFT_S, own.predict(x))
@@ -120,6 +141,28 @@ class LatencyPredictor:
         fit = self._fits.get(key)
         if fit is None:
             fit = self._fits[key] = RecursiveLeastSquares(
-                TTFT_FEATURES, forgetting=self._forgetting, prior_variance=self._prior
+                self._size, forgetting=self._forgetting, prior_variance=self._prior
             )
         return fit
+
+
+class ItlPredictor:
+    """The same online per-replica regression for the mean inter-token latency of a request
+    (:func:`~pilothouse.scheduling.latency.features.itl_vector`), learned when it finishes."""
+
+    __slots__ = ("_model",)
+
+    def __init__(self, *, warmup: int = 50, forgetting: float = 0.999) -> None:
+        self._model = LatencyPredictor(
+            warmup=warmup, forgetting=forgetting, vector=itl_vector, size=ITL_FEATURES
+        )
+
+    @property
+    def error(self) -> PredictionError:
+        return self._model.error
+
+    def predict_itl(self, endpoint: str, features: LatencyFeatures) -> float | None:
+        return self._model.predict_ttft(endpoint, features)
+
+    def observe_itl(self, endpoint: str, features: LatencyFeatures, itl_s: float) -> None:
+        self._model.observe_ttft(endpoint, features, itl_s)

@@ -34,6 +34,8 @@ RUN_KEYS = {
     "max_queue_ratio_steady": float,
     "ttft_mape": (float, type(None)),  # null: no replica got past the predictor's warm-up
     "ttft_mape_samples": int,
+    "itl_mape": (float, type(None)),
+    "itl_mape_samples": int,
 }
 
 

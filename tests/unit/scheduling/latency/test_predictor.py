@@ -6,7 +6,12 @@ import random
 
 import pytest
 
-from pilothouse.scheduling.latency import LatencyFeatures, LatencyPredictor, latency_features
+from pilothouse.scheduling.latency import (
+    ItlPredictor,
+    LatencyFeatures,
+    LatencyPredictor,
+    latency_features,
+)
 from pilothouse.scheduling.types import Endpoint, EndpointMetrics
 
 
@@ -115,3 +120,20 @@ def test_mape_of_an_untrained_prediction_is_computed_from_its_floor() -> None:
 def test_a_negative_warmup_is_refused() -> None:
     with pytest.raises(ValueError, match="warmup"):
         LatencyPredictor(warmup=-1)
+
+
+def test_the_itl_predictor_learns_a_decode_step_model() -> None:
+    rng = random.Random(2)
+    predictor = ItlPredictor(warmup=20)
+
+    def itl(f: LatencyFeatures) -> float:  # 13 ms a step, 30 us a sequence, context by KV use
+        return 0.013 + 30e-6 * f.in_flight + 0.04 * f.kv_cache_usage
+
+    for _ in range(600):
+        f = _features(rng)
+        predictor.observe_itl("r0", f, itl(f))
+    assert predictor.error.samples == 580
+    assert predictor.error.mape is not None
+    assert predictor.error.mape < 0.05
+    probe = LatencyFeatures(uncached_tokens=0, in_flight=30, kv_cache_usage=0.5)
+    assert predictor.predict_itl("r0", probe) == pytest.approx(itl(probe), rel=0.05)
