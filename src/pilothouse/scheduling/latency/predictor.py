@@ -18,6 +18,10 @@ made once the replica's own fit is past its warm-up is accumulated, and :attr:`m
 their mean. The first ``warmup`` observations of each replica are left out, so the number
 measures the trained predictor, not its cold start.
 
+:class:`ItlPredictor` is the same model over
+:func:`~pilothouse.scheduling.latency.features.itl_vector` for a request's mean inter-token
+latency, learned when the request finishes (:class:`ItlObserver`).
+
 Pure and deterministic: no clock, no randomness, no iteration over sets.
 """
 
