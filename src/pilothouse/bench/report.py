@@ -11,11 +11,13 @@
                "max_queue_ratio_steady": float}, ...]}
 
 ``max_queue_ratio_steady`` is the same ratio over the steady state only (a warm-up at the
-start left out too; :mod:`pilothouse.bench.sim.steady`). With ``--slo``, a top-level
-``goodput`` list comes before ``runs``: ``{"policy", "slo", "qps", "probes"}`` per policy and
-SLO (``slo`` as given; ``bound: "lower"`` when the SLO held at the highest level, ``below``
-the lowest level when it never held and ``qps`` is 0; ``probes``: ``[qps, held]`` in the
-order evaluated; :mod:`pilothouse.bench.sim.goodput`).
+start left out too; :mod:`pilothouse.bench.sim.steady`); ``ttft_mape`` and
+``ttft_mape_samples`` (``itl_mape``, ``itl_mape_samples``) are shadow latency predictors' errors
+(:mod:`pilothouse.bench.sim.prediction`). With ``--slo``, a top-level ``goodput`` list comes
+before ``runs``: ``{"policy", "slo", "qps", "probes"}`` per policy and SLO (``slo`` as
+given; ``bound: "lower"`` when the SLO held at the highest level, ``below`` the lowest level
+when it never held and ``qps`` is 0; ``probes``: ``[qps, held]`` in the order evaluated;
+:mod:`pilothouse.bench.sim.goodput`).
 
 A run of a workload with priority classes (``mixed-priority``) adds ``classes``: per class,
 most important first, ``{"class", "priority", "completed", "ttft_p50_s", "ttft_p90_s",
@@ -42,6 +44,7 @@ import orjson
 
 from pilothouse.bench.sim.classes import ClassMetrics, classes_table
 from pilothouse.bench.sim.goodput import GoodputEntry, goodput_table
+from pilothouse.bench.sim.prediction import prediction_record, prediction_section
 from pilothouse.sim.cluster_types import RunMetrics, RunResult, ScalingRun
 
 _DECIMALS = 6
@@ -89,6 +92,7 @@ def run_record(run: PolicyRun) -> dict[str, object]:
         record[field.name] = round(value, _DECIMALS) if isinstance(value, float) else value
     if run.max_queue_ratio_steady is not None:
         record["max_queue_ratio_steady"] = round(run.max_queue_ratio_steady, _DECIMALS)
+    record.update(prediction_record(run))
     scaling = run.result.scaling
     if scaling is not None:
         record.update(scaling_record(scaling))
@@ -221,6 +225,7 @@ def report_markdown(report: SweepReport, plots: Sequence[str] = ()) -> str:
         "",
         *comparison_table(report, "cache_hit_rate", "{:.1%}"),
         *_steady_section(report),
+        *prediction_section(report.runs),
     ]
     for policy in report.policies():
         runs = [run for run in report.runs if run.policy == policy]

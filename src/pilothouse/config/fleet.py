@@ -159,6 +159,22 @@ class SaturationSpec(_Spec):
     """Engine-reported KV-cache usage (0..1] at which a replica is full."""
 
 
+class SloGateSpec(_Spec):
+    """What flow control does with a request predicted to miss its time-to-first-token target.
+
+    The prediction is an ``slo-aware`` scorer's (the scheduler must have one; without it the
+    gate never fires): the lowest TTFT it predicts on any replica, against the request's
+    target. ``defer`` keeps the request waiting and decides again each time a request of
+    its model finishes, shedding it after ``queue_timeout_s``; ``shed`` answers 429 at once.
+    """
+
+    action: Literal["off", "defer", "shed"] = "off"
+    """``off``: route every request whatever its prediction."""
+    margin: float = Field(default=0.0, ge=0)
+    """How far over its target (a fraction of it) the best prediction may be: 0.5 acts only
+    on requests predicted at more than 1.5 x their target."""
+
+
 class FlowControlSpec(_Spec):
     """Priority and per-tenant fair queueing in the gateway while every replica is saturated.
 
@@ -178,6 +194,8 @@ class FlowControlSpec(_Spec):
     saturation: SaturationSpec = Field(default_factory=SaturationSpec)
     objectives: dict[str, int] = Field(default_factory=dict)
     """Priority of each named objective (``x-gateway-inference-objective: batch``)."""
+    slo: SloGateSpec = Field(default_factory=SloGateSpec)
+    """Shed or defer requests predicted to miss their TTFT target (off by default)."""
 
 
 class HoldSpec(_Spec):

@@ -6,7 +6,7 @@ resolve the name (traffic split, LoRA adapter) → hold / admit / shed → sched
 """
 
 from pilothouse.routing.adapters import AdapterPlan, AdapterRegistry, DeclaredAdapter
-from pilothouse.routing.decision import HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
+from pilothouse.routing.decision import DEFER, HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
 from pilothouse.routing.pipeline import RoutingPipeline
 from pilothouse.routing.pool import PoolState, RequestPreparer
 from pilothouse.routing.request import (
@@ -21,6 +21,7 @@ from pilothouse.routing.request import (
 from pilothouse.routing.traffic import TrafficSplitter, with_fields, with_model
 
 __all__ = [
+    "DEFER",
     "HOLD",
     "PRIORITY_HEADERS",
     "QUEUE",

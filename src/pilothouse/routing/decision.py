@@ -5,7 +5,8 @@ one of two things, synchronously, from the current snapshots:
 
 - :class:`Route`: send the request to ``pick.endpoint`` (after loading ``load`` there);
 - :class:`Wait`: not now: the model has no ready replica but one can be started
-  (``HOLD``), or every replica is saturated and flow control queues it (``QUEUE``).
+  (``HOLD``), every replica is saturated and flow control queues it (``QUEUE``), or flow
+  control's SLO gate predicts it would miss its TTFT target anywhere (``DEFER``).
 
 It raises :class:`~pilothouse.errors.NoEndpointAvailable` (503) when nothing can serve the
 request. Shedding (429, or 503 for a full hold queue) happens while waiting.
@@ -18,14 +19,16 @@ from typing import TYPE_CHECKING, Literal
 
 from pilothouse.governance.governor import Grant
 from pilothouse.routing.adapters import DeclaredAdapter
-from pilothouse.scheduling.types import Endpoint, SchedulingRequest
+from pilothouse.scheduling.latency import LatencyFeatures
+from pilothouse.scheduling.types import Endpoint, SchedulingRequest, TtftEstimate
 
 if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when tracing is configured
     from pilothouse.telemetry.request import RequestTrace
 
 HOLD: Literal["hold"] = "hold"
 QUEUE: Literal["queue"] = "queue"
-WaitKind = Literal["hold", "queue"]
+DEFER: Literal["defer"] = "defer"
+WaitKind = Literal["hold", "queue", "defer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ class Pick:
     fallbacks: tuple[Endpoint, ...]
     headers: dict[str, str]
     uncached_tokens: int | None = None
+    ttft_estimate: TtftEstimate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +52,8 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    """Not now: wait for a replica to start (``hold``) or for room (``queue``)."""
+    """Not now: wait for a replica to start (``hold``), for room (``queue``), or for a
+    request to finish before deciding again (``defer``)."""
 
     kind: WaitKind
     model: str
@@ -85,3 +90,11 @@ class Ticket:
     """Its governance holds (limits, budgets) until charged or released."""
     trace: RequestTrace | None = None
     """Its span, when tracing is configured (the front door opens and ends it)."""
+    features: LatencyFeatures | None = None
+    """What latency observers are told of its placement, until it finishes."""
+    placed_at: float | None = None
+    """When it was last placed on an endpoint (the pipeline's clock)."""
+    first_token_at: float | None = None
+    """When its first token arrived on the current placement (the pipeline's clock)."""
+    deferred_at: float | None = None
+    """When flow control's SLO gate first deferred it."""

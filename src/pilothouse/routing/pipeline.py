@@ -38,13 +38,15 @@ from pilothouse.config.fleet import FlowControlSpec, HoldSpec
 from pilothouse.errors import NoEndpointAvailable
 from pilothouse.governance.governor import Ask, Credentials, Governor, Used
 from pilothouse.routing.adapters import AdapterRegistry
-from pilothouse.routing.decision import HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
+from pilothouse.routing.decision import DEFER, HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
+from pilothouse.routing.latency import itl_observers, latency_observers, slo_defers
 from pilothouse.routing.pool import PoolState, RequestPreparer
 from pilothouse.routing.request import with_adapter
 from pilothouse.routing.traffic import TrafficSplitter
 from pilothouse.routing.waiting import Waiting
-from pilothouse.routing.waits import hold_policy, queue_policy
+from pilothouse.routing.waits import defer_policy, hold_policy, queue_policy
 from pilothouse.scheduling.flow import SaturationLimits, headroom
+from pilothouse.scheduling.latency import ItlObserver, LatencyObserver, latency_features
 from pilothouse.scheduling.scheduler import Scheduler
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest, SchedulingResult
 
@@ -76,6 +78,7 @@ class RoutingPipeline:
         preparer: RequestPreparer | None = None,
         trust_priority_header: bool = False,
         governor: Governor | None = None,
+        observers: Iterable[LatencyObserver | ItlObserver] = (),
     ) -> None:
         self.pool = pool
         self.scheduler = scheduler
@@ -93,6 +96,9 @@ class RoutingPipeline:
         self.preparer = preparer
         self.governor = governor
         self._settling: set[asyncio.Task[None]] = set()
+        observers = tuple(observers)
+        self._observers = latency_observers(scheduler, observers)
+        self._itl_observers = itl_observers(scheduler, observers)
         saturation = self.flow.saturation
         self._limits = SaturationLimits(
             saturation.max_in_flight_per_replica,
@@ -100,6 +106,7 @@ class RoutingPipeline:
             saturation.max_kv_cache_usage,
         )
         self._granted: dict[str, int] = {}
+        self._redeciding: set[str] = set()  # models whose deferred requests are released now
         self._hold_models: frozenset[str] = frozenset()
         self._on_demand: Demand | None = None
         hold = hold or HoldSpec()
@@ -108,6 +115,7 @@ class RoutingPipeline:
             {
                 HOLD: hold_policy(hold, self._has_ready),
                 QUEUE: queue_policy(self.flow, self._room, self._grant, self._ungrant),
+                DEFER: defer_policy(self.flow, self._redecide),
             },
             recheck_s,
         )
@@ -237,8 +245,12 @@ class RoutingPipeline:
         if self.flow.enabled and first and not ticket.admitted and self._must_queue(key, ready):
             return Wait(QUEUE, key)
         if ticket.trace is not None:
-            return Route(self._traced(ticket, candidates), load)
-        return Route(self._schedule(request, candidates), load)
+            route = Route(self._traced(ticket, candidates), load)
+        else:
+            route = Route(self._schedule(request, candidates), load)
+        if first and slo_defers(self.flow, ticket, route.pick, self.clock.now()):
+            return Wait(DEFER, key)
+        return route
 
     async def route(self, ticket: Ticket, only: frozenset[str] | None = None) -> Route:
         """:meth:`decide`, waiting as long as it says ``Wait`` (shed errors propagate).
@@ -269,7 +281,7 @@ class RoutingPipeline:
             self._on_decision(time.perf_counter() - started)
         if self.on_scheduled is not None:
             self.on_scheduled(request, result)
-        return Pick(result.target, result.fallbacks, dict(result.headers), result.uncached_tokens)
+        return _pick(result)
 
     def _traced(self, ticket: Ticket, candidates: list[Endpoint]) -> Pick:
         """:meth:`_schedule` for a traced request: the decision goes on its span (each
@@ -287,7 +299,7 @@ class RoutingPipeline:
         trace.scheduled(result, explanation, len(candidates), request)
         if self.on_scheduled is not None:
             self.on_scheduled(ticket.request, result)
-        return Pick(result.target, result.fallbacks, dict(result.headers), result.uncached_tokens)
+        return _pick(result)
 
     def _must_queue(self, model: str, ready: list[Endpoint]) -> bool:
         """``ready``: the model's ready replicas, already snapshotted by the decision."""
@@ -303,6 +315,9 @@ class RoutingPipeline:
         request = ticket.request
         tokens = request.prompt_tokens if pick.uncached_tokens is None else pick.uncached_tokens
         ticket.endpoint, ticket.backlog = pick.endpoint, tokens
+        if self._observers or self._itl_observers:  # what latency predictors see of it
+            ticket.features = latency_features(pick.endpoint, tokens, request.prompt_tokens)
+            ticket.placed_at, ticket.first_token_at = self.clock.now(), None
         if ticket.grant is not None and ticket.grant.routed is None:
             ticket.grant.routed = self.clock.now()
         ticket.tried.add(pick.endpoint.name)
@@ -323,15 +338,39 @@ class RoutingPipeline:
         if ticket.endpoint is not None and ticket.backlog is not None:
             self.pool.prefilled(ticket.endpoint.name, ticket.backlog)
             ticket.backlog = None
+        features, placed = ticket.features, ticket.placed_at
+        if ticket.endpoint is None or features is None or placed is None:
+            return
+        if ticket.first_token_at is None:  # told once per placement
+            ticket.first_token_at = now = self.clock.now()
+            for observer in self._observers:
+                observer.observe_ttft(ticket.endpoint.name, features, now - placed)
 
-    def finished(self, ticket: Ticket) -> None:
-        """The request (or this attempt of it) ended: its replica has room again."""
+    def finished(self, ticket: Ticket, output_tokens: int | None = None) -> None:
+        """The request (or this attempt of it) ended: its replica has room again.
+
+        ``output_tokens``, when the front door knows how many tokens it streamed, gives the
+        request's mean inter-token latency to the ITL observers.
+        """
         endpoint = ticket.endpoint
         if endpoint is None:
             return
+        features, first = ticket.features, ticket.first_token_at
+        if features is not None and first is not None and output_tokens and output_tokens > 1:
+            itl = (self.clock.now() - first) / (output_tokens - 1)
+            for observer in self._itl_observers:
+                observer.observe_itl(endpoint.name, features, itl)
+        ticket.features = None
         self.pool.release(endpoint.name, ticket.backlog)
         ticket.endpoint, ticket.backlog = None, None
-        self.waiting.wake(QUEUE, self._key(ticket))
+        model = self._key(ticket)
+        self.waiting.wake(QUEUE, model)
+        if self.waiting.waiting(DEFER, model):  # load went down: decide the deferred again
+            self._redeciding.add(model)
+            try:
+                self.waiting.wake(DEFER, model)
+            finally:
+                self._redeciding.discard(model)
 
     def cancelled(self, ticket: Ticket) -> None:
         """The request ended without being charged (the client went away, it failed, or
@@ -347,6 +386,10 @@ class RoutingPipeline:
     def _has_ready(self, model: str) -> int:
         """Held requests are all released once the model has a ready replica."""
         return _ALL if self.pool.candidates(model) else 0
+
+    def _redecide(self, model: str) -> int:
+        """Deferred requests are all released when a request of their model finishes."""
+        return _ALL if model in self._redeciding else 0
 
     def _room(self, model: str) -> int:
         return headroom(self.pool.candidates(model), self._limits) - self._granted.get(model, 0)
@@ -365,3 +408,13 @@ class RoutingPipeline:
         self._granted[model] = max(0, self._granted.get(model, 0) - 1)
         if wake:
             self.waiting.wake(QUEUE, model)
+
+
+def _pick(result: SchedulingResult) -> Pick:
+    return Pick(
+        result.target,
+        result.fallbacks,
+        dict(result.headers),
+        result.uncached_tokens,
+        result.ttft_estimate,
+    )

@@ -1,4 +1,4 @@
-"""The two wait policies of the pipeline: holding for a first replica, and flow control.
+"""The wait policies of the pipeline: holding for a first replica, flow control, deferral.
 
 - **hold** (``gateway.hold``): a request for a model the executor can start, while none of
   its replicas is ready, waits in the model's bounded queue; all are released once one
@@ -8,6 +8,9 @@
   priority, then tenant round-robin, order and are released one per free slot. A request
   shed (queue full, displaced by a higher priority, or past ``queue_timeout_s``) gets 429
   with ``retry-after`` (:class:`~pilothouse.errors.RequestShed`).
+- **defer** (``gateway.flow_control.slo.action: defer``): a request predicted to miss its
+  TTFT target everywhere waits until a request of its model finishes, then is decided
+  again; the pipeline sheds it (429) once it has been deferred for ``queue_timeout_s``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,17 @@ def hold_policy(spec: HoldSpec, room: Callable[[str], int]) -> WaitPolicy:
         )
 
     return WaitPolicy(spec.max_queue, spec.timeout_s, room, _no_grant, _no_grant, error)
+
+
+def defer_policy(spec: FlowControlSpec, room: Callable[[str], int]) -> WaitPolicy:
+    def error(model: str, shed: Shed) -> PilothouseError:
+        return RequestShed(
+            "request shed by flow control: it was deferred, predicted to miss its "
+            "time-to-first-token target, and the queue is full or it waited too long",
+            spec.retry_after_s,
+        )
+
+    return WaitPolicy(spec.max_queue, spec.queue_timeout_s, room, _no_grant, _no_grant, error)
 
 
 def queue_policy(

@@ -35,6 +35,11 @@ UNCACHED_TOKENS_KEY = "uncached-tokens"
 """``CycleState.data`` key: ``dict[endpoint name, int]``, prompt tokens each endpoint would have
 to prefill; the scheduler copies the target's value into ``SchedulingResult.uncached_tokens``."""
 
+TTFT_ESTIMATE_KEY = "ttft-estimate"
+"""``CycleState.data`` key: a :class:`~pilothouse.scheduling.types.TtftEstimate` (the best
+predicted time to first token and the request's target); written by ``slo-aware``, copied by
+the scheduler into ``SchedulingResult.ttft_estimate``."""
+
 
 @dataclass(slots=True)
 class CycleState:

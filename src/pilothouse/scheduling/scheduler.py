@@ -18,6 +18,7 @@ from pilothouse.scheduling.config import SchedulerConfig
 from pilothouse.scheduling.context import PluginContext
 from pilothouse.scheduling.explain import Explanation, explain, runner_up
 from pilothouse.scheduling.interfaces import (
+    TTFT_ESTIMATE_KEY,
     UNCACHED_TOKENS_KEY,
     CycleState,
     Plugin,
@@ -31,6 +32,7 @@ from pilothouse.scheduling.types import (
     ProfileResult,
     SchedulingRequest,
     SchedulingResult,
+    TtftEstimate,
 )
 
 
@@ -109,16 +111,7 @@ class Scheduler:
                 f"no endpoint available for model {request.model!r} "
                 f"among {len(endpoints)} endpoint(s): {reason}"
             )
-        uncached = state.data.get(UNCACHED_TOKENS_KEY)
-        if result.uncached_tokens is None and isinstance(uncached, dict):
-            # The constructor, not dataclasses.replace: a few µs less on every request.
-            result = SchedulingResult(
-                primary_profile=result.primary_profile,
-                profiles=result.profiles,
-                uncached_tokens=uncached.get(primary.targets[0].name),
-                headers=result.headers,
-            )
-        return state, result
+        return state, _with_estimates(state, result, primary.targets[0].name)
 
     def _run_profiles(
         self, state: CycleState, request: SchedulingRequest, endpoints: Sequence[Endpoint]
@@ -136,6 +129,29 @@ class Scheduler:
                     raise SchedulingError(f"profile handler asked for profile {name!r} twice")
                 results[name] = profile.run(state, request, endpoints)
         return results  # unreachable: every round runs a new profile or raises
+
+
+def _with_estimates(state: CycleState, result: SchedulingResult, target: str) -> SchedulingResult:
+    """``result`` with what the plugins estimated in the cycle, unless the profile handler
+    set it: the target's uncached prompt tokens and the request's TTFT estimate."""
+    uncached = state.data.get(UNCACHED_TOKENS_KEY)
+    tokens = result.uncached_tokens
+    if tokens is None and isinstance(uncached, dict):
+        tokens = uncached.get(target)
+    estimate = result.ttft_estimate
+    published = state.data.get(TTFT_ESTIMATE_KEY)
+    if estimate is None and isinstance(published, TtftEstimate):
+        estimate = published
+    if tokens is result.uncached_tokens and estimate is result.ttft_estimate:
+        return result
+    # The constructor, not dataclasses.replace: a few µs less on every request.
+    return SchedulingResult(
+        primary_profile=result.primary_profile,
+        profiles=result.profiles,
+        uncached_tokens=tokens,
+        headers=result.headers,
+        ttft_estimate=estimate,
+    )
 
 
 def build_scheduler(

@@ -119,17 +119,34 @@ class ProfileResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TtftEstimate:
+    """A latency predictor's view of one request: the lowest time to first token it predicts
+    on any endpoint scored, and the request's target (``slo-aware`` publishes it)."""
+
+    best_s: float
+    target_s: float
+
+    def misses(self, margin: float = 0.0) -> bool:
+        """True when even the best endpoint is predicted over the target by more than
+        ``margin`` (a fraction of the target)."""
+        return self.best_s > self.target_s * (1.0 + margin)
+
+
+@dataclass(frozen=True, slots=True)
 class SchedulingResult:
     """The outcome of one scheduling cycle: one result per profile that ran.
 
     ``uncached_tokens`` is the scheduler's estimate of the prompt tokens the primary target
     must prefill (not served by its prefix cache), when a plugin estimated it; data producers
-    count it as that replica's prefill backlog until the first token arrives."""
+    count it as that replica's prefill backlog until the first token arrives.
+    ``ttft_estimate`` is a latency predictor's estimate for the request, when a plugin made
+    one (flow control may shed or defer a request predicted to miss its target)."""
 
     primary_profile: str
     profiles: Mapping[str, ProfileResult]
     uncached_tokens: int | None = None
     headers: Mapping[str, str] = field(default_factory=_no_strings)
+    ttft_estimate: TtftEstimate | None = None
 
     @property
     def target(self) -> Endpoint:

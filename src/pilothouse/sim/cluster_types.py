@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pilothouse.scheduling.latency import PredictionError
 from pilothouse.sim.config import EngineConfig
 
 
@@ -158,3 +159,8 @@ class RunResult:
     scaling: ScalingRun | None = None
     classes: tuple[ClassTrace, ...] = ()
     """Per priority, highest first; empty unless the run mixed priorities."""
+    ttft_prediction: PredictionError | None = None
+    """The error of a shadow TTFT predictor that observed every request
+    (:class:`~pilothouse.scheduling.latency.LatencyPredictor`; placements are unaffected)."""
+    itl_prediction: PredictionError | None = None
+    """The same for a shadow predictor of each request's mean inter-token latency."""

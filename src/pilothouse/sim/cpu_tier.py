@@ -43,6 +43,7 @@ class CpuTier:
     def match(self, hashes: Sequence[int], start: int, stop: int) -> int:
         """How many of ``hashes[start:stop]``, from ``start``, this tier holds."""
         lru = self._lru
+        stop = min(stop, len(hashes))  # a preempted sequence's total outgrows its prompt
         if not lru or start >= stop or hashes[start] not in lru:
             return 0
         return sum(1 for _ in takewhile(lru.__contains__, islice(hashes, start, stop)))

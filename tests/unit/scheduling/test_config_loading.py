@@ -167,6 +167,7 @@ def test_builtin_names() -> None:
         "prefix-load",
         "random",
         "round-robin",
+        "slo-aware",
     ]
 
 

@@ -37,6 +37,7 @@ BUILTINS = [
     "round-robin",
     "session-affinity",
     "single",
+    "slo-aware",
     "sticky-prefix",
 ]
 

@@ -347,4 +347,5 @@ def test_the_primary_targets_uncached_tokens_join_the_handlers_result() -> None:
         "profiles",
         "uncached_tokens",
         "headers",
+        "ttft_estimate",
     }

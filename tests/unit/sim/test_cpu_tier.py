@@ -220,3 +220,12 @@ def test_presets_give_the_prefix_scorers_their_tier_figures() -> None:
         "offload_load_s_per_token": pytest.approx(128 * 1024 / 50e9),
         "offload_load_latency_s": 0.001,
     }
+
+
+def test_cpu_tier_match_stops_at_the_hashes_it_has() -> None:
+    # A preempted sequence asks past its prompt's blocks (its total counts generated
+    # tokens): the match ends where the hashes do instead of indexing past them.
+    tier = CpuTier(4)
+    tier.offload([1, 2], [], [])
+    assert tier.match((1, 2), 2, 5) == 0
+    assert tier.match((1, 2), 0, 5) == 2

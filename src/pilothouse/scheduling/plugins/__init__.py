@@ -21,6 +21,7 @@ from pilothouse.scheduling.plugins.scorers.lora_affinity import LoraAffinityScor
 from pilothouse.scheduling.plugins.scorers.precise_prefix import PrecisePrefixScorer
 from pilothouse.scheduling.plugins.scorers.queue_depth import QueueDepthScorer
 from pilothouse.scheduling.plugins.scorers.session_affinity import SessionAffinityScorer
+from pilothouse.scheduling.plugins.scorers.slo_aware import SloAwareScorer
 from pilothouse.scheduling.plugins.scorers.sticky_prefix import StickyPrefixScorer
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "RoundRobinPicker",
     "SessionAffinityScorer",
     "SingleProfileHandler",
+    "SloAwareScorer",
     "StickyPrefixScorer",
     "builtin_factories",
 ]
@@ -57,6 +59,7 @@ def builtin_factories() -> dict[str, PluginFactory]:
         "queue-depth": QueueDepthScorer.create,
         "estimated-ttft": EstimatedTtftScorer.create,
         "sticky-prefix": StickyPrefixScorer.create,
+        "slo-aware": SloAwareScorer.create,
         "kv-cache-usage": KvCacheUsageScorer.create,
         "approx-prefix": ApproxPrefixScorer.create,
         "precise-prefix": PrecisePrefixScorer.create,

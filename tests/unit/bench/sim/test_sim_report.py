@@ -36,6 +36,10 @@ RUN_KEYS = {
     "e2e_p50_s": float,
     "e2e_p99_s": float,
     "max_queue_ratio_steady": float,
+    "ttft_mape": (float, type(None)),  # null: no replica got past the predictor's warm-up
+    "ttft_mape_samples": int,
+    "itl_mape": (float, type(None)),
+    "itl_mape_samples": int,
 }
 
 
