@@ -242,6 +242,8 @@ def _drive(
 
             try:
                 result = asyncio.run(main())
+                if runtime.tracing is not None:
+                    runtime.tracing.shutdown()  # export the run's spans before exiting
             except KeyboardInterrupt:
                 click.echo(
                     f"interrupted; resume with: pilothouse agent runs resume {run_id}"

@@ -33,6 +33,8 @@ from pilothouse.errors import AgentError, BudgetExceeded
 from pilothouse.governance.agent_runs import StepRecord
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from pilothouse.agents.runtime import AgentRuntime
 
 DELEGATE_PREFIX = "agent__"
@@ -71,6 +73,8 @@ class RunLoop:
         self.tools: dict[str, ToolSpec] = {}
         self.waiting = False
         """The run stopped to wait for a person (``wait_for_approval`` off)."""
+        self.span: Span | None = None
+        """Its ``invoke_agent`` span when tracing (a sub-agent's span is a child of it)."""
         self._segment = runtime.clock()
 
     @property

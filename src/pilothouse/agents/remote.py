@@ -29,6 +29,7 @@ import mcp_types as types
 import openai
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from opentelemetry import propagate
 
 from pilothouse.agents.clients import ModelReply, ToolCallRequest, ToolOutcome, ToolSpec
 from pilothouse.errors import AgentError
@@ -64,12 +65,15 @@ class GatewayModel:
         temperature: float,
     ) -> ModelReply:
         extra: dict[str, Any] = {"tools": [t.as_openai() for t in tools]} if tools else {}
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)  # the run's span, when tracing is on: the gateway continues it
         try:
             answer = await self.client.chat.completions.create(
                 model=self.model,
                 messages=[dict(m) for m in messages],  # type: ignore[misc]
                 max_tokens=max_tokens,
                 temperature=temperature,
+                extra_headers=carrier or None,
                 **extra,
             )
         except openai.APIStatusError as exc:

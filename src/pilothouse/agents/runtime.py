@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 from pilothouse.agents.budget import RESOURCES, Limits, RunBudget
 from pilothouse.agents.clients import AgentClients, Approvals
@@ -27,11 +28,15 @@ from pilothouse.agents.journal import Journal, check_run_id
 from pilothouse.agents.loop import RunLoop
 from pilothouse.agents.ports import RunResult, Step
 from pilothouse.agents.serving.settings import RunnerSettings
+from pilothouse.agents.tracing import end_run_span, start_run_span, traced_clients
 from pilothouse.config.agents import AgentSpec
 from pilothouse.config.fleet import FleetSpec
 from pilothouse.config.governance import GovernanceSpec, PriceSpec
 from pilothouse.errors import AgentError, ConfigError
 from pilothouse.governance.agent_runs import RunBook, RunRecord, spent_by_subject
+
+if TYPE_CHECKING:
+    from pilothouse.telemetry.provider import Tracing
 
 DEFAULT_TOOLS_URL = "http://127.0.0.1:8100/mcp"
 Connect = Callable[[AgentSpec], AbstractAsyncContextManager[AgentClients]]
@@ -54,6 +59,7 @@ class AgentRuntime:
         poll_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        tracing: Tracing | None = None,
     ) -> None:
         self.agent = agent
         self.connect = connect
@@ -67,6 +73,8 @@ class AgentRuntime:
         self.poll_s = poll_s
         self.clock = clock
         self.wall = wall
+        self.tracing = tracing
+        """``tracing:`` of the fleet: one ``invoke_agent`` span per run (:mod:`.tracing`)."""
         _check_prices(self.agents, self.prices)
 
     @property
@@ -95,10 +103,28 @@ class AgentRuntime:
         budget = RunBudget(run_id, Limits.from_dict(journal.run.limits), journal.record)
         if resumed:
             budget.seed(await journal.spent())
-        async with self.connect(self.agent) as clients:
-            loop = RunLoop(self, self.agent, journal, budget, clients)
-            async for step in loop.steps():
-                yield step
+        async for step in self._drive(self.agent, journal, budget, None):
+            yield step
+
+    async def _drive(
+        self, agent: AgentSpec, journal: Journal, budget: RunBudget, parent: RunLoop | None
+    ) -> AsyncIterator[Step]:
+        """Run the loop of ``agent`` with its own connections, in its span when tracing."""
+        span = None
+        if self.tracing is not None:
+            parent_span = parent.span if parent is not None else None
+            span = start_run_span(self.tracing, agent, journal.run.id, parent_span)
+        try:
+            async with self.connect(agent) as clients:
+                if span is not None:
+                    clients = traced_clients(clients, span)
+                loop = RunLoop(self, agent, journal, budget, clients)
+                loop.span = span
+                async for step in loop.steps():
+                    yield step
+        finally:
+            if span is not None:
+                end_run_span(span, journal.run.status)
 
     async def delegate(
         self, parent: RunLoop, agent: AgentSpec, share: float, run_id: str, task: str
@@ -123,10 +149,8 @@ class AgentRuntime:
         journal, _ = await Journal.open(self.book, fresh, self.wall)
         journal.share_ledger(parent.journal)
         budget = parent.budget.child(run_id, Limits.from_dict(journal.run.limits))
-        async with self.connect(agent) as clients:
-            loop = RunLoop(self, agent, journal, budget, clients)
-            async for step in loop.steps():
-                yield step
+        async for step in self._drive(agent, journal, budget, parent):
+            yield step
 
     async def result(self, run_id: str) -> RunResult:
         """Where a run stands, from the store."""
@@ -193,6 +217,7 @@ def build_runner(spec: AgentSpec, fleet: FleetSpec, settings: RunnerSettings) ->
         settings.toolgateway_url or DEFAULT_TOOLS_URL,
         governance,
         dict(governance.prices),
+        fleet.tracing,
     )
     store, book, state_dir = open_book(governance)
     if settings.api_key is None and fleet.gateway.governance is None:

@@ -15,6 +15,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pilothouse.agents.clients import AgentClients, ToolClient
 from pilothouse.agents.identity import ensure_agent_key
@@ -24,9 +25,13 @@ from pilothouse.config.agents import AgentSpec, load_agent
 from pilothouse.config.fleet import load_fleet
 from pilothouse.config.governance import GovernanceSpec, PriceSpec
 from pilothouse.config.loader import read_yaml
+from pilothouse.config.tracing import TracingSpec
 from pilothouse.errors import ConfigError
 from pilothouse.governance.agent_runs import RunBook
 from pilothouse.governance.store import SqlStore, default_state_dir, open_store
+
+if TYPE_CHECKING:
+    from pilothouse.telemetry.provider import Tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,8 @@ class AgentTarget:
     tools_url: str
     governance: GovernanceSpec = field(default_factory=GovernanceSpec)
     prices: Mapping[str, PriceSpec] = field(default_factory=dict)
+    tracing: TracingSpec | None = None
+    """``tracing:`` of the fleet: one ``invoke_agent`` span per run."""
 
 
 def load_target(
@@ -82,6 +89,7 @@ def load_target(
         tools or DEFAULT_TOOLS_URL,
         governance,
         dict(governance.prices),
+        fleet.tracing,
     )
 
 
@@ -167,6 +175,7 @@ def build_runtime(
 ) -> AgentRuntime:
     return AgentRuntime(
         target.agent,
+        tracing=process_tracing(target.tracing),
         connect=connector(target.gateway_url, target.tools_url, keys),
         book=book,
         approvals=StoreApprovals(book),
@@ -175,3 +184,19 @@ def build_runtime(
         wait_for_approval=wait_for_approval,
         poll_s=poll_s,
     )
+
+
+_TRACING: dict[str, Tracing] = {}
+
+
+def process_tracing(spec: TracingSpec | None) -> Tracing | None:
+    """This process's tracer for ``spec`` (one per process: it is also OpenTelemetry's global
+    provider, so the MCP client injects the run's context into its tool calls); exported on
+    :meth:`~pilothouse.telemetry.provider.Tracing.shutdown` or at exit."""
+    if spec is None:
+        return None
+    if "agents" not in _TRACING:
+        from pilothouse.telemetry.provider import start_tracing
+
+        _TRACING["agents"] = start_tracing(spec, "agents", install_global=True)
+    return _TRACING["agents"]

@@ -77,10 +77,12 @@ def agent_stack(
     script: dict[str, Any],
     agents: list[dict[str, Any]],
     gateway: dict[str, Any] | None = None,
+    fleet_extra: dict[str, Any] | None = None,
 ) -> Iterator[Stack]:
     """Sim (scripted) → gateway; tool gateway → the ledger server; a team ``research`` in
     org ``acme`` for the agents; the ledger server's tools pinned. ``gateway``: more of the
-    fleet's ``gateway:`` block (merged into the stack's own, ``governance`` too)."""
+    fleet's ``gateway:`` block (merged into the stack's own, ``governance`` too);
+    ``fleet_extra``: more top-level sections (``tracing``)."""
     state = tmp / "state"
     store_url = f"sqlite:///{state / 'governance.db'}"
     store = SqlStore(store_url)
@@ -111,6 +113,7 @@ def agent_stack(
             "agents": agents,
         }  # fmt: skip
         fleet["gateway"] = _merged(fleet["gateway"], gateway or {})
+        fleet.update(fleet_extra or {})
         path = tmp / "fleet.yaml"
         path.write_text(yaml.safe_dump(fleet))
         gateway, url = start_until_ready(["gateway", "-f", str(path)], tmp / "gateway.log")
