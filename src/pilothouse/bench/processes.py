@@ -95,9 +95,17 @@ def self_cpu_s() -> float:
 class ChildProcess:
     """A service started as a subprocess that announces its URL on a ready line."""
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path, ready_prefix: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_dir: Path,
+        ready_prefix: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self._argv = argv
+        self._env = env  # None: this process's environment
         self._ready = ready_prefix
         self._out = log_dir / f"{name}.stdout"
         self._err = log_dir / f"{name}.stderr"
@@ -113,8 +121,9 @@ class ChildProcess:
         """Start the process and return the URL from its ready line."""
         with self._out.open("wb") as out, self._err.open("wb") as err:
             self._proc = await asyncio.create_subprocess_exec(
-                *self._argv, stdout=out, stderr=err, stdin=asyncio.subprocess.DEVNULL
-            )
+                *self._argv, stdout=out, stderr=err, stdin=asyncio.subprocess.DEVNULL,
+                env=self._env,
+            )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for line in self._out.read_text(errors="replace").splitlines():

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pilothouse.bench.cli import finish_report, run_async
+from pilothouse.bench.overhead.baseline import render_baseline_table
 from pilothouse.bench.overhead.tracing import render_tracing_table, tracing_lines
 
 if TYPE_CHECKING:  # the overhead harness (aiohttp, yaml) loads only when its command runs
@@ -119,6 +120,12 @@ _MODES = {"both": (False, True), "plain": (False,), "stream": (True,)}
     "to a receiver the bench starts, in the same run (reported, not judged: the added CPU "
     "per request).",
 )
+@click.option(
+    "--baseline-rev",
+    metavar="REV",
+    help="Also measure this gateway's own code at git revision REV (from the checkout it runs "
+    "from), interleaved in the same run: what a change costs (e.g. tracing off).",
+)
 @click.option("--fail-on-miss", is_flag=True, help="Exit with status 1 when a target is missed.")
 def overhead(
     concurrency: tuple[int, ...],
@@ -134,6 +141,7 @@ def overhead(
     governance: bool,
     redis: bool,
     tracing: bool,
+    baseline_rev: str | None,
     fail_on_miss: bool,
 ) -> None:
     """Measure the gateway's overhead against direct calls to a fast mock engine.
@@ -144,7 +152,8 @@ def overhead(
     gateway adds, and the gateway's CPU time per request, with a verdict per target.
     With --governance, a governed gateway (and with --redis one sharing state through Redis)
     is measured beside it, interleaved the same way: the cost of auth + limits + ledger.
-    With --tracing, a gateway exporting OTLP traces is measured beside it the same way.
+    With --tracing, a gateway exporting OTLP traces is measured beside it the same way; with
+    --baseline-rev, the gateway's code at another commit.
     """
     from pilothouse.bench.overhead.governance import redis_lines
     from pilothouse.bench.overhead.run import OverheadConfig
@@ -164,6 +173,7 @@ def overhead(
         governance=governance,
         redis=redis,
         tracing=tracing,
+        baseline_rev=baseline_rev,
     )
     console = Console()
     if not console.is_terminal:
@@ -173,6 +183,9 @@ def overhead(
     governed = render_governance_table(report)
     if governed is not None:
         console.print(governed)
+    baseline = render_baseline_table(report)
+    if baseline is not None:
+        console.print(baseline)
     traced = render_tracing_table(report)
     if traced is not None:
         console.print(traced)

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 SCHEMA = "pilothouse.bench.overhead/v1"
 OURS = (
-    "gateway", "peer", "governed", "governed-redis", "redis", "traced", "otlp", "upstream", "client"
+    "gateway", "peer", "governed", "governed-redis", "redis", "traced", "otlp", "baseline",
+    "upstream", "client"
 )  # fmt: skip
 """The meters of the processes a run starts; the rest of the machine's CPU is other load."""
 
@@ -50,6 +51,8 @@ class LevelResult:
     """The gateway with governance in Redis (``--governance --redis``), when measured."""
     traced: TargetStats | None = None
     """The gateway with OTLP tracing on (``--tracing``), when measured."""
+    baseline: TargetStats | None = None
+    """The gateway's code at ``--baseline-rev``, when measured."""
 
     @property
     def added_p50_ms(self) -> float:
@@ -106,6 +109,11 @@ class LevelResult:
         """The traced gateway's CPU per request it served (its exporter thread included)."""
         return self.traced.cpu_ms_per_request["traced"] if self.traced else float("nan")
 
+    @property
+    def baseline_cpu_ms(self) -> float:
+        """The ``--baseline-rev`` gateway's CPU per request it served."""
+        return self.baseline.cpu_ms_per_request["baseline"] if self.baseline else float("nan")
+
     def to_json(self) -> dict[str, object]:
         doc: dict[str, object] = {
             "stream": self.stream,
@@ -134,12 +142,18 @@ class LevelResult:
             doc["traced"] = asdict(self.traced)
             doc["traced_cpu_ms_per_request"] = self.traced_cpu_ms
             doc["traced_added_cpu_ms_per_request"] = self.traced_cpu_ms - self.gateway_cpu_ms
+        if self.baseline is not None:
+            doc["baseline"] = asdict(self.baseline)
+            doc["baseline_cpu_ms_per_request"] = self.baseline_cpu_ms
+            doc["added_over_baseline_cpu_ms_per_request"] = (
+                self.gateway_cpu_ms - self.baseline_cpu_ms
+            )
         return doc
 
     @property
     def targets(self) -> tuple[TargetStats, ...]:
         """Every target measured at this level."""
-        extra = (self.peer, self.governed, self.governed_redis, self.traced)
+        extra = (self.peer, self.governed, self.governed_redis, self.traced, self.baseline)
         return (self.direct, self.gateway, *(t for t in extra if t is not None))
 
 

@@ -30,6 +30,7 @@ import yaml
 from pilothouse.bench.loadgen import CpuMeter, LoadResult, LoadSpec, run_load
 from pilothouse.bench.mock_upstream import MODEL
 from pilothouse.bench.mock_upstream import READY_PREFIX as MOCK_READY
+from pilothouse.bench.overhead.baseline import BASELINE, extract_source
 from pilothouse.bench.overhead.governance import (
     GOVERNED,
     GOVERNED_REDIS,
@@ -98,13 +99,16 @@ class OverheadConfig:
     """With ``governance``, also one with limits and budgets in Redis (``governed-redis``)."""
     tracing: bool = False
     """Also measure a gateway exporting OTLP traces of every request (``traced``)."""
+    baseline_rev: str | None = None
+    """Also measure the gateway's code at this git revision (``baseline``)."""
 
     @property
     def targets(self) -> tuple[str, ...]:
         governed = (GOVERNED,) + ((GOVERNED_REDIS,) if self.redis else ())
         traced = (TRACED,) if self.tracing else ()
         peer = ("peer",) if self.peer else ()
-        return TARGETS + (governed if self.governance else ()) + traced + peer
+        baseline = (BASELINE,) if self.baseline_rev else ()
+        return TARGETS + (governed if self.governance else ()) + traced + baseline + peer
 
 
 @dataclass(slots=True)
@@ -182,7 +186,7 @@ def _schedule(config: OverheadConfig) -> list[Pair]:
     return pairs
 
 
-_TREES = ("gateway", GOVERNED, GOVERNED_REDIS, TRACED, "peer")
+_TREES = ("gateway", GOVERNED, GOVERNED_REDIS, TRACED, BASELINE, "peer")
 """Targets metered as a process tree, with their kernel part beside (``<name>_system``)."""
 
 
@@ -270,6 +274,7 @@ async def _run_levels(
             governed=pooled((s, c), GOVERNED),
             governed_redis=pooled((s, c), GOVERNED_REDIS),
             traced=pooled((s, c), TRACED),
+            baseline=pooled((s, c), BASELINE),
         )
         for s in config.streams
         for c in config.concurrency
@@ -297,8 +302,10 @@ class _Services:
         self.targets = _Targets()
         self.state_dirs: dict[str, Path] = {}
 
-    async def child(self, name: str, argv: list[str], ready: str) -> tuple[str, int]:
-        process = ChildProcess(name, argv, self.log_dir, ready)
+    async def child(
+        self, name: str, argv: list[str], ready: str, env: dict[str, str] | None = None
+    ) -> tuple[str, int]:
+        process = ChildProcess(name, argv, self.log_dir, ready, env)
         self.stack.push_async_callback(process.stop)
         url = await process.start(self.config.startup_timeout_s)
         return url, process.pid
@@ -309,11 +316,14 @@ class _Services:
         upstream: str,
         governance: dict[str, object] | None = None,
         tracing: dict[str, object] | None = None,
+        source: Path | None = None,
     ) -> None:
+        """A gateway process; ``source``: the directory its ``pilothouse`` is imported from."""
         fleet = self.log_dir / f"{name}.yaml"
         fleet.write_text(_fleet_yaml(upstream, self.config.scheduler, governance, tracing))
         argv = [sys.executable, "-m", "pilothouse", "gateway", "-f", str(fleet)]
-        url, pid = await self.child(name, argv, GATEWAY_READY)
+        env = None if source is None else {**os.environ, "PYTHONPATH": str(source)}
+        url, pid = await self.child(name, argv, GATEWAY_READY, env)
         url = url.removesuffix("/v1")
         await _wait_ready(url, self.config.startup_timeout_s)
         self.targets.urls[name], self.targets.pids[name] = url, pid
@@ -345,6 +355,11 @@ class _Services:
         if config.tracing:  # a span sink of its own, then a gateway exporting to it
             endpoint, targets.pids[OTLP] = await self.child(OTLP, receiver_argv(), RECEIVER_READY)
             await self.gateway(TRACED, upstream, tracing=tracing_block(endpoint))
+        if config.baseline_rev is not None:
+            source = await asyncio.to_thread(
+                extract_source, config.baseline_rev, self.log_dir / BASELINE
+            )
+            await self.gateway(BASELINE, upstream, source=source)
         if config.peer is not None:
             peer = peer_router(upstream, self.log_dir, config.startup_timeout_s)
             targets.urls["peer"], targets.pids["peer"] = await self.stack.enter_async_context(peer)
