@@ -40,7 +40,7 @@ from pilothouse.governance.governor import Ask, Credentials, Governor, Used
 from pilothouse.routing.adapters import AdapterRegistry
 from pilothouse.routing.decision import HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
 from pilothouse.routing.pool import PoolState, RequestPreparer
-from pilothouse.routing.request import with_adapter
+from pilothouse.routing.request import with_adapter, with_owner
 from pilothouse.routing.traffic import TrafficSplitter
 from pilothouse.routing.waiting import Waiting
 from pilothouse.routing.waits import hold_policy, queue_policy
@@ -168,7 +168,7 @@ class RoutingPipeline:
         grant = await governor.admit(identity, ask, credentials.client)
         ticket.grant = grant
         tenant = identity.team_name or ticket.request.tenant
-        ticket.request = replace(ticket.request, tenant=tenant, priority=grant.priority)
+        ticket.request = with_owner(ticket.request, tenant, grant.priority)
 
     def charge(self, ticket: Ticket, used: Used) -> None:
         """The request was served (whole or in part): charge ``used`` and record it in the
@@ -178,7 +178,7 @@ class RoutingPipeline:
             return
         if used.engine_s is None:  # engine time on the pipeline's clock, from the first send
             engine_s = self.clock.now() - grant.routed if grant.routed is not None else 0.0
-            used = replace(used, engine_s=engine_s)
+            used = Used(used.prompt_tokens, used.completion_tokens, used.status, engine_s)
         self._track(self.governor.charge(grant, used))
 
     def _release(self, ticket: Ticket) -> None:
