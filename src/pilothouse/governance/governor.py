@@ -103,6 +103,14 @@ class Governor:
     def authenticate(self, credentials: Credentials) -> Identity:
         """The request's identity; :class:`Unauthorized` (401) for a missing, unknown,
         revoked or expired key or token."""
+        bearer = credentials.bearer
+        if bearer and credentials.envoy_payload is None and bearer.startswith(KEY_PREFIX):
+            # The common case first: a known API key is one hash and one lookup.
+            if self.directory.version != self._version:
+                self._forget()
+            identity = self._identities.get(digest(bearer))
+            if identity is not None:
+                return identity
         try:
             identity = self._identify(credentials)
         except Unauthorized:
@@ -142,13 +150,15 @@ class Governor:
         return identity
 
     def _follow_directory(self) -> None:
+        if self.directory.version != self._version:
+            self._forget()
+
+    def _forget(self) -> None:
         """Forget what was worked out from an older directory (a key revoked, a quota
         changed): the next request reads the new one."""
-        version = self.directory.version
-        if version != self._version:
-            self._version = version
-            self._identities.clear()
-            self._plans.clear()
+        self._version = self.directory.version
+        self._identities.clear()
+        self._plans.clear()
 
     def _team_identity(self, claims: Claims) -> Identity:
         team = self.directory.team_named(claims.team) if claims.team else None
@@ -166,21 +176,41 @@ class Governor:
     async def admit(self, identity: Identity, ask: Ask, client: str | None = None) -> Grant:
         """Check scope, then reserve limits and budgets (all or nothing), or raise."""
         now = self.wall()
-        try:
-            priority = self._priority(identity, ask, client, now)
-        except (Unauthorized, Forbidden) as exc:
-            self.metrics.refused(identity.team_name, ask.model, "forbidden")
-            if self.enforce or isinstance(exc, Unauthorized):
-                raise
-            priority = ask.priority
-        reserved = ask.prompt_bytes + _TEMPLATE_TOKENS * ask.messages + ask.max_tokens
-        self._follow_directory()
+        if self.directory.version != self._version:
+            self._forget()
         plan = self._plans.get(identity, ask.model, now)
+        wanted = ask.priority
+        if identity.priority is not None:
+            wanted = identity.priority
+        elif wanted == 0:
+            wanted = plan.default_priority
+        expires_at = identity.scope.expires_at
+        if plan.open_scope and (expires_at is None or now < expires_at):
+            # A key's scope that lets this model in from anywhere: only its priority cap
+            # applies (the same outcome as authorize(), without its checks per request).
+            cap = plan.max_priority
+            priority = wanted if cap is None or wanted <= cap else cap
+        else:
+            try:
+                priority = self._priority(identity, ask, wanted, client, now)
+            except (Unauthorized, Forbidden) as exc:
+                self.metrics.refused(identity.team_name, ask.model, "forbidden")
+                if self.enforce or isinstance(exc, Unauthorized):
+                    raise
+                priority = ask.priority
+        reserved = ask.prompt_bytes + _TEMPLATE_TOKENS * ask.messages + ask.max_tokens
         grant = Grant(identity, ask, priority, reserved, None, None, None, now, plan=plan)
         cores = self._cores
         try:
             if cores is not None:  # synchronous: atomic on this event loop
-                self._reserve_here(cores, grant, plan, now)
+                limits, tokens, money = cores
+                if plan.limits:
+                    grant.reservation = limits.reserve(plan.limits, reserved, now)
+                if plan.token_budgets:
+                    grant.tokens = tokens.reserve(plan.token_budgets, float(reserved))
+                if plan.money_budgets:
+                    cost = _maxcost_of(plan, ask, reserved)
+                    grant.money = money.reserve(plan.money_budgets, cost)
             else:
                 await self._reserve_shared(grant, plan, now)
         except (RateLimited, BudgetExceeded) as exc:
@@ -193,17 +223,6 @@ class Governor:
         plan.counts.admitted += 1
         return grant
 
-    def _reserve_here(self, cores: _Cores, grant: Grant, plan: AdmissionPlan, now: float) -> None:
-        limits, tokens, money = cores
-        reserved = grant.reserved_tokens
-        if plan.limits:
-            grant.reservation = limits.reserve(plan.limits, reserved, now)
-        if plan.token_budgets:
-            grant.tokens = tokens.reserve(plan.token_budgets, float(reserved))
-        if plan.money_budgets:
-            cost = _maxcost_of(plan, grant.ask, reserved)
-            grant.money = money.reserve(plan.money_budgets, cost)
-
     async def _reserve_shared(self, grant: Grant, plan: AdmissionPlan, now: float) -> None:
         reserved = grant.reserved_tokens
         if plan.limits:
@@ -214,12 +233,9 @@ class Governor:
             cost = _maxcost_of(plan, grant.ask, reserved)
             grant.money = await self.money.reserve(plan.money_budgets, cost)
 
-    def _priority(self, identity: Identity, ask: Ask, client: str | None, now: float) -> int:
-        wanted = ask.priority
-        if identity.priority is not None:
-            wanted = identity.priority
-        elif wanted == 0 and identity.team is not None:
-            wanted = identity.team.default_priority
+    def _priority(
+        self, identity: Identity, ask: Ask, wanted: int, client: str | None, now: float
+    ) -> int:
         priority = authorize(identity.scope, ask.model, wanted, client or "", now)
         if identity.team is not None and identity.team.max_priority is not None:
             priority = min(priority, identity.team.max_priority)

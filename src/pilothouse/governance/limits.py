@@ -95,17 +95,29 @@ class RateLimiter:
     ) -> Reservation:
         """Hold one request of ``tokens`` on every subject, or raise :class:`RateLimited`
         naming the first limit it would exceed (nothing is held then)."""
+        # The hot path of every governed request: the window's bookkeeping is inlined
+        # (_Usage.expire and _Usage.add, spelled out) rather than called per subject.
+        second = int(now)
+        horizon = second - WINDOW_S
         held = []
         for subject, limit in subjects:
             usage = self._usage.get(subject)
             if usage is None:
                 usage = self._usage[subject] = _Usage()
-            else:
+            elif usage.buckets and usage.buckets[0][0] <= horizon:
                 usage.expire(now)
             _check(subject, limit, usage, tokens)
             held.append(usage)
         for usage in held:
-            usage.add(now, 1, tokens)
+            buckets = usage.buckets
+            if buckets and buckets[-1][0] == second:
+                bucket = buckets[-1]
+                bucket[1] += 1
+                bucket[2] += tokens
+            else:
+                buckets.append([second, 1, tokens])
+            usage.requests += 1
+            usage.tokens += tokens
             usage.in_flight += 1
         reservation = Reservation(next(self._ids), tuple([s for s, _ in subjects]), tokens, now)
         self._open[reservation.id] = reservation
@@ -115,11 +127,15 @@ class RateLimiter:
         """The request ended having used ``used_tokens``: correct the count, free its slot."""
         if self._open.pop(reservation.id, None) is None:
             return  # settled or released already: never twice
+        horizon = int(now) - WINDOW_S
+        correction = used_tokens - reservation.tokens
         for subject in reservation.subjects:
             usage = self._usage[subject]
             usage.in_flight -= 1
-            usage.expire(now)
-            usage.correct(reservation.at, 0, used_tokens - reservation.tokens)
+            if usage.buckets and usage.buckets[0][0] <= horizon:
+                usage.expire(now)
+            if correction:
+                usage.correct(reservation.at, 0, correction)
 
     def release(self, reservation: Reservation, now: float) -> None:
         """The request did no engine work: give back its request, tokens and slot."""

@@ -74,7 +74,9 @@ class GovernanceMetrics(Collector):
         self.ledger_failures += 1
 
     def collect(self) -> Iterator[Metric]:
-        tenants = list(self._tenants.items())
+        # Counts made for a (team, model) that was never admitted (refused from its first
+        # request on) export nothing: their refusals are counted apart.
+        tenants = [(k, c) for k, c in list(self._tenants.items()) if c.admitted or c.prompt]
         requests = CounterMetricFamily(
             "pilothouse_tenant_requests",
             "Requests by team and model: admitted, or refused and why",

@@ -43,6 +43,13 @@ class AdmissionPlan:
     key_id: str | None
     team_id: str | None
     org_id: str | None
+    default_priority: int
+    """The team's priority for requests that ask for none (0 without a team)."""
+    open_scope: bool
+    """A key whose scope lets this model in from any network: admission only caps the
+    priority (and checks expiry). False for JWT identities: their scope is per token."""
+    max_priority: int | None
+    """The lower of the key's and the team's ``max_priority``."""
 
 
 class Plans:
@@ -83,6 +90,9 @@ class Plans:
         if model_limit is not None:
             limits.append((f"model:{model}", model_limit))
         periods = [(f"{s}@{period_of(q.budget_period, now)}", q) for s, q in quotas]
+        key, team, scope = identity.key, identity.team, identity.scope
+        team_cap = team.max_priority if team is not None else None
+        caps = [p for p in (scope.max_priority, team_cap) if p is not None]
         return AdmissionPlan(
             limits=limits,
             token_budgets=[(s, q.budget_tokens) for s, q in periods if q.budget_tokens is not None],
@@ -90,9 +100,14 @@ class Plans:
             day=int(now // DAY_S),
             price=self._prices.get(model),
             counts=self._metrics.tenant(identity.team_name, model),
-            key_id=identity.key.id if identity.key is not None else None,
-            team_id=identity.team.id if identity.team is not None else None,
+            key_id=key.id if key is not None else None,
+            team_id=team.id if team is not None else None,
             org_id=identity.org.id if identity.org is not None else None,
+            default_priority=team.default_priority if team is not None else 0,
+            open_scope=key is not None
+            and not scope.networks
+            and (not scope.models or model in scope.models),
+            max_priority=min(caps) if caps else None,
         )
 
 

@@ -179,7 +179,9 @@ class RoutingPipeline:
         if used.engine_s is None:  # engine time on the pipeline's clock, from the first send
             engine_s = self.clock.now() - grant.routed if grant.routed is not None else 0.0
             used = Used(used.prompt_tokens, used.completion_tokens, used.status, engine_s)
-        self._track(self.governor.charge(grant, used))
+        settle = self.governor.charge(grant, used)
+        if settle is not None:  # a shared store (Redis): settled off this call
+            self._track(settle)
 
     def _release(self, ticket: Ticket) -> None:
         grant = ticket.grant
