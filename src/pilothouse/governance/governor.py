@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from hashlib import sha256
 
 from pilothouse.config.governance import GovernanceSpec
 from pilothouse.errors import BudgetExceeded, Forbidden, RateLimited, Unauthorized
@@ -108,7 +109,7 @@ class Governor:
             # The common case first: a known API key is one hash and one lookup.
             if self.directory.version != self._version:
                 self._forget()
-            identity = self._identities.get(digest(bearer))
+            identity = self._identities.get(sha256(bearer.encode()).hexdigest())  # digest()
             if identity is not None:
                 return identity
         try:
@@ -243,17 +244,20 @@ class Governor:
 
     # -- after ----------------------------------------------------------------------------
 
-    def charge(self, grant: Grant, used: Used) -> Coroutine[None, None, None] | None:
+    def charge(
+        self, grant: Grant, used: Used, measured_s: float = 0.0
+    ) -> Coroutine[None, None, None] | None:
         """Charge what the request used, once: its ledger entry is written now
         (synchronously: a front door calls this before the answer's last bytes go out).
         In-process counters are settled here too; with a shared store (Redis) the returned
-        coroutine settles them (the caller runs it soon)."""
+        coroutine settles them (the caller runs it soon). ``measured_s``: the engine time
+        the caller measured, charged when ``used`` brings none."""
         if grant.done:
             return None
         grant.done = True
         ask, plan = grant.ask, grant.plan
         assert plan is not None  # every grant admit() made has its plan
-        engine_s = used.engine_s if used.engine_s is not None else 0.0
+        engine_s = used.engine_s if used.engine_s is not None else measured_s
         price = plan.price
         cost = 0.0
         if price is not None:
@@ -340,11 +344,15 @@ def _cores_of(limits: LimitBackend, tokens: BudgetBackend, money: BudgetBackend)
 
 def _maxcost_of(plan: AdmissionPlan, ask: Ask, reserved: int) -> float:
     """The most ``ask`` can cost: its token bound at the model's price, plus its longest
-    engine time for a model priced by GPU-hour."""
+    engine time for a model priced by GPU-hour (:func:`cost_of`, term for term)."""
     price = plan.price
     if price is None:
         return 0.0
-    return cost_of(price, reserved - ask.max_tokens, ask.max_tokens, price.max_request_s)
+    prompt, completion = reserved - ask.max_tokens, ask.max_tokens
+    per_token = (
+        prompt * price.prompt_per_million + completion * price.completion_per_million
+    ) / 1_000_000
+    return per_token + plan.max_engine_cost
 
 
 __all__ = [

@@ -128,13 +128,20 @@ class RateLimiter:
         if self._open.pop(reservation.id, None) is None:
             return  # settled or released already: never twice
         horizon = int(now) - WINDOW_S
+        second = int(reservation.at)
         correction = used_tokens - reservation.tokens
         for subject in reservation.subjects:
             usage = self._usage[subject]
             usage.in_flight -= 1
-            if usage.buckets and usage.buckets[0][0] <= horizon:
+            buckets = usage.buckets
+            if buckets and buckets[0][0] <= horizon:
                 usage.expire(now)
-            if correction:
+            if not correction:
+                continue
+            if buckets and buckets[-1][0] == second:  # reserved this very second
+                buckets[-1][2] += correction
+                usage.tokens += correction
+            else:
                 usage.correct(reservation.at, 0, correction)
 
     def release(self, reservation: Reservation, now: float) -> None:

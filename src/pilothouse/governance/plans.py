@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pilothouse.config.governance import PriceSpec
 from pilothouse.governance.limits import Limit
 from pilothouse.governance.metrics import GovernanceMetrics, TenantCounts
-from pilothouse.governance.pricing import DAY_S, period_of
+from pilothouse.governance.pricing import DAY_S, cost_of, period_of
 from pilothouse.governance.records import Quota
 from pilothouse.governance.requests import Identity
 
@@ -38,6 +38,8 @@ class AdmissionPlan:
     day: int
     """The UTC day (days since the epoch) the budget subjects were labelled on."""
     price: PriceSpec | None
+    max_engine_cost: float
+    """What ``max_request_s`` of engine time costs at ``price`` (0 without a price)."""
     counts: TenantCounts
     """The (team, model) metrics counts the request adds to."""
     key_id: str | None
@@ -91,6 +93,7 @@ class Plans:
             limits.append((f"model:{model}", model_limit))
         periods = [(f"{s}@{period_of(q.budget_period, now)}", q) for s, q in quotas]
         key, team, scope = identity.key, identity.team, identity.scope
+        price = self._prices.get(model)
         team_cap = team.max_priority if team is not None else None
         caps = [p for p in (scope.max_priority, team_cap) if p is not None]
         return AdmissionPlan(
@@ -98,7 +101,8 @@ class Plans:
             token_budgets=[(s, q.budget_tokens) for s, q in periods if q.budget_tokens is not None],
             money_budgets=[(s, q.budget_cost) for s, q in periods if q.budget_cost is not None],
             day=int(now // DAY_S),
-            price=self._prices.get(model),
+            price=price,
+            max_engine_cost=cost_of(price, 0, 0, price.max_request_s) if price else 0.0,
             counts=self._metrics.tenant(identity.team_name, model),
             key_id=key.id if key is not None else None,
             team_id=team.id if team is not None else None,

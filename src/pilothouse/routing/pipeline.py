@@ -176,10 +176,10 @@ class RoutingPipeline:
         grant = ticket.grant
         if grant is None or grant.done or self.governor is None:
             return
-        if used.engine_s is None:  # engine time on the pipeline's clock, from the first send
-            engine_s = self.clock.now() - grant.routed if grant.routed is not None else 0.0
-            used = Used(used.prompt_tokens, used.completion_tokens, used.status, engine_s)
-        settle = self.governor.charge(grant, used)
+        measured_s = 0.0  # engine time on the pipeline's clock, from the first send
+        if used.engine_s is None and grant.routed is not None:
+            measured_s = self.clock.now() - grant.routed
+        settle = self.governor.charge(grant, used, measured_s)
         if settle is not None:  # a shared store (Redis): settled off this call
             self._track(settle)
 
