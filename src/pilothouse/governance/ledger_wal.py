@@ -99,7 +99,10 @@ class Segment:
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         fd = os.open(path, flags, 0o600)
         try:
-            os.posix_fallocate(fd, 0, capacity)
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, capacity)
+            else:  # macOS: a sparse file (a full disk would then fault in write())
+                os.ftruncate(fd, capacity)
             self._map = mmap.mmap(fd, capacity)
         except BaseException:
             os.close(fd)
