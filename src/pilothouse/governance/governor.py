@@ -25,20 +25,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from hashlib import sha256
 
 from pilothouse.config.governance import GovernanceSpec
 from pilothouse.errors import BudgetExceeded, Forbidden, RateLimited, Unauthorized
+from pilothouse.governance.budgets import Budgets
 from pilothouse.governance.directory import Directory
 from pilothouse.governance.jwt import Claims
 from pilothouse.governance.keys import KeyScope, authorize, digest
-from pilothouse.governance.limits import Limit
+from pilothouse.governance.limits import Limit, RateLimiter
 from pilothouse.governance.metrics import GovernanceMetrics
+from pilothouse.governance.plans import AdmissionPlan, Plans
 from pilothouse.governance.ports import BudgetBackend, LimitBackend, LocalBudgets, LocalLimits
-from pilothouse.governance.pricing import DAY_S, cost_of, period_of, period_start
-from pilothouse.governance.records import (
-    LedgerEntry,
-    Quota,
-)
+from pilothouse.governance.pricing import cost_of, period_of, period_start
+from pilothouse.governance.records import LedgerEntry
 from pilothouse.governance.requests import (
     ANONYMOUS,
     Ask,
@@ -56,11 +56,9 @@ Wall = Callable[[], float]
 KEY_PREFIX = "ph-"
 _MAX_CACHED = 100_000
 """Identities and plans kept per directory version at most (beyond, worked out each time)."""
-_BudgetPlan = tuple[list[tuple[str, float]], list[tuple[str, float]]]
 _TEMPLATE_TOKENS = 16
-_NO_LIMIT = Limit()
-"""Compared with every quota's limit on every request: built once."""
 """Tokens a chat template may add around the prompt (role markers, BOS): part of the bound."""
+_Cores = tuple[RateLimiter, Budgets, Budgets]
 
 
 class Governor:
@@ -89,23 +87,31 @@ class Governor:
         self.jwt = jwt
         self.wall = wall
         self.enforce = spec.mode == "enforce"
-        self._model_limits = {
+        model_limits = {
             name: Limit(m.requests_per_min, m.tokens_per_min, m.concurrent)
             for name, m in spec.model_limits.items()
         }
         # What a key's requests need again and again, worked out once per directory version
-        # (a revocation or a quota change empties them): its identity by digest, its limit
-        # subjects per model, its budget subjects per UTC day.
+        # (a revocation or a quota change empties them): its identity by digest, and per
+        # model its admission plan (limit and budget subjects, price, owners, counts).
         self._version = directory.version
         self._identities: dict[str, Identity] = {}
-        self._limit_plans: dict[tuple[str, str, str], list[tuple[str, Limit]]] = {}
-        self._budget_plans: dict[tuple[str, str, int], _BudgetPlan] = {}
+        self._plans = Plans(model_limits, spec.prices, metrics, _MAX_CACHED)
+        self._cores = _cores_of(limits, tokens, money)
 
     # -- who ------------------------------------------------------------------------------
 
     def authenticate(self, credentials: Credentials) -> Identity:
         """The request's identity; :class:`Unauthorized` (401) for a missing, unknown,
         revoked or expired key or token."""
+        bearer = credentials.bearer
+        if bearer and credentials.envoy_payload is None and bearer.startswith(KEY_PREFIX):
+            # The common case first: a known API key is one hash and one lookup.
+            if self.directory.version != self._version:
+                self._forget()
+            identity = self._identities.get(sha256(bearer.encode()).hexdigest())  # digest()
+            if identity is not None:
+                return identity
         try:
             identity = self._identify(credentials)
         except Unauthorized:
@@ -145,14 +151,15 @@ class Governor:
         return identity
 
     def _follow_directory(self) -> None:
+        if self.directory.version != self._version:
+            self._forget()
+
+    def _forget(self) -> None:
         """Forget what was worked out from an older directory (a key revoked, a quota
         changed): the next request reads the new one."""
-        version = self.directory.version
-        if version != self._version:
-            self._version = version
-            self._identities.clear()
-            self._limit_plans.clear()
-            self._budget_plans.clear()
+        self._version = self.directory.version
+        self._identities.clear()
+        self._plans.clear()
 
     def _team_identity(self, claims: Claims) -> Identity:
         team = self.directory.team_named(claims.team) if claims.team else None
@@ -170,171 +177,130 @@ class Governor:
     async def admit(self, identity: Identity, ask: Ask, client: str | None = None) -> Grant:
         """Check scope, then reserve limits and budgets (all or nothing), or raise."""
         now = self.wall()
-        team = identity.team_name
-        try:
-            priority = self._priority(identity, ask, client, now)
-        except (Unauthorized, Forbidden) as exc:
-            self.metrics.refused(team, ask.model, "forbidden")
-            if self.enforce or isinstance(exc, Unauthorized):
-                raise
-            priority = ask.priority
-        reserved = self._reserve_tokens(ask)
-        grant = Grant(identity, ask, priority, reserved, None, None, None, now)
-        self._follow_directory()
-        limits = self._limit_plan(identity, ask.model)
-        try:
-            if limits:
-                grant.reservation = await self.limits.reserve(limits, reserved, now)
-            token_budgets, money_budgets = self._budget_plan(identity, now)
-            if token_budgets:
-                grant.tokens = await self.tokens.reserve(token_budgets, float(reserved))
-            if money_budgets:
-                cost = self._maxcost_of(ask, reserved)
-                grant.money = await self.money.reserve(money_budgets, cost)
-        except (RateLimited, BudgetExceeded) as exc:
-            await self._undo(grant, now)
-            reason = "rate_limited" if isinstance(exc, RateLimited) else "over_budget"
-            self.metrics.refused(team, ask.model, reason)
-            if self.enforce:
-                raise
-            grant = Grant(identity, ask, priority, reserved, None, None, None, now)
-        self.metrics.admitted(team, ask.model)
-        return grant
-
-    def _priority(self, identity: Identity, ask: Ask, client: str | None, now: float) -> int:
+        if self.directory.version != self._version:
+            self._forget()
+        plan = self._plans.get(identity, ask.model, now)
         wanted = ask.priority
         if identity.priority is not None:
             wanted = identity.priority
-        elif wanted == 0 and identity.team is not None:
-            wanted = identity.team.default_priority
+        elif wanted == 0:
+            wanted = plan.default_priority
+        expires_at = identity.scope.expires_at
+        if plan.open_scope and (expires_at is None or now < expires_at):
+            # A key's scope that lets this model in from anywhere: only its priority cap
+            # applies (the same outcome as authorize(), without its checks per request).
+            cap = plan.max_priority
+            priority = wanted if cap is None or wanted <= cap else cap
+        else:
+            try:
+                priority = self._priority(identity, ask, wanted, client, now)
+            except (Unauthorized, Forbidden) as exc:
+                self.metrics.refused(identity.team_name, ask.model, "forbidden")
+                if self.enforce or isinstance(exc, Unauthorized):
+                    raise
+                priority = ask.priority
+        reserved = ask.prompt_bytes + _TEMPLATE_TOKENS * ask.messages + ask.max_tokens
+        grant = Grant(identity, ask, priority, reserved, None, None, None, now, plan=plan)
+        cores = self._cores
+        try:
+            if cores is not None:  # synchronous: atomic on this event loop
+                limits, tokens, money = cores
+                if plan.limits:
+                    grant.reservation = limits.reserve(plan.limits, reserved, now)
+                if plan.token_budgets:
+                    grant.tokens = tokens.reserve(plan.token_budgets, float(reserved))
+                if plan.money_budgets:
+                    cost = _maxcost_of(plan, ask, reserved)
+                    grant.money = money.reserve(plan.money_budgets, cost)
+            else:
+                await self._reserve_shared(grant, plan, now)
+        except (RateLimited, BudgetExceeded) as exc:
+            await self._undo(grant, now)
+            reason = "rate_limited" if isinstance(exc, RateLimited) else "over_budget"
+            self.metrics.refused(identity.team_name, ask.model, reason)
+            if self.enforce:
+                raise
+            grant = Grant(identity, ask, priority, reserved, None, None, None, now, plan=plan)
+        plan.counts.admitted += 1
+        return grant
+
+    async def _reserve_shared(self, grant: Grant, plan: AdmissionPlan, now: float) -> None:
+        reserved = grant.reserved_tokens
+        if plan.limits:
+            grant.reservation = await self.limits.reserve(plan.limits, reserved, now)
+        if plan.token_budgets:
+            grant.tokens = await self.tokens.reserve(plan.token_budgets, float(reserved))
+        if plan.money_budgets:
+            cost = _maxcost_of(plan, grant.ask, reserved)
+            grant.money = await self.money.reserve(plan.money_budgets, cost)
+
+    def _priority(
+        self, identity: Identity, ask: Ask, wanted: int, client: str | None, now: float
+    ) -> int:
         priority = authorize(identity.scope, ask.model, wanted, client or "", now)
         if identity.team is not None and identity.team.max_priority is not None:
             priority = min(priority, identity.team.max_priority)
         return priority
 
-    def _reserve_tokens(self, ask: Ask) -> int:
-        return ask.prompt_bytes + _TEMPLATE_TOKENS * ask.messages + ask.max_tokens
-
-    def _maxcost_of(self, ask: Ask, reserved: int) -> float:
-        price = self.spec.prices.get(ask.model)
-        if price is None:
-            return 0.0
-        prompt = reserved - ask.max_tokens
-        return cost_of(price, prompt, ask.max_tokens, price.max_request_s)
-
-    def _limit_plan(self, identity: Identity, model: str) -> list[tuple[str, Limit]]:
-        key = (identity.subject, identity.team.id if identity.team is not None else "", model)
-        plan = self._limit_plans.get(key)
-        if plan is None:
-            plan = self._limit_subjects(identity, model)
-            if len(self._limit_plans) < _MAX_CACHED:
-                self._limit_plans[key] = plan
-        return plan
-
-    def _budget_plan(self, identity: Identity, now: float) -> _BudgetPlan:
-        team = identity.team.id if identity.team is not None else ""
-        key = (identity.subject, team, int(now // DAY_S))
-        plan = self._budget_plans.get(key)
-        if plan is None:
-            budgets = self._budget_subjects(identity, now)
-            plan = (
-                [(s, q.budget_tokens) for s, q in budgets if q.budget_tokens is not None],
-                [(s, q.budget_cost) for s, q in budgets if q.budget_cost is not None],
-            )
-            if len(self._budget_plans) < _MAX_CACHED:
-                self._budget_plans[key] = plan
-        return plan
-
-    def _limit_subjects(self, identity: Identity, model: str) -> list[tuple[str, Limit]]:
-        subjects = [(s, q.limit) for s, q in self._quotas(identity) if q.limit != _NO_LIMIT]
-        model_limit = self._model_limits.get(model)
-        if model_limit is not None:
-            subjects.append((f"model:{model}", model_limit))
-        return subjects
-
-    def _budget_subjects(self, identity: Identity, now: float) -> list[tuple[str, Quota]]:
-        return [
-            (f"{subject}@{period_of(quota.budget_period, now)}", quota)
-            for subject, quota in self._quotas(identity)
-            if quota.budget_tokens is not None or quota.budget_cost is not None
-        ]
-
-    @staticmethod
-    def _quotas(identity: Identity) -> list[tuple[str, Quota]]:
-        quotas: list[tuple[str, Quota]] = []
-        if identity.key is not None:
-            quotas.append((identity.key.id, identity.key.quota))
-        if identity.team is not None:
-            quotas.append((identity.team.id, identity.team.quota))
-        if identity.org is not None:
-            quotas.append((identity.org.id, identity.org.quota))
-        return quotas
-
     # -- after ----------------------------------------------------------------------------
 
-    def charge(self, grant: Grant, used: Used) -> Coroutine[None, None, None] | None:
+    def charge(
+        self, grant: Grant, used: Used, measured_s: float = 0.0
+    ) -> Coroutine[None, None, None] | None:
         """Charge what the request used, once: its ledger entry is written now
         (synchronously: a front door calls this before the answer's last bytes go out).
         In-process counters are settled here too; with a shared store (Redis) the returned
-        coroutine settles them (the caller runs it soon)."""
+        coroutine settles them (the caller runs it soon). ``measured_s``: the engine time
+        the caller measured, charged when ``used`` brings none."""
         if grant.done:
             return None
         grant.done = True
-        ask = grant.ask
-        engine_s = used.engine_s if used.engine_s is not None else 0.0
-        price = self.spec.prices.get(ask.model)
+        ask, plan = grant.ask, grant.plan
+        assert plan is not None  # every grant admit() made has its plan
+        engine_s = used.engine_s if used.engine_s is not None else measured_s
+        price = plan.price
         cost = 0.0
         if price is not None:
             cost = cost_of(price, used.prompt_tokens, used.completion_tokens, engine_s)
         if grant.money is not None:
             cost = min(cost, grant.money.amount)  # what was reserved is the most it can cost
-        identity = grant.identity
-        team = identity.team
         entry = LedgerEntry(
-            request_id=ask.request_id,
-            at=grant.started,
-            model=ask.model,
-            prompt_tokens=used.prompt_tokens,
-            completion_tokens=used.completion_tokens,
-            cost=cost,
-            engine_s=engine_s,
-            status=used.status,
-            key_id=identity.key.id if identity.key is not None else None,
-            team_id=team.id if team is not None else None,
-            org_id=identity.org.id if identity.org is not None else None,
+            ask.request_id,
+            grant.started,
+            ask.model,
+            used.prompt_tokens,
+            used.completion_tokens,
+            cost,
+            engine_s,
+            used.status,
+            plan.key_id,
+            plan.team_id,
+            plan.org_id,
         )
         if self.recorder is not None:
             try:
                 self.recorder.record(entry)
             except OSError as exc:  # a full or failing disk: serve, and say so loudly
-                self.metrics.ledger_failures.inc()
+                self.metrics.ledger_failed()
                 log.error("the ledger could not record request %s: %s", ask.request_id, exc)
-        self.metrics.used(identity.team_name, ask.model, entry)
+        counts = plan.counts
+        counts.prompt += used.prompt_tokens
+        counts.completion += used.completion_tokens
+        counts.cost += cost
         if grant.reservation is None and grant.tokens is None and grant.money is None:
             return None
         tokens = used.prompt_tokens + used.completion_tokens
-        if self._settle_in_process(grant, tokens, cost):
-            return None
-        return self._settle(grant, tokens, cost)
-
-    def _settle_in_process(self, grant: Grant, tokens: int, cost: float) -> bool:
-        """Settle now when every counter lives in this process: the calls are synchronous,
-        so a coroutine and a task per request (what a shared store needs) are pure cost.
-        False when a backend is remote (Redis): the caller runs :meth:`_settle`."""
-        limits, budgets, money = self.limits, self.tokens, self.money
-        if not (
-            isinstance(limits, LocalLimits)
-            and isinstance(budgets, LocalBudgets)
-            and isinstance(money, LocalBudgets)
-        ):
-            return False
+        cores = self._cores
+        if cores is None:
+            return self._settle(grant, tokens, cost)
+        limits, budgets, money = cores
         if grant.reservation is not None:
-            limits.core.settle(grant.reservation, tokens, self.wall())
+            limits.settle(grant.reservation, tokens, self.wall())
         if grant.tokens is not None:
-            budgets.core.settle(grant.tokens, float(tokens))
+            budgets.settle(grant.tokens, float(tokens))
         if grant.money is not None:
-            money.core.settle(grant.money, cost)
-        return True
+            money.settle(grant.money, cost)
+        return None
 
     async def _settle(self, grant: Grant, tokens: int, cost: float) -> None:
         if grant.reservation is not None:
@@ -361,6 +327,32 @@ class Governor:
             await self.tokens.release(grant.tokens)
         if grant.money is not None:
             await self.money.release(grant.money)
+
+
+def _cores_of(limits: LimitBackend, tokens: BudgetBackend, money: BudgetBackend) -> _Cores | None:
+    """The counters themselves when every one lives in this process: their calls are
+    synchronous, so a coroutine per backend call (what a shared store needs) is pure cost.
+    ``None`` when a backend is remote (Redis)."""
+    if (
+        isinstance(limits, LocalLimits)
+        and isinstance(tokens, LocalBudgets)
+        and isinstance(money, LocalBudgets)
+    ):
+        return limits.core, tokens.core, money.core
+    return None
+
+
+def _maxcost_of(plan: AdmissionPlan, ask: Ask, reserved: int) -> float:
+    """The most ``ask`` can cost: its token bound at the model's price, plus its longest
+    engine time for a model priced by GPU-hour (:func:`cost_of`, term for term)."""
+    price = plan.price
+    if price is None:
+        return 0.0
+    prompt, completion = reserved - ask.max_tokens, ask.max_tokens
+    per_token = (
+        prompt * price.prompt_per_million + completion * price.completion_per_million
+    ) / 1_000_000
+    return per_token + plan.max_engine_cost
 
 
 __all__ = [

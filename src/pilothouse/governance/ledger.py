@@ -2,12 +2,14 @@
 bounded however long the store is away.
 
 The request path calls :meth:`Ledger.record`, which appends one line to a write-ahead
-segment on local disk (one ``write(2)`` on an ``O_APPEND`` descriptor, no fsync) and keeps
-the entry in memory while fewer than ``max_buffered`` are waiting. A background flusher
+segment on local disk (a copy into the segment's shared memory mapping: no system call, no
+fsync; see :class:`~pilothouse.governance.ledger_wal.Segment`) and keeps the entry in
+memory while fewer than ``max_buffered`` are waiting. A background flusher
 sends batches of up to ``batch_size`` to :meth:`LedgerSink.write_ledger` in a worker thread
 every ``flush_interval_s``, or at once when a batch is full; it fsyncs the log before each
 batch, so a power loss costs at most the entries recorded since the last batch; a
-``kill -9`` costs nothing, since the kernel already holds every line ``record`` wrote.
+``kill -9`` costs nothing, since the kernel's page cache already holds every line
+``record`` wrote.
 
 While the store is down the flusher retries with capped exponential backoff, and ``record``
 keeps going: once the memory buffer is full, entries wait on disk only and are read back
@@ -40,6 +42,11 @@ from pilothouse.governance.ports import LedgerSink
 from pilothouse.governance.records import LedgerEntry
 
 log = logging.getLogger("pilothouse.ledger")
+
+_BYTES_PER_ENTRY = 512
+"""Space allocated per entry of a segment (a line is ~200 bytes; ids and names are
+bounded): a segment is sealed at ``segment_entries`` lines or when full, first come."""
+_MIN_SEGMENT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,8 @@ class Ledger:
         self._dir = directory
         self._sink = sink
         self._spec = spec
+        self._max_buffered = spec.max_buffered
+        self._batch_size = spec.batch_size
         self._segment_entries = segment_entries
         self._retry = (retry_initial_s, retry_max_s)
         self._buffer: deque[_Item] = deque()
@@ -107,7 +116,8 @@ class Ledger:
         """Where the entries that are on disk only start; ``None``: all are in memory."""
         self._segments: list[int] = []
         self._first_own = 0
-        self._fd: int | None = None
+        self._file: wal.Segment | None = None
+        self._segment_bytes = max(_MIN_SEGMENT_BYTES, segment_entries * _BYTES_PER_ENTRY)
         self._lock_fd: int | None = None
         self._segment = 0
         self._offset = 0
@@ -129,25 +139,31 @@ class Ledger:
         self._task = asyncio.create_task(self._run(), name="ledger-flusher")
 
     def record(self, entry: LedgerEntry) -> None:
-        """Append ``entry`` to the write-ahead log; synchronous and cheap (one ``write``).
+        """Append ``entry`` to the write-ahead log; synchronous and cheap (a memory copy).
 
         When it returns the entry survives a crash of this process; it survives a power
         loss once the next batch was fsynced. Raises :class:`OSError` when the disk refuses
         the line (nothing of it is kept) and :class:`RuntimeError` when not started.
         """
-        if self._fd is None:
+        file = self._file
+        if file is None:
             raise RuntimeError("the ledger is not started, or closed")
         line = wal.encode(entry)
-        if self._lines >= self._segment_entries:
-            self._rotate()
-        wal.append(self._fd, line, self._offset)
         start = self._offset
-        self._offset += len(line)
+        end = start + len(line)
+        if end > file.capacity or self._lines >= self._segment_entries:
+            if len(line) > self._segment_bytes:
+                raise OSError(f"a ledger line of {len(line)} bytes exceeds a segment")
+            file = self._rotate()
+            start, end = 0, len(line)
+        file.write(start, line)
+        self._offset = end
         self._lines += 1
         self._recorded += 1
-        if self._backlog is None and len(self._buffer) < self._spec.max_buffered:
-            self._buffer.append(_Item(entry, self._segment, self._offset))
-            if len(self._buffer) >= self._spec.batch_size:
+        buffer = self._buffer
+        if self._backlog is None and len(buffer) < self._max_buffered:
+            buffer.append(_Item(entry, self._segment, end))
+            if len(buffer) >= self._batch_size:
                 self._wake.set()
         else:
             if self._backlog is None:
@@ -172,14 +188,14 @@ class Ledger:
     async def aclose(self, timeout_s: float = 5.0) -> bool:
         """Stop recording, flush what waits (at most ``timeout_s``), stop the flusher and
         release the directory. ``False``: some entries stayed on disk for the next start."""
-        if self._task is None or self._fd is None:
+        if self._task is None or self._file is None:
             return True
-        fd, self._fd = self._fd, None  # record() refuses from here on
+        file, self._file = self._file, None  # record() refuses from here on
         done = await self.flush(timeout_s)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         chores, self._chores = self._chores, Chores()
-        chores.sync.append(fd)
+        chores.sync.append(file.seal(self._offset))
         if done:
             chores.unlink += [wal.segment_path(self._dir, s) for s in self._segments]
             self._segments = []
@@ -237,19 +253,22 @@ class Ledger:
         self._segment = self._first_own - 1
         self._new_segment()
 
-    def _new_segment(self) -> None:
-        self._fd = wal.open_segment(self._dir, self._segment + 1)
+    def _new_segment(self) -> wal.Segment:
+        file = self._file = wal.Segment(self._dir, self._segment + 1, self._segment_bytes)
         self._segment += 1
         self._segments.append(self._segment)
         self._offset = self._lines = 0
         self._chores.sync_directory = self._dir
+        return file
 
-    def _rotate(self) -> None:
-        """Start the next segment; the flusher fsyncs and closes the old one."""
-        old = self._fd
-        self._new_segment()
+    def _rotate(self) -> wal.Segment:
+        """Seal the open segment and start the next; the flusher fsyncs and closes the
+        old one. Raises :class:`OSError` (the old one stays open) if none can be made."""
+        old, length = self._file, self._offset
+        file = self._new_segment()
         if old is not None:
-            self._chores.sync.append(old)
+            self._chores.sync.append(old.seal(length))
+        return file
 
     def _head(self) -> Position:
         return (self._segment, self._offset)
@@ -319,8 +338,8 @@ class Ledger:
 
     async def _send(self, batch: list[_Item]) -> None:
         chores, self._chores = self._chores, Chores()
-        if self._fd is not None:  # fsync the open segment too, through a copy we own
-            chores.sync.append(os.dup(self._fd))
+        if self._file is not None:  # fsync the open segment too, through a copy we own
+            chores.sync.append(os.dup(self._file.fd))
         last = batch[-1]
         inserted = await asyncio.to_thread(
             self._write, [item.entry for item in batch], (last.segment, last.end), chores

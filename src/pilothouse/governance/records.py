@@ -8,7 +8,7 @@ with a kind prefix (``org_…``, ``team_…``, ``key_…``); names are unique wi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pilothouse.governance.keys import KeyScope
 from pilothouse.governance.limits import Limit
@@ -89,10 +89,14 @@ class Snapshot:
     keys: tuple[KeyRecord, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
+class LedgerEntry(NamedTuple):
     """One settled request: who, which model, what it used and cost. ``request_id`` is
-    unique: writing an entry twice (a replay after a crash) keeps one."""
+    unique: writing an entry twice (a replay after a crash) keeps one.
+
+    A named tuple, not a frozen dataclass like the other records: one is built on every
+    request, and a frozen dataclass sets each of its eleven fields through
+    ``object.__setattr__`` (four times the cost of the tuple). Immutable all the same; its
+    field order is the write-ahead log's (``ledger_wal``)."""
 
     request_id: str
     at: float

@@ -1,10 +1,15 @@
 """What admission reads and holds for one request: its credentials, its identity, what it
-asks for, the holds it was granted, what it used, and where its ledger entry goes."""
+asks for, the holds it was granted, what it used, and where its ledger entry goes.
+
+The records made anew for every request (:class:`Credentials`, :class:`Ask`, :class:`Used`)
+are named tuples, immutable like the frozen dataclasses elsewhere but built at a third of
+their cost: a frozen dataclass sets each field through ``object.__setattr__``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from pilothouse.governance.budgets import Charge
 from pilothouse.governance.jwt import Claims
@@ -17,6 +22,9 @@ from pilothouse.governance.records import (
     Team,
 )
 
+if TYPE_CHECKING:
+    from pilothouse.governance.plans import AdmissionPlan
+
 
 class Recorder(Protocol):
     """Where settled requests go: the ledger (:mod:`pilothouse.governance.ledger`)."""
@@ -24,8 +32,7 @@ class Recorder(Protocol):
     def record(self, entry: LedgerEntry) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(NamedTuple):
     """What a request presented: a bearer token (an API key or a JWT), its client address,
     and, behind Envoy's ``jwt_authn``, the verified JWT payload Envoy forwarded."""
 
@@ -55,8 +62,7 @@ class Identity:
 ANONYMOUS = Identity(subject="anonymous")
 
 
-@dataclass(frozen=True, slots=True)
-class Ask:
+class Ask(NamedTuple):
     """What a request asks for, as admission sees it."""
 
     model: str
@@ -86,10 +92,11 @@ class Grant:
     """When it was first sent to a replica, on the routing pipeline's clock (which counts
     engine time from here and hands it over in :attr:`Used.engine_s`)."""
     done: bool = False
+    plan: AdmissionPlan | None = None
+    """What admission worked out for its identity and model (price, owners, counts)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Used:
+class Used(NamedTuple):
     """What a request really used: from the engine's usage, or counted while relaying."""
 
     prompt_tokens: int

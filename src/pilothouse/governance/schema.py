@@ -126,19 +126,9 @@ def replace_revoked(key: KeyRecord, at: float) -> KeyRecord:
     return dataclasses.replace(key, revoked_at=at)
 
 
-LEDGER_COLUMNS = (
-    "request_id", "at", "key_id", "team_id", "org_id", "model", "prompt_tokens",
-    "completion_tokens", "cost", "engine_s", "status",
-)  # fmt: skip
-"""The ledger's columns in the order of :func:`ledger_params`."""
-
-
-def ledger_params(entry: LedgerEntry) -> tuple[object, ...]:
-    """One ledger row as positional parameters (the order of :data:`LEDGER_COLUMNS`)."""
-    return (
-        entry.request_id, entry.at, entry.key_id, entry.team_id, entry.org_id, entry.model,
-        entry.prompt_tokens, entry.completion_tokens, entry.cost, entry.engine_s, entry.status,
-    )  # fmt: skip
+LEDGER_COLUMNS: tuple[str, ...] = LedgerEntry._fields
+"""The ledger's columns in the order of a :class:`LedgerEntry`'s fields: an entry is its
+own row of positional parameters (a named tuple), nothing to copy per row."""
 
 
 def ledger_values(entry: LedgerEntry) -> dict[str, Any]:

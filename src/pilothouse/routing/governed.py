@@ -25,10 +25,13 @@ def governed_fields(governor: Governor | None, parsed: ParsedRequest) -> dict[st
 
 def ask_of(parsed: ParsedRequest, request: SchedulingRequest) -> Ask:
     """Admission's view of a request (after :func:`governed_fields` was applied)."""
-    messages = parsed.prompt.count("\n") + 1 if parsed.route is Route.CHAT else 1
+    prompt = parsed.prompt
+    messages = prompt.count("\n") + 1 if parsed.route is Route.CHAT else 1
+    # An ASCII prompt's UTF-8 length is its length (isascii() reads a flag): no copy.
+    size = len(prompt) if prompt.isascii() else len(prompt.encode())
     return Ask(
         model=request.model,
-        prompt_bytes=len(parsed.prompt.encode()),
+        prompt_bytes=size,
         max_tokens=parsed.max_tokens or 0,
         priority=request.priority,
         request_id=request.request_id,

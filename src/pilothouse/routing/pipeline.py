@@ -41,7 +41,7 @@ from pilothouse.routing.adapters import AdapterRegistry
 from pilothouse.routing.decision import DEFER, HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
 from pilothouse.routing.latency import itl_observers, latency_observers, slo_defers
 from pilothouse.routing.pool import PoolState, RequestPreparer
-from pilothouse.routing.request import with_adapter
+from pilothouse.routing.request import with_adapter, with_owner
 from pilothouse.routing.traffic import TrafficSplitter
 from pilothouse.routing.waiting import Waiting
 from pilothouse.routing.waits import defer_policy, hold_policy, queue_policy
@@ -181,7 +181,7 @@ class RoutingPipeline:
         grant = await governor.admit(identity, ask, credentials.client)
         ticket.grant = grant
         tenant = identity.team_name or ticket.request.tenant
-        ticket.request = replace(ticket.request, tenant=tenant, priority=grant.priority)
+        ticket.request = with_owner(ticket.request, tenant, grant.priority)
 
     def charge(self, ticket: Ticket, used: Used) -> None:
         """The request was served (whole or in part): charge ``used`` and record it in the
@@ -189,10 +189,12 @@ class RoutingPipeline:
         grant = ticket.grant
         if grant is None or grant.done or self.governor is None:
             return
-        if used.engine_s is None:  # engine time on the pipeline's clock, from the first send
-            engine_s = self.clock.now() - grant.routed if grant.routed is not None else 0.0
-            used = replace(used, engine_s=engine_s)
-        self._track(self.governor.charge(grant, used))
+        measured_s = 0.0  # engine time on the pipeline's clock, from the first send
+        if used.engine_s is None and grant.routed is not None:
+            measured_s = self.clock.now() - grant.routed
+        settle = self.governor.charge(grant, used, measured_s)
+        if settle is not None:  # a shared store (Redis): settled off this call
+            self._track(settle)
 
     def _release(self, ticket: Ticket) -> None:
         grant = ticket.grant

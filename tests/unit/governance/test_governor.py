@@ -250,7 +250,8 @@ async def test_observe_mode_counts_but_refuses_nothing() -> None:
     governor, plaintext, *_ = _setup(key_quota=Quota(budget_tokens=1), mode="observe")
     identity = governor.authenticate(Credentials(plaintext))
     await governor.admit(identity, _ask())
-    refused = governor.metrics.admissions.labels("research", "m", "over_budget")._value.get()
+    labels = {"team": "research", "model": "m", "outcome": "over_budget"}
+    refused = governor.metrics.registry.get_sample_value("pilothouse_tenant_requests_total", labels)
     assert refused == 1
 
 

@@ -252,6 +252,43 @@ async def test_ledger_skips_a_torn_last_line_and_damaged_lines(
     assert second.stats().skipped == 2
 
 
+async def test_ledger_replays_a_segment_a_crash_left_unsealed(
+    ledgers: Open, tmp_path: Path
+) -> None:
+    down = FakeLedgerSink()
+    down.down = True
+    first = ledgers(down)
+    await first.start()
+    for i in range(5):
+        first.record(entry(i))
+    crashed = tmp_path / "crashed"  # as a kill -9 leaves it: the open segment unsealed
+    shutil.copytree(tmp_path / "wal", crashed)
+    [segment] = wal.list_segments(crashed)
+    data = wal.segment_path(crashed, segment).read_bytes()
+    assert data.endswith(b"\0")  # allocated, never written
+    assert data.rstrip(b"\0") == b"".join(wal.encode(entry(i)) for i in range(5))
+
+    sink = FakeLedgerSink()
+    second = ledgers(sink, crashed)
+    await second.start()
+    assert await second.flush(timeout_s=30)
+    assert ids(sink) == [f"req-{i}" for i in range(5)]
+    assert second.stats().skipped == 0  # unused space is not a damaged line
+
+
+async def test_ledger_sealed_segments_hold_only_their_lines(ledgers: Open, tmp_path: Path) -> None:
+    down = FakeLedgerSink()
+    down.down = True
+    ledger = ledgers(down, segment_entries=3)
+    await ledger.start()
+    for i in range(7):
+        ledger.record(entry(i))
+    assert not await ledger.aclose(timeout_s=0.05)
+    segments = wal.list_segments(tmp_path / "wal")
+    data = b"".join(wal.segment_path(tmp_path / "wal", s).read_bytes() for s in segments)
+    assert data == b"".join(wal.encode(entry(i)) for i in range(7))
+
+
 async def test_ledger_checkpoint_skips_what_was_committed_before_a_crash(
     ledgers: Open, tmp_path: Path
 ) -> None:

@@ -295,10 +295,10 @@ def test_store_spent_per_key_team_and_org(store: SqlStore) -> None:
     }
 
 
-def test_ledger_params_follow_the_ledger_tables_columns() -> None:
-    from pilothouse.governance.schema import LEDGER_COLUMNS, ledger_params, ledger_values
+def test_ledger_entries_are_rows_in_the_order_of_the_ledger_columns() -> None:
+    from pilothouse.governance.schema import LEDGER_COLUMNS, ledger_values
     from pilothouse.governance.tables import ledger
 
     assert set(LEDGER_COLUMNS) == {c.name for c in ledger.columns}
     entry = _entry("r1")
-    assert dict(zip(LEDGER_COLUMNS, ledger_params(entry), strict=True)) == ledger_values(entry)
+    assert dict(zip(LEDGER_COLUMNS, entry, strict=True)) == ledger_values(entry)

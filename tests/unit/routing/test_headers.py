@@ -6,6 +6,7 @@ import pytest
 
 from pilothouse.openai.requests import Route, parse_request
 from pilothouse.routing import scheduling_request
+from pilothouse.scheduling.types import SchedulingRequest
 
 BODY = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
 OBJECTIVES = {"critical": 10, "batch": -5}
@@ -69,3 +70,30 @@ def test_an_untrusted_client_cannot_outrank_the_objectives(
     headers: dict[str, str], priority: int
 ) -> None:
     assert _request(headers, trusted=False) == (None, priority)
+
+
+def test_with_owner_changes_the_tenant_and_priority_and_keeps_every_other_field() -> None:
+    from dataclasses import fields, replace
+
+    from pilothouse.routing.request import with_owner
+
+    # A distinct value in every field, so that a field passed in the wrong place shows.
+    request = SchedulingRequest(
+        request_id="r",
+        model="m",
+        prompt="p",
+        prompt_tokens=3,
+        max_tokens=4,
+        stream=True,
+        headers={"h": "v"},
+        session_id="s",
+        tenant="t",
+        priority=5,
+        lora="l",
+        prompt_token_ids={"sim": (1, 2)},
+        prompt_block_keys={("sim", 16, None): (7,)},
+    )
+    owned = with_owner(request, "team", 2)
+    assert owned == replace(request, tenant="team", priority=2)
+    assert [f.name for f in fields(SchedulingRequest)][8:10] == ["tenant", "priority"]
+    assert with_owner(request, "t", 5) is request  # its own already: not rebuilt
