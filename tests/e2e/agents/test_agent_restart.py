@@ -141,8 +141,8 @@ def test_agent_restart_of_the_served_agent_after_kill_9(tmp_path: Path) -> None:
                 "--toolgateway-url", stack.tools]  # fmt: skip
         serve, url = start_until_ready(args[3:], tmp_path / "serve.log", timeout_s=120)
         try:
-            client = openai.OpenAI(base_url=url + "/v1", api_key=caller, timeout=120)
-            response = client.responses.create(model="payer", input="pay bob 5 USD")
+            with openai.OpenAI(base_url=url + "/v1", api_key=caller, timeout=120) as client:
+                response = client.responses.create(model="payer", input="pay bob 5 USD")
         finally:
             serve.send_signal(signal.SIGKILL)
             serve.wait(30)

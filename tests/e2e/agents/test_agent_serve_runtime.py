@@ -57,8 +57,8 @@ def test_agent_responses_run_the_real_runtime_end_to_end(tmp_path: Path) -> None
         try:
             url = f"http://127.0.0.1:{port}"
             wait_for(lambda: _healthy(url), "agent serve", timeout_s=60)
-            client = openai.OpenAI(base_url=url + "/v1", api_key=caller, timeout=120)
-            response = client.responses.create(model="payer", input="Pay ann 3 USD")
+            with openai.OpenAI(base_url=url + "/v1", api_key=caller, timeout=120) as client:
+                response = client.responses.create(model="payer", input="Pay ann 3 USD")
         finally:
             serve.terminate()
             serve.wait(30)
