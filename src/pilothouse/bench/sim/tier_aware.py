@@ -6,8 +6,10 @@ host memory its prefill minus the reload over PCIe. The built-in ``default`` con
 run **tier-aware**, as a deployment would configure it for such engines: its
 ``approx-prefix`` scorer gets the parameters that mirror the engine's two tiers
 (:meth:`~pilothouse.sim.config.EngineConfig.approx_prefix_tiers`: a recent LRU the size of
-the GPU cache, an offloaded LRU the size of the CPU tier, the preset's tier costs) and any
-``precise-prefix`` scorer the tier costs. Without a CPU tier, and for every other policy
+the GPU cache, an offloaded LRU the size of the CPU tier, the preset's tier costs) and hashes
+the whole prompt, up to the engine's context length (by default it sees the first 4,096
+tokens, which on long-context traffic is only a document's head), and any ``precise-prefix``
+scorer the tier costs. Without a CPU tier, and for every other policy
 (the baselines are the routers as they ship), the config is returned unchanged, so those
 runs are exactly what they were.
 """
@@ -35,7 +37,7 @@ def tier_aware(config: SchedulerConfig, engine: EngineConfig) -> SchedulerConfig
     plugins = []
     for spec in config.plugins:
         if spec.type == "approx-prefix":
-            tiers = engine.approx_prefix_tiers()
+            tiers = {**engine.approx_prefix_tiers(), "max_prefix_blocks": _whole_prompt(engine)}
         elif spec.type == "precise-prefix":
             tiers = {"tier_costs": engine.tier_costs()}
         else:
@@ -43,3 +45,11 @@ def tier_aware(config: SchedulerConfig, engine: EngineConfig) -> SchedulerConfig
             continue
         plugins.append(spec.model_copy(update={"parameters": {**tiers, **spec.parameters}}))
     return config.model_copy(update={"plugins": plugins})
+
+
+def _whole_prompt(engine: EngineConfig, chars_per_block: int = 64, chars_per_token: int = 4) -> int:
+    """``approx-prefix`` blocks that cover the longest prompt the engine takes (its default,
+    256 blocks of 64 characters, sees only the first 4,096 tokens: a long document's head,
+    whose tier says little about where the rest of it lives)."""
+    tokens = chars_per_block // chars_per_token
+    return max(256, -(-engine.max_model_len // tokens))

@@ -34,7 +34,10 @@ def test_default_is_unchanged_without_a_cpu_tier() -> None:
 def test_default_gets_the_engine_tiers_with_a_cpu_tier() -> None:
     config = scheduler_for("default", OFFLOAD)
     (spec,) = [s for s in config.plugins if s.type == "approx-prefix"]
-    assert spec.parameters == OFFLOAD.approx_prefix_tiers()
+    assert spec.parameters == {
+        **OFFLOAD.approx_prefix_tiers(),
+        "max_prefix_blocks": OFFLOAD.max_model_len // 16,  # the whole prompt, in 16-token blocks
+    }
     assert spec.parameters["offload_capacity_per_endpoint"] > 0
     assert _approx("default", "qwen3-32b-tp2-h100-offload").index.tiered
 
