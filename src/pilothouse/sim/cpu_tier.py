@@ -41,7 +41,8 @@ class CpuTier:
         return block_hash in self._lru
 
     def match(self, hashes: Sequence[int], start: int, stop: int) -> int:
-        """How many of ``hashes[start:stop]``, from ``start``, this tier holds."""
+        """How many of ``hashes[start:stop]``, from ``start``, this tier holds (``stop`` may
+        pass the end: a resumed request's limit counts its generated tokens too)."""
         lru = self._lru
         stop = min(stop, len(hashes))  # a preempted sequence's total outgrows its prompt
         if not lru or start >= stop or hashes[start] not in lru:

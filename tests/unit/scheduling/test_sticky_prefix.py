@@ -113,7 +113,14 @@ def test_no_endpoints_no_scores() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"overload_ratio": -1}, {"warm_tolerance": 2}, {"overload_slack": -0.5}, {"x": 1}]
+    "bad",
+    [
+        {"overload_ratio": -1},
+        {"warm_tolerance": 2},
+        {"overload_slack": -0.5},
+        {"min_match": 2},
+        {"x": 1},
+    ],
 )
 def test_bad_parameters_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
@@ -134,7 +141,22 @@ def test_default_config_sticks_then_spills_a_hot_prefix() -> None:
         target = scheduler.schedule(_req(500, prompt), snapshot).target.name
         loads[target] += 1
         picks.append(target)
-    # sticky while the warm replica is within 1.25 x mean + 4 in flight ...
-    assert picks[:5] == [first] * 5
+    # sticky while the warm replica is within 1.5 x mean + 1 in flight ...
+    assert picks[:2] == [first] * 2
     # ... then the hot prefix spills and spreads
     assert len(set(picks)) > 1
+
+
+def test_a_match_under_min_match_is_placed_cold() -> None:
+    """A short shared prefix ahead of a long unique input (a batch job's document) is placed
+    where the least is cached, not piled onto the replica holding the prefix."""
+    state = CycleState(now=0.0)
+    state.data[PREFIX_MATCH_KEY] = {"a": 0.25}
+    state.data[PREFIX_INDEX_SIZE_KEY] = {"a": 9, "b": 3}
+    endpoints = _eps((1, 1))
+    sticky = StickyPrefixScorer("s")
+    placed = StickyPrefixScorer("s", StickyPrefixParameters(min_match=0.5))
+    assert sticky.score(state, _req(), endpoints) == [1.0, 0.0]
+    assert placed.score(state, _req(), endpoints) == [0.0, 1.0]
+    state.data[PREFIX_MATCH_KEY] = {"a": 0.5}
+    assert placed.score(state, _req(), endpoints) == [1.0, 0.0]

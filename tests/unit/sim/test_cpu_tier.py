@@ -45,6 +45,9 @@ def test_cpu_tier_lru_order_and_touch() -> None:
     assert [b in tier for b in (2, 4, 5)] == [True, True, True]
     assert tier.match([2, 4, 5, 9], 0, 4) == 3
     assert tier.match([2, 4, 5], 1, 2) == 1
+    # a resumed (preempted) request's limit counts its generated tokens: past the prompt
+    assert tier.match([9, 2, 4], 1, 7) == 2
+    assert tier.match([2, 4], 2, 5) == 0
 
 
 def test_cpu_tier_smaller_than_a_batch_keeps_its_last_blocks() -> None:

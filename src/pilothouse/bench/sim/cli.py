@@ -272,6 +272,14 @@ def _write(report: SweepReport, out: Path, plots: bool) -> list[str]:
     help="Engine model of every replica.",
 )
 @click.option(
+    "--cpu-kv-gib",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="CPU tier of the KV cache per replica, in GiB of host memory (0: none) "
+    "[default: the preset's]. With a CPU tier, `default` scores prefix hits by the prefill "
+    "they save per tier.",
+)
+@click.option(
     "--qps",
     default=None,
     help="Comma-separated QPS levels, or multiples of the capacity estimate (1.3x). Default: "
@@ -325,6 +333,7 @@ def sim_command(
     scheduling_policy: str,
     replicas: int,
     preset: str,
+    cpu_kv_gib: float | None,
     qps: str | None,
     requests: int,
     seed: int,
@@ -354,7 +363,9 @@ def sim_command(
             goodput_steps=goodput_steps,
             warmup_s=warmup_s,
             scheduling_policies=_scheduling_policies(scheduling_policy),
+            cpu_kv_gib=cpu_kv_gib,
         )
+        plan.engine()  # a CPU tier the preset cannot size fails before anything runs
         for value in slo_values:
             parse_slo(value)  # a typo fails before the workload is built
         built = plan.build_workload()

@@ -21,15 +21,16 @@ from pilothouse.bench.sim.steady import (
     ArrivalWindow,
     steady_queue_ratio,
 )
+from pilothouse.bench.sim.tier_aware import scheduler_for
 from pilothouse.bench.workload_options import arrival_args
 from pilothouse.bench.workloads import ArrivalSpec, Workload, build_workload
 from pilothouse.errors import ConfigError
-from pilothouse.scheduling import SchedulerConfig, builtin_config_names, resolve_config
+from pilothouse.scheduling import SchedulerConfig, builtin_config_names
 from pilothouse.sim.autoscaling import ScalingConfig
 from pilothouse.sim.capacity import default_qps_sweep, replica_capacity_qps
 from pilothouse.sim.cluster import simulate
 from pilothouse.sim.cluster_types import ClusterConfig, RunMetrics
-from pilothouse.sim.config import FCFS, EngineConfig
+from pilothouse.sim.config import FCFS, EngineConfig, EngineOverrides, apply_overrides
 from pilothouse.sim.presets import get_preset
 
 _QUEUE_SAMPLES = 1500  # queue samples per run (bounds memory and plot size)
@@ -59,10 +60,14 @@ class SimPlan:
     warmup_s: float | None = None
     scheduling_policies: tuple[str, ...] = (FCFS,)
     """The engines' ``--scheduling-policy`` values compared (each policy runs under each)."""
+    cpu_kv_gib: float | None = None
+    """``--cpu-kv-gib``: the CPU tier's size per replica (``None``: the preset's)."""
 
     def engine(self, scheduling_policy: str = FCFS) -> EngineConfig:
-        """The preset, under vLLM's ``scheduling_policy``."""
+        """The preset (with ``--cpu-kv-gib`` applied), under vLLM's ``scheduling_policy``."""
         preset = get_preset(self.preset)
+        if self.cpu_kv_gib is not None:
+            preset = apply_overrides(preset, EngineOverrides(cpu_kv_gib=self.cpu_kv_gib))
         if scheduling_policy == preset.scheduling_policy:
             return preset
         return replace(preset, scheduling_policy=scheduling_policy)
@@ -135,7 +140,7 @@ def run_policy_search(
     and is advanced by the runs a search did not need, so a bar sized for the most ends full.
     """
     workload = workload or plan.build_workload()
-    scheduler = resolve_config(policy)
+    scheduler = scheduler_for(policy, plan.engine())
     runs: list[PolicyRun] = []
     entries: list[GoodputEntry] = []
     for label, scaling in plan.scalings():
@@ -290,6 +295,8 @@ def command_line(plan: SimPlan, policies: Sequence[str], out: Path) -> str:
     if plan.scheduling_policies != (FCFS,):
         args += ["--scheduling-policy", ",".join(plan.scheduling_policies)]
     args += ["--preset", plan.preset]
+    if plan.cpu_kv_gib is not None:
+        args += ["--cpu-kv-gib", f"{plan.cpu_kv_gib:g}"]
     if plan.levels != (None,):
         args += ["--qps", ",".join(f"{q:g}" for q in plan.levels if q is not None)]
     args += ["--requests", str(plan.requests), "--seed", str(plan.seed)]
@@ -316,6 +323,8 @@ def report_settings(plan: SimPlan, schedulers: Sequence[str]) -> dict[str, objec
     settings["warmup_s"] = default_warmup if plan.warmup_s is None else plan.warmup_s
     if plan.slos:
         settings["goodput_steps"] = plan.goodput_steps
+    if plan.cpu_kv_gib is not None:
+        settings["cpu_kv_gib"] = plan.cpu_kv_gib
     if plan.scheduling_policies != (FCFS,):
         settings["scheduling_policies"] = ",".join(plan.scheduling_policies)
     return settings

@@ -103,10 +103,13 @@ class AgenticWorkload(SyntheticWorkload[AgenticParams]):
             final = max(1, min(spread_length(rng, p.final_tokens, p.spread), room))
             last = j == steps - 1 or context.tokens + call + result + final > p.max_context_tokens
             delay = rng.expovariate(1.0 / p.tool_s) if j else 0.0
-            turns.append(Turn(context.build(), final if last else call, delay))
+            prompt = context.build()
+            output = final if last else call
+            context.extend(random_tokens(rng, output))  # the tool call (or answer) written
+            generated = context.block_hashes_from(len(prompt.block_hashes))
+            turns.append(Turn(prompt, output, delay, generated))
             if last:
                 break
-            context.extend(random_tokens(rng, call))  # the tool call the model wrote
             context.extend(random_tokens(rng, result))  # the tool's result
         return Session(turns, tenant=f"agent-{agent}")
 

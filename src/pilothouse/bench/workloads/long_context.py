@@ -230,8 +230,9 @@ class _Conversation:
         """The current turn as a request (``None`` when not ``build``: a turn before time 0),
         then the next one drawn: its question after the answer, ``think_s`` later."""
         request = None
-        if build:
-            prompt = self._context.build()
+        prompt = self._context.build() if build else None
+        self._context.extend(random_tokens(self._rng, self.answer))  # what the model said
+        if prompt is not None:
             request = SimRequest(
                 request_id=f"{self.id}-{self.turn}",
                 arrival_s=self.at,
@@ -242,8 +243,8 @@ class _Conversation:
                 max_tokens=self.answer,
                 session_id=self.id,
                 tenant=f"document-{self.document}",
+                output_block_hashes=self._context.block_hashes_from(len(prompt.block_hashes)),
             )
-        self._context.extend(random_tokens(self._rng, self.answer))  # what the model said
         self.at += self._rng.expovariate(1.0 / self._p.think_s)
         self.turn += 1
         self._prepare()

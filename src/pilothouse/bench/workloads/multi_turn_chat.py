@@ -92,8 +92,10 @@ class MultiTurnChatWorkload(SyntheticWorkload[MultiTurnChatParams]):
             context.extend(random_tokens(rng, spread_length(rng, p.user_tokens, p.spread)))
             answer = spread_length(rng, p.answer_tokens, p.spread)
             delay = rng.expovariate(1.0 / p.think_s) if j else 0.0
-            turns.append(Turn(context.build(), answer, delay))
+            prompt = context.build()
             context.extend(random_tokens(rng, answer))  # what the model answered
+            output = context.block_hashes_from(len(prompt.block_hashes))
+            turns.append(Turn(prompt, answer, delay, output))
         return Session(turns, tenant=f"app-{app}")
 
     def requests(

@@ -19,11 +19,18 @@ from pilothouse.sim.cluster_types import SimRequest
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One request of a session: the whole context so far and the answer length."""
+    """One request of a session: the whole context so far and the answer length.
+
+    ``output_block_hashes`` continue the prompt's chain over the answer (the full blocks
+    after the prompt's own, :attr:`SimRequest.output_block_hashes`), so an engine that caches
+    generated blocks (``EngineConfig.cache_generated_blocks``) holds the answer the next turn
+    repeats; engines that do not ignore them.
+    """
 
     prompt: Prompt
     output_tokens: int
     delay_s: float = 0.0
+    output_block_hashes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,7 @@ def session_requests(
                 session_id=f"{prefix}-{session}",
                 tenant=built.tenant,
                 after=previous,
+                output_block_hashes=turn.output_block_hashes,
             )
             previous = request_id
             emitted += 1

@@ -105,6 +105,11 @@ class PromptBuilder:
         copy._tokens = self._tokens
         return copy
 
+    def block_hashes_from(self, start: int) -> tuple[int, ...]:
+        """The hashes of the full blocks from block ``start`` on (what a request's answer
+        adds to the chain once the builder has been extended by it)."""
+        return tuple(self._hashes[start:])
+
     def text(self) -> str:
         if len(self._parts) > 1:
             self._parts[:] = ["".join(self._parts)]

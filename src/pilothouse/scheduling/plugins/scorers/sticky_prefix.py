@@ -52,12 +52,15 @@ class StickyPrefixParameters(ParametersModel):
     """...plus ``overload_slack`` requests (small, noisy counts never trigger a spill)."""
     warm_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
     """Replicas whose match is this close to the best one count as warm too."""
+    min_match: float = Field(default=0.0, ge=0.0, le=1.0)
+    """A best match below this is placed as cold (SGLang's ``cache_threshold``): a short
+    shared prefix ahead of a long unique input saves too little to pile requests up for."""
 
 
 class StickyPrefixScorer(NamedPlugin):
     """See the module docstring."""
 
-    __slots__ = ("_ratio", "_slack", "_tolerance")
+    __slots__ = ("_min_match", "_ratio", "_slack", "_tolerance")
 
     def __init__(self, name: str, parameters: StickyPrefixParameters | None = None) -> None:
         super().__init__(name)
@@ -65,6 +68,7 @@ class StickyPrefixScorer(NamedPlugin):
         self._ratio = 1.0 + p.overload_ratio
         self._slack = p.overload_slack
         self._tolerance = p.warm_tolerance
+        self._min_match = p.min_match
 
     @classmethod
     def create(
@@ -88,7 +92,7 @@ class StickyPrefixScorer(NamedPlugin):
         limit = self._ratio * sum(loads) / len(loads) + self._slack
         best = max(fractions)
         everyone = range(len(endpoints))
-        if best > 0.0:
+        if best > 0.0 and best >= self._min_match:
             floor = best - self._tolerance
             waits = [e.awaiting_first_token for e in endpoints]
 
