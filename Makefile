@@ -49,6 +49,11 @@ $(VENV)/.installed: pyproject.toml
 	  | tee $(VENV)/install.log \
 	  | sed -nuE 's/^ *\[([0-9]+)\/([0-9]+)\].*/  building llama.cpp: step \1 of \2/p; /^(Successfully|ERROR)/p' \
 	  || { tail -40 $(VENV)/install.log; exit 1; }
+	@# xds-protos (epp extra) ships a stale copy of opentelemetry/proto/** (grpc/grpc#42926); when
+	@# pip happens to install it after opentelemetry-proto, the OTLP exporters fail to import.
+	@# Reinstalling the real opentelemetry-proto last restores its files, whatever the order.
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall \
+	  "opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $@
 
 vllm: $(VLLM_MODEL)/.converted

@@ -29,3 +29,24 @@ def require_sdk() -> None:
             raise ConfigError(
                 "tracing: needs OpenTelemetry: pip install 'pilothouse[otel]'", path="tracing"
             )
+    _require_current_protos()
+
+
+def _require_current_protos() -> None:
+    """Fail with the fix when ``opentelemetry/proto`` holds xds-protos' stale copy.
+
+    ``xds-protos`` (the ``epp`` extra) ships its own, years-old ``opentelemetry/proto/**``
+    modules (grpc/grpc#42926); installed after ``opentelemetry-proto`` they replace its
+    files and every OTLP exporter fails to import (no ``InstrumentationScope``).
+    """
+    try:
+        from opentelemetry.proto.common.v1 import common_pb2
+    except ImportError:  # the exporter's own import then names what is missing
+        return
+    if not hasattr(common_pb2, "InstrumentationScope"):
+        raise ConfigError(
+            "tracing: the installed opentelemetry/proto modules are xds-protos' stale copy "
+            "(it overwrites opentelemetry-proto's files); restore them with: pip install "
+            "--no-deps --force-reinstall opentelemetry-proto",
+            path="tracing",
+        )

@@ -76,3 +76,19 @@ def test_otel_missing_sdk_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match=r"pilothouse\[otel\]"):
         require_sdk()
+
+
+def test_otel_stale_xds_protos_copy_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """xds-protos overwrites opentelemetry-proto's files with a copy lacking
+    InstrumentationScope: tracing refuses to start and names the reinstall that fixes it."""
+    import sys
+    import types
+
+    stale = types.ModuleType("opentelemetry.proto.common.v1.common_pb2")
+    stale.InstrumentationLibrary = object  # type: ignore[attr-defined]
+    import opentelemetry.proto.common.v1 as v1
+
+    monkeypatch.setitem(sys.modules, "opentelemetry.proto.common.v1.common_pb2", stale)
+    monkeypatch.setattr(v1, "common_pb2", stale, raising=False)
+    with pytest.raises(ConfigError, match="force-reinstall opentelemetry-proto"):
+        require_sdk()
