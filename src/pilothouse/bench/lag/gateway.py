@@ -65,6 +65,9 @@ class GatewayLagConfig:
     time_scale: float = 50.0
     seed: int = 0
     startup_timeout_s: float = 60.0
+    pin: bool = False
+    """Linux: the gateway's loop thread alone on one CPU (the highest this process may use),
+    everything else (load generator, simulators, the gateway's other threads) on the rest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,8 @@ class GatewayLagReport:
             "schema": "pilothouse.bench.gateway-lag/v1", "cpus": os.cpu_count(),
             "replicas": c.replicas, "requests": c.requests, "concurrency": c.concurrency,
             "prompt_tokens": c.prompt_tokens, "tokenizer": c.tokenizer,
-            "interval_s": c.interval_s, "target_ms": c.target_ms, "passed": self.passed,
+            "interval_s": c.interval_s, "target_ms": c.target_ms, "pinned": c.pin,
+            "passed": self.passed,
             "results": [r.to_json() for r in self.results],
         }  # fmt: skip
 
@@ -169,14 +173,22 @@ async def _run_mode(
     progress: Progress,
 ) -> ModeResult:
     children: list[ChildProcess] = []
+    allowed = os.sched_getaffinity(0) if config.pin else set()
+    loop_cpu = max(allowed) if allowed else None
+    if loop_cpu is not None:
+        if len(allowed) < 2:
+            raise BenchError("--pin needs at least 2 CPUs: one for the gateway's loop")
+        os.sched_setaffinity(0, allowed - {loop_cpu})  # this process and every child
     try:
-        url = await _start_stack(config, mode, tokenizers, log_dir, children)
+        url = await _start_stack(config, mode, tokenizers, log_dir, children, loop_cpu)
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         progress(f"{mode}: {config.requests} requests, {config.concurrency} at a time")
         return await _measure(config, mode, url, chats, load)
     finally:
         for child in reversed(children):
             await child.stop()
+        if allowed:
+            os.sched_setaffinity(0, allowed)
 
 
 async def _start_stack(
@@ -185,6 +197,7 @@ async def _start_stack(
     tokenizers: dict[str, str],
     log_dir: Path,
     children: list[ChildProcess],
+    loop_cpu: int | None,
 ) -> str:
     """Start the simulators and the gateway; the gateway's base URL (without ``/v1``)."""
     engine = "vllm" if tokenizers else "sim"
@@ -210,6 +223,8 @@ async def _start_stack(
     (log_dir / "fleet.yaml").write_text(yaml.safe_dump(fleet))
     argv = [sys.executable, "-m", "pilothouse.bench.lag.server",
             str(log_dir / "fleet.yaml"), str(log_dir / "endpoints.json")]  # fmt: skip
+    if loop_cpu is not None:
+        argv.append(str(loop_cpu))
     child = ChildProcess("gateway", argv, log_dir, READY)
     children.append(child)
     return (await child.start(config.startup_timeout_s)).removesuffix("/v1")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -93,3 +96,37 @@ def test_the_command_at_tiny_scale(tmp_path: Path) -> None:
     assert "event-loop lag p99, tokenizing before the decision" in result.output
     bad = CliRunner().invoke(gateway_lag_command, ["--modes", "sideways"])
     assert bad.exit_code == 2
+
+
+_PIN_PROBE = """
+import asyncio, json, os, threading
+from pilothouse.bench.lag.server import pin_threads
+
+async def main():
+    allowed = os.sched_getaffinity(0)
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    task = asyncio.create_task(pin_threads(max(allowed)))
+    await asyncio.sleep(0.5)
+    print(json.dumps({"allowed": sorted(allowed), "loop": sorted(os.sched_getaffinity(0)),
+                      "worker": sorted(os.sched_getaffinity(worker.native_id))}))
+    task.cancel()
+    stop.set()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and 2 CPUs",
+)
+def test_pinning_gives_the_loop_a_cpu_of_its_own_and_moves_other_threads_off_it() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _PIN_PROBE], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    seen = orjson.loads(out)
+    loop_cpu = max(seen["allowed"])
+    assert seen["loop"] == [loop_cpu]
+    assert seen["worker"] == [cpu for cpu in seen["allowed"] if cpu != loop_cpu]
