@@ -520,7 +520,7 @@ async def test_vllm_block_stored_events_carry_their_medium(
 
     monkeypatch.setattr(KVBlockIndex, "apply", recording)
     async with stack(vllm_server, tmp_path) as s:
-        body = chat_body("echo", "Which tier holds rule 7?")
+        body = chat_body("golf", "Which tier holds rule 7?")
         await s.direct(VLLM, body)
         await eventually(lambda: s.held(VLLM, body) >= 2, "the prompt's blocks held")
         assert stored
@@ -565,14 +565,16 @@ async def test_priorities_reach_vllm_in_its_priority_field_and_are_accepted(
 ) -> None:
     """vLLM (--scheduling-policy priority) takes the field in both directions of its order,
     and a request the gateway forwards with a priority (from the header) is served by it."""
-    echo = chat_body("echo", "first question")
+    # A topic of its own: the adapter test below checks that the base model holds none of
+    # "echo"'s blocks (the vLLM server is shared by the module's tests).
+    hotel = chat_body("hotel", "first question")
     async with stack(vllm_server, tmp_path) as s:
         for priority in (-3, 0, 4):
-            reply = await s.direct(VLLM, {**echo, "priority": priority})
+            reply = await s.direct(VLLM, {**hotel, "priority": priority})
             assert reply["choices"]
-        await eventually(lambda: s.held(VLLM, echo) >= 2, "vLLM holds echo's prefix")
+        await eventually(lambda: s.held(VLLM, hotel) >= 2, "vLLM holds hotel's prefix")
         for priority in ("5", "-5"):
-            body = chat_body("echo", f"question at {priority}")
+            body = chat_body("hotel", f"question at {priority}")
             replica, reply = await s.routed(body, {"x-pilothouse-priority": priority})
             assert replica == VLLM  # the body carried vLLM's priority: -5, then 5
             assert reply["choices"]
@@ -611,6 +613,7 @@ async def test_an_adapter_loaded_through_the_gateway_is_served_by_vllm_then_unlo
             assert reply["usage"]["completion_tokens"] >= 1
         assert ADAPTER in await s.running_adapters()
         # vLLM publishes the adapter's blocks under its name, apart from the base model's
+        # (no other test sends "echo" to the base model before this one)
         full_blocks = len(s.vllm_tokens(body)) // (s.index.block_size(VLLM) or 1)
         await eventually(
             lambda: s.held(VLLM, body, lora=ADAPTER) == full_blocks, "the adapter's blocks held"
