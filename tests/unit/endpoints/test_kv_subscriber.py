@@ -15,10 +15,12 @@ import pytest
 from pilothouse.clock import ManualClock
 from pilothouse.endpoints.kv_index import KVBlockIndex, block_keys
 from pilothouse.endpoints.kv_subscriber import (
+    BLOCKS_PER_STEP,
     KVEventSubscriber,
     Resync,
     SequenceTracker,
     build_kv_scheduler,
+    split_events,
 )
 from pilothouse.endpoints.kv_transport import (
     CONNECTED,
@@ -31,7 +33,13 @@ from pilothouse.endpoints.kv_transport import (
 )
 from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.errors import ConfigError, EngineError
-from pilothouse.kvevents import BlockStored, KVEventBatch, encode_event_batch
+from pilothouse.kvevents import (
+    AllBlocksCleared,
+    BlockRemoved,
+    BlockStored,
+    KVEventBatch,
+    encode_event_batch,
+)
 from pilothouse.scheduling.config import load_scheduler_config
 from pilothouse.scheduling.interfaces import CycleState
 from pilothouse.scheduling.plugins.scorers.precise_prefix import PrecisePrefixScorer
@@ -457,3 +465,61 @@ def test_kv_events_without_a_precise_prefix_plugin_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="precise-prefix") as info:
         build_kv_scheduler(load_scheduler_config(APPROX), ManualClock(), kv_events=True)
     assert info.value.path == "kv_events"
+
+
+def _events(total: int) -> list[BlockStored | BlockRemoved | AllBlocksCleared]:
+    """A root store of ``total`` blocks, a removal of a few, a second chained store."""
+    first = BlockStored(
+        block_hashes=list(range(total)), parent_block_hash=None,
+        token_ids=list(range(total * BS)), block_size=BS, lora_id=None, medium="GPU",
+        lora_name=None, extra_keys=[None] * total,
+    )  # fmt: skip
+    more = BlockStored(
+        block_hashes=list(range(total, total + 70)), parent_block_hash=total - 1,
+        token_ids=list(range(total * BS, (total + 70) * BS)), block_size=BS, lora_id=None,
+        medium="GPU", lora_name=None,
+    )  # fmt: skip
+    return [first, BlockRemoved(block_hashes=[5, 6, 7], medium="GPU"), more]
+
+
+@pytest.mark.parametrize("step", [1, 3, 64, 1000])
+def test_split_events_bound_each_part_and_index_the_same_blocks(step: int) -> None:
+    events = _events(200)
+    parts = list(split_events(events, step))
+    sizes = [sum(len(e.block_hashes) for e in part if not isinstance(e, AllBlocksCleared))
+             for part in parts]  # fmt: skip
+    assert max(sizes) <= step
+    assert sum(sizes) == 200 + 3 + 70
+    whole, pieces = KVBlockIndex(), KVBlockIndex()
+    whole.apply("a", KVEventBatch(0.0, events, 0))
+    for part in parts:
+        pieces.apply("a", KVEventBatch(0.0, part, 0))
+    tokens = list(range(270 * BS))
+    for n in (1, 5, 6, 200, 201, 270):  # before, at and after the removed blocks and the seam
+        keys = block_keys(tokens[: n * BS], BS)
+        assert pieces.match(keys) == whole.match(keys)
+        assert pieces.match_tiers(keys) == whole.match_tiers(keys)
+    for index in (whole, pieces):
+        assert (index.size("a"), index.unresolved("a")) == (267, 0)
+
+
+def test_split_events_keeps_small_batches_and_clears_whole() -> None:
+    events = [*_events(10), AllBlocksCleared()]
+    assert list(split_events(events, 1000)) == [events]
+    assert list(split_events([], 64)) == [[]]
+
+
+async def test_a_large_batch_is_applied_across_several_loop_steps(
+    setup: tuple[KVEventSubscriber, FakeFactory, FakeFeed],
+) -> None:
+    subscriber, _, feed = setup
+    blocks = 5 * BLOCKS_PER_STEP
+    feed.publish(0, batch(0, blocks))
+    steps = 0
+    while held(subscriber.index, blocks=blocks) < blocks:
+        steps += 1
+        assert steps < 100
+        await asyncio.sleep(0)
+    # the loop ran other work between slices: the index grew a slice at a time
+    assert steps >= 5
+    await subscriber.close()
