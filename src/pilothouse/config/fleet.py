@@ -282,10 +282,11 @@ class GatewaySpec(_Spec):
     """Model name → local Hugging Face tokenizer directory, to match prompts against a real
     engine's KV events (``precise-prefix``; needs the ``hf`` extra). ``sim`` endpoints use the
     simulator's tokenizer; a model without one is matched by routing history only."""
-    tokenize: Literal["before", "inline"] = "before"
+    tokenize: Literal["before", "process", "inline"] = "before"
     """Where ``precise-prefix`` prompts are tokenized: ``before`` the decision, in a worker
-    thread with a cache (the default), or ``inline`` in the decision, on the event loop (the
-    old path, kept to measure against)."""
+    thread with a cache (the default); ``process``: before the decision too, in a process of
+    its own (no GIL shared with the event loop; one more process and a copy of the ids back);
+    or ``inline`` in the decision, on the event loop (the old path, kept to measure against)."""
     loop_lag_probe_s: float = Field(default=0.0, ge=0.0)
     """Interval of the event-loop lag probe (0: off): ``/metrics`` then exports
     ``pilothouse_event_loop_lag_seconds``, how late the loop ran a timer."""

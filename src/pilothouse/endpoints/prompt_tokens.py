@@ -36,17 +36,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import chain
 from types import MappingProxyType
 from typing import Protocol
 
-from pilothouse.endpoints.kv_index import block_keys
+from pilothouse.endpoints.kv_index import block_keys, root_key
 from pilothouse.scheduling.types import BlockKeysId, Endpoint, SchedulingRequest
 
 log = logging.getLogger("pilothouse.tokenize")
@@ -152,6 +153,7 @@ class PromptTokenizerProducer:
         max_key_blocks: int = 100_000,
         block_sizes: BlockSizes | None = None,
         executor: Executor | None = None,
+        process: bool = False,
     ) -> None:
         self._renderer = renderer
         self._engines = engines
@@ -160,13 +162,26 @@ class PromptTokenizerProducer:
         self.segments = TokenLRU(max_segment_tokens)
         self.keys = TokenLRU(max_key_blocks)  # (engine, model, prompt, size, lora) → keys
         self._own_executor = executor is None
+        self._process = process and executor is None
+        self._counts = [0, 0, 0, 0]  # prompt hits, misses, segment hits, misses
+        if self._process:
+            # A process of its own: no GIL shared with the event loop, and the segment cache
+            # lives there. Spawned, not forked: this process has threads (ZeroMQ, tokenizers).
+            # The renderer is sent once; the first submit starts the process in the background.
+            self._executor: Executor = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_child_start,
+                initargs=(renderer, max_segment_tokens),
+            )
+            self._executor.submit(_child_ready)
+            return
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tokenize")
         # The worker's Python parts (chat template, segment lists, block keys) hold the GIL;
         # the event loop then waits up to the switch interval (5 ms by default) for it back,
         # a stall for every request in flight. 1 ms bounds that wait at a small cost in
         # handoffs. Process-wide, so only ever lowered.
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
-        self._counts = [0, 0, 0, 0]  # prompt hits, misses, segment hits, misses
 
     def stats(self) -> ProducerStats:
         return ProducerStats(*self._counts)
@@ -180,7 +195,23 @@ class PromptTokenizerProducer:
         if cached is not None:
             return cached
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._tokenize, request, engines)
+        if not self._process:
+            return await loop.run_in_executor(self._executor, self._tokenize, request, engines)
+        sizes = tuple(self._block_sizes())
+        bare = SchedulingRequest(  # what rendering reads, and nothing that cannot be pickled
+            request.request_id, request.model, request.prompt, headers={}, lora=request.lora
+        )
+        found, keys, segment_hits, segment_misses = await loop.run_in_executor(
+            self._executor, _child_tokenize, bare, engines, sizes, root_key(request.lora)
+        )
+        self._counts[1] += 1
+        self._counts[2] += segment_hits
+        self._counts[3] += segment_misses
+        for engine, tokens in found.items():  # answered here next time, with no hop
+            self.prompts.put((engine, request.model, request.prompt), tokens)
+        for (engine, size, _lora), chained in keys.items():
+            self.keys.put(self._keys_id(request, engine, size), chained)
+        return self._prepared(request, found, keys)
 
     def prepare_now(self, request: SchedulingRequest) -> SchedulingRequest:
         """What :meth:`prepare` does, in the calling thread (benchmarks, the simulator)."""
@@ -215,9 +246,20 @@ class PromptTokenizerProducer:
 
     def _tokenize(self, request: SchedulingRequest, engines: Sequence[str]) -> SchedulingRequest:
         self._counts[1] += 1
+        found, keys = self._tokens_and_keys(request, engines, tuple(self._block_sizes()))
+        return self._prepared(request, found, keys)
+
+    def _tokens_and_keys(
+        self,
+        request: SchedulingRequest,
+        engines: Sequence[str],
+        sizes: Sequence[int],
+        root: int | None = None,
+    ) -> tuple[dict[str, Tokens], dict[BlockKeysId, Tokens]]:
+        """``root``: the chain's first parent, from the process whose KV index reads the keys
+        (a string's hash is salted per process; the chained tuples of ints are not)."""
         found: dict[str, Tokens] = {}
         keys: dict[BlockKeysId, Tokens] = {}
-        sizes = tuple(self._block_sizes())
         for engine in engines:
             try:
                 tokens = self._engine_tokens(request, engine)
@@ -228,9 +270,9 @@ class PromptTokenizerProducer:
                 found[engine] = tokens
                 for size in sizes:
                     keys[engine, size, request.lora] = self._block_keys(
-                        request, engine, size, tokens
+                        request, engine, size, tokens, root
                     )
-        return self._prepared(request, found, keys)
+        return found, keys
 
     @staticmethod
     def _prepared(
@@ -247,13 +289,18 @@ class PromptTokenizerProducer:
         return (engine, request.model, request.prompt, size, request.lora)
 
     def _block_keys(
-        self, request: SchedulingRequest, engine: str, size: int, tokens: Tokens
+        self,
+        request: SchedulingRequest,
+        engine: str,
+        size: int,
+        tokens: Tokens,
+        root: int | None = None,
     ) -> Tokens:
         """The prompt's chained block keys for ``size`` (as the KV index keys blocks)."""
         cache_id = self._keys_id(request, engine, size)
         keys = self.keys.get(cache_id)
         if keys is None:
-            keys = tuple(block_keys(tokens, size, request.lora))
+            keys = tuple(block_keys(tokens, size, request.lora, parent=root))
             self.keys.put(cache_id, keys)
         return keys
 
@@ -281,3 +328,37 @@ class PromptTokenizerProducer:
                 parts[i] = tokens = tuple(ids)
                 self.segments.put((text.encoder, text.segments[i]), tokens)
         return tuple(chain.from_iterable(p for p in parts if p is not None))
+
+
+# -- the tokenizer process (``process=True``) ------------------------------------------------
+
+_CHILD: PromptTokenizerProducer | None = None
+
+
+def _child_start(renderer: PromptRenderer, max_segment_tokens: int) -> None:
+    """In the tokenizer process: the producer that does the work (caches its segments)."""
+    global _CHILD
+    _CHILD = PromptTokenizerProducer(
+        renderer, fixed_engines(()), max_segment_tokens=max_segment_tokens
+    )
+
+
+def _child_ready() -> bool:
+    return _CHILD is not None
+
+
+def _child_tokenize(
+    request: SchedulingRequest, engines: Sequence[str], sizes: Sequence[int], root: int
+) -> tuple[dict[str, Tokens], dict[BlockKeysId, Tokens], int, int]:
+    """In the tokenizer process: the prompt's ids and block keys, and the segment cache's
+    hits and misses for it."""
+    assert _CHILD is not None, "the tokenizer process was not started"
+    before = _CHILD.stats()
+    found, keys = _CHILD._tokens_and_keys(request, engines, sizes, root)
+    after = _CHILD.stats()
+    return (
+        found,
+        keys,
+        after.segment_hits - before.segment_hits,
+        after.segment_misses - before.segment_misses,
+    )

@@ -160,7 +160,10 @@ def build_gateway_scheduler(
     producer = None
     if subscriber is not None and tokenizer is not None and engines is not None:
         producer = PromptTokenizerProducer(
-            tokenizer, engines, block_sizes=subscriber.index.block_sizes
+            tokenizer,
+            engines,
+            block_sizes=subscriber.index.block_sizes,
+            process=settings.tokenize == "process",
         )
     return scheduler, subscriber, producer
 

@@ -220,3 +220,32 @@ async def test_concurrent_prepares_agree() -> None:
     for p, prepared in zip(prompts, results, strict=True):
         assert prepared.prompt_token_ids == {"sim": tuple(inline.tokenize(request(p), "sim") or ())}
     tokens.close()
+
+
+async def test_a_tokenizer_process_prepares_the_same_ids_and_keys_as_the_thread() -> None:
+    """gateway.tokenize: process. Block keys chain from a root hashed with a salted string
+    hash, so the process must chain from the gateway's root, or no key would ever match."""
+    sizes = [4, 16]
+    threaded = producer(block_sizes=lambda: sizes)
+    isolated = producer(block_sizes=lambda: sizes, process=True)
+    try:
+        for lora in (None, "adapter-a"):
+            asked = request(lora=lora)
+            want = await threaded.prepare(asked)
+            got = await isolated.prepare(asked)
+            assert got.prompt_token_ids == want.prompt_token_ids
+            assert got.prompt_block_keys == want.prompt_block_keys
+            assert got.prompt_block_keys
+            assert got.prompt_block_keys["sim", 4, lora]
+        other = await isolated.prepare(request(OTHER_CHAT))  # the shared system prompt: cached
+        assert (
+            other.prompt_token_ids == (await threaded.prepare(request(OTHER_CHAT))).prompt_token_ids
+        )
+        again = await isolated.prepare(request(rid="r2"))  # answered here, no hop
+        assert again.prompt_token_ids == want.prompt_token_ids
+        stats = isolated.stats()
+        assert (stats.prompt_hits, stats.prompt_misses) == (1, 3)
+        assert stats.segment_hits >= 1  # counted in the process, reported here
+    finally:
+        threaded.close()
+        isolated.close()

@@ -10,7 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from pilothouse.bench.cli import finish_report
-from pilothouse.bench.lag.gateway import MODES, GatewayLagConfig, GatewayLagReport, run_gateway_lag
+from pilothouse.bench.lag.gateway import (
+    DEFAULT_MODES,
+    MODES,
+    GatewayLagConfig,
+    GatewayLagReport,
+    run_gateway_lag,
+)
 from pilothouse.errors import PilothouseError
 
 
@@ -30,11 +36,12 @@ from pilothouse.errors import PilothouseError
     "dummy: the simulator's (sim endpoints, events match).",
 )  # fmt: skip
 @click.option(
-    "--modes", default=",".join(MODES), show_default=True,
-    help="gateway.tokenize values to run, in order: before (worker) and/or inline (old path).",
+    "--modes", default=",".join(DEFAULT_MODES), show_default=True,
+    help="gateway.tokenize values to run, in order: before (worker thread), process (tokenizer "
+    "process) and/or inline (old path); the first that is not inline is judged.",
 )  # fmt: skip
 @click.option("--target-ms", type=float, default=2.0, show_default=True,
-              help="Bound on the lag p99 of the 'before' mode (a bucket edge).")  # fmt: skip
+              help="Bound on the lag p99 of the judged mode (a bucket edge).")  # fmt: skip
 @click.option(
     "--pin", is_flag=True,
     help="Linux: run the gateway's event loop alone on one CPU and everything else (load "
@@ -106,10 +113,10 @@ def verdict_lines(report: GatewayLagReport) -> list[str]:
     lines = [f"{os.cpu_count()} CPUs; lag = overshoot of a {c.interval_s * 1000:g} ms timer in "
              "the gateway process (p50/p99 interpolated in the histogram's buckets)"]  # fmt: skip
     if judged is None:
-        return [*lines, "no 'before' run: nothing judged"]
+        return [*lines, "no 'before' or 'process' run: nothing judged"]
     mark = "[green]PASS[/green]" if report.passed else "[red]FAIL[/red]"
     lines.append(
-        f"{mark} event-loop lag p99, tokenizing before the decision: "
+        f"{mark} event-loop lag p99, tokenizing before the decision ({judged.mode}): "
         f"{judged.lag.quantile(99) * 1000:.2f} ms (limit {c.target_ms:g} ms; "
         f"{judged.errors} errors)"
     )
