@@ -282,11 +282,13 @@ class GatewaySpec(_Spec):
     """Model name → local Hugging Face tokenizer directory, to match prompts against a real
     engine's KV events (``precise-prefix``; needs the ``hf`` extra). ``sim`` endpoints use the
     simulator's tokenizer; a model without one is matched by routing history only."""
-    tokenize: Literal["before", "process", "inline"] = "before"
-    """Where ``precise-prefix`` prompts are tokenized: ``before`` the decision, in a worker
-    thread with a cache (the default); ``process``: before the decision too, in a process of
-    its own (no GIL shared with the event loop; one more process and a copy of the ids back);
-    or ``inline`` in the decision, on the event loop (the old path, kept to measure against)."""
+    tokenize: Literal["process", "before", "inline"] = "process"
+    """Where ``precise-prefix`` prompts are tokenized (read only with ``kv_events``):
+    ``process`` (the default), before the decision in a tokenizer process of its own, spoken
+    to from the event loop (no GIL shared with it; the segment cache lives there); ``before``,
+    the same in a worker thread of the gateway (no extra process; its Python parts hold the
+    GIL the loop needs); or ``inline`` in the decision, on the event loop (the old path, kept
+    to measure against)."""
     loop_lag_probe_s: float = Field(default=0.0, ge=0.0)
     """Interval of the event-loop lag probe (0: off): ``/metrics`` then exports
     ``pilothouse_event_loop_lag_seconds``, how late the loop ran a timer."""

@@ -36,18 +36,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import chain
 from types import MappingProxyType
 from typing import Protocol
 
 from pilothouse.endpoints.kv_index import block_keys, root_key
+from pilothouse.endpoints.tokenize_process import TokenizerProcess
+from pilothouse.errors import EngineError
 from pilothouse.scheduling.types import BlockKeysId, Endpoint, SchedulingRequest
 
 log = logging.getLogger("pilothouse.tokenize")
@@ -164,24 +165,18 @@ class PromptTokenizerProducer:
         self._own_executor = executor is None
         self._process = process and executor is None
         self._counts = [0, 0, 0, 0]  # prompt hits, misses, segment hits, misses
-        if self._process:
-            # A process of its own: no GIL shared with the event loop, and the segment cache
-            # lives there. Spawned, not forked: this process has threads (ZeroMQ, tokenizers).
-            # The renderer is sent once; the first submit starts the process in the background.
-            self._executor: Executor = ProcessPoolExecutor(
-                1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_child_start,
-                initargs=(renderer, max_segment_tokens),
-            )
-            self._executor.submit(_child_ready)
-            return
-        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tokenize")
-        # The worker's Python parts (chat template, segment lists, block keys) hold the GIL;
-        # the event loop then waits up to the switch interval (5 ms by default) for it back,
-        # a stall for every request in flight. 1 ms bounds that wait at a small cost in
-        # handoffs. Process-wide, so only ever lowered.
+        # The worker's Python parts (chat template, segment lists, block keys; with a
+        # process, the pool's threads that pickle requests and unpickle answers) hold the
+        # GIL; the event loop then waits up to the switch interval (5 ms by default) for it
+        # back, a stall for every request in flight. 1 ms bounds that wait at a small cost
+        # in handoffs. Process-wide, so only ever lowered.
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
+        self._child: TokenizerProcess | None = None
+        if self._process:
+            # A process of its own, spoken to from the event loop (tokenize_process.py): no
+            # GIL shared with the loop, no thread of its own here; the segment cache is there.
+            self._child = TokenizerProcess(renderer, max_segment_tokens)
+        self._executor: Executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tokenize")
 
     def stats(self) -> ProducerStats:
         return ProducerStats(*self._counts)
@@ -195,15 +190,19 @@ class PromptTokenizerProducer:
         if cached is not None:
             return cached
         loop = asyncio.get_running_loop()
-        if not self._process:
+        if self._child is None:
             return await loop.run_in_executor(self._executor, self._tokenize, request, engines)
         sizes = tuple(self._block_sizes())
         bare = SchedulingRequest(  # what rendering reads, and nothing that cannot be pickled
             request.request_id, request.model, request.prompt, headers={}, lora=request.lora
         )
-        found, keys, segment_hits, segment_misses = await loop.run_in_executor(
-            self._executor, _child_tokenize, bare, engines, sizes, root_key(request.lora)
-        )
+        try:
+            found, keys, segment_hits, segment_misses = await self._child.call(
+                bare, engines, sizes, root_key(request.lora)
+            )
+        except EngineError as exc:  # routed by history, as when a tokenizer raises
+            log.error("cannot tokenize request %s: %s", request.request_id, exc)
+            return request
         self._counts[1] += 1
         self._counts[2] += segment_hits
         self._counts[3] += segment_misses
@@ -220,10 +219,23 @@ class PromptTokenizerProducer:
         engines = sorted(set(self._engines(request)))
         return self._cached(request, engines) or self._tokenize(request, engines)
 
+    async def start(self) -> None:
+        """Start the tokenizer process now rather than on the first miss (``process=True``;
+        otherwise nothing to do)."""
+        if self._child is not None:
+            await self._child.start()
+
     def close(self) -> None:
-        """Stop the worker thread this producer started (a given executor is left alone)."""
+        """Stop the worker thread this producer started (a given executor is left alone);
+        with ``process=True``, :meth:`aclose` stops the process."""
         if self._own_executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, and stop the tokenizer process (``process=True``)."""
+        self.close()
+        if self._child is not None:
+            await self._child.aclose()
 
     def _cached(
         self, request: SchedulingRequest, engines: Sequence[str]
@@ -246,10 +258,10 @@ class PromptTokenizerProducer:
 
     def _tokenize(self, request: SchedulingRequest, engines: Sequence[str]) -> SchedulingRequest:
         self._counts[1] += 1
-        found, keys = self._tokens_and_keys(request, engines, tuple(self._block_sizes()))
+        found, keys = self.tokens_and_keys(request, engines, tuple(self._block_sizes()))
         return self._prepared(request, found, keys)
 
-    def _tokens_and_keys(
+    def tokens_and_keys(
         self,
         request: SchedulingRequest,
         engines: Sequence[str],
@@ -328,37 +340,3 @@ class PromptTokenizerProducer:
                 parts[i] = tokens = tuple(ids)
                 self.segments.put((text.encoder, text.segments[i]), tokens)
         return tuple(chain.from_iterable(p for p in parts if p is not None))
-
-
-# -- the tokenizer process (``process=True``) ------------------------------------------------
-
-_CHILD: PromptTokenizerProducer | None = None
-
-
-def _child_start(renderer: PromptRenderer, max_segment_tokens: int) -> None:
-    """In the tokenizer process: the producer that does the work (caches its segments)."""
-    global _CHILD
-    _CHILD = PromptTokenizerProducer(
-        renderer, fixed_engines(()), max_segment_tokens=max_segment_tokens
-    )
-
-
-def _child_ready() -> bool:
-    return _CHILD is not None
-
-
-def _child_tokenize(
-    request: SchedulingRequest, engines: Sequence[str], sizes: Sequence[int], root: int
-) -> tuple[dict[str, Tokens], dict[BlockKeysId, Tokens], int, int]:
-    """In the tokenizer process: the prompt's ids and block keys, and the segment cache's
-    hits and misses for it."""
-    assert _CHILD is not None, "the tokenizer process was not started"
-    before = _CHILD.stats()
-    found, keys = _CHILD._tokens_and_keys(request, engines, sizes, root)
-    after = _CHILD.stats()
-    return (
-        found,
-        keys,
-        after.segment_hits - before.segment_hits,
-        after.segment_misses - before.segment_misses,
-    )

@@ -228,6 +228,8 @@ def _lifespan(  # type: ignore[no-untyped-def]
                 adapters.start()
             if kv_events is not None:
                 kv_events.watch(ctx.pool.endpoints, ctx.settings.probe_interval_s)
+            if preparer is not None:
+                await preparer.start()
             try:
                 yield
             finally:
@@ -238,7 +240,7 @@ def _lifespan(  # type: ignore[no-untyped-def]
                 ctx.pipeline.waiting.close()
                 await transport.aclose()
                 if preparer is not None:
-                    preparer.close()
+                    await preparer.aclose()
                 if probe is not None:
                     await probe.stop()
                 ctx.session = ctx.transport = None

@@ -248,4 +248,30 @@ async def test_a_tokenizer_process_prepares_the_same_ids_and_keys_as_the_thread(
         assert stats.segment_hits >= 1  # counted in the process, reported here
     finally:
         threaded.close()
-        isolated.close()
+        await isolated.aclose()
+
+
+async def test_a_dead_tokenizer_process_is_restarted_and_a_stopped_one_fails_to_history(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    isolated = producer(process=True)
+    want = producer().prepare_now(request()).prompt_token_ids
+    try:
+        await isolated.start()
+        child = isolated._child
+        assert child is not None
+        proc = child._proc
+        assert proc is not None
+        with caplog.at_level(logging.ERROR, logger="pilothouse.tokenize"):
+            proc.kill()
+            await proc.wait()
+            again = await isolated.prepare(request())  # a fresh process answers
+        assert "the tokenizer process exited" in caplog.text
+        assert again.prompt_token_ids == want
+        assert child._proc is not proc
+        waiting = asyncio.ensure_future(isolated.prepare(request(OTHER_CHAT)))
+        await asyncio.sleep(0)  # sent, not yet answered
+        await child.aclose()  # the gateway stopping: what waits is routed by history
+        assert (await waiting).prompt_token_ids is None
+    finally:
+        await isolated.aclose()

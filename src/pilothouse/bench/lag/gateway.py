@@ -46,8 +46,8 @@ from pilothouse.bench.processes import BenchError, ChildProcess
 from pilothouse.engines.tokenizer import FILLER_WORDS
 
 MODEL = "bench-model"
-MODES = ("before", "process", "inline")
-DEFAULT_MODES = ("before", "inline")
+MODES = ("process", "before", "inline")
+DEFAULT_MODES = MODES
 SIM_READY = "sim engine is listening: "
 Progress = Callable[[str], None]
 

@@ -12,7 +12,8 @@ Each endpoint is ``{"name", "address", "model", "engine", "labels"}``. It prints
 
 With ``LOOP_CPU`` (Linux), the event loop's thread runs on that CPU alone and every other
 thread of the process (the tokenizer worker, the Rust tokenizer's own threads, executor
-threads) on the CPUs it started with minus that one, re-applied as threads appear: the
+threads) and of its child processes (``gateway.tokenize: process``) on the CPUs it started
+with minus that one, re-applied as threads appear: the
 gateway's loop gets a core of its own, as it would on a machine where the gateway is not
 sharing two cores with its load generator and engines (``bench gateway-lag --pin``).
 """
@@ -50,21 +51,31 @@ PIN_EVERY_S = 0.2
 
 
 async def pin_threads(loop_cpu: int) -> None:
-    """Keep the loop's thread on ``loop_cpu`` and every other thread off it."""
+    """Keep the loop's thread on ``loop_cpu`` and every other thread off it, the threads of
+    child processes (a tokenizer process inherits the loop thread's CPU) included."""
     others = os.sched_getaffinity(0) - {loop_cpu}
     if not others:
         raise SystemExit(f"--pin needs a CPU besides {loop_cpu}")
     main_tid = threading.get_native_id()
     os.sched_setaffinity(0, {loop_cpu})  # 0: the calling thread, here the loop's
-    pinned: set[int] = {main_tid}
+    pinned: set[tuple[int, int]] = {(os.getpid(), main_tid)}
     while True:
-        for entry in os.listdir("/proc/self/task"):
-            tid = int(entry)
-            if tid not in pinned:
-                with contextlib.suppress(OSError):  # a thread that just ended
-                    os.sched_setaffinity(tid, others)
-                pinned.add(tid)
+        for pid in (os.getpid(), *_children()):
+            with contextlib.suppress(OSError):  # a process that just ended
+                for entry in os.listdir(f"/proc/{pid}/task"):
+                    if (pid, int(entry)) not in pinned:
+                        with contextlib.suppress(OSError):  # a thread that just ended
+                            os.sched_setaffinity(int(entry), others)
+                        pinned.add((pid, int(entry)))
         await asyncio.sleep(PIN_EVERY_S)
+
+
+def _children() -> list[int]:
+    pids: list[int] = []
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in Path(f"/proc/self/task/{tid}/children").read_text().split()]
+    return pids
 
 
 async def main(fleet_file: Path, endpoints_file: Path, loop_cpu: int | None = None) -> None:

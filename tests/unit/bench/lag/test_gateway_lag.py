@@ -89,11 +89,11 @@ def test_the_command_at_tiny_scale(tmp_path: Path) -> None:
     result = CliRunner().invoke(gateway_lag_command, args)
     assert result.exit_code == 0, result.output
     report = orjson.loads(out.read_bytes())
-    assert [r["mode"] for r in report["results"]] == ["before", "inline"]
+    assert [r["mode"] for r in report["results"]] == ["process", "before", "inline"]
     for r in report["results"]:
         assert (r["ok"], r["errors"]) == (6, 0)
         assert r["lag"]["samples"] > 0  # the probe ran inside the gateway during the run
-    assert "event-loop lag p99, tokenizing before the decision" in result.output
+    assert "event-loop lag p99, tokenizing before the decision (process)" in result.output
     bad = CliRunner().invoke(gateway_lag_command, ["--modes", "sideways"])
     assert bad.exit_code == 2
 
