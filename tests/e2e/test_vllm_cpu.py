@@ -26,7 +26,6 @@ import contextlib
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -55,6 +54,7 @@ from pilothouse.openai.requests import Route, parse_request
 from pilothouse.scheduling.plugins.scorers.precise_prefix import TemplateTokenizer
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest
 from pilothouse.servers.sim import KVEventSettings, SimServer, SimSettings
+from pilothouse.testing.ports import late_bind_port
 from tests.e2e.schedulers import PRECISE_PREFIX
 
 pytestmark = pytest.mark.e2e
@@ -131,9 +131,8 @@ def _model_dir() -> Path:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    # vLLM binds its ports ~30 s after start: an ephemeral port could be taken by then
+    return late_bind_port()
 
 
 def _start(server: VLLMServer) -> subprocess.Popen[bytes]:
