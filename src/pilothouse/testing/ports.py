@@ -14,7 +14,8 @@ import socket
 from pathlib import Path
 
 _RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-_LOWEST = 10_000
+_LOWEST = 20_000
+"""Below it: well-known servers and Ray's worker ports (10002-19999 by default)."""
 
 
 def ephemeral_range() -> tuple[int, int]:
