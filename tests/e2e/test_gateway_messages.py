@@ -167,3 +167,23 @@ async def test_messages_create_with_tool_use_on_a_scripted_model(tmp_path: Path)
     [use] = message.content
     assert use.type == "tool_use"
     assert (use.name, use.input) == ("get_weather", {"city": "Paris"})
+
+
+async def test_messages_take_the_key_as_x_api_key_and_a_refusal_says_so() -> None:
+    fleet = parse_fleet(
+        {
+            "models": [{"name": MODEL, "engine": "sim", "endpoints": ["127.0.0.1:1"]}],
+            "gateway": {"port": 0, "probe_interval_s": 30, "api_key": "s3cret"},
+        }
+    )
+    async with sim_gateway(fleet, REPLICAS) as gw:
+        async with _client(gw.url) as wrong:  # the anthropic client sends x-api-key
+            with pytest.raises(anthropic.AuthenticationError) as refused:
+                await wrong.messages.create(model=MODEL, max_tokens=5, messages=[QUESTION])
+        message = refused.value.body["error"]["message"]
+        assert "x-api-key" in message
+        assert "s3cret" not in message
+        right = anthropic.AsyncAnthropic(base_url=gw.url, api_key="s3cret", max_retries=0)
+        async with right:
+            answer = await right.messages.create(model=MODEL, max_tokens=5, messages=[QUESTION])
+        assert answer.content

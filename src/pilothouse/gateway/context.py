@@ -113,8 +113,10 @@ class GatewayContext:
             raise RuntimeError("the gateway's upstream transport is not started")
         return self.transport
 
-    def check_api_key(self, authorization: bytes | None) -> None:
-        """Require ``Authorization: Bearer <key>`` when a key is configured (constant time)."""
+    def check_api_key(self, authorization: bytes | None, x_api_key: bool = False) -> None:
+        """Require ``Authorization: Bearer <key>`` when a key is configured (constant time);
+        ``x_api_key``: the route also takes the key as ``x-api-key`` (Anthropic's clients),
+        and the refusal says so."""
         expected = self.settings.api_key
         if expected is None or self.pipeline.governor is not None:
             return  # governed: the bearer is a key or a token the governor checks
@@ -122,8 +124,9 @@ class GatewayContext:
         if authorization and authorization[:7].lower() == b"bearer ":
             supplied = authorization[7:].strip()
         if not hmac.compare_digest(supplied, expected.encode()):
+            also = " or 'x-api-key: <key>'" if x_api_key else ""
             raise Unauthorized(
-                "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                f"missing or invalid API key: send 'Authorization: Bearer <key>'{also}",
                 code="invalid_api_key",
             )
 

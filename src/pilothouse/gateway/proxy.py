@@ -78,6 +78,7 @@ class ProxyEndpoint:
         self.route = Route.CHAT if dialect is not None else route
         self.ctx = ctx
         self.dialect = dialect
+        self._x_api_key = dialect is not None and dialect.accepts_x_api_key
         self.path = dialect.path if dialect is not None else route.value
         """The route served (what metrics and the access log name)."""
 
@@ -93,7 +94,7 @@ class ProxyEndpoint:
         outcome = Outcome(status=500)
         try:
             credential = authorization(self.dialect, headers)
-            self.ctx.check_api_key(credential)
+            self.ctx.check_api_key(credential, self._x_api_key)
             raw = await read_body(receive, headers, self.ctx.settings.max_body_bytes)
             if self.dialect is None:
                 parsed = parse_request(self.route, raw)
