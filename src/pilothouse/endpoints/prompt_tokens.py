@@ -10,7 +10,9 @@ Where the work runs:
 
 - a prompt seen before (same model, engine kind and text) is answered from a bounded LRU
   synchronously, on the event loop, with no thread hop;
-- anything else runs in one worker thread: the prompt is rendered as the engine renders it
+- anything else runs in one worker, a thread or (``process=True``, the gateway's default) a
+  process of its own (:mod:`~pilothouse.endpoints.tokenize_process`): the prompt is rendered
+  as the engine renders it
   (chat template) and cut into *segments* right after each special token (``<|im_end|>``…)
   by the :class:`PromptRenderer`. Tokenizers restart at special tokens (a fast tokenizer
   splits them out before its pre-tokenizer and model run), so the segments' ids, concatenated,
