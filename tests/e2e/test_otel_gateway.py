@@ -66,6 +66,7 @@ async def test_otel_chat_request_gives_one_span_with_genai_attributes_and_decisi
     assert a["gen_ai.response.model"] == "m"
     assert a["gen_ai.request.max_tokens"] == 5
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (7, 2)
+    assert a["gen_ai.response.finish_reasons"] == ["stop"]
     assert a["server.address"] == "127.0.0.1"
     port = h.app.ctx.pool.get(served).address.rsplit(":", 1)[1] if h.app else None
     assert a["server.port"] == int(port or 0)

@@ -271,7 +271,10 @@ class ProxyEndpoint:
                 return await relay_translated_stream(
                     resp, send, out_headers, started, itl, first, translation, finish
                 )
-            return await relay_stream(resp, send, out_headers, started, itl, first, finish)
+            traced = ticket.trace is not None  # finish reasons: a span attribute only
+            return await relay_stream(
+                resp, send, out_headers, started, itl, first, finish, finish_reasons=traced
+            )
         if translation is not None:
             assert self.dialect is not None
             return await relay_translated_whole(
@@ -398,6 +401,7 @@ def _end_trace(
         ttft_s=outcome.ttft_s,
         error_type=error,
         attempts=len(ticket.tried),
+        finish_reasons=outcome.finish_reasons,
     )
 
 
