@@ -165,19 +165,18 @@ class PromptTokenizerProducer:
         self.segments = TokenLRU(max_segment_tokens)
         self.keys = TokenLRU(max_key_blocks)  # (engine, model, prompt, size, lora) → keys
         self._own_executor = executor is None
-        self._process = process and executor is None
         self._counts = [0, 0, 0, 0]  # prompt hits, misses, segment hits, misses
-        # The worker's Python parts (chat template, segment lists, block keys; with a
-        # process, the pool's threads that pickle requests and unpickle answers) hold the
-        # GIL; the event loop then waits up to the switch interval (5 ms by default) for it
-        # back, a stall for every request in flight. 1 ms bounds that wait at a small cost
-        # in handoffs. Process-wide, so only ever lowered.
-        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
         self._child: TokenizerProcess | None = None
-        if self._process:
+        if process and executor is None:
             # A process of its own, spoken to from the event loop (tokenize_process.py): no
             # GIL shared with the loop, no thread of its own here; the segment cache is there.
             self._child = TokenizerProcess(renderer, max_segment_tokens)
+        else:
+            # The worker's Python parts (chat template, segment lists, block keys) hold the
+            # GIL; the event loop then waits up to the switch interval (5 ms by default) for
+            # it back, a stall for every request in flight. 1 ms bounds that wait at a small
+            # cost in handoffs. Process-wide, so only ever lowered.
+            sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
         self._executor: Executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tokenize")
 
     def stats(self) -> ProducerStats:

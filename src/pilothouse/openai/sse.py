@@ -81,9 +81,9 @@ def sse_usage_and_finish(tail: bytes, finish: bool = True) -> tuple[object, tupl
                     break
                 usage = None
         end = cut if cut >= 0 else 0
-    reasons: list[str] = []
     if not finish:
         return usage, ()
+    reasons: list[str] = []
     window = max(0, end - _FINISH_WINDOW)
     # Every chunk names its finish reason, null until the last: equal counts, none finished
     # (two C-level counts; a search for the quoted form skips badly over JSON's quotes).
