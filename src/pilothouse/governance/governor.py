@@ -23,9 +23,11 @@ overload the noisy tenant waits (and is shed) first, whatever headers it sends.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Coroutine
 from hashlib import sha256
+from itertools import count
 
 from pilothouse.config.governance import GovernanceSpec
 from pilothouse.errors import BudgetExceeded, Forbidden, RateLimited, Unauthorized
@@ -98,6 +100,10 @@ class Governor:
         self._identities: dict[str, Identity] = {}
         self._plans = Plans(model_limits, spec.prices, metrics, _MAX_CACHED)
         self._cores = _cores_of(limits, tokens, money)
+        # Ledger entry ids: unique across processes (64 random bits), increasing within
+        # one (the store's key index is appended to, not written at random places).
+        self._entry_prefix = os.urandom(8).hex()
+        self._entry_ids = count()
 
     # -- who ------------------------------------------------------------------------------
 
@@ -276,6 +282,7 @@ class Governor:
             plan.key_id,
             plan.team_id,
             plan.org_id,
+            f"{self._entry_prefix}{next(self._entry_ids):012x}",
         )
         if self.recorder is not None:
             try:

@@ -35,8 +35,11 @@ log = logging.getLogger("pilothouse.ledger")
 Position = tuple[int, int]
 """``(segment number, byte offset)`` in the log."""
 
-_FORMAT = 1
-_FIELDS = 11
+_FORMAT = 2
+_FIELDS = 12
+_OLD_FORMATS = {1: 11}
+"""Formats an older version wrote, and their field counts: lines in the segments it left are
+read back after an upgrade (their entries have no ``id``)."""
 _PREFIX = "ledger-"
 _SUFFIX = ".wal"
 CHECKPOINT = "checkpoint.json"
@@ -60,7 +63,10 @@ def decode(line: bytes) -> LedgerEntry | None:
         fields = orjson.loads(body)
     except ValueError:  # orjson.JSONDecodeError is a ValueError
         return None
-    if not isinstance(fields, list) or len(fields) != _FIELDS + 1 or fields[0] != _FORMAT:
+    if not isinstance(fields, list) or not fields:
+        return None
+    expected = _FIELDS if fields[0] == _FORMAT else _OLD_FORMATS.get(fields[0])
+    if expected is None or len(fields) != expected + 1:
         return None
     return LedgerEntry(*fields[1:])
 

@@ -90,8 +90,14 @@ class Snapshot:
 
 
 class LedgerEntry(NamedTuple):
-    """One settled request: who, which model, what it used and cost. ``request_id`` is
-    unique: writing an entry twice (a replay after a crash) keeps one.
+    """One settled request: who, which model, what it used and cost.
+
+    ``id`` is the entry's own id, unique: writing an entry twice (a replay after a crash)
+    keeps one. The governor makes it (a random prefix per process and a counter, so a
+    store inserts ids in order). ``request_id`` is the request's ``x-request-id`` (the
+    client's own when it sent one, which need not be unique: a retry may send the same
+    one again, and both requests are charged). An entry without ``id`` (one written by an
+    older version) is known by its ``request_id``: see :meth:`key`.
 
     A named tuple, not a frozen dataclass like the other records: one is built on every
     request, and a frozen dataclass sets each of its eleven fields through
@@ -109,6 +115,16 @@ class LedgerEntry(NamedTuple):
     key_id: str | None = None
     team_id: str | None = None
     org_id: str | None = None
+    id: str = ""
+
+    def key(self) -> str:
+        """What makes the entry unique in the store: its ``id``, or, for an entry an
+        older version wrote, its ``request_id`` (which was unique then)."""
+        return self.id or self.request_id
+
+    def keyed(self) -> LedgerEntry:
+        """The entry with its :meth:`key` as ``id`` (the store's primary key)."""
+        return self if self.id else self._replace(id=self.request_id)
 
 
 UsageDimension = Literal["key", "team", "org", "model"]

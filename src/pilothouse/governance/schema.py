@@ -133,6 +133,7 @@ own row of positional parameters (a named tuple), nothing to copy per row."""
 
 def ledger_values(entry: LedgerEntry) -> dict[str, Any]:
     return {
+        "id": entry.key(),
         "request_id": entry.request_id,
         "at": entry.at,
         "key_id": entry.key_id,

@@ -48,7 +48,7 @@ from pilothouse.governance.tables import keys, ledger, orgs, teams
 DB_FILE = "governance.db"
 _SQLITE_ROW = f"({', '.join('?' for _ in schema.LEDGER_COLUMNS)})"
 _SQLITE_ROWS_PER_STATEMENT = 256
-"""Rows per multi-row INSERT at most (11 parameters each: far below SQLite's 32,766); a
+"""Rows per multi-row INSERT at most (12 parameters each: far below SQLite's 32,766); a
 power of two, as every statement's row count is."""
 
 
@@ -62,7 +62,7 @@ def _sqlite_ledger_insert(rows: int) -> str:
     return (
         f"INSERT INTO ledger ({', '.join(schema.LEDGER_COLUMNS)}) "
         f"VALUES {', '.join([_SQLITE_ROW] * rows)} "
-        "ON CONFLICT (request_id) DO NOTHING"
+        "ON CONFLICT (id) DO NOTHING"
     )
 
 
@@ -285,7 +285,7 @@ class SqlStore:
     # -- the ledger ------------------------------------------------------------------------
 
     def write_ledger(self, entries: Sequence[LedgerEntry]) -> int:
-        unique = {entry.request_id: entry for entry in entries}
+        unique = {entry.key(): entry.keyed() for entry in entries}
         if not unique:
             return 0
         if self.dialect == "sqlite":
@@ -316,8 +316,8 @@ class SqlStore:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         statement = (
             dialect.insert(ledger)
-            .on_conflict_do_nothing(index_elements=[ledger.c.request_id])
-            .returning(ledger.c.request_id)
+            .on_conflict_do_nothing(index_elements=[ledger.c.id])
+            .returning(ledger.c.id)
         )
         with guard(self._shown_url), self._writing() as conn:
             return len(conn.execute(statement, rows).all())

@@ -94,7 +94,8 @@ keys = Table(
 ledger = Table(
     "ledger",
     metadata,
-    Column("request_id", String(128), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("request_id", String(128), nullable=False),
     Column("at", Double, nullable=False, index=True),
     Column("key_id", String(32), nullable=True, index=True),
     Column("team_id", String(32), nullable=True, index=True),

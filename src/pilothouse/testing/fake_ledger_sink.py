@@ -1,8 +1,9 @@
 """An in-memory :class:`~pilothouse.governance.ports.LedgerSink` with a switchable outage.
 
-It keeps one entry per ``request_id`` as the real store does (a second write of the same
-id is counted, not stored), so tests of code that records usage can check totals and
-exactly-once delivery without a database, and can take the "store" down and up again.
+It keeps one entry per entry id (:meth:`LedgerEntry.key`) as the real store does (a
+second write of the same id is counted, not stored), so tests of code that records usage can
+check totals and exactly-once delivery without a database, and can take the "store" down
+and up again.
 Thread-safe: the ledger calls it from a worker thread.
 """
 
@@ -60,10 +61,11 @@ class FakeLedgerSink:
                 raise ConnectionRefusedError("the store is down (FakeLedgerSink)")
             new = 0
             for entry in entries:
-                if entry.request_id in self.entries:
+                key = entry.key()
+                if key in self.entries:
                     self.duplicates += 1
                 else:
-                    self.entries[entry.request_id] = entry
+                    self.entries[key] = entry
                     new += 1
             self.batches.append(len(entries))
             return new

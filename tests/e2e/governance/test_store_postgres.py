@@ -28,6 +28,7 @@ from tests.unit.governance.test_store import (  # the same contract, on PostgreS
     test_store_creates_and_lists_orgs_teams_and_keys,
     test_store_groups_ledger_usage,
     test_store_keeps_a_keys_scope_and_quota,
+    test_store_keeps_entries_that_share_a_request_id,
     test_store_raises_not_found_for_unknown_names,
     test_store_refuses_taken_names_with_conflict,
     test_store_replaces_quotas_of_orgs_teams_and_keys,
@@ -53,6 +54,7 @@ __all__ = [  # re-exported so pytest collects them here, with this module's stor
     "test_store_creates_and_lists_orgs_teams_and_keys",
     "test_store_groups_ledger_usage",
     "test_store_keeps_a_keys_scope_and_quota",
+    "test_store_keeps_entries_that_share_a_request_id",
     "test_store_raises_not_found_for_unknown_names",
     "test_store_refuses_taken_names_with_conflict",
     "test_store_replaces_quotas_of_orgs_teams_and_keys",
@@ -100,7 +102,7 @@ def test_postgres_migrations_reach_head_and_twice_is_a_no_op(database: str) -> N
     store.close()
     engine = create_engine(database)
     with engine.connect() as conn:
-        assert current(conn) == "0003"
+        assert current(conn) == "0004"
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     engine.dispose()
 

@@ -286,3 +286,20 @@ async def test_in_process_counters_are_settled_by_charge_itself_without_a_task()
     assert governor.tokens.core.spent(subject) == 30  # type: ignore[attr-defined]
     assert governor.money.core.spent(subject) == pytest.approx(0.02)  # type: ignore[attr-defined]
     await governor.admit(identity, _ask("r2"))  # the one concurrent slot is free again
+
+
+async def test_every_charge_gets_an_entry_id_of_its_own_whatever_its_request_id() -> None:
+    # A client's x-request-id is not unique (a retry may resend it): both requests are
+    # charged and recorded. Entry ids increase within a process (the store appends them).
+    governor, plaintext, _, ledger = _setup()
+    identity = governor.authenticate(Credentials(plaintext))
+    for _ in range(2):
+        grant = await governor.admit(identity, _ask("same"))
+        await _settle(governor.charge(grant, Used(10, 5)))
+    first, second = ledger.entries
+    assert first.request_id == second.request_id == "same"
+    assert first.id
+    assert second.id
+    assert first.id < second.id
+    other, *_ = _setup()
+    assert other._entry_prefix != governor._entry_prefix  # another process: other ids

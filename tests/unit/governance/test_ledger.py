@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import orjson
 import pytest
 
 from pilothouse.config.governance import LedgerSpec
@@ -387,3 +389,19 @@ def test_ledger_line_codec_round_trips_and_rejects_damage() -> None:
     assert wal.decode(line[:20] + b"\n") is None
     assert wal.decode(b"\0" * 40 + b"\n") is None  # what a power loss can leave
     assert wal.decode(line.replace(b"429", b"428")) is None
+    with_id = original._replace(id="e1")
+    assert wal.decode(wal.encode(with_id)) == with_id
+
+
+def test_ledger_lines_an_older_version_wrote_are_read_back() -> None:
+    # Format 1 (before entry ids): eleven fields, the request id was the entry's key.
+    def line(*fields: object) -> bytes:
+        body = orjson.dumps(fields)
+        return b"%08x %b\n" % (zlib.crc32(body), body)
+
+    entry = wal.decode(line(1, "r", 1.5, "m", 3, 4, 0.25, 1.0, 200, "k", "t", "o"))
+    assert entry == LedgerEntry("r", 1.5, "m", 3, 4, 0.25, 1.0, 200, "k", "t", "o")
+    assert entry is not None
+    assert entry.key() == "r"
+    assert wal.decode(line(7, "r", 1.5, "m", 3, 4, 0.25, 1.0, 200, "k", "t", "o")) is None
+    assert wal.decode(line(1, "r", 1.5, "m", 3, 4, 0.25, 1.0, 200, "k", "t", "o", "e")) is None

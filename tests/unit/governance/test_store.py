@@ -241,6 +241,15 @@ def test_store_writes_the_ledger_once_per_request_id(store: SqlStore) -> None:
     assert (total.requests, total.prompt_tokens, total.completion_tokens) == (3, 30, 15)
 
 
+def test_store_keeps_entries_that_share_a_request_id(store: SqlStore) -> None:
+    # A client may send the same x-request-id twice (a retry): two requests, two charges.
+    # Only the entry id (the governor's) makes an entry a replay.
+    assert store.write_ledger([_entry("same", id="e1"), _entry("same", id="e2")]) == 2
+    assert store.write_ledger([_entry("same", id="e2"), _entry("same", id="e3")]) == 1
+    (total,) = store.usage([])
+    assert (total.requests, total.prompt_tokens) == (3, 30)
+
+
 def test_store_groups_ledger_usage(store: SqlStore) -> None:
     store.write_ledger(
         [
@@ -300,5 +309,8 @@ def test_ledger_entries_are_rows_in_the_order_of_the_ledger_columns() -> None:
     from pilothouse.governance.tables import ledger
 
     assert set(LEDGER_COLUMNS) == {c.name for c in ledger.columns}
-    entry = _entry("r1")
+    entry = _entry("r1", id="e1")
     assert dict(zip(LEDGER_COLUMNS, entry, strict=True)) == ledger_values(entry)
+    old = _entry("r2")  # written by a version without entry ids: its request id is its key
+    assert ledger_values(old)["id"] == "r2"
+    assert dict(zip(LEDGER_COLUMNS, old.keyed(), strict=True)) == ledger_values(old)

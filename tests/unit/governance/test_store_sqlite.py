@@ -71,11 +71,44 @@ def test_sqlite_migrations_reach_head_and_twice_is_a_no_op(tmp_path: Path) -> No
     store.close()
     engine = create_engine(url)
     with engine.connect() as conn:
-        assert current(conn) == "0003"
+        assert current(conn) == "0004"
         assert set(inspect(conn).get_table_names()) >= {"orgs", "teams", "keys", "ledger"}
         # The revision builds exactly the schema tables.py describes.
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     engine.dispose()
+
+
+def test_ledger_rows_written_before_entry_ids_keep_their_request_id_as_id(
+    tmp_path: Path,
+) -> None:
+    # Revision 0004 moved the ledger's key from the request id (a client may repeat it) to
+    # an entry id: the rows already there are kept, known by their request id.
+    from pilothouse.governance.migrations import upgrade
+
+    url = f"sqlite:///{tmp_path / 'governance.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        upgrade(conn, "0003")
+        conn.exec_driver_sql(
+            "INSERT INTO ledger (request_id, at, model, prompt_tokens, completion_tokens,"
+            " cost, engine_s, status) VALUES ('old-1', 1.0, 'm', 3, 4, 0.5, 0.0, 200)"
+        )
+    with engine.begin() as conn:
+        upgrade(conn)
+        assert current(conn) == "0004"
+        rows = conn.exec_driver_sql("SELECT id, request_id, prompt_tokens FROM ledger").all()
+        assert [tuple(r) for r in rows] == [("old-1", "old-1", 3)]
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    engine.dispose()
+    store = SqlStore(url)
+    entries = [
+        LedgerEntry("old-1", 2.0, "m", 1, 1, id="new-1"),
+        LedgerEntry("old-1", 1.0, "m", 9, 9),
+    ]
+    assert store.write_ledger(entries) == 1  # a replay of the old row is still one
+    (total,) = store.usage([])
+    assert (total.requests, total.prompt_tokens) == (2, 4)
+    store.close()
 
 
 def test_an_unmigrated_store_is_unavailable(tmp_path: Path) -> None:
