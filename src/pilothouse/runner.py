@@ -19,7 +19,7 @@ from pilothouse.controlplane.executor import LocalExecutor
 from pilothouse.controlplane.features import pending_features
 from pilothouse.controlplane.local import default_log_dir
 from pilothouse.controlplane.replicas import ReplicaRuntime
-from pilothouse.controlplane.services import Service, ServiceCommand, Services
+from pilothouse.controlplane.services import ServiceCommand, Services
 from pilothouse.controlplane.signals import GatewaySignals
 from pilothouse.controlplane.watch import watch_spec
 from pilothouse.engines.launch import check_prerequisites
@@ -129,7 +129,11 @@ async def run_up(
         if fleet_file is not None:
             gateway_url = f"http://{_loopback(spec.gateway.host)}:{sock.getsockname()[1]}"
             await _start_services(services, spec, fleet_file, gateway_url, console)
-            tasks.extend(_task(_watch(service, console)) for service in services.running)
+            ready_s = spec.local.service_ready_timeout_s
+            tasks.extend(
+                _task(services.supervise(service, spec.local, ready_s, console.log))
+                for service in list(services.running)
+            )
         if fleet_file is not None:
             apply = _applier(executor, overrides, executor_kind == "local")
             tasks.append(_task(watch_spec(fleet_file, spec.local, apply)))
@@ -185,12 +189,6 @@ async def _start_services(
         with console.status("starting the agents"):
             agents = await services.start(command, ready_s)
         console.log(f"agents ready on {agents.url}")
-
-
-async def _watch(service: Service, console: Console) -> None:
-    """Say so when a service stops on its own (the replicas keep serving)."""
-    code = await service.process.wait()
-    console.log(f"{service.name} exited with status {code}; see {service.log_path}")
 
 
 def _loopback(host: str) -> str:

@@ -1,7 +1,9 @@
-"""``pilothouse up`` runs the fleet's tool gateway beside its replicas, and stops it."""
+"""``pilothouse up`` runs the fleet's tool gateway beside its replicas, restarts it when it
+dies, and stops it."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -30,17 +32,34 @@ def _cli(*args: str, state: Path) -> str:
     return done.stdout.strip()
 
 
-def _tool_gateway_url(log: Path, timeout_s: float = 60.0) -> str:
+def _tool_gateway_url(log: Path, timeout_s: float = 60.0, again: bool = False) -> str:
     deadline = time.monotonic() + timeout_s
+    # The console wraps long lines (the URL may be on the next one, after the source path).
+    said = "tool-gateway ready again on" if again else "tool-gateway ready on"
     while time.monotonic() < deadline:
-        found = re.search(r"tool-gateway ready on (\S+)", log.read_text())
+        found = re.search(rf"{said}.*?(http://\S+)", log.read_text(), re.DOTALL)
         if found:
             return found.group(1)
         time.sleep(0.2)
     raise AssertionError(f"no tool gateway in the log:\n{log.read_text()[-2000:]}")
 
 
-async def test_up_serves_the_tool_gateway_and_stops_it(tmp_path: Path) -> None:
+async def _echo(url: str, key: str) -> bool:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), cache=None) as client,
+    ):
+        assert "crm__echo" in {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool("crm__echo", {"text": "hi"})
+    return not result.is_error
+
+
+def _tool_gateways(up: int) -> list[int]:
+    return [pid for pid in children(up) if "toolgateway" in _cmdline(pid)]
+
+
+async def test_up_serves_the_tool_gateway_restarts_it_and_stops_it(tmp_path: Path) -> None:
     state = tmp_path / "state"
     fleet = {
         "models": [{"name": "chat", "engine": "sim", "replicas": 1}],
@@ -54,23 +73,24 @@ async def test_up_serves_the_tool_gateway_and_stops_it(tmp_path: Path) -> None:
     up, _ = start_until_ready(["up", "-f", str(spec), "--log-dir", str(tmp_path / "logs")], log)
     try:
         url = _tool_gateway_url(log)
-        tool_gateway = [pid for pid in children(up.pid) if "toolgateway" in _cmdline(pid)]
-        assert len(tool_gateway) == 1
+        first = _tool_gateways(up.pid)
+        assert len(first) == 1
         _cli("orgs", "create", "acme", state=state)
         _cli("teams", "create", "acme", "support", state=state)
         key = _cli("keys", "create", "--team", "support", "--name", "bot", state=state)
+        key = key.split()[-1]
         _cli("tools", "approve", "crm", "--by", "admin", state=state)
-        headers = {"Authorization": f"Bearer {key.split()[-1]}"}
-        async with (
-            httpx2.AsyncClient(headers=headers, timeout=30) as http,
-            Client(streamable_http_client(url, http_client=http), cache=None) as client,
-        ):
-            assert "crm__echo" in {t.name for t in (await client.list_tools()).tools}
-            result = await client.call_tool("crm__echo", {"text": "hi"})
-        assert not result.is_error
+        assert await _echo(url, key)
+        # It dies (a crash, an OOM kill): `up` starts it again, on the URL callers have.
+        os.kill(first[0], signal.SIGKILL)
+        assert _tool_gateway_url(log, again=True) == url
+        second = _tool_gateways(up.pid)
+        assert len(second) == 1
+        assert second != first
+        assert await _echo(url, key)
     finally:
         assert stop(up, signal.SIGINT) == 0
-    assert not any(alive(pid) for pid in tool_gateway)
+    assert not any(alive(pid) for pid in [*first, *second])
 
 
 def _cmdline(pid: int) -> str:

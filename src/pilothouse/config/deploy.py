@@ -61,11 +61,13 @@ class LocalSpec(_Spec):
     """How ``pilothouse up`` supervises replica processes."""
 
     restart_backoff_s: float = Field(default=1.0, gt=0)
-    """Delay before restarting a crashed replica; doubles with each consecutive crash."""
+    """Delay before restarting a crashed replica, or a fleet service (tool gateway, agents)
+    that exited; doubles with each consecutive crash."""
     restart_backoff_max_s: float = Field(default=30.0, gt=0)
     """The longest restart delay."""
     restart_reset_s: float = Field(default=60.0, gt=0)
-    """A replica ready this long forgets its earlier crashes."""
+    """A replica ready this long (a service: running this long) forgets its earlier
+    crashes."""
     start_timeout_s: float = Field(default=300.0, gt=0)
     """A replica not healthy this long after its start is killed and restarted."""
     probe_timeout_s: float = Field(default=2.0, gt=0)

@@ -8,7 +8,10 @@ every pilothouse server prints); its output goes to ``<log_dir>/<name>.log``.
 
 A service that exits before it is ready is an :class:`~pilothouse.errors.EngineError` naming
 its log's last lines, so ``pilothouse up`` stops with the reason instead of serving a fleet
-whose agents cannot call their tools.
+whose agents cannot call their tools. Once up, a service that exits on its own is restarted
+(:meth:`Services.supervise`) with the replicas' backoff (``local.restart_backoff_s``,
+doubling up to ``local.restart_backoff_max_s``; one that ran ``local.restart_reset_s``
+forgets its earlier crashes), on the port it had, so its URL stays valid for its callers.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
+from pilothouse.config.deploy import LocalSpec
+from pilothouse.controlplane.reconcile import restart_delay
 from pilothouse.controlplane.replicas import die_with_parent
 from pilothouse.errors import EngineError
 
@@ -87,16 +93,59 @@ class Services:
         try:
             service.url = await asyncio.wait_for(_ready_line(process, log), ready_timeout_s)
         except TimeoutError as exc:
+            await self._end(service)
             raise EngineError(
                 f"{command.name} was not ready after {ready_timeout_s:g} s; log: {log_path}"
             ) from exc
         except EOFError as exc:
-            await process.wait()
+            await self._end(service)
             raise EngineError(
                 f"{command.name} exited with status {process.returncode} before it was ready:"
                 f"\n{_tail(log_path)}\n(log: {log_path})"
             ) from exc
         return service
+
+    async def supervise(
+        self,
+        service: Service,
+        local: LocalSpec,
+        ready_timeout_s: float,
+        say: Callable[[str], None],
+    ) -> None:
+        """Restart ``service`` whenever it exits on its own, until cancelled (``stop`` cancels
+        nothing: cancel this first). ``say`` tells the operator what happened."""
+        command = pinned(service.command, service.url)
+        restarts = 0
+        current: Service | None = service
+        started = time.monotonic()
+        why = ""
+        while True:
+            if current is not None:
+                code = await current.process.wait()
+                self.running.remove(current)
+                if time.monotonic() - started >= local.restart_reset_s:
+                    restarts = 0
+                why = f"exited with status {code}"
+            delay = restart_delay(restarts, local)
+            restarts += 1
+            say(f"{command.name} {why}; restarting it in {delay:g} s (log: {service.log_path})")
+            await asyncio.sleep(delay)
+            started = time.monotonic()
+            try:
+                current = await self.start(command, ready_timeout_s)
+            except EngineError as exc:
+                current, why = None, f"did not start again ({exc})"
+            else:
+                say(f"{command.name} ready again on {current.url}")
+
+    async def _end(self, service: Service) -> None:
+        """Stop a service that failed to start, and forget it."""
+        process = service.process
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        await process.wait()
+        self.running.remove(service)
 
     async def stop(self) -> None:
         """Stop every running service, newest first."""
@@ -115,6 +164,17 @@ class Services:
 
     def exited(self) -> list[Service]:
         return [s for s in self.running if s.process.returncode is not None]
+
+
+def pinned(command: ServiceCommand, url: str) -> ServiceCommand:
+    """``command`` with its ``--port`` set to the port ``url`` is served on: a service
+    started on port 0 comes back on the port its callers were given."""
+    port = urlsplit(url).port
+    args = list(command.args)
+    if port is None or "--port" not in args[:-1]:
+        return command
+    args[args.index("--port") + 1] = str(port)
+    return replace(command, args=args)
 
 
 async def _ready_line(process: asyncio.subprocess.Process, log: BinaryIO) -> str:
