@@ -38,7 +38,13 @@ from pilothouse.governance.keys import KeyScope, authorize, digest
 from pilothouse.governance.limits import Limit, RateLimiter
 from pilothouse.governance.metrics import GovernanceMetrics
 from pilothouse.governance.plans import AdmissionPlan, Plans
-from pilothouse.governance.ports import BudgetBackend, LimitBackend, LocalBudgets, LocalLimits
+from pilothouse.governance.ports import (
+    BudgetBackend,
+    LimitBackend,
+    LocalBudgets,
+    LocalLimits,
+    SharedAdmission,
+)
 from pilothouse.governance.pricing import cost_of, period_of, period_start
 from pilothouse.governance.records import LedgerEntry
 from pilothouse.governance.requests import (
@@ -78,7 +84,10 @@ class Governor:
         *,
         jwt: JwtCheck | None = None,
         wall: Wall = time.time,
+        shared: SharedAdmission | None = None,
     ) -> None:
+        """``shared``: the three backends' counters reserved and settled in one call each
+        (they live in one shared store); without it, one call per backend."""
         self.spec = spec
         self.directory = directory
         self.limits = limits
@@ -88,6 +97,7 @@ class Governor:
         self.metrics = metrics
         self.jwt = jwt
         self.wall = wall
+        self.shared = shared
         self.enforce = spec.mode == "enforce"
         model_limits = {
             name: Limit(m.requests_per_min, m.tokens_per_min, m.concurrent)
@@ -232,6 +242,12 @@ class Governor:
 
     async def _reserve_shared(self, grant: Grant, plan: AdmissionPlan, now: float) -> None:
         reserved = grant.reserved_tokens
+        if self.shared is not None:
+            cost = _maxcost_of(plan, grant.ask, reserved) if plan.money_budgets else 0.0
+            grant.reservation, grant.tokens, grant.money = await self.shared.reserve(
+                plan.limits, reserved, plan.token_budgets, plan.money_budgets, cost, now
+            )
+            return
         if plan.limits:
             grant.reservation = await self.limits.reserve(plan.limits, reserved, now)
         if plan.token_budgets:
@@ -310,6 +326,11 @@ class Governor:
         return None
 
     async def _settle(self, grant: Grant, tokens: int, cost: float) -> None:
+        if self.shared is not None:
+            await self.shared.settle(
+                grant.reservation, grant.tokens, grant.money, tokens, cost, self.wall()
+            )
+            return
         if grant.reservation is not None:
             await self.limits.settle(grant.reservation, tokens, self.wall())
         if grant.tokens is not None:
@@ -328,6 +349,9 @@ class Governor:
         return self._undo(grant, self.wall())
 
     async def _undo(self, grant: Grant, now: float) -> None:
+        if self.shared is not None:
+            await self.shared.release(grant.reservation, grant.tokens, grant.money, now)
+            return
         if grant.reservation is not None:
             await self.limits.release(grant.reservation, now)
         if grant.tokens is not None:

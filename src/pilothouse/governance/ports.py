@@ -141,6 +141,41 @@ class BudgetBackend(Protocol):
     async def aclose(self) -> None: ...
 
 
+class SharedAdmission(Protocol):
+    """A request's limits and both budgets held in one call to a shared store and settled in
+    one (``governance.redis_backend.RedisAdmission``): all or nothing across the three, the
+    semantics of the three backends, one round trip instead of three each way. A part
+    without subjects is skipped (``None`` in and out)."""
+
+    async def reserve(
+        self,
+        limits: Sequence[tuple[str, Limit]],
+        tokens: int,
+        token_budgets: Sequence[tuple[str, float]],
+        money_budgets: Sequence[tuple[str, float]],
+        cost: float,
+        now: float,
+    ) -> tuple[Reservation | None, Charge | None, Charge | None]: ...
+
+    async def settle(
+        self,
+        reservation: Reservation | None,
+        tokens: Charge | None,
+        money: Charge | None,
+        used_tokens: int,
+        cost: float,
+        now: float,
+    ) -> None: ...
+
+    async def release(
+        self,
+        reservation: Reservation | None,
+        tokens: Charge | None,
+        money: Charge | None,
+        now: float,
+    ) -> None: ...
+
+
 class LocalLimits:
     """:class:`RateLimiter` in this process (one gateway replica)."""
 

@@ -67,9 +67,23 @@ _WHAT = {1: "concurrent requests", 2: "requests per minute", 3: "tokens per minu
 TimeSource = Literal["redis", "caller"]
 
 
+def _source(name: str) -> str:
+    return files("pilothouse.governance").joinpath(f"redis_{name}.lua").read_text()
+
+
 def _script(client: aioredis.Redis, name: str) -> Any:
-    source = files("pilothouse.governance").joinpath(f"redis_{name}.lua").read_text()
-    return client.register_script(source)
+    return client.register_script(_source(name))
+
+
+def _composed(client: aioredis.Redis, name: str) -> Any:
+    """Script ``name`` over the layout of ``redis_parts.lua``, with the single-backend
+    scripts as local functions (each keeps its own ``KEYS`` and ``ARGV``): one source of
+    truth for what a reserve or settle does, whether called alone or composed."""
+    functions = [
+        f"local function {part}(KEYS, ARGV)\n{_source(part)}\nend\n"
+        for part in ("limits_reserve", "limits_settle", "budgets_reserve", "budgets_settle")
+    ]
+    return client.register_script("".join([*functions, _source("parts"), _source(name)]))
 
 
 def _num(value: float) -> str:
@@ -132,26 +146,32 @@ class RedisLimits:
         naming the first limit it would exceed (nothing is held then). The reservation's
         ``at`` is the second it was counted in: the Redis server's time unless
         ``time_source="caller"`` (then ``now``, which is otherwise ignored)."""
-        rid = secrets.randbits(62)
-        args: list[str | int] = [rid, tokens, self._lease_ms, WINDOW_S, self._now(now)]
-        for _, limit in subjects:
-            args += [_cap(limit.requests_per_min), _cap(limit.tokens_per_min)]
-            args.append(_cap(limit.concurrent))
-        keys = [self._key("held", str(rid)), *self._subject_keys(s for s, _ in subjects)]
+        rid, keys, args = self._reserve_call(subjects, tokens, now)
         try:
             answer = await self._guard.call(lambda: self._reserve(keys=keys, args=args))
         except LimitStoreUnavailable:
             if not self._guard.fail_open:
                 raise
             return Reservation(UNHELD, tuple(s for s, _ in subjects), tokens, now)
-        if int(answer[0]) == 0:
-            subject, limit = subjects[int(answer[1]) - 1]
-            what = int(answer[2])
-            if what == 1:
-                raise RateLimited(subject, _WHAT[1], limit.concurrent or 0, retry_after=1.0)
-            value = limit.requests_per_min if what == 2 else limit.tokens_per_min
-            raise RateLimited(subject, _WHAT[what], value or 0)
-        return Reservation(rid, tuple(s for s, _ in subjects), tokens, float(answer[1]))
+        return _reservation(subjects, tokens, rid, answer)
+
+    def _reserve_call(
+        self, subjects: Sequence[tuple[str, Limit]], tokens: int, now: float
+    ) -> tuple[int, list[str], list[str | int]]:
+        """A reservation's id, and the keys and arguments of its script call."""
+        rid = secrets.randbits(62)
+        args: list[str | int] = [rid, tokens, self._lease_ms, WINDOW_S, self._now(now)]
+        for _, limit in subjects:
+            args += [_cap(limit.requests_per_min), _cap(limit.tokens_per_min)]
+            args.append(_cap(limit.concurrent))
+        keys = [self._key("held", str(rid)), *self._subject_keys(s for s, _ in subjects)]
+        return rid, keys, args
+
+    def _settle_call(
+        self, res: Reservation, tokens: int, requests: int, now: float
+    ) -> tuple[list[str], list[str | int]]:
+        keys = [self._key("held", str(res.id)), *self._subject_keys(res.subjects)]
+        return keys, [res.id, _num(res.at), tokens, requests, WINDOW_S, self._now(now)]
 
     async def settle(self, reservation: Reservation, used_tokens: int, now: float) -> None:
         """The request ended having used ``used_tokens``: correct the count, free its slot."""
@@ -188,8 +208,7 @@ class RedisLimits:
     async def _finish(self, res: Reservation, tokens: int, requests: int, now: float) -> None:
         if res.id == UNHELD:
             return
-        keys = [self._key("held", str(res.id)), *self._subject_keys(res.subjects)]
-        args = [res.id, _num(res.at), tokens, requests, WINDOW_S, self._now(now)]
+        keys, args = self._settle_call(res, tokens, requests, now)
         await self._guard.quiet(lambda: self._settle(keys=keys, args=args))
 
     def _now(self, now: float) -> str:
@@ -232,29 +251,45 @@ class RedisBudgets:
     async def reserve(self, subjects: Sequence[tuple[str, float]], amount: float) -> Charge:
         """Hold ``amount`` on every ``(subject, limit)``, or raise :class:`BudgetExceeded`
         for the first one it would overrun (nothing is held then)."""
-        cid = secrets.randbits(62)
         amount = float(amount)
-        keys = [self._key("held", str(cid)), *self._subject_keys(s for s, _ in subjects)]
-        args = [cid, _num(amount), self._lease_ms, self._idle_ms]
-        args += [_num(limit) for _, limit in subjects]
+        cid, keys, args = self._reserve_call(subjects, amount)
         try:
             answer = await self._guard.call(lambda: self._reserve(keys=keys, args=args))
         except LimitStoreUnavailable:
             if not self._guard.fail_open:
                 raise
             return Charge(UNHELD, tuple(s for s, _ in subjects), amount)
+        return self._charge(subjects, amount, cid, answer)
+
+    def _reserve_call(
+        self, subjects: Sequence[tuple[str, float]], amount: float
+    ) -> tuple[int, list[str], list[str | int]]:
+        """A charge's id, and the keys and arguments of its script call."""
+        cid = secrets.randbits(62)
+        keys = [self._key("held", str(cid)), *self._subject_keys(s for s, _ in subjects)]
+        args: list[str | int] = [cid, _num(amount), self._lease_ms, self._idle_ms]
+        args += [_num(limit) for _, limit in subjects]
+        return cid, keys, args
+
+    def _charge(
+        self, subjects: Sequence[tuple[str, float]], amount: float, cid: int, answer: Any
+    ) -> Charge:
+        """The charge a reserve script's ``answer`` grants, or :class:`BudgetExceeded`."""
         if int(answer[0]) == 0:
             subject = subjects[int(answer[1]) - 1][0]
             raise BudgetExceeded(subject, max(0.0, float(answer[2])), amount, self.unit)
         return Charge(cid, tuple(s for s, _ in subjects), amount)
 
+    def _settle_call(self, charge: Charge, actual: float) -> tuple[list[str], list[str | int]]:
+        spent = min(max(0.0, float(actual)), charge.amount)
+        keys = [self._key("held", str(charge.id)), *self._subject_keys(charge.subjects)]
+        return keys, [charge.id, _num(charge.amount), _num(spent), self._idle_ms]
+
     async def settle(self, charge: Charge, actual: float) -> None:
         """Charge what the request cost (at most what was reserved) and free the rest."""
         if charge.id == UNHELD:
             return
-        spent = min(max(0.0, float(actual)), charge.amount)
-        keys = [self._key("held", str(charge.id)), *self._subject_keys(charge.subjects)]
-        args = [charge.id, _num(charge.amount), _num(spent), self._idle_ms]
+        keys, args = self._settle_call(charge, actual)
         await self._guard.quiet(lambda: self._settle(keys=keys, args=args))
 
     async def release(self, charge: Charge) -> None:
@@ -291,6 +326,151 @@ class RedisBudgets:
 
     def _subject_keys(self, subjects: Iterable[str]) -> list[str]:
         return [k for s in subjects for k in (self._key("sums", s), self._key("open", s))]
+
+
+class RedisAdmission:
+    """:class:`~pilothouse.governance.ports.SharedAdmission`: a request's limits, token
+    budgets and money budgets reserved in one Redis call and settled in one.
+
+    The same scripts as :class:`RedisLimits` and :class:`RedisBudgets` (composed into one,
+    ``redis_admit.lua`` and ``redis_settle_all.lua``), so the same semantics and keys; one
+    round trip instead of three each way, and all or nothing across the three in Redis
+    itself (a money budget refusing gives back the rate-limit slot in the same atomic call,
+    where three calls needed a fourth to undo). The three backends must share a client.
+    """
+
+    def __init__(self, limits: RedisLimits, tokens: RedisBudgets, money: RedisBudgets) -> None:
+        client = limits._client
+        if tokens._client is not client or money._client is not client:
+            raise ValueError("RedisAdmission needs backends that share one Redis client")
+        self._limits, self._tokens, self._money = limits, tokens, money
+        self._guard = limits._guard
+        self._admit = _composed(client, "admit")
+        self._settle_all = _composed(client, "settle_all")
+
+    async def reserve(
+        self,
+        limits: Sequence[tuple[str, Limit]],
+        tokens: int,
+        token_budgets: Sequence[tuple[str, float]],
+        money_budgets: Sequence[tuple[str, float]],
+        cost: float,
+        now: float,
+    ) -> tuple[Reservation | None, Charge | None, Charge | None]:
+        """Hold ``tokens`` on the rate limits and the token budgets and ``cost`` on the money
+        budgets (a part without subjects is skipped: ``None``), or raise the refusal of the
+        first part that refuses (:class:`RateLimited`, :class:`BudgetExceeded`)."""
+        amount = float(tokens)
+        limit_call = self._limits._reserve_call(limits, tokens, now) if limits else None
+        token_call = self._tokens._reserve_call(token_budgets, amount) if token_budgets else None
+        money_call = self._money._reserve_call(money_budgets, cost) if money_budgets else None
+        calls = [c and (c[1], c[2]) for c in (limit_call, token_call, money_call)]
+        keys, args = _layout(calls)
+        try:
+            answer = await self._guard.call(lambda: self._admit(keys=keys, args=args))
+        except LimitStoreUnavailable:
+            if not self._guard.fail_open:
+                raise
+            return (
+                Reservation(UNHELD, _names(limits), tokens, now) if limits else None,
+                Charge(UNHELD, _names(token_budgets), amount) if token_budgets else None,
+                Charge(UNHELD, _names(money_budgets), cost) if money_budgets else None,
+            )
+        if int(answer[0]) == 0:
+            # The refusing part's own answer raises as that backend alone would.
+            part, refusal = int(answer[1]), [0, *answer[2:]]
+            if part == 1:
+                _reservation(limits, tokens, 0, refusal)
+            if part == 2:
+                self._tokens._charge(token_budgets, amount, 0, refusal)
+            self._money._charge(money_budgets, cost, 0, refusal)
+        at = float(answer[1]) if limit_call else now
+        return (
+            Reservation(limit_call[0], _names(limits), tokens, at) if limit_call else None,
+            Charge(token_call[0], _names(token_budgets), amount) if token_call else None,
+            Charge(money_call[0], _names(money_budgets), cost) if money_call else None,
+        )
+
+    async def settle(
+        self,
+        reservation: Reservation | None,
+        tokens: Charge | None,
+        money: Charge | None,
+        used_tokens: int,
+        cost: float,
+        now: float,
+    ) -> None:
+        """The request ended having used ``used_tokens`` costing ``cost``: correct the
+        windows, free the slot, charge the budgets (at most what each reserved)."""
+        await self._finish(reservation, tokens, money, now, used_tokens, cost)
+
+    async def release(
+        self,
+        reservation: Reservation | None,
+        tokens: Charge | None,
+        money: Charge | None,
+        now: float,
+    ) -> None:
+        """The request did no engine work: give back its request, tokens, slot and money."""
+        await self._finish(reservation, tokens, money, now, None, 0.0)
+
+    async def _finish(
+        self,
+        reservation: Reservation | None,
+        tokens: Charge | None,
+        money: Charge | None,
+        now: float,
+        used_tokens: int | None,
+        cost: float,
+    ) -> None:
+        limit_call = token_call = money_call = None
+        if reservation is not None and reservation.id != UNHELD:
+            if used_tokens is None:  # released: its request and tokens come back
+                delta, requests = -reservation.tokens, -1
+            else:
+                delta, requests = used_tokens - reservation.tokens, 0
+            limit_call = self._limits._settle_call(reservation, delta, requests, now)
+        if tokens is not None and tokens.id != UNHELD:
+            token_call = self._tokens._settle_call(tokens, float(used_tokens or 0))
+        if money is not None and money.id != UNHELD:
+            money_call = self._money._settle_call(money, cost)
+        if limit_call is None and token_call is None and money_call is None:
+            return
+        keys, args = _layout([limit_call, token_call, money_call])
+        await self._guard.quiet(lambda: self._settle_all(keys=keys, args=args))
+
+
+def _names(subjects: Sequence[tuple[str, object]]) -> tuple[str, ...]:
+    return tuple(s for s, _ in subjects)
+
+
+def _layout(
+    calls: Sequence[tuple[list[str], list[str | int]] | None],
+) -> tuple[list[str], list[str | int]]:
+    """The keys and arguments of a composed call (``redis_parts.lua``) of up to three parts."""
+    keys: list[str] = []
+    body: list[str | int] = []
+    counts = [(len(c[0]), len(c[1])) if c is not None else (0, 0) for c in calls]
+    head: list[str | int] = [*(k for k, _ in counts), *(a for _, a in counts)]
+    for call in calls:
+        if call is not None:
+            keys += call[0]
+            body += call[1]
+    return keys, [*head, *body]
+
+
+def _reservation(
+    subjects: Sequence[tuple[str, Limit]], tokens: int, rid: int, answer: Any
+) -> Reservation:
+    """The reservation a limits reserve script's ``answer`` grants, or :class:`RateLimited`."""
+    if int(answer[0]) == 0:
+        subject, limit = subjects[int(answer[1]) - 1]
+        what = int(answer[2])
+        if what == 1:
+            raise RateLimited(subject, _WHAT[1], limit.concurrent or 0, retry_after=1.0)
+        value = limit.requests_per_min if what == 2 else limit.tokens_per_min
+        raise RateLimited(subject, _WHAT[what], value or 0)
+    return Reservation(rid, tuple(s for s, _ in subjects), tokens, float(answer[1]))
 
 
 def _cap(value: int | None) -> int:

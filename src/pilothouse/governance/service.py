@@ -40,6 +40,7 @@ from pilothouse.governance.ports import (
     LimitBackend,
     LocalBudgets,
     LocalLimits,
+    SharedAdmission,
     Store,
 )
 from pilothouse.governance.records import BudgetPeriod
@@ -119,7 +120,7 @@ async def start_governance(
         store = await asyncio.to_thread(open_store, spec, state_dir)
         await asyncio.to_thread(store.migrate)
     directory = Directory(await asyncio.to_thread(store.snapshot))
-    limits, tokens, money = _backends(spec)
+    limits, tokens, money, shared = _backends(spec)
     jwt = _jwt(spec, SystemClock())
     if jwt is not None and jwt.verifier is not None:
         await jwt.verifier.start()
@@ -139,6 +140,7 @@ async def start_governance(
         metrics,
         jwt=jwt,
         wall=wall,
+        shared=shared,
     )
     governance = Governance(governor, store, ledger, state_dir, jwt)
     governance._sync = asyncio.get_running_loop().create_task(
@@ -168,17 +170,19 @@ async def _start_ledger(spec: GovernanceSpec, root: Path, instance: str, store: 
     )
 
 
-def _backends(spec: GovernanceSpec) -> tuple[LimitBackend, BudgetBackend, BudgetBackend]:
+def _backends(
+    spec: GovernanceSpec,
+) -> tuple[LimitBackend, BudgetBackend, BudgetBackend, SharedAdmission | None]:
+    """The counters, and with Redis the call that reserves (and settles) all three at once."""
     if spec.redis is None:
-        return LocalLimits(), LocalBudgets("tokens"), LocalBudgets(spec.budget_unit)
+        return LocalLimits(), LocalBudgets("tokens"), LocalBudgets(spec.budget_unit), None
     from pilothouse.governance import redis_backend as rb  # the 'stores' extra
 
     client = rb.connect(spec.redis)
-    return (
-        rb.RedisLimits(client, prefix=f"{rb.DEFAULT_PREFIX}limits:"),
-        rb.RedisBudgets(client, "tokens", prefix=f"{rb.DEFAULT_PREFIX}tokens:"),
-        rb.RedisBudgets(client, spec.budget_unit, prefix=f"{rb.DEFAULT_PREFIX}money:"),
-    )
+    limits = rb.RedisLimits(client, prefix=f"{rb.DEFAULT_PREFIX}limits:")
+    tokens = rb.RedisBudgets(client, "tokens", prefix=f"{rb.DEFAULT_PREFIX}tokens:")
+    money = rb.RedisBudgets(client, spec.budget_unit, prefix=f"{rb.DEFAULT_PREFIX}money:")
+    return limits, tokens, money, rb.RedisAdmission(limits, tokens, money)
 
 
 async def _seed(store: Store, tokens: BudgetBackend, money: BudgetBackend, now: float) -> None:
