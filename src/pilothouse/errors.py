@@ -24,7 +24,8 @@ outside their module) with a leading underscore::
     ├── BenchError                  [bench.processes] a benchmark could not run
     ├── StoreUnavailable            the governance store (SQLite, PostgreSQL) is out of reach
     ├── AgentError                  [agents] a run cannot go on: its model or tool gateway
-    │                               failed, or it cannot be resumed as asked
+    │   │                           failed, or it cannot be resumed as asked
+    │   └── RunInProgress           [agents] another process runs it (holds its lease)
     ├── NotSql                      [ui.governed] a console page needs the SQL governance
     │                               store (agent runs, approvals, audit)
     ├── ApplyConflict               [testing._kube_ssa] the fake API server's 409
@@ -222,6 +223,11 @@ class LimitStoreUnavailable(RequestError):
 class AgentError(PilothouseError):
     """An agent run cannot go on (its model or tool gateway failed, or a resume was
     refused); the run is recorded ``failed`` with this message."""
+
+
+class RunInProgress(AgentError):
+    """Another process is running this run (it holds the run's lease): nothing was done
+    and nothing recorded; try again once it finished or its lease ran out."""
 
 
 class UpstreamError(RequestError):

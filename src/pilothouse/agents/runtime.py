@@ -10,6 +10,8 @@ written, where approvals are read, and the prices of the fleet's models. A run i
 
 ``run(task, run_id=ID)`` with an ``ID`` the store knows resumes that run where it stopped
 (with its own task: ``task`` is not used then); a finished run just yields its final step.
+A run is driven under its lease (:mod:`.lease`): one another process drives is refused with
+:class:`~pilothouse.errors.RunInProgress`, nothing done.
 :func:`build_runner` is the factory ``pilothouse agent serve`` uses.
 """
 
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 from pilothouse.agents.budget import RESOURCES, Limits, RunBudget
 from pilothouse.agents.clients import AgentClients, Approvals
 from pilothouse.agents.journal import Journal, check_run_id
+from pilothouse.agents.lease import RunLease, process_owner
 from pilothouse.agents.loop import RunLoop
 from pilothouse.agents.ports import RunResult, Step
 from pilothouse.agents.serving.settings import RunnerSettings
@@ -75,6 +78,8 @@ class AgentRuntime:
         self.wall = wall
         self.tracing = tracing
         """``tracing:`` of the fleet: one ``invoke_agent`` span per run (:mod:`.tracing`)."""
+        self.owner = process_owner()
+        """Whose lease a run driven here holds (:mod:`.lease`)."""
         _check_prices(self.agents, self.prices)
 
     @property
@@ -100,11 +105,14 @@ class AgentRuntime:
             _check_resume(journal.run, self.agent.name)
         elif not task.strip():
             raise AgentError("a new run needs a task")
-        budget = RunBudget(run_id, Limits.from_dict(journal.run.limits), journal.record)
-        if resumed:
-            budget.seed(await journal.spent())
-        async for step in self._drive(self.agent, journal, budget, None):
-            yield step
+        async with RunLease(self.book, run_id, self.owner, self.wall):
+            if resumed:  # what it is now, under the lease (another process may have gone on)
+                journal, _ = await Journal.open(self.book, fresh, self.wall)
+            budget = RunBudget(run_id, Limits.from_dict(journal.run.limits), journal.record)
+            if resumed:
+                budget.seed(await journal.spent())
+            async for step in self._drive(self.agent, journal, budget, None):
+                yield step
 
     async def _drive(
         self, agent: AgentSpec, journal: Journal, budget: RunBudget, parent: RunLoop | None
@@ -149,8 +157,9 @@ class AgentRuntime:
         journal, _ = await Journal.open(self.book, fresh, self.wall)
         journal.share_ledger(parent.journal)
         budget = parent.budget.child(run_id, Limits.from_dict(journal.run.limits))
-        async for step in self._drive(agent, journal, budget, parent):
-            yield step
+        async with RunLease(self.book, run_id, self.owner, self.wall):
+            async for step in self._drive(agent, journal, budget, parent):
+                yield step
 
     async def result(self, run_id: str) -> RunResult:
         """Where a run stands, from the store."""

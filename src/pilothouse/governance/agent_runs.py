@@ -177,6 +177,53 @@ class RunBook(_StoreAccess):
                 .values(**changes, updated_at=now)
             )
 
+    # -- the lease: which process runs a run ---------------------------------------------------
+
+    def take_lease(
+        self, run_id: str, owner: str, now: float, until: float, *, replacing: str | None = None
+    ) -> tuple[str, float] | None:
+        """Hold run ``run_id`` for ``owner`` until ``until`` (wall time), or renew its hold.
+
+        Taken when nobody holds it, ``owner`` does, the holder's lease ended before ``now``,
+        or the holder is ``replacing`` (a process known to be dead). ``None`` when taken;
+        else who holds it and until when. :class:`NotFound` for an unknown run."""
+        lease = agent_runs.c.lease_owner
+        free = or_(lease.is_(None), lease == owner, agent_runs.c.lease_until < now)
+        if replacing is not None:
+            free = or_(free, lease == replacing)
+        with self._writing() as conn:
+            done = conn.execute(
+                update(agent_runs)
+                .where(agent_runs.c.id == run_id, free)
+                .values(lease_owner=owner, lease_until=until)
+            )
+            if done.rowcount == 1:
+                return None
+            row = conn.execute(
+                select(lease, agent_runs.c.lease_until).where(agent_runs.c.id == run_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"no run with id '{run_id}'")
+        return str(row.lease_owner), float(row.lease_until)
+
+    def lease(self, run_id: str) -> tuple[str, float] | None:
+        """Who holds run ``run_id`` and until when (``None``: nobody, or an unknown run)."""
+        query = select(agent_runs.c.lease_owner, agent_runs.c.lease_until).where(
+            agent_runs.c.id == run_id, agent_runs.c.lease_owner.is_not(None)
+        )
+        with self._reading() as conn:
+            row = conn.execute(query).first()
+        return (str(row.lease_owner), float(row.lease_until)) if row is not None else None
+
+    def drop_lease(self, run_id: str, owner: str) -> None:
+        """Let go of run ``run_id`` if ``owner`` holds it."""
+        with self._writing() as conn:
+            conn.execute(
+                update(agent_runs)
+                .where(agent_runs.c.id == run_id, agent_runs.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
     # -- steps --------------------------------------------------------------------------------
 
     def put_step(self, step: StepRecord) -> None:

@@ -221,6 +221,8 @@ agent_runs = Table(
     Column("active_s", Double, nullable=False),
     Column("created_at", Double, nullable=False, index=True),
     Column("updated_at", Double, nullable=False),
+    Column("lease_owner", String(200), nullable=True),
+    Column("lease_until", Double, nullable=True),
 )
 
 agent_steps = Table(

@@ -102,7 +102,7 @@ def test_postgres_migrations_reach_head_and_twice_is_a_no_op(database: str) -> N
     store.close()
     engine = create_engine(database)
     with engine.connect() as conn:
-        assert current(conn) == "0004"
+        assert current(conn) == "0005"
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     engine.dispose()
 

@@ -150,5 +150,5 @@ def test_postgres_tool_store_migration_is_head(sql_store: SqlStore) -> None:
     from pilothouse.governance.tables import metadata
 
     with sql_store._engine.connect() as conn:
-        assert current(conn) == "0004"
+        assert current(conn) == "0005"
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []

@@ -328,3 +328,60 @@ async def test_agent_failed_run_resumes_once_the_gateway_is_back(book: RunBook) 
     assert book.get_run("f1").status == "completed"
     assert len(tools.ran) == 1  # the read before the failure is not made again
     assert back.calls[0][-1]["content"] == "contents of a"
+
+
+def test_agent_run_lease_is_taken_renewed_refused_and_taken_over(book: RunBook) -> None:
+    from pilothouse.governance.agent_runs import RunRecord
+
+    book.create_run(RunRecord("l1", "triage", "task", "running", 0.0, 0.0))
+    assert book.take_lease("l1", "a", now=100.0, until=130.0) is None
+    assert book.take_lease("l1", "a", now=110.0, until=140.0) is None  # renewed
+    assert book.take_lease("l1", "b", now=120.0, until=150.0) == ("a", 140.0)
+    assert book.take_lease("l1", "b", now=120.0, until=150.0, replacing="a") is None
+    assert book.lease("l1") == ("b", 150.0)
+    assert book.take_lease("l1", "c", now=151.0, until=181.0) is None  # b's ran out
+    book.drop_lease("l1", "b")  # not b's any more: nothing changes
+    assert book.lease("l1") == ("c", 181.0)
+    book.drop_lease("l1", "c")
+    assert book.lease("l1") is None
+
+
+async def test_agent_run_driven_elsewhere_is_refused_until_its_lease_ends(
+    book: RunBook,
+) -> None:
+    from pilothouse.errors import RunInProgress
+
+    model = FakeModel([text_reply("first")])
+    clock = {"now": 1_000.0}
+    runtime = _runtime(book, _agent(), model, FakeTools({}), wall=lambda: clock["now"])
+    await _steps(runtime, "hello", "busy")
+    assert book.lease("busy") is None  # let go when the run stopped
+    # Another host's process drives it now (a live one: its pid means nothing here).
+    assert book.take_lease("busy", "elsewhere:1:x", clock["now"], clock["now"] + 30) is None
+    with pytest.raises(RunInProgress, match=r"elsewhere:1:x.*ends in 30 s"):
+        await _steps(runtime, "", "busy")
+    assert len(model.calls) == 1  # nothing was done
+    assert book.lease("busy") == ("elsewhere:1:x", clock["now"] + 30)
+    clock["now"] += 31  # that process stopped renewing: its lease ran out
+    steps = await _steps(runtime, "", "busy")  # finished: its final step, under the lease
+    assert steps[-1].content == "first"
+    assert book.lease("busy") is None
+
+
+async def test_agent_run_held_by_a_dead_process_of_this_host_is_taken_over_at_once(
+    book: RunBook,
+) -> None:
+    import socket
+    import sys
+
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await child.wait()
+    dead = f"{socket.gethostname()}:{child.pid}:x"  # a pid that is gone
+    model = FakeModel([text_reply("hi")])
+    runtime = _runtime(book, _agent(), model, FakeTools({}))
+    from pilothouse.governance.agent_runs import RunRecord
+
+    book.create_run(RunRecord("orphan", "triage", "hello", "running", 0.0, 0.0))
+    assert book.take_lease("orphan", dead, 0.0, 10**12) is None  # it died holding it
+    steps = await _steps(runtime, "", "orphan")
+    assert steps[-1].content == "hi"

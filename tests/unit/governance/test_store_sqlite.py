@@ -71,7 +71,7 @@ def test_sqlite_migrations_reach_head_and_twice_is_a_no_op(tmp_path: Path) -> No
     store.close()
     engine = create_engine(url)
     with engine.connect() as conn:
-        assert current(conn) == "0004"
+        assert current(conn) == "0005"
         assert set(inspect(conn).get_table_names()) >= {"orgs", "teams", "keys", "ledger"}
         # The revision builds exactly the schema tables.py describes.
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
@@ -95,7 +95,7 @@ def test_ledger_rows_written_before_entry_ids_keep_their_request_id_as_id(
         )
     with engine.begin() as conn:
         upgrade(conn)
-        assert current(conn) == "0004"
+        assert current(conn) == "0005"
         rows = conn.exec_driver_sql("SELECT id, request_id, prompt_tokens FROM ledger").all()
         assert [tuple(r) for r in rows] == [("old-1", "old-1", 3)]
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
