@@ -45,7 +45,12 @@ from pilothouse.errors import (
 from pilothouse.governance.governor import Credentials, Used
 from pilothouse.openai.errors import error_from_exception
 from pilothouse.openai.requests import ParsedRequest, Route, parse_request
-from pilothouse.openai.sse import json_usage, keep_tail, sse_usage, usage_counts
+from pilothouse.openai.sse import (
+    json_usage_and_finish,
+    keep_tail,
+    sse_usage_and_finish,
+    usage_counts,
+)
 from pilothouse.routing import (
     Pick,
     RoutingPipeline,
@@ -392,10 +397,14 @@ class Exchange:
                 self._whole = None
 
     def _finish(self) -> None:
+        traced = self.ticket is not None and self.ticket.trace is not None
+        finish: tuple[str, ...] = ()  # finish reasons: a span attribute only
         if self._streaming:
-            usage = sse_usage(self._tail)
+            usage, finish = sse_usage_and_finish(self._tail, finish=traced)
+        elif self._whole:
+            usage, finish = json_usage_and_finish(bytes(self._whole))
         else:
-            usage = json_usage(bytes(self._whole)) if self._whole else None
+            usage = None
         prompt, completion = usage_counts(usage)
         if self.ticket is not None and self._parsed is not None:
             # Before the answer's last bytes go back to Envoy: the ledger has it first.
@@ -409,12 +418,18 @@ class Exchange:
         self._ctx.metrics.duration.observe(time.perf_counter() - self._started)
         if self.ticket is not None:
             if self.ticket.trace is not None:
-                self._end_trace(self.ticket.trace, prompt, completion)
+                self._end_trace(self.ticket.trace, prompt, completion, finish)
             self._ctx.pipeline.finished(self.ticket)
         self.phase = Phase.DONE  # completed: close() charges nothing more
         self.close()
 
-    def _end_trace(self, trace: RequestTrace, prompt: int | None, completion: int | None) -> None:
+    def _end_trace(
+        self,
+        trace: RequestTrace,
+        prompt: int | None,
+        completion: int | None,
+        finish: tuple[str, ...],
+    ) -> None:
         parsed = self._parsed
         trace.end(
             self._status,
@@ -422,6 +437,7 @@ class Exchange:
             output_tokens=completion,
             response_model=parsed.model if parsed is not None and self._status < 400 else None,
             attempts=len(self.ticket.tried) if self.ticket is not None else 1,
+            finish_reasons=finish,
         )
 
     def _expect(self, phase: Phase, kind: str) -> None:

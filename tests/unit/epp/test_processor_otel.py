@@ -67,13 +67,20 @@ async def test_otel_picker_span_carries_the_decision_usage_and_sets_traceparent(
     destination = headers["x-gateway-destination-endpoint"]
     assert exporter.get_finished_spans() == ()  # open until the response ends
     await exchange.handle(m.response_headers())
-    body = orjson.dumps({"model": "m", "usage": {"prompt_tokens": 7, "completion_tokens": 3}})
+    body = orjson.dumps(
+        {
+            "model": "m",
+            "choices": [{"index": 0, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3},
+        }
+    )
     await exchange.handle(m.response_body(body))
     span = _only(exporter)
     a = dict(span.attributes or {})
     assert span.name == "chat m"
     assert a["gen_ai.operation.name"] == "chat"
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (7, 3)
+    assert list(a["gen_ai.response.finish_reasons"]) == ["length"]  # type: ignore[arg-type]
     assert a["gen_ai.request.max_tokens"] == 4
     assert f"{a['server.address']}:{a['server.port']}" == destination
     assert a["pilothouse.profile"] == "default"
