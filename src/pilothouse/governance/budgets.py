@@ -95,6 +95,10 @@ class Budgets:
     def spent(self, subject: str) -> float:
         return self._spent.get(subject, 0.0)
 
+    def totals(self) -> dict[str, float]:
+        """What every subject spent (a copy)."""
+        return dict(self._spent)
+
     def committed(self, subject: str) -> float:
         """Spent plus reserved by requests still running."""
         return self._spent.get(subject, 0.0) + self._reserved.get(subject, 0.0)

@@ -11,6 +11,10 @@ routing pipeline and closes it when it stops (the ledger flushes what it holds).
   replicas share them; budgets start from what the ledger says was spent this period.
 - The ledger writes ahead to ``<state_dir>/ledger/<instance>`` (one directory per front
   door instance: a restarted gateway replays its own log) and flushes to the store.
+- Every sync keeps the directory (and in-process budgets' spending) in
+  ``<state_dir>/directory.json`` (:mod:`~pilothouse.governance.directory_cache`): a start
+  that cannot reach the store serves the keys it knew, and catches up when the store
+  answers (migrations included), instead of not starting at all.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from prometheus_client import CollectorRegistry
 
 from pilothouse.clock import Clock, SystemClock
 from pilothouse.config.governance import GovernanceSpec, JwtSpec
-from pilothouse.errors import ConfigError, PilothouseError, Unauthorized
+from pilothouse.errors import ConfigError, PilothouseError, StoreUnavailable, Unauthorized
 from pilothouse.governance.directory import Directory
+from pilothouse.governance.directory_cache import FILE as CACHE_FILE
+from pilothouse.governance.directory_cache import CachedDirectory, DirectoryCache
 from pilothouse.governance.governor import Governor, Wall, period_of, period_start
 from pilothouse.governance.jwt import Claims, JwtVerifier, claims_from_envoy_payload, looks_like_jwt
 from pilothouse.governance.ledger import Ledger
@@ -43,7 +49,7 @@ from pilothouse.governance.ports import (
     SharedAdmission,
     Store,
 )
-from pilothouse.governance.records import BudgetPeriod
+from pilothouse.governance.records import BudgetPeriod, Snapshot
 from pilothouse.governance.store import default_state_dir, open_store
 
 log = logging.getLogger("pilothouse.governance")
@@ -62,16 +68,38 @@ class Governance:
     ledger: Ledger
     state_dir: Path
     jwt: JwtIdentities | None = None
+    cache: DirectoryCache | None = None
+    snapshot: Snapshot | None = None
+    """The directory's snapshot as last read (what the cache keeps)."""
+    migrated: bool = True
+    """False after a start without the store: the first sync migrates it."""
     _sync: asyncio.Task[None] | None = field(default=None)
+    _kept: tuple[int, dict[str, float], dict[str, float]] | None = None
 
     async def sync_once(self) -> bool:
         """Re-read the store if it changed; True when the directory was replaced."""
+        if not self.migrated:
+            await asyncio.to_thread(self.store.migrate)
+            self.migrated = True
         directory = self.governor.directory
         version = await asyncio.to_thread(self.store.version)
-        if version == directory.version:
-            return False
-        directory.load(await asyncio.to_thread(self.store.snapshot))
-        return True
+        changed = version != directory.version
+        if changed:
+            self.snapshot = await asyncio.to_thread(self.store.snapshot)
+            directory.load(self.snapshot)
+        await self.keep()
+        return changed
+
+    async def keep(self) -> None:
+        """Write the directory cache when the directory or (in-process) spending moved."""
+        if self.cache is None or self.snapshot is None:
+            return
+        tokens, money = _local_totals(self.governor)
+        kept = (self.snapshot.version, tokens, money)
+        if kept == self._kept:
+            return
+        await asyncio.to_thread(self.cache.save, self.snapshot, self.governor.wall(), tokens, money)
+        self._kept = kept
 
     async def _sync_forever(self, interval_s: float) -> None:
         failing = False
@@ -116,18 +144,44 @@ async def start_governance(
     ``instance`` names this front door (``gateway-8000``): its ledger directory.
     """
     state_dir = spec.state_dir or default_state_dir(os.environ if env is None else env)
+    given = store is not None
     if store is None:
         store = await asyncio.to_thread(open_store, spec, state_dir)
-        await asyncio.to_thread(store.migrate)
-    directory = Directory(await asyncio.to_thread(store.snapshot))
+    cache = DirectoryCache(state_dir / CACHE_FILE, repr(store))
+    cached: CachedDirectory | None = None
+    try:
+        if not given:
+            await asyncio.to_thread(store.migrate)
+        snapshot = await asyncio.to_thread(store.snapshot)
+    except StoreUnavailable as exc:
+        cached = await asyncio.to_thread(cache.load)
+        if cached is None:
+            raise StoreUnavailable(
+                f"{exc}; and {cache.path} holds no directory of this store from an earlier "
+                "start, so no key would be known: start once with the store reachable"
+            ) from exc
+        snapshot = cached.snapshot
+        age = max(0.0, wall() - cached.at)
+        log.warning(
+            "governance store unreachable at start (%s): serving the keys known %.0f s ago "
+            "(%s); usage waits in the ledger's log until the store answers",
+            exc,
+            age,
+            cache.path,
+        )
+    directory = Directory(snapshot)
     limits, tokens, money, shared = _backends(spec)
     jwt = _jwt(spec, SystemClock())
     if jwt is not None and jwt.verifier is not None:
         await jwt.verifier.start()
     ledger = await _start_ledger(spec, state_dir / "ledger", instance, store)
-    # What an earlier process left in its log is in the store before budgets are read.
-    await ledger.flush(_REPLAY_TIMEOUT_S)
-    await _seed(store, tokens, money, wall())
+    if cached is None:
+        # What an earlier process left in its log is in the store before budgets are read.
+        await ledger.flush(_REPLAY_TIMEOUT_S)
+        await _seed(store, tokens, money, wall())
+    else:  # what was spent by the last sync before the outage (in-process budgets)
+        await tokens.seed(cached.tokens)
+        await money.seed(cached.money)
     metrics = GovernanceMetrics(registry)
     metrics.registry.register(LedgerCollector(ledger.stats))
     governor = Governor(
@@ -142,7 +196,18 @@ async def start_governance(
         wall=wall,
         shared=shared,
     )
-    governance = Governance(governor, store, ledger, state_dir, jwt)
+    governance = Governance(
+        governor,
+        store,
+        ledger,
+        state_dir,
+        jwt,
+        cache=cache,
+        snapshot=snapshot,
+        migrated=given or cached is None,
+    )
+    if cached is None:
+        await governance.keep()
     governance._sync = asyncio.get_running_loop().create_task(
         governance._sync_forever(spec.sync_interval_s)
     )
@@ -183,6 +248,15 @@ def _backends(
     tokens = rb.RedisBudgets(client, "tokens", prefix=f"{rb.DEFAULT_PREFIX}tokens:")
     money = rb.RedisBudgets(client, spec.budget_unit, prefix=f"{rb.DEFAULT_PREFIX}money:")
     return limits, tokens, money, rb.RedisAdmission(limits, tokens, money)
+
+
+def _local_totals(governor: Governor) -> tuple[dict[str, float], dict[str, float]]:
+    """What in-process budgets say each subject spent (nothing when they live in Redis,
+    which keeps them through a restart itself)."""
+    tokens, money = governor.tokens, governor.money
+    if isinstance(tokens, LocalBudgets) and isinstance(money, LocalBudgets):
+        return tokens.core.totals(), money.core.totals()
+    return {}, {}
 
 
 async def _seed(store: Store, tokens: BudgetBackend, money: BudgetBackend, now: float) -> None:

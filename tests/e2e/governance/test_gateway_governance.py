@@ -215,7 +215,10 @@ async def test_concurrent_requests_on_two_replicas_sharing_redis_never_pass_a_li
     key = _tenant(tmp_path, key=Quota(Limit(tokens_per_min=limit)), team=Quota(budget_tokens=1e9))
     async with _processes(tmp_path, redis_url) as gateways:
         served, refused = await _burst(gateways, key)
-        assert len(served) == 30
+        # 30 reservations fit; a request that finished early gives back the tokens it did not
+        # use (the window is corrected to what was used), which a later one may take. What
+        # must hold is the limit on what was used.
+        assert len(served) >= 30
         assert sum(_usage(r) for r in served) <= limit
         assert all(r.json()["error"]["code"] == "rate_limit_exceeded" for r in refused)
 
