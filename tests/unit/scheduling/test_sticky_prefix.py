@@ -172,20 +172,20 @@ def _backlogged(backlogs: tuple[int, ...], loads: tuple[int, ...] = ()) -> list[
     ]
 
 
-_BACKLOG = StickyPrefixParameters(backlog_ratio=3, backlog_slack_tokens=32_000)
+_BACKLOG = StickyPrefixParameters(backlog_ratio=1.5, backlog_slack_tokens=8_000)
 
 
 @pytest.mark.parametrize(
     ("backlogs", "match", "sizes", "chosen"),
     [
-        # 20k-token prompt, all cached on a: cost a = backlog + 0, b = backlog + 20k, c too.
-        # Limit 3 x min cost + 32k: with b and c idle, 3 x 20k + 32k = 92k.
-        pytest.param((90_000, 0, 0), {"a": 1.0}, {}, "a", id="warm-under-the-limit-stays"),
-        pytest.param((93_000, 0, 0), {"a": 1.0}, {}, "b", id="warm-backlogged-spills"),
-        pytest.param((93_000, 5_000, 0), {"a": 1.0}, {}, "c", id="spill-to-shortest-queue"),
-        # Everyone queues: the limit grows with the shortest queue, the prefix stays put.
-        pytest.param((200_000, 60_000, 60_000), {"a": 1.0}, {}, "a", id="all-busy-stays"),
-        # Half cached on both a and b: the least backlogged warm replica is not backlogged.
+        # A 20k-token prompt, all cached on a: cost a = backlog + 0, b and c = backlog + 20k.
+        # Limit 1.5 x the mean cost + 8k: (50k, 20k, 20k) -> 53k, (70k, 20k, 20k) -> 63k.
+        pytest.param((50_000, 0, 0), {"a": 1.0}, {}, "a", id="warm-under-the-limit-stays"),
+        pytest.param((70_000, 0, 0), {"a": 1.0}, {}, "b", id="warm-backlogged-spills"),
+        pytest.param((70_000, 5_000, 0), {"a": 1.0}, {}, "c", id="spill-to-shortest-queue"),
+        # Everyone queues: the limit grows with the mean, the prefix stays put.
+        pytest.param((200_000, 150_000, 150_000), {"a": 1.0}, {}, "a", id="all-busy-stays"),
+        # Half cached on a and b: a is backlogged, b (warm too) is the cheapest.
         pytest.param((200_000, 0, 0), {"a": 0.5, "b": 0.5}, {}, "b", id="other-warm-replica"),
         # Cold: the smallest index among the replicas that are not backlogged.
         pytest.param((93_000, 0, 0), {}, {"a": 1, "b": 9, "c": 5}, "c", id="cold-skips-backlogged"),
@@ -195,7 +195,7 @@ _BACKLOG = StickyPrefixParameters(backlog_ratio=3, backlog_slack_tokens=32_000)
 def test_a_long_prefill_queue_is_backlogged(
     backlogs: tuple[int, ...], match: dict[str, float], sizes: dict[str, int], chosen: str
 ) -> None:
-    """A warm replica whose prefill queue (in tokens) is long against the shortest one
+    """A warm replica whose prefill queue (in tokens) is long against the fleet's mean
     spills, though it carries no more requests than the others."""
     state = CycleState(now=0.0)
     state.data[PREFIX_MATCH_KEY] = match
@@ -232,6 +232,6 @@ def test_default_config_spills_a_warm_replica_with_a_long_prefill_queue() -> Non
         tokens = {first: backlog, other: 0}
         return [e.evolve(in_flight=1, in_flight_tokens=tokens[e.name]) for e in endpoints]
 
-    # limit: 3 x the idle replica's cost (the whole 20k-token prompt) + 32k = 92k tokens
+    # limit: 1.5 x the mean of (backlog, the whole 20k-token prompt) + 8k: 92k of backlog
     assert scheduler.schedule(_req(20_000, prompt), queued(80_000)).target.name == first
     assert scheduler.schedule(_req(20_000, prompt), queued(100_000)).target.name == other

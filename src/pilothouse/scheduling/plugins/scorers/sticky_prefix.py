@@ -11,11 +11,18 @@ gateway's own in-flight count per replica.
    over the candidates. Overload is relative on purpose: when every replica is busy (a
    fleet past saturation) nothing is overloaded and a prefix stays on its replica, which
    is what keeps cache hits, and therefore throughput, up; when only the warm replica is
-   busy (a hot tenant), the request spills.
+   busy (a hot tenant), the request spills. With ``backlog_slack_tokens`` set, a warm
+   replica is also passed over when it is *backlogged*: its prefill cost for this request,
+   ``in_flight_tokens`` (the uncached prompt tokens awaiting a first token there) plus the
+   request's uncached tokens, exceeds ``backlog_ratio`` x the candidates' mean cost +
+   ``backlog_slack_tokens``. Request counts do not see what delays a first token on long
+   prompts: one cold 100k-token prefill holds a replica for seconds with one request in
+   flight. The request then goes to the cheapest replica.
 2. **Spill**: the least busy candidate, in the same order (ties: the best match). A
    spilled prefix becomes warm on a second replica, so a hot prefix spreads over as many
    replicas as its load needs, and no further.
-3. **Cold** (nothing matches): among the replicas that are not overloaded, the one whose
+3. **Cold** (nothing matches): among the replicas that are not overloaded (nor
+   backlogged, where any is not), the one whose
    prefix index holds the least (``PREFIX_INDEX_SIZE_KEY``; ties: the least busy). This is
    SGLang's smallest-tree placement: new prefixes spread over replicas by what they already
    cache, which balances tenants for the whole run, where the instantaneous in-flight
@@ -59,7 +66,7 @@ class StickyPrefixParameters(ParametersModel):
     backlog_ratio: float = Field(default=1.0, ge=1.0, le=100.0)
     """Backlogged: a replica whose prefill cost for this request (its backlog of uncached
     prompt tokens awaiting a first token, plus this prompt's uncached tokens there) exceeds
-    ``backlog_ratio`` x the cheapest replica's..."""
+    ``backlog_ratio`` x the candidates' mean cost..."""
     backlog_slack_tokens: int | None = Field(default=None, ge=0)
     """...plus this many tokens. ``None`` (the default): no replica is ever backlogged."""
 
@@ -127,10 +134,11 @@ class StickyPrefixScorer(NamedPlugin):
         return scores
 
     def _backlog_limit(self, costs: Sequence[int]) -> float:
-        """The prefill cost (backlog + uncached tokens) above which a replica is backlogged."""
+        """The prefill cost (backlog + uncached tokens) above which a replica is backlogged:
+        relative to the mean, so a fleet that queues everywhere stays sticky."""
         if self._backlog_slack is None:
             return math.inf
-        return self._backlog_ratio * min(costs) + self._backlog_slack
+        return self._backlog_ratio * sum(costs) / len(costs) + self._backlog_slack
 
 
 def _mapping(value: object) -> Mapping[str, float]:
