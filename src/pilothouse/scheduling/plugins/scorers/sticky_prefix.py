@@ -126,10 +126,9 @@ class StickyPrefixScorer(NamedPlugin):
             else:
                 choice = warm
         else:
-            sizes = _mapping(state.data.get(PREFIX_INDEX_SIZE_KEY))
             calm = [i for i in everyone if loads[i] <= limit]
             calm = [i for i in calm if costs[i] <= backlog_limit] or calm or list(everyone)
-            choice = min(calm, key=lambda i: (sizes.get(endpoints[i].name, 0), loads[i]))
+            choice = _smallest_index(state, endpoints, calm, loads)
         scores[choice] = 1.0
         return scores
 
@@ -139,6 +138,15 @@ class StickyPrefixScorer(NamedPlugin):
         if self._backlog_slack is None:
             return math.inf
         return self._backlog_ratio * sum(costs) / len(costs) + self._backlog_slack
+
+
+def _smallest_index(
+    state: CycleState, endpoints: Sequence[Endpoint], candidates: list[int], loads: list[int]
+) -> int:
+    """Of ``candidates``, the replica whose prefix index holds the least (ties: the least
+    busy): where a new prefix goes."""
+    sizes = _mapping(state.data.get(PREFIX_INDEX_SIZE_KEY))
+    return min(candidates, key=lambda i: (sizes.get(endpoints[i].name, 0), loads[i]))
 
 
 def _mapping(value: object) -> Mapping[str, float]:
