@@ -119,6 +119,8 @@ def test_no_endpoints_no_scores() -> None:
         {"warm_tolerance": 2},
         {"overload_slack": -0.5},
         {"min_match": 2},
+        {"backlog_ratio": 0.5},
+        {"backlog_slack_tokens": -1},
         {"x": 1},
     ],
 )
@@ -160,3 +162,76 @@ def test_a_match_under_min_match_is_placed_cold() -> None:
     assert placed.score(state, _req(), endpoints) == [0.0, 1.0]
     state.data[PREFIX_MATCH_KEY] = {"a": 0.5}
     assert placed.score(state, _req(), endpoints) == [1.0, 0.0]
+
+
+def _backlogged(backlogs: tuple[int, ...], loads: tuple[int, ...] = ()) -> list[Endpoint]:
+    """Endpoints with these prefill backlogs (uncached prompt tokens awaiting a first token)."""
+    return [
+        e.evolve(in_flight_tokens=b)
+        for e, b in zip(_eps(loads or (1,) * len(backlogs)), backlogs, strict=True)
+    ]
+
+
+_BACKLOG = StickyPrefixParameters(backlog_ratio=1.5, backlog_slack_tokens=8_000)
+
+
+@pytest.mark.parametrize(
+    ("backlogs", "match", "sizes", "chosen"),
+    [
+        # A 20k-token prompt, all cached on a: cost a = backlog + 0, b and c = backlog + 20k.
+        # Limit 1.5 x the mean cost + 8k: (50k, 20k, 20k) -> 53k, (70k, 20k, 20k) -> 63k.
+        pytest.param((50_000, 0, 0), {"a": 1.0}, {}, "a", id="warm-under-the-limit-stays"),
+        pytest.param((70_000, 0, 0), {"a": 1.0}, {}, "b", id="warm-backlogged-spills"),
+        pytest.param((70_000, 5_000, 0), {"a": 1.0}, {}, "c", id="spill-to-shortest-queue"),
+        # Everyone queues: the limit grows with the mean, the prefix stays put.
+        pytest.param((200_000, 150_000, 150_000), {"a": 1.0}, {}, "a", id="all-busy-stays"),
+        # Half cached on a and b: a is backlogged, b (warm too) is the cheapest.
+        pytest.param((200_000, 0, 0), {"a": 0.5, "b": 0.5}, {}, "b", id="other-warm-replica"),
+        # Cold: the smallest index among the replicas that are not backlogged.
+        pytest.param((93_000, 0, 0), {}, {"a": 1, "b": 9, "c": 5}, "c", id="cold-skips-backlogged"),
+        pytest.param((0, 0, 0), {}, {"a": 1, "b": 9, "c": 5}, "a", id="cold-smallest-index"),
+    ],
+)
+def test_a_long_prefill_queue_is_backlogged(
+    backlogs: tuple[int, ...], match: dict[str, float], sizes: dict[str, int], chosen: str
+) -> None:
+    """A warm replica whose prefill queue (in tokens) is long against the fleet's mean
+    spills, though it carries no more requests than the others."""
+    state = CycleState(now=0.0)
+    state.data[PREFIX_MATCH_KEY] = match
+    state.data[PREFIX_INDEX_SIZE_KEY] = sizes
+    endpoints = _backlogged(backlogs)
+    scores = StickyPrefixScorer("s", _BACKLOG).score(state, _req(20_000), endpoints)
+    assert scores == [1.0 if e.name == chosen else 0.0 for e in endpoints]
+
+
+def test_without_backlog_slack_a_long_queue_stays_sticky() -> None:
+    state = CycleState(now=0.0)
+    state.data[PREFIX_MATCH_KEY] = {"a": 1.0}
+    endpoints = _backlogged((10_000_000, 0, 0))
+    assert StickyPrefixScorer("s").score(state, _req(20_000), endpoints) == [1.0, 0.0, 0.0]
+
+
+def test_the_request_count_rule_still_comes_first() -> None:
+    """Overloaded by requests: spill to the least busy, whatever the token queues say."""
+    state = CycleState(now=0.0)
+    state.data[PREFIX_MATCH_KEY] = {"a": 1.0}
+    endpoints = _backlogged((0, 50_000, 0), loads=(13, 1, 2))
+    scores = StickyPrefixScorer("s", _BACKLOG).score(state, _req(20_000), endpoints)
+    assert scores == [0.0, 1.0, 0.0]
+
+
+def test_default_config_spills_a_warm_replica_with_a_long_prefill_queue() -> None:
+    scheduler = build_scheduler(resolve_config("default"), ManualClock())
+    prompt = "document. " * 2000
+    endpoints = _eps((0, 0))
+    first = scheduler.schedule(_req(20_000, prompt), endpoints).target.name
+    other = "b" if first == "a" else "a"
+
+    def queued(backlog: int) -> list[Endpoint]:
+        tokens = {first: backlog, other: 0}
+        return [e.evolve(in_flight=1, in_flight_tokens=tokens[e.name]) for e in endpoints]
+
+    # limit: 1.5 x the mean of (backlog, the whole 20k-token prompt) + 8k: 92k of backlog
+    assert scheduler.schedule(_req(20_000, prompt), queued(80_000)).target.name == first
+    assert scheduler.schedule(_req(20_000, prompt), queued(100_000)).target.name == other

@@ -11,11 +11,18 @@ gateway's own in-flight count per replica.
    over the candidates. Overload is relative on purpose: when every replica is busy (a
    fleet past saturation) nothing is overloaded and a prefix stays on its replica, which
    is what keeps cache hits, and therefore throughput, up; when only the warm replica is
-   busy (a hot tenant), the request spills.
+   busy (a hot tenant), the request spills. With ``backlog_slack_tokens`` set, a warm
+   replica is also passed over when it is *backlogged*: its prefill cost for this request,
+   ``in_flight_tokens`` (the uncached prompt tokens awaiting a first token there) plus the
+   request's uncached tokens, exceeds ``backlog_ratio`` x the candidates' mean cost +
+   ``backlog_slack_tokens``. Request counts do not see what delays a first token on long
+   prompts: one cold 100k-token prefill holds a replica for seconds with one request in
+   flight. The request then goes to the cheapest replica.
 2. **Spill**: the least busy candidate, in the same order (ties: the best match). A
    spilled prefix becomes warm on a second replica, so a hot prefix spreads over as many
    replicas as its load needs, and no further.
-3. **Cold** (nothing matches): among the replicas that are not overloaded, the one whose
+3. **Cold** (nothing matches): among the replicas that are not overloaded (nor
+   backlogged, where any is not), the one whose
    prefix index holds the least (``PREFIX_INDEX_SIZE_KEY``; ties: the least busy). This is
    SGLang's smallest-tree placement: new prefixes spread over replicas by what they already
    cache, which balances tenants for the whole run, where the instantaneous in-flight
@@ -29,6 +36,7 @@ Measured against the alternatives in docs/plugins/sticky-prefix.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from pydantic import Field
@@ -55,12 +63,18 @@ class StickyPrefixParameters(ParametersModel):
     min_match: float = Field(default=0.0, ge=0.0, le=1.0)
     """A best match below this is placed as cold (SGLang's ``cache_threshold``): a short
     shared prefix ahead of a long unique input saves too little to pile requests up for."""
+    backlog_ratio: float = Field(default=1.0, ge=1.0, le=100.0)
+    """Backlogged: a replica whose prefill cost for this request (its backlog of uncached
+    prompt tokens awaiting a first token, plus this prompt's uncached tokens there) exceeds
+    ``backlog_ratio`` x the candidates' mean cost..."""
+    backlog_slack_tokens: int | None = Field(default=None, ge=0)
+    """...plus this many tokens. ``None`` (the default): no replica is ever backlogged."""
 
 
 class StickyPrefixScorer(NamedPlugin):
     """See the module docstring."""
 
-    __slots__ = ("_min_match", "_ratio", "_slack", "_tolerance")
+    __slots__ = ("_backlog_ratio", "_backlog_slack", "_min_match", "_ratio", "_slack", "_tolerance")
 
     def __init__(self, name: str, parameters: StickyPrefixParameters | None = None) -> None:
         super().__init__(name)
@@ -69,6 +83,8 @@ class StickyPrefixScorer(NamedPlugin):
         self._slack = p.overload_slack
         self._tolerance = p.warm_tolerance
         self._min_match = p.min_match
+        self._backlog_slack = p.backlog_slack_tokens
+        self._backlog_ratio = p.backlog_ratio
 
     @classmethod
     def create(
@@ -85,11 +101,14 @@ class StickyPrefixScorer(NamedPlugin):
         match = _mapping(state.data.get(PREFIX_MATCH_KEY))
         fractions = [float(match.get(e.name, 0.0)) for e in endpoints]
         prompt = request.prompt_tokens
-        state.data[UNCACHED_TOKENS_KEY] = {
-            e.name: round(prompt * (1.0 - f)) for e, f in zip(endpoints, fractions, strict=True)
-        }
+        uncached = [round(prompt * (1.0 - f)) for f in fractions]
+        state.data[UNCACHED_TOKENS_KEY] = dict(
+            zip((e.name for e in endpoints), uncached, strict=True)
+        )
         loads = [e.in_flight for e in endpoints]
         limit = self._ratio * sum(loads) / len(loads) + self._slack
+        costs = [e.in_flight_tokens + u for e, u in zip(endpoints, uncached, strict=True)]
+        backlog_limit = self._backlog_limit(costs)
         best = max(fractions)
         everyone = range(len(endpoints))
         if best > 0.0 and best >= self._min_match:
@@ -100,13 +119,34 @@ class StickyPrefixScorer(NamedPlugin):
                 return (waits[i], loads[i], -fractions[i])
 
             warm = min((i for i in everyone if fractions[i] >= floor), key=busy)
-            choice = warm if loads[warm] <= limit else min(everyone, key=busy)
+            if loads[warm] > limit:
+                choice = min(everyone, key=busy)
+            elif costs[warm] > backlog_limit:
+                choice = min(everyone, key=lambda i: (costs[i], busy(i)))
+            else:
+                choice = warm
         else:
-            sizes = _mapping(state.data.get(PREFIX_INDEX_SIZE_KEY))
-            calm = [i for i in everyone if loads[i] <= limit] or list(everyone)
-            choice = min(calm, key=lambda i: (sizes.get(endpoints[i].name, 0), loads[i]))
+            calm = [i for i in everyone if loads[i] <= limit]
+            calm = [i for i in calm if costs[i] <= backlog_limit] or calm or list(everyone)
+            choice = _smallest_index(state, endpoints, calm, loads)
         scores[choice] = 1.0
         return scores
+
+    def _backlog_limit(self, costs: Sequence[int]) -> float:
+        """The prefill cost (backlog + uncached tokens) above which a replica is backlogged:
+        relative to the mean, so a fleet that queues everywhere stays sticky."""
+        if self._backlog_slack is None:
+            return math.inf
+        return self._backlog_ratio * sum(costs) / len(costs) + self._backlog_slack
+
+
+def _smallest_index(
+    state: CycleState, endpoints: Sequence[Endpoint], candidates: list[int], loads: list[int]
+) -> int:
+    """Of ``candidates``, the replica whose prefix index holds the least (ties: the least
+    busy): where a new prefix goes."""
+    sizes = _mapping(state.data.get(PREFIX_INDEX_SIZE_KEY))
+    return min(candidates, key=lambda i: (sizes.get(endpoints[i].name, 0), loads[i]))
 
 
 def _mapping(value: object) -> Mapping[str, float]:
