@@ -8,6 +8,10 @@ process, so inserts append to the key's index instead of landing at random place
 ``request_id`` keeps the request's id for correlation. Existing rows get their request id as
 their id (unique, as it was their key).
 
+The indexes on ``key_id`` and ``team_id`` go: every query of the ledger (usage, the spending
+budgets start from) selects a time range first (``ix_ledger_at``) and groups what it finds,
+while every insert paid for both (SQLite: 4.5 µs per row with them, 3.2 without).
+
 Written out in full (a revision is frozen history). The table is rebuilt (copy, drop,
 rename), the portable way to change a primary key on SQLite and PostgreSQL alike.
 
@@ -28,11 +32,12 @@ down_revision: str | None = "0003"
 branch_labels: str | None = None
 depends_on: str | None = None
 
-_INDEXES = (
+_OLD_INDEXES = (
     ("ix_ledger_at", "at"),
     ("ix_ledger_key_id", "key_id"),
     ("ix_ledger_team_id", "team_id"),
 )
+_NEW_INDEXES = (("ix_ledger_at", "at"),)
 _DATA = (
     "at, key_id, team_id, org_id, model, prompt_tokens, completion_tokens, cost, engine_s, status"
 )
@@ -54,12 +59,14 @@ def _columns(first: list[sa.Column[Any]]) -> list[sa.Column[Any]]:
     ]
 
 
-def _swap(new_table: str) -> None:
-    for name, _ in _INDEXES:
+def _swap(
+    new_table: str, old: tuple[tuple[str, str], ...], new: tuple[tuple[str, str], ...]
+) -> None:
+    for name, _ in old:
         op.drop_index(name, table_name="ledger")
     op.drop_table("ledger")
     op.rename_table(new_table, "ledger")
-    for name, column in _INDEXES:
+    for name, column in new:
         op.create_index(name, "ledger", [column])
 
 
@@ -77,7 +84,7 @@ def upgrade() -> None:
         f"INSERT INTO ledger_v4 (id, request_id, {_DATA}) "
         f"SELECT request_id, request_id, {_DATA} FROM ledger"
     )
-    _swap("ledger_v4")
+    _swap("ledger_v4", _OLD_INDEXES, _NEW_INDEXES)
 
 
 def downgrade() -> None:
@@ -90,4 +97,4 @@ def downgrade() -> None:
         f"INSERT INTO ledger_v3 (request_id, {_DATA}) SELECT request_id, {_DATA} FROM ledger "
         "WHERE id IN (SELECT MIN(id) FROM ledger GROUP BY request_id)"
     )
-    _swap("ledger_v3")
+    _swap("ledger_v3", _NEW_INDEXES, _OLD_INDEXES)
