@@ -64,19 +64,22 @@ _tool_call = obj(
 )
 
 
+_with_role = obj(required=("role",))
+_role = string(ROLES)
+_MESSAGE: Mapping[str, Check] = {"content": _content, "name": string()}
+_ROLE_FIELDS: Mapping[str, tuple[Mapping[str, Check], tuple[str, ...]]] = {
+    "assistant": ({**_MESSAGE, "tool_calls": array(_tool_call)}, ()),
+    "tool": ({**_MESSAGE, "tool_call_id": string()}, ("content", "tool_call_id")),
+}
+_OTHER_ROLES = (_MESSAGE, ("content",))
+
+
 def _message(value: Any, param: str) -> None:
-    obj(required=("role",))(value, param)
+    _with_role(value, param)
     role = value["role"]
-    string(ROLES)(role, f"{param}.role")
-    fields: dict[str, Check] = {"content": _content, "name": string()}
-    if role == "assistant":
-        fields["tool_calls"] = array(_tool_call)
-        members(value, fields, (), param)
-        return
-    if role == "tool":
-        members(value, {**fields, "tool_call_id": string()}, ("content", "tool_call_id"), param)
-        return
-    members(value, fields, ("content",), param)
+    _role(role, f"{param}.role")
+    fields, required = _ROLE_FIELDS.get(role, _OTHER_ROLES)
+    members(value, fields, required, param)
 
 
 _function = obj(
