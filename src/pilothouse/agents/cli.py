@@ -161,6 +161,9 @@ def runs_show(
         store, book, _ = open_book(_governance(spec_file), store_url, state_dir)
         try:
             run = book.get_run(run_id)
+            lease = book.lease(run_id)
+            if lease is not None and lease[1] <= time.time():
+                lease = None  # it ran out: nobody drives the run
             steps = [as_step(s) for s in book.steps(run_id)]
             children = [
                 r
@@ -175,13 +178,22 @@ def runs_show(
     if as_json:
         click.echo(
             json.dumps(
-                {"run": asdict(run), "result": asdict(result), "steps": [asdict(s) for s in steps]},
+                {
+                    "run": asdict(run),
+                    "result": asdict(result),
+                    "steps": [asdict(s) for s in steps],
+                    "driven_by": None if lease is None else {"owner": lease[0], "until": lease[1]},
+                },
                 default=str,
             )
         )
         return
     console = Console()
     console.print(f"run {run.id} of agent {run.agent}: {escape(run.task)}")
+    if lease is not None:
+        left = max(0.0, lease[1] - time.time())
+        console.print(f"being run by {escape(lease[0])} (its hold is renewed while it runs; "
+                      f"{left:.0f} s left of it)")  # fmt: skip
     for step in sorted(steps, key=lambda s: (s.run_id, s.index)):
         _print(console, step)
     _summary(console, result)

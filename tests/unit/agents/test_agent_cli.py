@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -119,9 +120,20 @@ async def test_agent_runs_list_and_show(tmp_path: Path, as_json: bool) -> None:
         body = json.loads(shown.output)
         assert body["result"]["status"] == "completed"
         assert [s["kind"] for s in body["steps"]] == ["model", "tool", "model", "final"]
+        assert body["driven_by"] is None  # it finished: nobody holds it
     else:
         assert "crm__lookup" in shown.output
         assert "customer 7 is Ada" in shown.output
+        assert "being run by" not in shown.output
+    # Another process drives it now: show says who.
+    store = _store(tmp_path)
+    RunBook(store).take_lease("r7", "host-b:42:cafe", time.time(), time.time() + 30)
+    store.close()
+    shown = CliRunner().invoke(cli, [*args, "--json"] if as_json else args)
+    if as_json:
+        assert json.loads(shown.output)["driven_by"]["owner"] == "host-b:42:cafe"
+    else:
+        assert "being run by host-b:42:cafe" in shown.output
     missing = CliRunner().invoke(cli, ["agent", "runs", "show", "nope", "--state-dir",
                                        str(tmp_path)])  # fmt: skip
     assert missing.exit_code == 2
