@@ -43,6 +43,7 @@ from pilothouse.governance.ports import (
     LimitBackend,
     LocalBudgets,
     LocalLimits,
+    SeparateAdmission,
     SharedAdmission,
 )
 from pilothouse.governance.pricing import cost_of, period_of, period_start
@@ -87,7 +88,8 @@ class Governor:
         shared: SharedAdmission | None = None,
     ) -> None:
         """``shared``: the three backends' counters reserved and settled in one call each
-        (they live in one shared store); without it, one call per backend."""
+        (they live in one shared store); without it, one call per backend
+        (:class:`SeparateAdmission`)."""
         self.spec = spec
         self.directory = directory
         self.limits = limits
@@ -97,7 +99,9 @@ class Governor:
         self.metrics = metrics
         self.jwt = jwt
         self.wall = wall
-        self.shared = shared
+        self.admission: SharedAdmission = shared or SeparateAdmission(limits, tokens, money)
+        """Reserves, settles and releases through the backends' (async) calls: every hold
+        of a shared store, and the give-backs of in-process ones."""
         self.enforce = spec.mode == "enforce"
         model_limits = {
             name: Limit(m.requests_per_min, m.tokens_per_min, m.concurrent)
@@ -231,7 +235,7 @@ class Governor:
             else:
                 await self._reserve_shared(grant, plan, now)
         except (RateLimited, BudgetExceeded) as exc:
-            await self._undo(grant, now)
+            await self.admission.release(grant.reservation, grant.tokens, grant.money, now)
             reason = "rate_limited" if isinstance(exc, RateLimited) else "over_budget"
             self.metrics.refused(identity.team_name, ask.model, reason)
             if self.enforce:
@@ -242,19 +246,10 @@ class Governor:
 
     async def _reserve_shared(self, grant: Grant, plan: AdmissionPlan, now: float) -> None:
         reserved = grant.reserved_tokens
-        if self.shared is not None:
-            cost = _maxcost_of(plan, grant.ask, reserved) if plan.money_budgets else 0.0
-            grant.reservation, grant.tokens, grant.money = await self.shared.reserve(
-                plan.limits, reserved, plan.token_budgets, plan.money_budgets, cost, now
-            )
-            return
-        if plan.limits:
-            grant.reservation = await self.limits.reserve(plan.limits, reserved, now)
-        if plan.token_budgets:
-            grant.tokens = await self.tokens.reserve(plan.token_budgets, float(reserved))
-        if plan.money_budgets:
-            cost = _maxcost_of(plan, grant.ask, reserved)
-            grant.money = await self.money.reserve(plan.money_budgets, cost)
+        cost = _maxcost_of(plan, grant.ask, reserved) if plan.money_budgets else 0.0
+        grant.reservation, grant.tokens, grant.money = await self.admission.reserve(
+            plan.limits, reserved, plan.token_budgets, plan.money_budgets, cost, now
+        )
 
     def _priority(
         self, identity: Identity, ask: Ask, wanted: int, client: str | None, now: float
@@ -315,7 +310,9 @@ class Governor:
         tokens = used.prompt_tokens + used.completion_tokens
         cores = self._cores
         if cores is None:
-            return self._settle(grant, tokens, cost)
+            return self.admission.settle(
+                grant.reservation, grant.tokens, grant.money, tokens, cost, self.wall()
+            )
         limits, budgets, money = cores
         if grant.reservation is not None:
             limits.settle(grant.reservation, tokens, self.wall())
@@ -325,19 +322,6 @@ class Governor:
             money.settle(grant.money, cost)
         return None
 
-    async def _settle(self, grant: Grant, tokens: int, cost: float) -> None:
-        if self.shared is not None:
-            await self.shared.settle(
-                grant.reservation, grant.tokens, grant.money, tokens, cost, self.wall()
-            )
-            return
-        if grant.reservation is not None:
-            await self.limits.settle(grant.reservation, tokens, self.wall())
-        if grant.tokens is not None:
-            await self.tokens.settle(grant.tokens, float(tokens))
-        if grant.money is not None:
-            await self.money.settle(grant.money, cost)
-
     def release(self, grant: Grant) -> Coroutine[None, None, None] | None:
         """The request never reached an engine (or failed there before any output): give
         every hold back, charge nothing. Returns the coroutine that does it, if any."""
@@ -346,18 +330,7 @@ class Governor:
         grant.done = True
         if grant.reservation is None and grant.tokens is None and grant.money is None:
             return None
-        return self._undo(grant, self.wall())
-
-    async def _undo(self, grant: Grant, now: float) -> None:
-        if self.shared is not None:
-            await self.shared.release(grant.reservation, grant.tokens, grant.money, now)
-            return
-        if grant.reservation is not None:
-            await self.limits.release(grant.reservation, now)
-        if grant.tokens is not None:
-            await self.tokens.release(grant.tokens)
-        if grant.money is not None:
-            await self.money.release(grant.money)
+        return self.admission.release(grant.reservation, grant.tokens, grant.money, self.wall())
 
 
 def _cores_of(limits: LimitBackend, tokens: BudgetBackend, money: BudgetBackend) -> _Cores | None:

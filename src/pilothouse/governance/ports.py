@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from pilothouse.errors import PilothouseError
 from pilothouse.governance.budgets import Budgets, Charge
 from pilothouse.governance.keys import KeyScope
 from pilothouse.governance.limits import Limit, RateLimiter, Reservation
@@ -176,6 +177,66 @@ class SharedAdmission(Protocol):
     ) -> None: ...
 
 
+class SeparateAdmission:
+    """:class:`SharedAdmission` over any three backends, one call each: all or nothing by
+    giving back what the parts before a refusing one held."""
+
+    def __init__(self, limits: LimitBackend, tokens: BudgetBackend, money: BudgetBackend):
+        self.limits, self.tokens, self.money = limits, tokens, money
+
+    async def reserve(
+        self,
+        limits: Sequence[tuple[str, Limit]],
+        tokens: int,
+        token_budgets: Sequence[tuple[str, float]],
+        money_budgets: Sequence[tuple[str, float]],
+        cost: float,
+        now: float,
+    ) -> tuple[Reservation | None, Charge | None, Charge | None]:
+        reservation = token_charge = money_charge = None
+        try:
+            if limits:
+                reservation = await self.limits.reserve(limits, tokens, now)
+            if token_budgets:
+                token_charge = await self.tokens.reserve(token_budgets, float(tokens))
+            if money_budgets:
+                money_charge = await self.money.reserve(money_budgets, cost)
+        except PilothouseError:
+            await self.release(reservation, token_charge, money_charge, now)
+            raise
+        return reservation, token_charge, money_charge
+
+    async def settle(
+        self,
+        reservation: Reservation | None,
+        tokens: Charge | None,
+        money: Charge | None,
+        used_tokens: int,
+        cost: float,
+        now: float,
+    ) -> None:
+        if reservation is not None:
+            await self.limits.settle(reservation, used_tokens, now)
+        if tokens is not None:
+            await self.tokens.settle(tokens, float(used_tokens))
+        if money is not None:
+            await self.money.settle(money, cost)
+
+    async def release(
+        self,
+        reservation: Reservation | None,
+        tokens: Charge | None,
+        money: Charge | None,
+        now: float,
+    ) -> None:
+        if reservation is not None:
+            await self.limits.release(reservation, now)
+        if tokens is not None:
+            await self.tokens.release(tokens)
+        if money is not None:
+            await self.money.release(money)
+
+
 class LocalLimits:
     """:class:`RateLimiter` in this process (one gateway replica)."""
 
@@ -226,6 +287,8 @@ __all__ = [
     "LimitBackend",
     "LocalBudgets",
     "LocalLimits",
+    "SeparateAdmission",
+    "SharedAdmission",
     "Store",
     "Team",
 ]
