@@ -144,7 +144,7 @@ class BudgetBackend(Protocol):
 
 class SharedAdmission(Protocol):
     """A request's limits and both budgets held in one call to a shared store and settled in
-    one (``governance.redis_backend.RedisAdmission``): all or nothing across the three, the
+    one (``governance.redis_admission.RedisAdmission``): all or nothing across the three, the
     semantics of the three backends, one round trip instead of three each way. A part
     without subjects is skipped (``None`` in and out)."""
 

@@ -67,30 +67,20 @@ _WHAT = {1: "concurrent requests", 2: "requests per minute", 3: "tokens per minu
 TimeSource = Literal["redis", "caller"]
 
 
-def _source(name: str) -> str:
+def lua_source(name: str) -> str:
+    """The text of ``redis_<name>.lua`` beside this module."""
     return files("pilothouse.governance").joinpath(f"redis_{name}.lua").read_text()
 
 
 def _script(client: aioredis.Redis, name: str) -> Any:
-    return client.register_script(_source(name))
-
-
-def _composed(client: aioredis.Redis, name: str) -> Any:
-    """Script ``name`` over the layout of ``redis_parts.lua``, with the single-backend
-    scripts as local functions (each keeps its own ``KEYS`` and ``ARGV``): one source of
-    truth for what a reserve or settle does, whether called alone or composed."""
-    functions = [
-        f"local function {part}(KEYS, ARGV)\n{_source(part)}\nend\n"
-        for part in ("limits_reserve", "limits_settle", "budgets_reserve", "budgets_settle")
-    ]
-    return client.register_script("".join([*functions, _source("parts"), _source(name)]))
+    return client.register_script(lua_source(name))
 
 
 def _num(value: float) -> str:
     return repr(float(value))
 
 
-class _Guard:
+class RedisGuard:
     """Turns Redis errors into :class:`LimitStoreUnavailable` and applies ``fail_open``."""
 
     def __init__(self, fail_open: bool) -> None:
@@ -135,7 +125,7 @@ class RedisLimits:
         self._prefix = prefix
         self._lease_ms = math.ceil(lease_s * 1000)
         self._caller_time = time_source == "caller"
-        self._guard = _Guard(fail_open)
+        self._guard = RedisGuard(fail_open)
         self._reserve = _script(client, "limits_reserve")
         self._settle = _script(client, "limits_settle")
 
@@ -146,16 +136,16 @@ class RedisLimits:
         naming the first limit it would exceed (nothing is held then). The reservation's
         ``at`` is the second it was counted in: the Redis server's time unless
         ``time_source="caller"`` (then ``now``, which is otherwise ignored)."""
-        rid, keys, args = self._reserve_call(subjects, tokens, now)
+        rid, keys, args = self.reserve_call(subjects, tokens, now)
         try:
             answer = await self._guard.call(lambda: self._reserve(keys=keys, args=args))
         except LimitStoreUnavailable:
             if not self._guard.fail_open:
                 raise
             return Reservation(UNHELD, tuple(s for s, _ in subjects), tokens, now)
-        return _reservation(subjects, tokens, rid, answer)
+        return reservation_of(subjects, tokens, rid, answer)
 
-    def _reserve_call(
+    def reserve_call(
         self, subjects: Sequence[tuple[str, Limit]], tokens: int, now: float
     ) -> tuple[int, list[str], list[str | int]]:
         """A reservation's id, and the keys and arguments of its script call."""
@@ -167,19 +157,25 @@ class RedisLimits:
         keys = [self._key("held", str(rid)), *self._subject_keys(s for s, _ in subjects)]
         return rid, keys, args
 
-    def _settle_call(
-        self, res: Reservation, tokens: int, requests: int, now: float
+    def finish_call(
+        self, res: Reservation, used_tokens: int | None, now: float
     ) -> tuple[list[str], list[str | int]]:
+        """The keys and arguments of the settle script for ``res``: having used
+        ``used_tokens``, or released (``None``: its request and tokens come back)."""
+        if used_tokens is None:
+            tokens, requests = -res.tokens, -1
+        else:
+            tokens, requests = used_tokens - res.tokens, 0
         keys = [self._key("held", str(res.id)), *self._subject_keys(res.subjects)]
         return keys, [res.id, _num(res.at), tokens, requests, WINDOW_S, self._now(now)]
 
     async def settle(self, reservation: Reservation, used_tokens: int, now: float) -> None:
         """The request ended having used ``used_tokens``: correct the count, free its slot."""
-        await self._finish(reservation, used_tokens - reservation.tokens, 0, now)
+        await self._finish(reservation, used_tokens, now)
 
     async def release(self, reservation: Reservation, now: float) -> None:
         """The request did no engine work: give back its request, tokens and slot."""
-        await self._finish(reservation, -reservation.tokens, -1, now)
+        await self._finish(reservation, None, now)
 
     async def usage(self, subject: str, now: float) -> tuple[int, int, int]:
         """Requests and tokens in the last minute, and requests in flight, of ``subject``
@@ -205,11 +201,19 @@ class RedisLimits:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _finish(self, res: Reservation, tokens: int, requests: int, now: float) -> None:
+    async def _finish(self, res: Reservation, used_tokens: int | None, now: float) -> None:
         if res.id == UNHELD:
             return
-        keys, args = self._settle_call(res, tokens, requests, now)
+        keys, args = self.finish_call(res, used_tokens, now)
         await self._guard.quiet(lambda: self._settle(keys=keys, args=args))
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._client
+
+    @property
+    def fail_open(self) -> bool:
+        return self._guard.fail_open
 
     def _now(self, now: float) -> str:
         return _num(now) if self._caller_time else ""
@@ -243,7 +247,7 @@ class RedisBudgets:
         self._prefix = prefix
         self._lease_ms = math.ceil(lease_s * 1000)
         self._idle_ms = math.ceil(idle_s * 1000)
-        self._guard = _Guard(fail_open)
+        self._guard = RedisGuard(fail_open)
         self._reserve = _script(client, "budgets_reserve")
         self._settle = _script(client, "budgets_settle")
         self._seed = _script(client, "budgets_seed")
@@ -252,16 +256,16 @@ class RedisBudgets:
         """Hold ``amount`` on every ``(subject, limit)``, or raise :class:`BudgetExceeded`
         for the first one it would overrun (nothing is held then)."""
         amount = float(amount)
-        cid, keys, args = self._reserve_call(subjects, amount)
+        cid, keys, args = self.reserve_call(subjects, amount)
         try:
             answer = await self._guard.call(lambda: self._reserve(keys=keys, args=args))
         except LimitStoreUnavailable:
             if not self._guard.fail_open:
                 raise
             return Charge(UNHELD, tuple(s for s, _ in subjects), amount)
-        return self._charge(subjects, amount, cid, answer)
+        return self.charge_of(subjects, amount, cid, answer)
 
-    def _reserve_call(
+    def reserve_call(
         self, subjects: Sequence[tuple[str, float]], amount: float
     ) -> tuple[int, list[str], list[str | int]]:
         """A charge's id, and the keys and arguments of its script call."""
@@ -271,7 +275,7 @@ class RedisBudgets:
         args += [_num(limit) for _, limit in subjects]
         return cid, keys, args
 
-    def _charge(
+    def charge_of(
         self, subjects: Sequence[tuple[str, float]], amount: float, cid: int, answer: Any
     ) -> Charge:
         """The charge a reserve script's ``answer`` grants, or :class:`BudgetExceeded`."""
@@ -280,7 +284,7 @@ class RedisBudgets:
             raise BudgetExceeded(subject, max(0.0, float(answer[2])), amount, self.unit)
         return Charge(cid, tuple(s for s, _ in subjects), amount)
 
-    def _settle_call(self, charge: Charge, actual: float) -> tuple[list[str], list[str | int]]:
+    def settle_call(self, charge: Charge, actual: float) -> tuple[list[str], list[str | int]]:
         spent = min(max(0.0, float(actual)), charge.amount)
         keys = [self._key("held", str(charge.id)), *self._subject_keys(charge.subjects)]
         return keys, [charge.id, _num(charge.amount), _num(spent), self._idle_ms]
@@ -289,7 +293,7 @@ class RedisBudgets:
         """Charge what the request cost (at most what was reserved) and free the rest."""
         if charge.id == UNHELD:
             return
-        keys, args = self._settle_call(charge, actual)
+        keys, args = self.settle_call(charge, actual)
         await self._guard.quiet(lambda: self._settle(keys=keys, args=args))
 
     async def release(self, charge: Charge) -> None:
@@ -321,6 +325,10 @@ class RedisBudgets:
         values = await self._guard.call(lambda: self._client.hmget(key, ["spent", "reserved"]))
         return float(values[0] or 0.0), float(values[1] or 0.0)
 
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._client
+
     def _key(self, *parts: str) -> str:
         return self._prefix + "budget:" + ":".join(parts)
 
@@ -328,138 +336,7 @@ class RedisBudgets:
         return [k for s in subjects for k in (self._key("sums", s), self._key("open", s))]
 
 
-class RedisAdmission:
-    """:class:`~pilothouse.governance.ports.SharedAdmission`: a request's limits, token
-    budgets and money budgets reserved in one Redis call and settled in one.
-
-    The same scripts as :class:`RedisLimits` and :class:`RedisBudgets` (composed into one,
-    ``redis_admit.lua`` and ``redis_settle_all.lua``), so the same semantics and keys; one
-    round trip instead of three each way, and all or nothing across the three in Redis
-    itself (a money budget refusing gives back the rate-limit slot in the same atomic call,
-    where three calls needed a fourth to undo). The three backends must share a client.
-    """
-
-    def __init__(self, limits: RedisLimits, tokens: RedisBudgets, money: RedisBudgets) -> None:
-        client = limits._client
-        if tokens._client is not client or money._client is not client:
-            raise ValueError("RedisAdmission needs backends that share one Redis client")
-        self._limits, self._tokens, self._money = limits, tokens, money
-        self._guard = limits._guard
-        self._admit = _composed(client, "admit")
-        self._settle_all = _composed(client, "settle_all")
-
-    async def reserve(
-        self,
-        limits: Sequence[tuple[str, Limit]],
-        tokens: int,
-        token_budgets: Sequence[tuple[str, float]],
-        money_budgets: Sequence[tuple[str, float]],
-        cost: float,
-        now: float,
-    ) -> tuple[Reservation | None, Charge | None, Charge | None]:
-        """Hold ``tokens`` on the rate limits and the token budgets and ``cost`` on the money
-        budgets (a part without subjects is skipped: ``None``), or raise the refusal of the
-        first part that refuses (:class:`RateLimited`, :class:`BudgetExceeded`)."""
-        amount = float(tokens)
-        limit_call = self._limits._reserve_call(limits, tokens, now) if limits else None
-        token_call = self._tokens._reserve_call(token_budgets, amount) if token_budgets else None
-        money_call = self._money._reserve_call(money_budgets, cost) if money_budgets else None
-        calls = [c and (c[1], c[2]) for c in (limit_call, token_call, money_call)]
-        keys, args = _layout(calls)
-        try:
-            answer = await self._guard.call(lambda: self._admit(keys=keys, args=args))
-        except LimitStoreUnavailable:
-            if not self._guard.fail_open:
-                raise
-            return (
-                Reservation(UNHELD, _names(limits), tokens, now) if limits else None,
-                Charge(UNHELD, _names(token_budgets), amount) if token_budgets else None,
-                Charge(UNHELD, _names(money_budgets), cost) if money_budgets else None,
-            )
-        if int(answer[0]) == 0:
-            # The refusing part's own answer raises as that backend alone would.
-            part, refusal = int(answer[1]), [0, *answer[2:]]
-            if part == 1:
-                _reservation(limits, tokens, 0, refusal)
-            if part == 2:
-                self._tokens._charge(token_budgets, amount, 0, refusal)
-            self._money._charge(money_budgets, cost, 0, refusal)
-        at = float(answer[1]) if limit_call else now
-        return (
-            Reservation(limit_call[0], _names(limits), tokens, at) if limit_call else None,
-            Charge(token_call[0], _names(token_budgets), amount) if token_call else None,
-            Charge(money_call[0], _names(money_budgets), cost) if money_call else None,
-        )
-
-    async def settle(
-        self,
-        reservation: Reservation | None,
-        tokens: Charge | None,
-        money: Charge | None,
-        used_tokens: int,
-        cost: float,
-        now: float,
-    ) -> None:
-        """The request ended having used ``used_tokens`` costing ``cost``: correct the
-        windows, free the slot, charge the budgets (at most what each reserved)."""
-        await self._finish(reservation, tokens, money, now, used_tokens, cost)
-
-    async def release(
-        self,
-        reservation: Reservation | None,
-        tokens: Charge | None,
-        money: Charge | None,
-        now: float,
-    ) -> None:
-        """The request did no engine work: give back its request, tokens, slot and money."""
-        await self._finish(reservation, tokens, money, now, None, 0.0)
-
-    async def _finish(
-        self,
-        reservation: Reservation | None,
-        tokens: Charge | None,
-        money: Charge | None,
-        now: float,
-        used_tokens: int | None,
-        cost: float,
-    ) -> None:
-        limit_call = token_call = money_call = None
-        if reservation is not None and reservation.id != UNHELD:
-            if used_tokens is None:  # released: its request and tokens come back
-                delta, requests = -reservation.tokens, -1
-            else:
-                delta, requests = used_tokens - reservation.tokens, 0
-            limit_call = self._limits._settle_call(reservation, delta, requests, now)
-        if tokens is not None and tokens.id != UNHELD:
-            token_call = self._tokens._settle_call(tokens, float(used_tokens or 0))
-        if money is not None and money.id != UNHELD:
-            money_call = self._money._settle_call(money, cost)
-        if limit_call is None and token_call is None and money_call is None:
-            return
-        keys, args = _layout([limit_call, token_call, money_call])
-        await self._guard.quiet(lambda: self._settle_all(keys=keys, args=args))
-
-
-def _names(subjects: Sequence[tuple[str, object]]) -> tuple[str, ...]:
-    return tuple(s for s, _ in subjects)
-
-
-def _layout(
-    calls: Sequence[tuple[list[str], list[str | int]] | None],
-) -> tuple[list[str], list[str | int]]:
-    """The keys and arguments of a composed call (``redis_parts.lua``) of up to three parts."""
-    keys: list[str] = []
-    body: list[str | int] = []
-    counts = [(len(c[0]), len(c[1])) if c is not None else (0, 0) for c in calls]
-    head: list[str | int] = [*(k for k, _ in counts), *(a for _, a in counts)]
-    for call in calls:
-        if call is not None:
-            keys += call[0]
-            body += call[1]
-    return keys, [*head, *body]
-
-
-def _reservation(
+def reservation_of(
     subjects: Sequence[tuple[str, Limit]], tokens: int, rid: int, answer: Any
 ) -> Reservation:
     """The reservation a limits reserve script's ``answer`` grants, or :class:`RateLimited`."""

@@ -1,4 +1,4 @@
--- The layout of a composed call (pilothouse.governance.redis_backend.RedisAdmission): the
+-- The layout of a composed call (pilothouse.governance.redis_admission.RedisAdmission): the
 -- limits, token budget and money budget parts of one request in one script call.
 -- ARGV[1..3]: the number of keys of each part (0: the part is absent); ARGV[4..6]: the
 -- number of its arguments; then each part's arguments, as its own script takes them.

@@ -242,12 +242,13 @@ def _backends(
     if spec.redis is None:
         return LocalLimits(), LocalBudgets("tokens"), LocalBudgets(spec.budget_unit), None
     from pilothouse.governance import redis_backend as rb  # the 'stores' extra
+    from pilothouse.governance.redis_admission import RedisAdmission
 
     client = rb.connect(spec.redis)
     limits = rb.RedisLimits(client, prefix=f"{rb.DEFAULT_PREFIX}limits:")
     tokens = rb.RedisBudgets(client, "tokens", prefix=f"{rb.DEFAULT_PREFIX}tokens:")
     money = rb.RedisBudgets(client, spec.budget_unit, prefix=f"{rb.DEFAULT_PREFIX}money:")
-    return limits, tokens, money, rb.RedisAdmission(limits, tokens, money)
+    return limits, tokens, money, RedisAdmission(limits, tokens, money)
 
 
 def _local_totals(governor: Governor) -> tuple[dict[str, float], dict[str, float]]:

@@ -12,13 +12,8 @@ import redis.asyncio as aioredis
 
 from pilothouse.errors import BudgetExceeded, LimitStoreUnavailable, RateLimited
 from pilothouse.governance.limits import Limit
-from pilothouse.governance.redis_backend import (
-    UNHELD,
-    RedisAdmission,
-    RedisBudgets,
-    RedisLimits,
-    connect,
-)
+from pilothouse.governance.redis_admission import RedisAdmission
+from pilothouse.governance.redis_backend import UNHELD, RedisBudgets, RedisLimits, connect
 from pilothouse.testing.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
