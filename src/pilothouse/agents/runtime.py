@@ -100,13 +100,16 @@ class AgentRuntime:
             now,
             limits=Limits.of(self.agent.budgets).as_dict(),
         )
-        journal, resumed = await Journal.open(self.book, fresh, self.wall)
-        if resumed:  # a resumed run keeps its task: text given now is not a new task
-            _check_resume(journal.run, self.agent.name)
+        known = await asyncio.to_thread(self.book.run, run_id)
+        resumed = known is not None
+        if known is not None:  # a resumed run keeps its task: text given now is not a new task
+            _check_resume(known, self.agent.name)
         elif not task.strip():
             raise AgentError("a new run needs a task")
+        else:  # recorded first: a lease is taken on a run the store knows
+            journal, _ = await Journal.open(self.book, fresh, self.wall)
         async with RunLease(self.book, run_id, self.owner, self.wall):
-            if resumed:  # what it is now, under the lease (another process may have gone on)
+            if resumed:  # its steps as they are under the lease (another process went on?)
                 journal, _ = await Journal.open(self.book, fresh, self.wall)
             budget = RunBudget(run_id, Limits.from_dict(journal.run.limits), journal.record)
             if resumed:
