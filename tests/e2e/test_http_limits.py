@@ -27,7 +27,8 @@ models:
 gateway:
   port: 0
   access_log: false
-  http: {max_header_bytes: 16384, max_headers: 50, header_timeout_s: 1, body_timeout_s: 1}
+  http: {max_header_bytes: 16384, max_headers: 50, header_timeout_s: 1, body_timeout_s: 1,
+         keep_alive_s: 1}
 """
 CONNECTIONS = 200
 HEADER_BYTES = 1 << 20
@@ -117,6 +118,27 @@ async def test_ordinary_requests_pass(gateway: tuple[str, int, int]) -> None:
     )
     reply = await _exchange(host, port, head + b"\r\n\r\n" + content)  # one large write
     assert _status(reply) == 400  # validated, not refused for its size
+
+
+async def test_a_kept_alive_connection_serves_requests_then_closes_quietly_when_idle(
+    gateway: tuple[str, int, int],
+) -> None:
+    """One timer serves a connection's phases (head, body, idle): requests on a kept-alive
+    connection each get their answer, and once idle past keep_alive_s the connection is
+    closed without a word (no 408: nothing was asked)."""
+    host, port, _ = gateway
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for _ in range(3):
+            writer.write(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            assert _status(head) == 200
+            length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+            assert length is not None
+            await reader.readexactly(int(length.group(1)))
+        assert await asyncio.wait_for(reader.read(), 30) == b""  # closed, nothing said
+    finally:
+        writer.close()
 
 
 def _rss_mib(pid: int) -> float:

@@ -33,6 +33,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from pilothouse.deadline import Deadline
 from pilothouse.gateway.asgi import DISCONNECT_EXTENSION, DisconnectSignal
 from pilothouse.openai.errors import error_body
 
@@ -66,22 +67,28 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._in_head = True  # reading a request head (not yet complete)
         self._head_bytes = 0
         self._header_count = 0
-        self._read_timer: asyncio.TimerHandle | None = None
+        # One timer for the connection's phases: head, body, idle keep-alive (:mod:`deadline`).
+        self._deadline = Deadline(self.loop, self._timed_out)
+        self._idle = False  # between a response and the next request's first byte
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm(self.limits.header_timeout_s)  # a connection that never sends a head
 
     def data_received(self, data: bytes) -> None:
-        reading_body = not self._in_head and self._read_timer is not None
+        deadline = self._deadline
+        if self._idle:
+            self._idle = False
+            deadline.clear()
+        reading_body = not self._in_head and deadline.armed
         if self._in_head:
             self._head_bytes += len(data)
-            if self._read_timer is None:
+            if not deadline.armed:
                 self._arm(self.limits.header_timeout_s)
         super().data_received(data)
         if self._in_head and self._head_bytes > self.limits.max_header_bytes:
             self._refuse(431, "request header fields too large", "request_header_too_large")
-        elif reading_body and self._read_timer is not None:
+        elif reading_body and deadline.armed:
             self._arm(self.limits.body_timeout_s)  # the body is moving: a new deadline
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -101,8 +108,19 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._disarm()  # uvicorn's keep-alive timer watches the idle connection now
+        # uvicorn's own, but the idle keep-alive timeout is the connection's deadline too:
+        # uvicorn creates and cancels a timer for it on every request.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._disarm()
+        self.flow.resume_reading()
+        if self.pipeline:  # pipelined requests wait for this response: start the next
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle = True
+            self._deadline.arm(self.timeout_keep_alive)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -115,7 +133,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             cycle.transport = _HeadHolder(self.transport)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._deadline.cancel()
         cycle = self.cycle
         super().connection_lost(exc)
         if cycle is not None and not cycle.response_complete:
@@ -124,16 +142,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
                 signal.fire()
 
     def _arm(self, delay: float) -> None:
-        self._disarm()
-        self._read_timer = self.loop.call_later(delay, self._timed_out)
+        self._deadline.arm(delay)
 
     def _disarm(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
+        self._deadline.clear()
 
     def _timed_out(self) -> None:
-        self._read_timer = None
+        if self._idle:  # an idle keep-alive connection: closed without a word, as uvicorn does
+            if not self.transport.is_closing():
+                self.transport.close()
+            return
         what = "headers" if self._in_head else "body"
         self._refuse(408, f"the request {what} did not arrive in time", "request_timeout")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 
-from pilothouse.errors import RequestError, UpstreamError, UpstreamTimeout
+from pilothouse.errors import RequestError, UpstreamError
 from pilothouse.transport import UpstreamRequest
 from pilothouse.transport.http1_conn import Http1Connection
 from pilothouse.transport.http1_pool import EndpointPool, encode_head
@@ -105,15 +105,11 @@ async def _wait(conn: Http1Connection, timeout_s: float | None, what: str) -> No
     if timeout_s is None:
         await waiter
         return
-    timer = asyncio.get_running_loop().call_later(timeout_s, _expire, conn, timeout_s, what)
+    conn.expire_in(timeout_s, what)
     try:
         await waiter
     finally:
-        timer.cancel()
-
-
-def _expire(conn: Http1Connection, timeout_s: float, what: str) -> None:
-    conn.fail(UpstreamTimeout(f"{what} {timeout_s:g} s"))
+        conn.stop_expiry()
 
 
 class Http1Transport:

@@ -20,7 +20,8 @@ from typing import cast
 
 import httptools
 
-from pilothouse.errors import RequestError, UpstreamError
+from pilothouse.deadline import Deadline
+from pilothouse.errors import RequestError, UpstreamError, UpstreamTimeout
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
@@ -45,6 +46,8 @@ class Http1Connection(asyncio.Protocol):
         self._paused = False
         self._framed = False
         self._parser = httptools.HttpResponseParser(self)
+        self._deadline: Deadline | None = None  # the wait in progress (see :meth:`expire_in`)
+        self._silence = (0.0, "")
 
     # --- the exchange, for Http1Transport and Http1Response ------------------------------
 
@@ -76,6 +79,23 @@ class Http1Connection(asyncio.Protocol):
         waiter = self.waiter = asyncio.get_running_loop().create_future()
         return waiter
 
+    def expire_in(self, timeout_s: float, what: str) -> None:
+        """Fail with :class:`UpstreamTimeout` unless something happens within ``timeout_s``
+        (until :meth:`stop_expiry`); one reused timer, not one per wait."""
+        deadline = self._deadline
+        if deadline is None:
+            deadline = self._deadline = Deadline(asyncio.get_running_loop(), self._expired)
+        self._silence = (timeout_s, what)
+        deadline.arm(timeout_s)
+
+    def stop_expiry(self) -> None:
+        if self._deadline is not None:
+            self._deadline.clear()
+
+    def _expired(self) -> None:
+        timeout_s, what = self._silence
+        self.fail(UpstreamTimeout(f"{what} {timeout_s:g} s"))
+
     def fail(self, error: RequestError) -> None:
         """Record ``error`` (the first one wins), close the socket and wake the waiter."""
         if self.error is None and not self.complete:
@@ -86,6 +106,8 @@ class Http1Connection(asyncio.Protocol):
     def close(self) -> None:
         """Close the socket (the engine sees its client leave); never reused after this."""
         self.closed = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self.transport is not None:
             self.transport.close()
 
@@ -119,6 +141,8 @@ class Http1Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self.busy and not self.complete:
             if self.headers_done and not self._framed and exc is None:
                 self.on_message_complete()  # a body delimited by the connection's close
