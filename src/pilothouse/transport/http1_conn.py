@@ -47,6 +47,8 @@ class Http1Connection(asyncio.Protocol):
         self._framed = False
         self._parser = httptools.HttpResponseParser(self)
         self._deadline: Deadline | None = None  # the wait in progress (see :meth:`expire_in`)
+        # Python 3.11's get_running_loop() makes a getpid() system call: asked once here.
+        self._loop = asyncio.get_running_loop()
         self._silence = (0.0, "")
 
     # --- the exchange, for Http1Transport and Http1Response ------------------------------
@@ -76,7 +78,7 @@ class Http1Connection(asyncio.Protocol):
 
     def wait(self) -> asyncio.Future[None]:
         """A future that resolves on the next change: headers, body, end or failure."""
-        waiter = self.waiter = asyncio.get_running_loop().create_future()
+        waiter = self.waiter = self._loop.create_future()
         return waiter
 
     def expire_in(self, timeout_s: float, what: str) -> None:
@@ -84,7 +86,7 @@ class Http1Connection(asyncio.Protocol):
         (until :meth:`stop_expiry`); one reused timer, not one per wait."""
         deadline = self._deadline
         if deadline is None:
-            deadline = self._deadline = Deadline(asyncio.get_running_loop(), self._expired)
+            deadline = self._deadline = Deadline(self._loop, self._expired)
         self._silence = (timeout_s, what)
         deadline.arm(timeout_s)
 
