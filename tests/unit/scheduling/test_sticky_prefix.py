@@ -91,6 +91,28 @@ def test_warm_replicas_are_ranked_by_requests_awaiting_their_first_token(
     assert scores == [1.0 if e.name == chosen else 0.0 for e in endpoints]
 
 
+@pytest.mark.parametrize(
+    ("load", "match"),
+    [
+        pytest.param(0, {}, id="cold"),
+        pytest.param(0, {"a": 0.75}, id="warm"),
+        pytest.param(500, {"a": 0.75}, id="overloaded"),
+        pytest.param(0, {"a": 0.1}, id="below-min-match"),
+    ],
+)
+def test_a_single_candidate_is_chosen_with_its_uncached_tokens_noted(
+    load: int, match: dict[str, float]
+) -> None:
+    """One candidate (a one-replica model, or one left by the filters) is the choice
+    whatever its load or match: scored without the fleet-wide rules, same result."""
+    state = CycleState(now=0.0)
+    state.data[PREFIX_MATCH_KEY] = match
+    endpoint = _eps((load,))[0].evolve(in_flight_tokens=90_000)
+    scorer = StickyPrefixScorer("s", StickyPrefixParameters(min_match=0.5, backlog_slack_tokens=0))
+    assert scorer.score(state, _req(1000), [endpoint]) == [1.0]
+    assert state.data[UNCACHED_TOKENS_KEY] == {"a": round(1000 * (1 - match.get("a", 0.0)))}
+
+
 def test_publishes_uncached_tokens_per_endpoint() -> None:
     state = CycleState(now=0.0)
     state.data[PREFIX_MATCH_KEY] = {"a": 0.75}

@@ -99,8 +99,13 @@ class StickyPrefixScorer(NamedPlugin):
         if not endpoints:
             return scores
         match = _mapping(state.data.get(PREFIX_MATCH_KEY))
-        fractions = [float(match.get(e.name, 0.0)) for e in endpoints]
         prompt = request.prompt_tokens
+        if len(endpoints) == 1:  # every rule below picks it: only its uncached tokens to note
+            name = endpoints[0].name
+            uncached_there = round(prompt * (1.0 - float(match.get(name, 0.0))))
+            state.data[UNCACHED_TOKENS_KEY] = {name: uncached_there}
+            return [1.0]
+        fractions = [float(match.get(e.name, 0.0)) for e in endpoints]
         uncached = [round(prompt * (1.0 - f)) for f in fractions]
         state.data[UNCACHED_TOKENS_KEY] = dict(
             zip((e.name for e in endpoints), uncached, strict=True)
