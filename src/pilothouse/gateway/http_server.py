@@ -108,19 +108,18 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        # uvicorn's own, but the idle keep-alive timeout is the connection's deadline too:
-        # uvicorn creates and cancels a timer for it on every request.
-        self.server_state.total_requests += 1
-        if self.transport.is_closing():
+        if self.pipeline or self.transport.is_closing():
+            # Rare: uvicorn's own (it starts a pipelined request, or leaves a closing socket).
+            super().on_response_complete()
+            self._disarm()
             return
+        # uvicorn's common case, but the idle keep-alive timeout is the connection's deadline
+        # too: uvicorn creates and cancels a timer for it on every request.
+        self.server_state.total_requests += 1
         self._disarm()
         self.flow.resume_reading()
-        if self.pipeline:  # pipelined requests wait for this response: start the next
-            cycle, app = self.pipeline.pop()
-            self._start_asgi_task(cycle, app)
-        else:
-            self._idle = True
-            self._deadline.arm(self.timeout_keep_alive)
+        self._idle = True
+        self._deadline.arm(self.timeout_keep_alive)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
