@@ -13,7 +13,7 @@ from pilothouse.scheduling.interfaces import (
     UNCACHED_TOKENS_KEY,
     CycleState,
 )
-from pilothouse.scheduling.latency import LatencyFeatures, LatencyObserver
+from pilothouse.scheduling.latency import LatencyFeatures, LatencyObserver, TtftEstimator
 from pilothouse.scheduling.plugins.scorers.slo_aware import SloAwareParameters, SloAwareScorer
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest, TtftEstimate
@@ -88,12 +88,28 @@ def test_learned_latency_overrides_the_cold_estimate() -> None:
     scorer = _scorer(warmup=5)
     assert isinstance(scorer, LatencyObserver)
     features = LatencyFeatures(uncached_tokens=1000, prompt_tokens=1000)
-    for _ in range(5):  # identical load, but "a" turns out three times slower
+    for _ in range(60):  # identical load, but "a" turns out three times slower
         scorer.observe_ttft("a", features, 0.9)
         scorer.observe_ttft("b", features, 0.3)
     a, b = scorer.score(CycleState(now=0.0), _req(), [_ep("a"), _ep("b")])
     assert b > a
     assert scorer.predict(_ep("a"), 1000, 1000) == pytest.approx(0.9, rel=0.05)
+
+
+def test_it_estimates_ttft_for_the_pipelines_prefill_queue() -> None:
+    """The pipeline asks it for each placed request's time alone (its features, learned or
+    cold), so it is a TtftEstimator; the queue's wait on a snapshot adds to what it learns."""
+    scorer = _scorer(warmup=5)
+    assert isinstance(scorer, TtftEstimator)
+    alone = LatencyFeatures(uncached_tokens=1000, prompt_tokens=1000)
+    assert scorer.predict_ttft("a", alone) == pytest.approx(0.02 + 1000 / 10_000)  # cold
+    queued = LatencyFeatures(uncached_tokens=1000, prompt_tokens=1000, wait_s=1.0)
+    for _ in range(60):
+        scorer.observe_ttft("a", alone, 0.3)
+        scorer.observe_ttft("a", queued, 1.3)
+    assert scorer.predict_ttft("a", queued) == pytest.approx(1.3, rel=0.05)
+    busy = _ep("a").evolve(prefill_wait_s=1.0)
+    assert scorer.predict(busy, 1000, 1000) == pytest.approx(1.3, rel=0.05)
 
 
 def test_the_scheduler_reports_the_estimate_and_yaml_parameters_are_checked() -> None:

@@ -84,12 +84,18 @@ class SloAwareScorer(NamedPlugin):
 
     def predict(self, endpoint: Endpoint, uncached_tokens: int, prompt_tokens: int) -> float:
         """Predicted seconds to first token of a request placed on ``endpoint`` now."""
-        features = latency_features(endpoint, uncached_tokens, prompt_tokens)
-        learned = self._predictor.predict_ttft(endpoint.name, features)
+        return self.predict_ttft(
+            endpoint.name, latency_features(endpoint, uncached_tokens, prompt_tokens)
+        )
+
+    def predict_ttft(self, endpoint: str, features: LatencyFeatures) -> float:
+        """Predicted seconds to first token on ``endpoint`` with ``features``: learned, else
+        the cold estimate (a :class:`~pilothouse.scheduling.latency.TtftEstimator`)."""
+        learned = self._predictor.predict_ttft(endpoint, features)
         if learned is not None:
             return learned
         p = self._params
-        tokens = features.backlog_tokens + uncached_tokens
+        tokens = features.backlog_tokens + features.uncached_tokens
         return p.cold_overhead_s + tokens / p.cold_prefill_tokens_per_s
 
     def score(
