@@ -8,6 +8,7 @@ from pilothouse.clock import ManualClock
 from pilothouse.errors import ConfigError
 from pilothouse.scheduling.config import load_scheduler_config
 from pilothouse.scheduling.interfaces import (
+    LATENCY_UNCACHED_TOKENS_KEY,
     PREFIX_MATCH_KEY,
     TTFT_ESTIMATE_KEY,
     UNCACHED_TOKENS_KEY,
@@ -70,6 +71,20 @@ def test_an_earlier_scorers_uncached_tokens_are_used_as_published() -> None:
     a, b = _scorer().score(state, _req(), [_ep("a"), _ep("b")])
     assert b > a
     assert state.data[UNCACHED_TOKENS_KEY] == {"a": 900, "b": 0}
+
+
+def test_a_prefix_plugins_estimate_of_what_the_engine_will_find_is_what_it_predicts_with() -> None:
+    """Tier-aware approx-prefix routes with one view of the offloaded tier and publishes, for
+    latency, what the engine's tier really holds: the scorer predicts with that, and leaves
+    the routing estimate (the backlog's) as it was."""
+    routing = {"a": 0, "b": 900}
+    state = CycleState(
+        now=0.0,
+        data={UNCACHED_TOKENS_KEY: routing, LATENCY_UNCACHED_TOKENS_KEY: {"a": 1000, "b": 900}},
+    )
+    a, b = _scorer().score(state, _req(), [_ep("a"), _ep("b")])
+    assert b > a  # "a" was thought cached, but the engine dropped it
+    assert state.data[UNCACHED_TOKENS_KEY] == routing
 
 
 def test_the_target_follows_the_requests_priority() -> None:

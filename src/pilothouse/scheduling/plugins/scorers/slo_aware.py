@@ -33,6 +33,7 @@ from pydantic import Field
 
 from pilothouse.scheduling.context import PluginContext
 from pilothouse.scheduling.interfaces import (
+    LATENCY_UNCACHED_TOKENS_KEY,
     PREFIX_MATCH_KEY,
     TTFT_ESTIMATE_KEY,
     UNCACHED_TOKENS_KEY,
@@ -104,6 +105,9 @@ class SloAwareScorer(NamedPlugin):
         if not endpoints:
             return []
         uncached = _uncached(state, request, endpoints)
+        found = state.data.get(LATENCY_UNCACHED_TOKENS_KEY)  # what the engine will find
+        if isinstance(found, dict) and all(e.name in found for e in endpoints):
+            uncached = found
         prompt = request.prompt_tokens
         predicted = [self.predict(e, uncached[e.name], prompt) for e in endpoints]
         target = self.target_s(request)
