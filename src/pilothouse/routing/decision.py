@@ -40,6 +40,8 @@ class Pick:
     headers: dict[str, str]
     uncached_tokens: int | None = None
     ttft_estimate: TtftEstimate | None = None
+    latency_uncached_tokens: int | None = None
+    """What latency predictors take as uncached, when the scheduler estimated it apart."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ The pipeline snapshots a request's :class:`~pilothouse.scheduling.latency.Latenc
 when it places it and tells every :class:`~pilothouse.scheduling.latency.LatencyObserver`
 the TTFT at its first token, and every :class:`~pilothouse.scheduling.latency.ItlObserver`
 its mean inter-token latency when it finishes (if the front door passes the token count);
-:func:`latency_observers` and :func:`itl_observers` say who those are. After a
+:func:`latency_observers` and :func:`itl_observers` say who those are, and
+:func:`ttft_estimator` whose predictions estimate each endpoint's prefill queue. After a
 scheduling cycle, :func:`slo_defers` applies ``gateway.flow_control.slo`` to the cycle's
 TTFT estimate (see ``docs/flow-control.md``).
 """
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from pilothouse.config.fleet import FlowControlSpec
 from pilothouse.errors import RequestShed
 from pilothouse.routing.decision import Pick, Ticket
-from pilothouse.scheduling.latency import ItlObserver, LatencyObserver
+from pilothouse.scheduling.latency import ItlObserver, LatencyObserver, TtftEstimator
 from pilothouse.scheduling.scheduler import Scheduler
 
 
@@ -29,6 +30,13 @@ def latency_observers(scheduler: Scheduler, extra: Iterable[object]) -> tuple[La
 def itl_observers(scheduler: Scheduler, extra: Iterable[object]) -> tuple[ItlObserver, ...]:
     """The same for the inter-token latency of finished requests."""
     return tuple(o for o in _candidates(scheduler, extra) if isinstance(o, ItlObserver))
+
+
+def ttft_estimator(observers: Iterable[LatencyObserver]) -> TtftEstimator | None:
+    """The first of ``observers`` that also predicts time to first token: its answers feed
+    each endpoint's prefill-queue estimate (:mod:`pilothouse.routing.prefill_drain`). The
+    scheduler's own plugins come first, so a benchmark's shadow never changes what they see."""
+    return next((o for o in observers if isinstance(o, TtftEstimator)), None)
 
 
 def _candidates(scheduler: Scheduler, extra: Iterable[object]) -> list[object]:

@@ -39,8 +39,9 @@ from pilothouse.errors import NoEndpointAvailable
 from pilothouse.governance.governor import Ask, Credentials, Governor, Used
 from pilothouse.routing.adapters import AdapterRegistry
 from pilothouse.routing.decision import DEFER, HOLD, QUEUE, Decision, Pick, Route, Ticket, Wait
-from pilothouse.routing.latency import itl_observers, latency_observers, slo_defers
+from pilothouse.routing.latency import itl_observers, latency_observers, slo_defers, ttft_estimator
 from pilothouse.routing.pool import PoolState, RequestPreparer
+from pilothouse.routing.prefill_drain import PrefillDrain
 from pilothouse.routing.request import with_adapter, with_owner
 from pilothouse.routing.traffic import TrafficSplitter
 from pilothouse.routing.waiting import Waiting
@@ -99,6 +100,8 @@ class RoutingPipeline:
         observers = tuple(observers)
         self._observers = latency_observers(scheduler, observers)
         self._itl_observers = itl_observers(scheduler, observers)
+        estimator = ttft_estimator(self._observers)
+        self._drain = PrefillDrain(estimator) if estimator is not None else None
         saturation = self.flow.saturation
         self._limits = SaturationLimits(
             saturation.max_in_flight_per_replica,
@@ -246,6 +249,8 @@ class RoutingPipeline:
             raise NoEndpointAvailable(f"no ready replica of model '{request.model}'")
         if self.flow.enabled and first and not ticket.admitted and self._must_queue(key, ready):
             return Wait(QUEUE, key)
+        if self._drain is not None:  # the predictor's estimate of each prefill queue
+            candidates = self._drain.annotate(candidates, self.clock.now())
         if ticket.trace is not None:
             route = Route(self._traced(ticket, candidates), load)
         else:
@@ -318,8 +323,8 @@ class RoutingPipeline:
         tokens = request.prompt_tokens if pick.uncached_tokens is None else pick.uncached_tokens
         ticket.endpoint, ticket.backlog = pick.endpoint, tokens
         if self._observers or self._itl_observers:  # what latency predictors see of it
-            ticket.features = latency_features(pick.endpoint, tokens, request.prompt_tokens)
-            ticket.placed_at, ticket.first_token_at = self.clock.now(), None
+            latency = pick.latency_uncached_tokens
+            self._features(ticket, pick.endpoint, tokens if latency is None else latency)
         if ticket.grant is not None and ticket.grant.routed is None:
             ticket.grant.routed = self.clock.now()
         ticket.tried.add(pick.endpoint.name)
@@ -331,6 +336,18 @@ class RoutingPipeline:
             ticket.admitted = False
             self._ungrant(ticket, wake=False)
 
+    def _features(self, ticket: Ticket, endpoint: Endpoint, uncached_tokens: int) -> None:
+        """Snapshot what latency observers will be told of this placement; its service time
+        joins the endpoint's prefill queue."""
+        now = self.clock.now()
+        drain = self._drain
+        if drain is not None:  # as of now (a moved request's snapshot has no wait on it)
+            endpoint = drain.annotate((endpoint,), now)[0]
+        features = latency_features(endpoint, uncached_tokens, ticket.request.prompt_tokens)
+        ticket.features, ticket.placed_at, ticket.first_token_at = features, now, None
+        if drain is not None:
+            drain.placed(ticket, endpoint.name, features, now)
+
     def moved(self, ticket: Ticket, endpoint: Endpoint) -> None:
         """The data plane sent the request elsewhere (its own retry): follow it."""
         self.started(ticket, Pick(endpoint, (), {}, ticket.backlog))
@@ -340,6 +357,8 @@ class RoutingPipeline:
         if ticket.endpoint is not None and ticket.backlog is not None:
             self.pool.prefilled(ticket.endpoint.name, ticket.backlog)
             ticket.backlog = None
+            if self._drain is not None:
+                self._drain.done(ticket, ticket.endpoint.name, self.clock.now())
         features, placed = ticket.features, ticket.placed_at
         if ticket.endpoint is None or features is None or placed is None:
             return
@@ -363,6 +382,8 @@ class RoutingPipeline:
             for observer in self._itl_observers:
                 observer.observe_itl(endpoint.name, features, itl)
         ticket.features = None
+        if self._drain is not None and ticket.backlog is not None:  # no first token there
+            self._drain.done(ticket, endpoint.name, self.clock.now())
         self.pool.release(endpoint.name, ticket.backlog)
         ticket.endpoint, ticket.backlog = None, None
         model = self._key(ticket)
@@ -419,4 +440,5 @@ def _pick(result: SchedulingResult) -> Pick:
         dict(result.headers),
         result.uncached_tokens,
         result.ttft_estimate,
+        result.latency_uncached_tokens,
     )

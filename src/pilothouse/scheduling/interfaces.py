@@ -35,6 +35,14 @@ UNCACHED_TOKENS_KEY = "uncached-tokens"
 """``CycleState.data`` key: ``dict[endpoint name, int]``, prompt tokens each endpoint would have
 to prefill; the scheduler copies the target's value into ``SchedulingResult.uncached_tokens``."""
 
+LATENCY_UNCACHED_TOKENS_KEY = "latency-uncached-tokens"
+"""``CycleState.data`` key: ``dict[endpoint name, int]``, prompt tokens each endpoint is expected
+to really prefill, where a prefix plugin estimates that better than the routing view it scores
+with (tier-aware ``approx-prefix``: its engine-faithful mirror of the offloaded tier). Latency
+predictions prefer it; the scheduler copies the target's value into
+``SchedulingResult.latency_uncached_tokens``. Routing and backlog counts keep
+``UNCACHED_TOKENS_KEY``."""
+
 TTFT_ESTIMATE_KEY = "ttft-estimate"
 """``CycleState.data`` key: a :class:`~pilothouse.scheduling.types.TtftEstimate` (the best
 predicted time to first token and the request's target); written by ``slo-aware``, copied by

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import cast
 
 from pilothouse.clock import Clock, ManualClock
 from pilothouse.errors import NoEndpointAvailable, SchedulingError
@@ -18,6 +19,7 @@ from pilothouse.scheduling.config import SchedulerConfig
 from pilothouse.scheduling.context import PluginContext
 from pilothouse.scheduling.explain import Explanation, explain, runner_up
 from pilothouse.scheduling.interfaces import (
+    LATENCY_UNCACHED_TOKENS_KEY,
     TTFT_ESTIMATE_KEY,
     UNCACHED_TOKENS_KEY,
     CycleState,
@@ -133,16 +135,23 @@ class Scheduler:
 
 def _with_estimates(state: CycleState, result: SchedulingResult, target: str) -> SchedulingResult:
     """``result`` with what the plugins estimated in the cycle, unless the profile handler
-    set it: the target's uncached prompt tokens and the request's TTFT estimate."""
-    uncached = state.data.get(UNCACHED_TOKENS_KEY)
+    set it: the target's uncached prompt tokens (for routing, and for latency prediction when
+    a plugin told them apart) and the request's TTFT estimate."""
     tokens = result.uncached_tokens
-    if tokens is None and isinstance(uncached, dict):
-        tokens = uncached.get(target)
+    if tokens is None:
+        tokens = _target_value(state, UNCACHED_TOKENS_KEY, target)
+    latency = result.latency_uncached_tokens
+    if latency is None:
+        latency = _target_value(state, LATENCY_UNCACHED_TOKENS_KEY, target)
     estimate = result.ttft_estimate
     published = state.data.get(TTFT_ESTIMATE_KEY)
     if estimate is None and isinstance(published, TtftEstimate):
         estimate = published
-    if tokens is result.uncached_tokens and estimate is result.ttft_estimate:
+    if (
+        tokens is result.uncached_tokens
+        and latency is result.latency_uncached_tokens
+        and estimate is result.ttft_estimate
+    ):
         return result
     # The constructor, not dataclasses.replace: a few µs less on every request.
     return SchedulingResult(
@@ -151,7 +160,14 @@ def _with_estimates(state: CycleState, result: SchedulingResult, target: str) ->
         uncached_tokens=tokens,
         headers=result.headers,
         ttft_estimate=estimate,
+        latency_uncached_tokens=latency,
     )
+
+
+def _target_value(state: CycleState, key: str, target: str) -> int | None:
+    """The target's entry of a per-endpoint token count a plugin published under ``key``."""
+    published = state.data.get(key)
+    return cast("int | None", published.get(target)) if isinstance(published, dict) else None
 
 
 def build_scheduler(

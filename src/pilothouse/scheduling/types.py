@@ -46,7 +46,9 @@ class Endpoint:
     ``in_flight``, ``in_flight_tokens`` and ``awaiting_first_token`` are the gateway's own
     counts (they never lag): requests in flight, the estimated uncached prompt tokens of those
     that have not produced a first token yet (the replica's prefill backlog), and how many
-    requests that is. ``metrics`` is what the engine last reported.
+    requests that is. ``prefill_wait_s`` is the router's own estimate of how long until those
+    have their first token (from its latency predictor; 0 without one or with none
+    awaiting). ``metrics`` is what the engine last reported.
     """
 
     name: str
@@ -59,6 +61,7 @@ class Endpoint:
     in_flight_tokens: int = 0
     awaiting_first_token: int = 0
     metrics: EndpointMetrics = field(default_factory=EndpointMetrics)
+    prefill_wait_s: float = 0.0
 
     def evolve(self, **changes: object) -> Endpoint:
         """A copy with some fields changed (snapshots are never mutated)."""
@@ -140,13 +143,17 @@ class SchedulingResult:
     must prefill (not served by its prefix cache), when a plugin estimated it; data producers
     count it as that replica's prefill backlog until the first token arrives.
     ``ttft_estimate`` is a latency predictor's estimate for the request, when a plugin made
-    one (flow control may shed or defer a request predicted to miss its target)."""
+    one (flow control may shed or defer a request predicted to miss its target).
+    ``latency_uncached_tokens`` is the prompt tokens the target is expected to really
+    prefill, when a plugin estimates that apart from the routing view (latency predictors
+    prefer it to ``uncached_tokens``)."""
 
     primary_profile: str
     profiles: Mapping[str, ProfileResult]
     uncached_tokens: int | None = None
     headers: Mapping[str, str] = field(default_factory=_no_strings)
     ttft_estimate: TtftEstimate | None = None
+    latency_uncached_tokens: int | None = None
 
     @property
     def target(self) -> Endpoint:

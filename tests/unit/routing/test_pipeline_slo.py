@@ -4,6 +4,7 @@ lifecycle that trains the predictor."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -138,13 +139,39 @@ def test_the_first_token_trains_the_scorer_with_the_features_seen_at_placement(
     assert scorer.predictor.observations("r0") == 1
     clock.advance(0.25)
     p.first_token(second)
-    assert seen[1] == (
+    endpoint, features, ttft = seen[1]
+    assert features.wait_s == pytest.approx(0.22)  # the first's predicted time: 20 ms + 0.2 s
+    assert (endpoint, replace(features, wait_s=0.0), ttft) == (
         "r0",
         LatencyFeatures(
             uncached_tokens=500, prompt_tokens=500, backlog_tokens=2_000, awaiting=1, in_flight=1
         ),
         0.5,
     )
+
+
+def test_the_prefill_queue_estimate_is_on_the_snapshots_the_scorer_sees(
+    clock: ManualClock,
+) -> None:
+    """The scorer's predictions (cold here) estimate each endpoint's prefill queue; a first
+    token re-anchors it and the last one empties it."""
+    p = _pipeline(clock)
+    first = _start(p, "a", 2_000)  # 0.22 s alone
+    second = _start(p, "b", 3_000)  # 0.32 s alone: drains at 0.54 s
+    clock.advance(0.1)
+    probe = p.decide(p.open(req("c", tokens=100)))
+    assert isinstance(probe, Route)
+    assert probe.pick.endpoint.prefill_wait_s == pytest.approx(0.44)
+    clock.advance(0.3)  # the first ran late (0.4 s): the second's 0.32 s start now
+    p.first_token(first)
+    assert p.pool.candidates("m")[0].prefill_wait_s == 0.0  # the pool's own snapshot
+    probe = p.decide(p.open(req("d", tokens=100)))
+    assert isinstance(probe, Route)
+    assert probe.pick.endpoint.prefill_wait_s == pytest.approx(0.32)
+    p.first_token(second)
+    probe = p.decide(p.open(req("e", tokens=100)))
+    assert isinstance(probe, Route)
+    assert probe.pick.endpoint.prefill_wait_s == 0.0
 
 
 def test_a_finished_requests_token_count_gives_the_itl_observers_its_mean_gap(

@@ -65,6 +65,14 @@ def test_offloaded_lru_holds_what_the_recent_one_pushed_out(seed: int) -> None:
             assert len(off_set) <= offload
             assert off == _longest_prefix(off_set, hashes[recent:])
             assert index.size(name) == len(recent_set) + len(off_set)
+            copies = set(index._copies.get(name, {}))  # the engine's tier: copies may be recent
+            assert len(copies) <= offload
+            assert off_set - copies == set() or len(copies) == offload
+        engine = index.match_engine_tiers_many(names, hashes)
+        for name, (recent, held), (same, _off) in zip(names, engine, tiers, strict=True):
+            assert recent == same
+            copies = set(index._copies.get(name, {}))
+            assert held == _longest_prefix(copies, hashes[recent:])
 
 
 def _naive_kv_match(index: KVBlockIndex, keys: Sequence[int]) -> dict[str, int]:

@@ -11,7 +11,12 @@ import pytest
 from pilothouse.clock import ManualClock
 from pilothouse.errors import NoEndpointAvailable, SchedulingError
 from pilothouse.scheduling.config import builtin_config, load_scheduler_config
-from pilothouse.scheduling.interfaces import UNCACHED_TOKENS_KEY, CycleState, Plugin
+from pilothouse.scheduling.interfaces import (
+    LATENCY_UNCACHED_TOKENS_KEY,
+    UNCACHED_TOKENS_KEY,
+    CycleState,
+    Plugin,
+)
 from pilothouse.scheduling.registry import default_registry
 from pilothouse.scheduling.scheduler import Scheduler, build_scheduler
 from pilothouse.scheduling.testing import endpoint, request
@@ -304,6 +309,7 @@ class UncachedScorer(FixedScorer):
         self, state: CycleState, request: SchedulingRequest, endpoints: Sequence[Endpoint]
     ) -> Sequence[float]:
         state.data[UNCACHED_TOKENS_KEY] = {e.name: 10 * i for i, e in enumerate(endpoints)}
+        state.data[LATENCY_UNCACHED_TOKENS_KEY] = {e.name: 7 * i for i, e in enumerate(endpoints)}
         return super().score(state, request, endpoints)
 
 
@@ -340,6 +346,7 @@ def test_the_primary_targets_uncached_tokens_join_the_handlers_result() -> None:
     result = build_scheduler(config, ManualClock(), registry=registry).schedule(request(), EPS)
     assert result.target.name == "b"
     assert result.uncached_tokens == 10
+    assert result.latency_uncached_tokens == 7  # what the engine will find, for predictors
     assert (result.primary_profile, list(result.profiles)) == ("p", ["p"])
     assert result.headers == {"x-h": "1"}
     assert {f.name for f in fields(SchedulingResult)} == {  # a new field must be carried too
@@ -348,4 +355,5 @@ def test_the_primary_targets_uncached_tokens_join_the_handlers_result() -> None:
         "uncached_tokens",
         "headers",
         "ttft_estimate",
+        "latency_uncached_tokens",
     }

@@ -8,12 +8,13 @@ from pilothouse.clock import ManualClock
 from pilothouse.errors import ConfigError
 from pilothouse.scheduling.config import load_scheduler_config
 from pilothouse.scheduling.interfaces import (
+    LATENCY_UNCACHED_TOKENS_KEY,
     PREFIX_MATCH_KEY,
     TTFT_ESTIMATE_KEY,
     UNCACHED_TOKENS_KEY,
     CycleState,
 )
-from pilothouse.scheduling.latency import LatencyFeatures, LatencyObserver
+from pilothouse.scheduling.latency import LatencyFeatures, LatencyObserver, TtftEstimator
 from pilothouse.scheduling.plugins.scorers.slo_aware import SloAwareParameters, SloAwareScorer
 from pilothouse.scheduling.scheduler import build_scheduler
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest, TtftEstimate
@@ -72,6 +73,20 @@ def test_an_earlier_scorers_uncached_tokens_are_used_as_published() -> None:
     assert state.data[UNCACHED_TOKENS_KEY] == {"a": 900, "b": 0}
 
 
+def test_a_prefix_plugins_estimate_of_what_the_engine_will_find_is_what_it_predicts_with() -> None:
+    """Tier-aware approx-prefix routes with one view of the offloaded tier and publishes, for
+    latency, what the engine's tier really holds: the scorer predicts with that, and leaves
+    the routing estimate (the backlog's) as it was."""
+    routing = {"a": 0, "b": 900}
+    state = CycleState(
+        now=0.0,
+        data={UNCACHED_TOKENS_KEY: routing, LATENCY_UNCACHED_TOKENS_KEY: {"a": 1000, "b": 900}},
+    )
+    a, b = _scorer().score(state, _req(), [_ep("a"), _ep("b")])
+    assert b > a  # "a" was thought cached, but the engine dropped it
+    assert state.data[UNCACHED_TOKENS_KEY] == routing
+
+
 def test_the_target_follows_the_requests_priority() -> None:
     scorer = _scorer(ttft_target_s=2.0, ttft_targets_s={5: 0.1})
     assert scorer.target_s(_req(priority=5)) == 0.1
@@ -88,12 +103,28 @@ def test_learned_latency_overrides_the_cold_estimate() -> None:
     scorer = _scorer(warmup=5)
     assert isinstance(scorer, LatencyObserver)
     features = LatencyFeatures(uncached_tokens=1000, prompt_tokens=1000)
-    for _ in range(5):  # identical load, but "a" turns out three times slower
+    for _ in range(60):  # identical load, but "a" turns out three times slower
         scorer.observe_ttft("a", features, 0.9)
         scorer.observe_ttft("b", features, 0.3)
     a, b = scorer.score(CycleState(now=0.0), _req(), [_ep("a"), _ep("b")])
     assert b > a
     assert scorer.predict(_ep("a"), 1000, 1000) == pytest.approx(0.9, rel=0.05)
+
+
+def test_it_estimates_ttft_for_the_pipelines_prefill_queue() -> None:
+    """The pipeline asks it for each placed request's time alone (its features, learned or
+    cold), so it is a TtftEstimator; the queue's wait on a snapshot adds to what it learns."""
+    scorer = _scorer(warmup=5)
+    assert isinstance(scorer, TtftEstimator)
+    alone = LatencyFeatures(uncached_tokens=1000, prompt_tokens=1000)
+    assert scorer.predict_ttft("a", alone) == pytest.approx(0.02 + 1000 / 10_000)  # cold
+    queued = LatencyFeatures(uncached_tokens=1000, prompt_tokens=1000, wait_s=1.0)
+    for _ in range(60):
+        scorer.observe_ttft("a", alone, 0.3)
+        scorer.observe_ttft("a", queued, 1.3)
+    assert scorer.predict_ttft("a", queued) == pytest.approx(1.3, rel=0.05)
+    busy = _ep("a").evolve(prefill_wait_s=1.0)
+    assert scorer.predict(busy, 1000, 1000) == pytest.approx(1.3, rel=0.05)
 
 
 def test_the_scheduler_reports_the_estimate_and_yaml_parameters_are_checked() -> None:

@@ -8,7 +8,11 @@ import pytest
 from pilothouse.endpoints.kv_index import KVBlockIndex
 from pilothouse.engines.tokenizer import DummyTokenizer
 from pilothouse.kvevents import BlockRemoved, BlockStored, KVEventBatch
-from pilothouse.scheduling.interfaces import PREFIX_MATCH_KEY, CycleState
+from pilothouse.scheduling.interfaces import (
+    LATENCY_UNCACHED_TOKENS_KEY,
+    PREFIX_MATCH_KEY,
+    CycleState,
+)
 from pilothouse.scheduling.plugins.scorers._tier_cost import TierCostParameters, saved_fraction
 from pilothouse.scheduling.plugins.scorers.approx_prefix import (
     ApproxPrefixParameters,
@@ -131,3 +135,24 @@ def test_approx_keeps_pushed_out_blocks_as_offloaded(offload: int, expected: lis
     assert plugin.index.size("a") == (4 if offload else 2)
     _route(plugin, "abcdefgh", "a")  # recorded again: recent, no longer offloaded
     assert list(plugin.score(CycleState(0.0), request, [ep("a"), ep("b")])) == [1.0, 1.0]
+
+
+def _uncached_found(plugin: ApproxPrefixScorer, prompt: str) -> object:
+    state = CycleState(0.0)
+    request = SchedulingRequest("r", "m", prompt=prompt, prompt_tokens=2)
+    score = list(plugin.score(state, request, [ep("a")]))
+    return score, state.data[LATENCY_UNCACHED_TOKENS_KEY]
+
+
+def test_latency_estimates_mirror_the_engines_cpu_tier_which_keeps_reloaded_copies() -> None:
+    """Recent LRU: one 2-block prompt; offloaded: two. When P1 is reloaded the engine's CPU
+    tier keeps (refreshes) its copy, so P3 pushed out next leaves no room for P2: the engine
+    has dropped P2. Routing still scores P2 as offloaded (the routing view moved P1 out);
+    the uncached tokens published for latency predictions say it is all to prefill."""
+    plugin = _approx(4)
+    for prompt in ("P1P1P1P1", "P2P2P2P2", "P3P3P3P3", "P1P1P1P1"):
+        _route(plugin, prompt, "a")
+    assert _uncached_found(plugin, "P2P2P2P2") == ([0.75], {"a": 2})
+    assert _uncached_found(plugin, "P3P3P3P3") == ([0.75], {"a": 0})  # a quarter, rounded
+    assert _uncached_found(plugin, "P1P1P1P1") == ([1.0], {"a": 0})
+    assert _uncached_found(plugin, "P4P4P4P4") == ([0.0], {"a": 2})

@@ -3,9 +3,11 @@
 Every simulated run carries a shadow :class:`~pilothouse.scheduling.latency.LatencyPredictor`
 that observes every request (whatever the policy; it places nothing), fed by the routing
 pipeline exactly as an ``slo-aware`` scorer is: the features seen when the request was
-placed (the policy's own uncached-token estimate among them) and the time to first token it
-took. Its error is the mean absolute percentage error of its predictions, each made before
-the observation is learned, leaving out each replica's first ``warmup`` (50) observations.
+placed (the policy's own uncached-token estimate among them, and the wait for the prefills
+ahead, which the pipeline estimates from this shadow's own predictions when the scheduler has
+no predictor of its own) and the time to first token it took. Its error is the mean absolute
+percentage error of its predictions, each made before the observation is learned, leaving out
+each replica's first ``warmup`` (50) observations.
 
 A second shadow predicts each request's mean inter-token latency from the same features,
 learned when the request finishes (``(finish - first token) / (output tokens - 1)``).

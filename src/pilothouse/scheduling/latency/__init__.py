@@ -21,6 +21,7 @@ from pilothouse.scheduling.latency.predictor import (
     LatencyObserver,
     LatencyPredictor,
     PredictionError,
+    TtftEstimator,
 )
 from pilothouse.scheduling.latency.rls import RecursiveLeastSquares
 
@@ -34,6 +35,7 @@ __all__ = [
     "LatencyPredictor",
     "PredictionError",
     "RecursiveLeastSquares",
+    "TtftEstimator",
     "itl_vector",
     "latency_features",
     "ttft_vector",

@@ -1,19 +1,26 @@
 """What the latency predictor sees of one (request, replica) pair at decision time.
 
 Only what the router already knows when it places a request: the endpoint snapshot (the
-gateway's own counts, which never lag, and the engine's last scraped metrics) and the
-request's uncached prompt tokens on that replica (from the prefix match the scorers
-computed; the whole prompt when no prefix plugin estimated it).
+gateway's own counts, which never lag, the engine's last scraped metrics, and the router's
+own estimate of when the prefill queue there drains) and the request's uncached prompt
+tokens on that replica (from the prefix match the scorers computed; the whole prompt when no
+prefix plugin estimated it).
 
-:func:`ttft_vector` turns them into the regression's inputs. Time to first token on a
-chunked-prefill engine is roughly the prefill work ahead of and including the request,
-divided by a throughput that falls as the running decode batch takes its share of every
-step's token budget, plus whatever the engine has queued behind a full KV cache; the
-vector holds those terms, their interaction, a quadratic term for long backlogs and the
-attention over the cached part of the prompt, scaled to order one so that recursive least
-squares stays well conditioned. (Chosen by replaying recorded simulator runs of b2b-saas and
-long-context through the predictor: log-linear fits and further terms did worse or no
-better.)
+:func:`ttft_vector` turns them into the regression's inputs. On a chunked-prefill engine
+that schedules first come, first served, a request's time to first token is the wait for the
+prefills ahead of it to finish, plus its own prefill (linear in its uncached tokens, plus
+attention among them and over the cached part of the prompt), plus the decode steps it
+shares with the running batch (their count and the context they read, which KV-cache use
+tracks) and the step in flight when it arrives. The wait ahead is
+:attr:`LatencyFeatures.wait_s`: the routing pipeline's running estimate of when the requests
+awaiting a first token on that replica will have it, from this predictor's own predictions
+for each of them, re-anchored at every first token there
+(:class:`~pilothouse.routing.prefill_drain.PrefillDrain`). Its prefill tokens alone (the
+backlog) say little: part of it is done already, and how much depends on when it was placed.
+
+Chosen by replaying recorded simulator runs of ``long-context`` and ``b2b-saas`` through
+candidate fits (docs/plugins/slo-aware.md): the backlog terms, the queue counts and further
+interactions did worse or no better once the wait was in.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ _SEQS = 100.0  # sequences per unit
 _QUEUED = 10.0  # queued requests per unit
 _PAIRS = 1e8  # (new token, attended token) pairs per unit
 
-TTFT_FEATURES = 11
+TTFT_FEATURES = 7
 """Length of :func:`ttft_vector`."""
 ITL_FEATURES = 7
 """Length of :func:`itl_vector`."""
@@ -53,6 +60,9 @@ class LatencyFeatures:
     """The engine's running batch (scraped)."""
     kv_cache_usage: float = 0.0
     """The engine's KV cache use in [0, 1] (scraped)."""
+    wait_s: float = 0.0
+    """Seconds until the requests awaiting a first token there are predicted to have it
+    (:attr:`~pilothouse.scheduling.types.Endpoint.prefill_wait_s`: the router's estimate)."""
 
 
 def latency_features(
@@ -70,25 +80,21 @@ def latency_features(
         waiting=metrics.waiting,
         running=metrics.running,
         kv_cache_usage=metrics.kv_cache_usage,
+        wait_s=endpoint.prefill_wait_s,
     )
 
 
 def ttft_vector(f: LatencyFeatures) -> tuple[float, ...]:
     """The regression inputs for time to first token (:data:`TTFT_FEATURES` values)."""
-    prefill = (f.backlog_tokens + f.uncached_tokens) / _TOKENS
-    running = f.running / _SEQS
+    own = f.uncached_tokens / _TOKENS
     return (
         1.0,  # a step's overhead, and the wait for the step in flight
-        prefill,  # the prefill work ahead of and including the request
-        f.uncached_tokens / _TOKENS,  # its own prefill (last in line, chunked)
-        running,  # decodes in every step
-        prefill * running,  # ...which take a share of every step's token budget
-        prefill * prefill,  # long backlogs: queueing grows faster than linearly
+        own,  # its own prefill
         f.uncached_tokens * f.prompt_tokens / _PAIRS,  # attention over the whole prompt
-        f.awaiting / _QUEUED,  # requests ahead, each a step boundary at least
-        f.in_flight / _SEQS,  # the gateway's current count, where the scrape lags
-        f.waiting / _QUEUED,  # the engine's queue (a full KV cache holds requests back)
-        f.kv_cache_usage,
+        f.kv_cache_usage,  # the context every decode step reads
+        f.running / _SEQS,  # decodes in every step
+        f.wait_s,  # the prefills ahead: the router's estimate of when they finish
+        own * own,  # attention among its own new tokens (counted twice above)
     )
 
 

@@ -16,8 +16,15 @@ from pilothouse.scheduling.types import Endpoint, EndpointMetrics
 
 
 def _ttft(f: LatencyFeatures, per_token: float = 60e-6) -> float:
-    """A synthetic replica: 20 ms, plus the prefill ahead at ``per_token``, slowed by decodes."""
-    return 0.02 + (f.backlog_tokens + f.uncached_tokens) * per_token * (1 + f.running / 100)
+    """A synthetic replica: 20 ms, the wait for the prefills ahead, its own prefill at
+    ``per_token``, and decode steps that read the KV cache and the running batch."""
+    return (
+        0.02
+        + f.wait_s
+        + f.uncached_tokens * per_token
+        + 0.01 * f.kv_cache_usage
+        + 1e-4 * (f.running)
+    )
 
 
 def _features(rng: random.Random) -> LatencyFeatures:
@@ -30,6 +37,7 @@ def _features(rng: random.Random) -> LatencyFeatures:
         waiting=0,
         running=rng.randrange(0, 40),
         kv_cache_usage=rng.random(),
+        wait_s=rng.choice((0.0, 0.0, rng.uniform(0.0, 2.0))),
     )
 
 
@@ -42,6 +50,7 @@ def test_features_are_read_from_the_endpoint_snapshot() -> None:
         in_flight_tokens=300,
         awaiting_first_token=2,
         metrics=EndpointMetrics(waiting=1, running=4, kv_cache_usage=0.5),
+        prefill_wait_s=0.75,
     )
     assert latency_features(endpoint, 100, 900) == LatencyFeatures(
         uncached_tokens=100,
@@ -52,6 +61,7 @@ def test_features_are_read_from_the_endpoint_snapshot() -> None:
         waiting=1,
         running=4,
         kv_cache_usage=0.5,
+        wait_s=0.75,
     )
 
 
@@ -83,7 +93,7 @@ def test_replicas_are_fitted_apart() -> None:
 
 
 def test_cold_replicas_use_the_pooled_fit_and_nothing_answers_before_any_is_warm() -> None:
-    predictor = LatencyPredictor(warmup=3)
+    predictor = LatencyPredictor(warmup=3, prior_variance=1e3)  # a weak prior: 3 suffice
     f = LatencyFeatures(uncached_tokens=1000, prompt_tokens=1000)
     assert predictor.predict_ttft("a", f) is None
     for _ in range(3):
@@ -95,7 +105,7 @@ def test_cold_replicas_use_the_pooled_fit_and_nothing_answers_before_any_is_warm
 
 
 def test_mape_leaves_out_each_replicas_warm_up() -> None:
-    predictor = LatencyPredictor(warmup=2)
+    predictor = LatencyPredictor(warmup=2, prior_variance=1e3)
     f = LatencyFeatures(uncached_tokens=10)
     for endpoint in ("a", "b"):
         for _ in range(2):
@@ -117,9 +127,45 @@ def test_mape_of_an_untrained_prediction_is_computed_from_its_floor() -> None:
     assert predictor.error.mape == pytest.approx(0.9995)
 
 
-def test_a_negative_warmup_is_refused() -> None:
+def test_a_negative_warmup_or_no_weighting_is_refused() -> None:
     with pytest.raises(ValueError, match="warmup"):
         LatencyPredictor(warmup=-1)
+    with pytest.raises(ValueError, match="weight_powers"):
+        LatencyPredictor(weight_powers=())
+
+
+def _mixed_stream(seed: int) -> list[tuple[LatencyFeatures, float]]:
+    """Cached prompts, 15 % of which were not cached after all (the same features, 10 x the
+    time): weights ``1 / y²`` leave those outliers aside, ``1 / y^1.5`` is pulled up by them."""
+    rng = random.Random(seed)
+    stream = []
+    for _ in range(1200):
+        f = LatencyFeatures(
+            uncached_tokens=rng.randrange(100, 1000), prompt_tokens=8000, running=rng.randrange(40)
+        )
+        y = 0.01 + f.uncached_tokens * 20e-6 + 1e-4 * f.running
+        stream.append((f, y * 10 if rng.random() < 0.15 else y))
+    return stream
+
+
+def _mape(stream: list[tuple[LatencyFeatures, float]], powers: tuple[float, ...]) -> float:
+    predictor = LatencyPredictor(warmup=50, weight_powers=powers)
+    for f, y in stream:
+        predictor.observe_ttft("r0", f, y)
+    mape = predictor.error.mape
+    assert mape is not None
+    return mape
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_it_answers_with_whichever_weighting_errs_less_lately(seed: int) -> None:
+    """One fit per weight exponent, each scored on every observation before it is learned:
+    the predictor does as well as the better one alone, in whichever order they come."""
+    stream = _mixed_stream(seed)
+    squared, flatter = _mape(stream, (2.0,)), _mape(stream, (1.5,))
+    assert squared < 0.9 * flatter
+    assert _mape(stream, (2.0, 1.5)) <= 1.01 * squared
+    assert _mape(stream, (1.5, 2.0)) <= 1.02 * squared  # starts on 1.5, moves to 2
 
 
 def test_the_itl_predictor_learns_a_decode_step_model() -> None:

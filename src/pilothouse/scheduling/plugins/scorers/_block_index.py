@@ -10,6 +10,15 @@ engine's CPU tier: blocks pushed out of the first LRU move there (most recent la
 of being forgotten, and a block recorded again moves back. :meth:`BlockIndex.match_tiers_many`
 then tells the two apart. With 0 (the default) nothing is offloaded and the index behaves as
 a single LRU.
+
+That offloaded LRU is the *routing* view. The engine's tier (vLLM's offloading connector, the
+simulator's :mod:`pilothouse.sim.cpu_tier`) keeps its copy of a block that is reloaded, so
+part of its room holds copies of GPU-resident blocks and it drops older blocks sooner than
+that view says. A second LRU per endpoint mirrors the tier that way (copies kept, refreshed
+when reloaded or pushed out again) for estimates of what a prompt will really find cached
+(:meth:`BlockIndex.match_engine_tiers_many`, which latency predictions use). Routing keeps the
+first view: scoring with the second (tried on ``long-context``, 2026-12-07) lost hit rate and
+was slower near saturation in short runs.
 """
 
 from __future__ import annotations
@@ -22,7 +31,14 @@ from itertools import takewhile
 class BlockIndex:
     """Per-endpoint LRU sets of block hashes; ``match`` counts the longest recorded prefix."""
 
-    __slots__ = ("_capacity", "_endpoints", "_max_endpoints", "_offload_capacity", "_offloaded")
+    __slots__ = (
+        "_capacity",
+        "_copies",
+        "_endpoints",
+        "_max_endpoints",
+        "_offload_capacity",
+        "_offloaded",
+    )
 
     def __init__(
         self, capacity_per_endpoint: int, max_endpoints: int, offload_capacity: int = 0
@@ -36,6 +52,7 @@ class BlockIndex:
         self._offload_capacity = offload_capacity
         self._endpoints: OrderedDict[str, OrderedDict[int, None]] = OrderedDict()
         self._offloaded: dict[str, OrderedDict[int, None]] = {}
+        self._copies: dict[str, OrderedDict[int, None]] = {}  # the engine's tier, as it is
 
     @property
     def tiered(self) -> bool:
@@ -81,6 +98,22 @@ class BlockIndex:
             matched.append((recent, len(list(takewhile(off.__contains__, rest))) if off else 0))
         return matched
 
+    def match_engine_tiers_many(
+        self, endpoints: Iterable[str], hashes: Sequence[int]
+    ) -> list[tuple[int, int]]:
+        """:meth:`match_tiers_many` against the engine-faithful mirror of the offloaded tier
+        (copies of reloaded blocks kept): what the engine will find, not where to route."""
+        get, get_copies = self._endpoints.get, self._copies.get
+        matched: list[tuple[int, int]] = []
+        for endpoint in endpoints:
+            blocks = get(endpoint)
+            recent = len(list(takewhile(blocks.__contains__, hashes))) if blocks else 0
+            copies = get_copies(endpoint)
+            rest = hashes[recent:] if copies else ()
+            held = len(list(takewhile(copies.__contains__, rest))) if copies else 0
+            matched.append((recent, held))
+        return matched
+
     def sizes(self, endpoints: Iterable[str]) -> list[int]:
         """:meth:`size` for each of ``endpoints``, in order."""
         if self._offloaded:
@@ -96,8 +129,14 @@ class BlockIndex:
             while len(self._endpoints) > self._max_endpoints:
                 gone, _ = self._endpoints.popitem(last=False)
                 self._offloaded.pop(gone, None)
+                self._copies.pop(gone, None)
         else:
             self._endpoints.move_to_end(endpoint)
+        copies = self._copies.get(endpoint)
+        if copies:  # the engine reloads these: its copies stay, refreshed
+            for block in hashes:
+                if block in copies and block not in blocks:
+                    copies.move_to_end(block)
         for block in reversed(hashes):
             if block in blocks:
                 blocks.move_to_end(block)
@@ -107,14 +146,24 @@ class BlockIndex:
             while len(blocks) > self._capacity:
                 blocks.popitem(last=False)
             return
+        self._offload(endpoint, blocks, hashes)
+
+    def _offload(
+        self, endpoint: str, blocks: OrderedDict[int, None], hashes: Sequence[int]
+    ) -> None:
+        """Blocks pushed out of ``blocks`` go to both offloaded views; bound them."""
         off = self._offloaded.setdefault(endpoint, OrderedDict())
+        copies = self._copies.setdefault(endpoint, OrderedDict())
         for block in hashes:
-            off.pop(block, None)  # recorded again: recent, not offloaded
+            off.pop(block, None)  # recorded again: recent, not offloaded (routing view)
         while len(blocks) > self._capacity:
             pushed, _ = blocks.popitem(last=False)
             off[pushed] = None
-        while len(off) > self._offload_capacity:
-            off.popitem(last=False)
+            copies[pushed] = None
+            copies.move_to_end(pushed)
+        for lru in (off, copies):
+            while len(lru) > self._offload_capacity:
+                lru.popitem(last=False)
 
     def endpoints(self) -> list[str]:
         """Tracked endpoints, least recently recorded first."""

@@ -11,7 +11,10 @@ Tier-aware (``offload_capacity_per_endpoint`` > 0, for engines with a CPU tier):
 recent LRU pushes out are kept as *offloaded*, and the score becomes the share of the
 prompt's prefill a hit saves (:mod:`._tier_cost`): recent blocks save their prefill,
 offloaded ones their prefill minus the reload, with ``tier_costs`` from the engine. With the
-default 0 the score is the matched fraction, as before.
+default 0 the score is the matched fraction, as before. Tier-aware, it also publishes each
+endpoint's uncached tokens as the engine will find them (``LATENCY_UNCACHED_TOKENS_KEY``:
+the same cost model over the index's engine-faithful mirror of the offloaded tier, see
+:mod:`._block_index`) for latency predictions; the score keeps the routing view.
 
 The hashes are computed once per cycle and shared through ``CycleState.data``. Python's
 ``hash`` is salted per process; the index lives in memory, so that is fine (and it is about
@@ -26,7 +29,12 @@ from typing import cast
 from pydantic import Field
 
 from pilothouse.scheduling.context import PluginContext
-from pilothouse.scheduling.interfaces import PREFIX_INDEX_SIZE_KEY, PREFIX_MATCH_KEY, CycleState
+from pilothouse.scheduling.interfaces import (
+    LATENCY_UNCACHED_TOKENS_KEY,
+    PREFIX_INDEX_SIZE_KEY,
+    PREFIX_MATCH_KEY,
+    CycleState,
+)
 from pilothouse.scheduling.plugins.base import NamedPlugin
 from pilothouse.scheduling.plugins.scorers._block_index import BlockIndex
 from pilothouse.scheduling.plugins.scorers._tier_cost import TierCostParameters, saved_fraction
@@ -104,6 +112,11 @@ class ApproxPrefixScorer(NamedPlugin):
                 saved_fraction(recent / total, off / total, prompt, costs)
                 for recent, off in self._index.match_tiers_many(names, hashes)
             ]
+            found = [
+                round(prompt * (1.0 - saved_fraction(recent / total, held / total, prompt, costs)))
+                for recent, held in self._index.match_engine_tiers_many(names, hashes)
+            ]
+            state.data[LATENCY_UNCACHED_TOKENS_KEY] = dict(zip(names, found, strict=True))
         else:
             scores = [m / total for m in self._index.match_many(names, hashes)]
         state.data[PREFIX_MATCH_KEY] = dict(zip(names, scores, strict=True))

@@ -33,6 +33,7 @@ from pydantic import Field
 
 from pilothouse.scheduling.context import PluginContext
 from pilothouse.scheduling.interfaces import (
+    LATENCY_UNCACHED_TOKENS_KEY,
     PREFIX_MATCH_KEY,
     TTFT_ESTIMATE_KEY,
     UNCACHED_TOKENS_KEY,
@@ -84,12 +85,18 @@ class SloAwareScorer(NamedPlugin):
 
     def predict(self, endpoint: Endpoint, uncached_tokens: int, prompt_tokens: int) -> float:
         """Predicted seconds to first token of a request placed on ``endpoint`` now."""
-        features = latency_features(endpoint, uncached_tokens, prompt_tokens)
-        learned = self._predictor.predict_ttft(endpoint.name, features)
+        return self.predict_ttft(
+            endpoint.name, latency_features(endpoint, uncached_tokens, prompt_tokens)
+        )
+
+    def predict_ttft(self, endpoint: str, features: LatencyFeatures) -> float:
+        """Predicted seconds to first token on ``endpoint`` with ``features``: learned, else
+        the cold estimate (a :class:`~pilothouse.scheduling.latency.TtftEstimator`)."""
+        learned = self._predictor.predict_ttft(endpoint, features)
         if learned is not None:
             return learned
         p = self._params
-        tokens = features.backlog_tokens + uncached_tokens
+        tokens = features.backlog_tokens + features.uncached_tokens
         return p.cold_overhead_s + tokens / p.cold_prefill_tokens_per_s
 
     def score(
@@ -98,6 +105,9 @@ class SloAwareScorer(NamedPlugin):
         if not endpoints:
             return []
         uncached = _uncached(state, request, endpoints)
+        found = state.data.get(LATENCY_UNCACHED_TOKENS_KEY)  # what the engine will find
+        if isinstance(found, dict) and all(e.name in found for e in endpoints):
+            uncached = found
         prompt = request.prompt_tokens
         predicted = [self.predict(e, uncached[e.name], prompt) for e in endpoints]
         target = self.target_s(request)
