@@ -81,13 +81,16 @@ DISCONNECT_EXTENSION = "pilothouse.disconnect"
 
 
 class DisconnectSignal:
-    """Fired once when the connection carrying a request is lost."""
+    """Fired once when the connection carrying a request is lost. ``loop``: the server's
+    event loop, when it hands it over (Python 3.11's ``get_running_loop()`` makes a
+    ``getpid()`` system call; the request path then asks for its task without one)."""
 
-    __slots__ = ("callback", "fired")
+    __slots__ = ("callback", "fired", "loop")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.fired = False
         self.callback: Callable[[], None] | None = None
+        self.loop = loop
 
     def fire(self) -> None:
         self.fired = True
@@ -127,9 +130,10 @@ class ClientWatch:
         await self._send(message)
 
     def start(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None  # called from the request's task
         signal = self._signal
+        loop = signal.loop if signal is not None else None
+        task = asyncio.current_task(loop) if loop is not None else asyncio.current_task()
+        assert task is not None  # called from the request's task
         if signal is None:
             self._watcher = asyncio.create_task(self._watch(task))
         elif signal.fired:

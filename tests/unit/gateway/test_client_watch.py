@@ -73,9 +73,12 @@ async def _run(
     return await task, watch
 
 
-@pytest.mark.parametrize("with_signal", [True, False], ids=["signal", "receive"])
-async def test_a_client_that_leaves_cancels_its_request(with_signal: bool) -> None:
-    signal = DisconnectSignal() if with_signal else None
+@pytest.mark.parametrize(
+    "with_signal", ["loop", "signal", "receive"], ids=["signal-with-loop", "signal", "receive"]
+)
+async def test_a_client_that_leaves_cancels_its_request(with_signal: str) -> None:
+    loop = asyncio.get_running_loop() if with_signal == "loop" else None
+    signal = DisconnectSignal(loop) if with_signal != "receive" else None
     ended, watch = await _run(signal, hang_up=True)
     assert ended == "client left"
     assert watch.gone
