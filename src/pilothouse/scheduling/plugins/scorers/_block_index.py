@@ -24,7 +24,7 @@ was slower near saturation in short runs.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from itertools import takewhile
 
 
@@ -88,29 +88,29 @@ class BlockIndex:
     ) -> list[tuple[int, int]]:
         """Per endpoint, ``(recent, offloaded)``: how many of ``hashes`` from the first are in
         its recent LRU, and how many of the following ones in its offloaded LRU."""
-        get, get_off = self._endpoints.get, self._offloaded.get
-        matched: list[tuple[int, int]] = []
-        for endpoint in endpoints:
-            blocks = get(endpoint)
-            recent = len(list(takewhile(blocks.__contains__, hashes))) if blocks else 0
-            off = get_off(endpoint)
-            rest = hashes[recent:] if off else ()
-            matched.append((recent, len(list(takewhile(off.__contains__, rest))) if off else 0))
-        return matched
+        return self._match_two_tiers(endpoints, hashes, self._offloaded.get)
 
     def match_engine_tiers_many(
         self, endpoints: Iterable[str], hashes: Sequence[int]
     ) -> list[tuple[int, int]]:
         """:meth:`match_tiers_many` against the engine-faithful mirror of the offloaded tier
         (copies of reloaded blocks kept): what the engine will find, not where to route."""
-        get, get_copies = self._endpoints.get, self._copies.get
+        return self._match_two_tiers(endpoints, hashes, self._copies.get)
+
+    def _match_two_tiers(
+        self,
+        endpoints: Iterable[str],
+        hashes: Sequence[int],
+        second_tier: Callable[[str], Container[int] | None],
+    ) -> list[tuple[int, int]]:
+        get = self._endpoints.get
         matched: list[tuple[int, int]] = []
         for endpoint in endpoints:
             blocks = get(endpoint)
             recent = len(list(takewhile(blocks.__contains__, hashes))) if blocks else 0
-            copies = get_copies(endpoint)
-            rest = hashes[recent:] if copies else ()
-            held = len(list(takewhile(copies.__contains__, rest))) if copies else 0
+            second = second_tier(endpoint)
+            rest = hashes[recent:] if second else ()
+            held = len(list(takewhile(second.__contains__, rest))) if second else 0
             matched.append((recent, held))
         return matched
 
