@@ -17,6 +17,7 @@ the arithmetic is deterministic (the same observations give the same ``θ`` bit 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import mul
 
 
 class RecursiveLeastSquares:
@@ -54,7 +55,10 @@ class RecursiveLeastSquares:
 
     def predict(self, x: Sequence[float]) -> float:
         """``θ · x``."""
-        return sum(t * v for t, v in zip(self._theta, x, strict=True))
+        if len(x) != self._d:
+            raise ValueError(f"expected {self._d} features, got {len(x)}")
+        total: float = sum(map(mul, self._theta, x))
+        return total
 
     def update(self, x: Sequence[float], y: float, weight: float = 1.0) -> None:
         """Fold in one observation ``(x, y)`` with ``weight`` (> 0)."""
@@ -64,13 +68,18 @@ class RecursiveLeastSquares:
             raise ValueError("weight must be > 0")
         scale = weight**0.5
         xs = [v * scale for v in x]
-        p, d = self._p, self._d
-        px = [sum(p[i][j] * xs[j] for j in range(d)) for i in range(d)]
-        denominator = self._lambda + sum(xs[i] * px[i] for i in range(d))
+        p, theta = self._p, self._theta
+        # Rows and columns zipped, not indexed: the same products summed in the same order
+        # (bit for bit the same fit), at half the interpreter's cost.
+        px: list[float] = [sum(map(mul, row, xs)) for row in p]
+        denominator = self._lambda + sum(map(mul, xs, px))
         gain = [v / denominator for v in px]
-        error = y * scale - sum(t * v for t, v in zip(self._theta, xs, strict=True))
-        self._theta = [t + g * error for t, g in zip(self._theta, gain, strict=True)]
+        error = y * scale - sum(map(mul, theta, xs))
+        self._theta = [t + g * error for t, g in zip(theta, gain, strict=True)]
         inv = 1.0 / self._lambda
         # P ← (P - k·(Px)ᵀ) / λ; P stays symmetric since (Px)ᵀ = xᵀP for symmetric P.
-        self._p = [[(p[i][j] - gain[i] * px[j]) * inv for j in range(d)] for i in range(d)]
+        self._p = [
+            [(pij - gi * pxj) * inv for pij, pxj in zip(row, px, strict=True)]
+            for row, gi in zip(p, gain, strict=True)
+        ]
         self.observations += 1
