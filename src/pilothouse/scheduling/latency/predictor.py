@@ -108,17 +108,21 @@ class _Fits:
         best = min(range(len(errors)), key=errors.__getitem__)
         return max(_MIN_TTFT_S, self._fits[best].predict(x))
 
-    def update(self, x: tuple[float, ...], y: float) -> None:
-        """Score each fit on ``(x, y)``, then teach it with its weight."""
+    def update(self, x: tuple[float, ...], y: float) -> float:
+        """Score each fit on ``(x, y)``, then teach it with its weight; returns what
+        :meth:`predict` answered for ``x`` before (one prediction per fit, made once)."""
         floor = max(y, _MIN_TTFT_S)
-        if self.observations and len(self._fits) > 1:
+        errors = self._errors
+        guesses = [max(_MIN_TTFT_S, fit.predict(x)) for fit in self._fits]
+        predicted = guesses[min(range(len(errors)), key=errors.__getitem__)]
+        if self.observations and len(guesses) > 1:
             keep = _ERROR_DECAY
-            for i, fit in enumerate(self._fits):
-                error = abs(max(_MIN_TTFT_S, fit.predict(x)) - y) / floor
-                self._errors[i] = keep * self._errors[i] + (1.0 - keep) * error
+            for i, guess in enumerate(guesses):
+                errors[i] = keep * errors[i] + (1.0 - keep) * (abs(guess - y) / floor)
         for fit, power in zip(self._fits, self._powers, strict=True):
             fit.update(x, y, 1.0 / floor**power)
         self.observations += 1
+        return predicted
 
 
 class LatencyPredictor:
@@ -185,11 +189,11 @@ class LatencyPredictor:
         """Score the prediction for this observation (past warm-up), then learn from it."""
         x = self._vector(features)
         own = self._fit(endpoint)
-        if own.observations >= self._warmup:
-            predicted = own.predict(x)
+        scored = own.observations >= self._warmup
+        predicted = own.update(x, ttft_s)  # the prediction made before learning from it
+        if scored:
             self._abs_pct += abs(predicted - ttft_s) / max(ttft_s, _MIN_TTFT_S)
             self._samples += 1
-        own.update(x, ttft_s)
         self._fit(_POOL).update(x, ttft_s)
 
     def _warm(self, endpoint: str) -> _Fits | None:
