@@ -7,10 +7,11 @@ puts a :class:`DisconnectSignal` in every request's ``scope["extensions"]`` and 
 from ``connection_lost``, so the request path can register a plain callback instead.
 Under any other ASGI server the request path falls back to the watcher task.
 
-It also writes a response whose length is known (``content-length``) with one write: uvicorn
-writes the status line and headers as soon as the app sends ``http.response.start``, and the
-body with the next message, two send calls on the socket where one will do. Streamed
-responses (chunked) still send their headers at once.
+Requests run in the gateway's own request/response cycle (:class:`~pilothouse.gateway.
+http_cycle.Cycle`): uvicorn's contract and checks at less CPU per request, and a response
+whose length is known (``content-length``) written with one write where uvicorn makes two.
+HEAD requests, HTTP/1.0, upgrades, requests over ``max_connections`` and uvicorn's access
+log keep uvicorn's own cycle (a fixed-length head still held for its body).
 
 And it bounds what a client can make the gateway hold (:class:`HttpLimits`, the gateway's
 ``http`` settings): a request head over ``max_header_bytes`` or with more than
@@ -29,12 +30,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
+from urllib.parse import unquote
 
+import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pilothouse.deadline import Deadline
 from pilothouse.gateway.asgi import DISCONNECT_EXTENSION, DisconnectSignal
+from pilothouse.gateway.http_cycle import Cycle
 from pilothouse.openai.errors import error_body
 
 _LENGTH = b"\r\ncontent-length: "
@@ -70,6 +74,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         # One timer for the connection's phases: head, body, idle keep-alive (:mod:`deadline`).
         self._deadline = Deadline(self.loop, self._timed_out)
         self._idle = False  # between a response and the next request's first byte
+        # uvicorn's cycle for every request where a setting needs it (an access log, or a
+        # fresh context per task): the gateway's cycle does neither.
+        self._uvicorn_cycles = self.access_log or getattr(self.config, "reset_contextvars", False)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -91,20 +98,54 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         elif reading_body and deadline.armed:
             self._arm(self.limits.body_timeout_s)  # the body is moving: a new deadline
 
+    def on_message_begin(self) -> None:
+        # uvicorn's scope, with the disconnect signal in its extensions.
+        self.url = b""
+        self.expect_100_continue = False
+        headers: list[tuple[bytes, bytes]] = []
+        self.headers = headers
+        self.scope = {
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": headers,
+            "state": self.app_state.copy(),
+            "extensions": {DISCONNECT_EXTENSION: DisconnectSignal(self.loop)},  # type: ignore[dict-item]
+        }
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
         if self._header_count > self.limits.max_headers:
             self._refuse(431, "too many request header fields", "request_header_too_large")
             return
-        super().on_header(name, value)
+        # uvicorn's, in this one call: lowercase names, no trailing whitespace in values.
+        name = name.lower()
+        value = value.rstrip(b" \t")
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.scope["extensions"] = {DISCONNECT_EXTENSION: DisconnectSignal(self.loop)}  # type: ignore[dict-item]
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if isinstance(cycle, Cycle):
+            if not cycle.response_complete:
+                cycle.add_body(body)
+            return
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._disarm()
         self._in_head, self._head_bytes, self._header_count = True, 0, 0
+        cycle = self.cycle
+        if isinstance(cycle, Cycle):
+            if not cycle.response_complete:
+                cycle.more_body = False
+                cycle.set()
+            return
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -124,6 +165,53 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._arm(self.limits.body_timeout_s)
+        parser = self.parser
+        method = parser.get_method()
+        limit = self.limit_concurrency
+        if (
+            method == b"HEAD"
+            or self._uvicorn_cycles
+            or parser.get_http_version() != "1.1"
+            or parser.should_upgrade()
+            or (limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit))
+        ):
+            self._uvicorn_headers_complete()
+            return
+        # uvicorn's steps for the common case, with the gateway's own cycle.
+        scope = self.scope
+        scope["method"] = method.decode("ascii")
+        url = httptools.parse_url(self.url)
+        raw_path = url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        root = self.root_path
+        scope["path"] = root + path
+        scope["raw_path"] = root.encode("ascii") + raw_path if root else raw_path
+        scope["query_string"] = url.query or b""
+        cycle = Cycle(
+            scope,  # type: ignore[arg-type]
+            self.transport,
+            self.flow,
+            self.server_state.default_headers,
+            self.expect_100_continue,
+            self.on_response_complete,
+        )
+        if not parser.should_keep_alive():
+            cycle.keep_alive = False
+        previous = self.cycle
+        self.cycle = cycle  # type: ignore[assignment]
+        if previous is None or previous.response_complete:
+            task = self.loop.create_task(cycle.run_asgi(self.app))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+        else:  # pipelined: it waits for the one before (uvicorn starts it)
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
+
+    def _uvicorn_headers_complete(self) -> None:
+        """uvicorn's own cycle (HEAD, HTTP/1.0, upgrades, over the connection limit, its
+        access log), its fixed-length heads held by :class:`_HeadHolder`."""
         previous = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
