@@ -164,7 +164,7 @@ async def test_references_to_own_server_and_prose_are_not_shadowing(world: World
 
 async def test_pins_are_cached_until_the_store_version_moves() -> None:
     world = make_world()
-    world.rules._pin_refresh_s = 60.0
+    world.rules.pins.refresh_s = 60.0
     await world.publish("github", SEARCH)
     world.clock.advance(61)
     assert (await world.call(SEARCH))[0].outcome == "allow"  # the approval was read
