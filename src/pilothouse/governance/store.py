@@ -47,14 +47,30 @@ from pilothouse.governance.tables import keys, ledger, orgs, teams
 
 DB_FILE = "governance.db"
 _SQLITE_ROW = f"({', '.join('?' for _ in schema.LEDGER_COLUMNS)})"
-_SQLITE_ROWS_PER_STATEMENT = 256
+_SQLITE_ROWS_PER_STATEMENT = 512
 """Rows per multi-row INSERT at most (12 parameters each: far below SQLite's 32,766); a
 power of two, as every statement's row count is."""
+_SQLITE_PAD_SHARE = 8
+"""A statement may be padded by up to 1/8 of its real rows (see :func:`_sqlite_statement`)."""
 
 
 def _floor_pow2(n: int) -> int:
     """The largest power of two not above ``n`` (``n`` ≥ 1)."""
     return 1 << (n.bit_length() - 1)
+
+
+def _sqlite_statement(left: int) -> tuple[int, int]:
+    """``(rows, size)``: how many of ``left`` rows the next INSERT takes, and its row count.
+
+    The size is a power of two (a handful of statement texts, kept compiled); when the next
+    power up is within an eighth of ``rows`` the statement is padded with copies of its last
+    row, which ``ON CONFLICT DO NOTHING`` skips (no change counted): a batch of 500 is one
+    statement, not six (each one a step that trades the GIL with the event loop twice)."""
+    ceiling = 1 << (left - 1).bit_length()
+    if ceiling <= _SQLITE_ROWS_PER_STATEMENT and ceiling - left <= left // _SQLITE_PAD_SHARE:
+        return left, ceiling
+    size = min(_SQLITE_ROWS_PER_STATEMENT, _floor_pow2(left))
+    return size, size
 
 
 @functools.lru_cache(maxsize=16)
@@ -300,17 +316,20 @@ class SqlStore:
                 # Many rows per statement: sqlite3 releases the GIL around every step, and a
                 # step per row made this worker thread and the event loop trade the GIL
                 # hundreds of times per batch (context switches the gateway paid for).
-                # Statements of a power of two rows only (250 rows: 128 + 64 + 32 + 16 + 8
-                # + 2): a handful of texts that sqlite3 keeps compiled, where one statement
-                # per batch size compiled a new one for nearly every batch (a third more CPU
-                # per row).
+                # Statements of a power of two rows only (250 rows: 256, padded; 200 rows:
+                # 128 + 64 + 8): a handful of texts that sqlite3 keeps compiled, where one
+                # statement per batch size compiled a new one for nearly every batch (a third
+                # more CPU per row).
                 start = 0
                 while start < len(params):
-                    size = min(_SQLITE_ROWS_PER_STATEMENT, _floor_pow2(len(params) - start))
-                    flat = tuple(chain.from_iterable(params[start : start + size]))
+                    taken, size = _sqlite_statement(len(params) - start)
+                    chunk = params[start : start + taken]
+                    if size > taken:  # copies of the last row: conflicts, skipped
+                        chunk += [chunk[-1]] * (size - taken)
+                    flat = tuple(chain.from_iterable(chunk))
                     result = conn.exec_driver_sql(_sqlite_ledger_insert(size), flat)
                     inserted += result.rowcount
-                    start += size
+                    start += taken
             return inserted
         rows = [schema.ledger_values(entry) for entry in unique.values()]
         dialect = postgresql if self.dialect == "postgresql" else sqlite

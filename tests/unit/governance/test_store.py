@@ -241,6 +241,18 @@ def test_store_writes_the_ledger_once_per_request_id(store: SqlStore) -> None:
     assert (total.requests, total.prompt_tokens, total.completion_tokens) == (3, 30, 15)
 
 
+@pytest.mark.parametrize("size", [3, 250, 500, 513, 1100])
+def test_store_writes_batches_of_any_size_once(store: SqlStore, size: int) -> None:
+    # Sizes that make padded statements (500: one of 512) and unpadded ones (3: 2 + 1):
+    # padding rows are replays of a row in the same statement, never counted or stored.
+    entries = [_entry(f"r{i}", id=f"e{i:05d}") for i in range(size)]
+    assert store.write_ledger(entries[: size // 3]) == size // 3
+    assert store.write_ledger(entries) == size - size // 3
+    assert store.write_ledger(entries) == 0
+    (total,) = store.usage([])
+    assert total.requests == size
+
+
 def test_store_keeps_entries_that_share_a_request_id(store: SqlStore) -> None:
     # A client may send the same x-request-id twice (a retry): two requests, two charges.
     # Only the entry id (the governor's) makes an entry a replay.
