@@ -8,7 +8,9 @@ sets: ``body``, ``more_body``, ``message_event``, ``disconnected``, ``keep_alive
 ``response_started``, ``response_complete``) and its checks, at less cost:
 
 - the body waits on a future made only when the app asks for body that has not arrived
-  (a request's body usually arrives with its head: no wait, no event);
+  (a request's body usually arrives with its head: no wait, no event); once the whole body
+  was handed over, ``receive`` waits for the client to leave or the response to end, as
+  uvicorn's does (Starlette's file and streaming responses listen for a disconnect so);
 - header values are checked with one search over all of them, and a name once found valid
   is not checked again (names come from a handful of literals);
 - a fixed-length answer's head is held until its body: one write (and one TCP segment)
@@ -47,6 +49,7 @@ class Cycle:
 
     __slots__ = (
         "_head",
+        "_read",
         "_waiter",
         "body",
         "chunked",
@@ -89,6 +92,7 @@ class Cycle:
         self.remaining = 0
         self._head: bytes | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._read = False  # the whole body was handed to the app
 
     # -- what the protocol calls --------------------------------------------------------
 
@@ -147,7 +151,9 @@ class Cycle:
             self.waiting_for_100_continue = False
         if not self.disconnected and not self.response_complete:
             self.flow.resume_reading()
-            if self.more_body and not self.body:  # nothing to hand over yet
+            if self._read or (self.more_body and not self.body):
+                # Nothing to hand over yet, or the whole body was: wait for more of it, or
+                # (an app listening for a disconnect) for the client to leave or the end.
                 waiter = self._waiter = asyncio.get_running_loop().create_future()
                 try:
                     await waiter
@@ -156,6 +162,8 @@ class Cycle:
         if self.disconnected or self.response_complete:
             return {"type": "http.disconnect"}
         body, self.body = self.body, b""
+        if not self.more_body:
+            self._read = True
         return {
             "type": "http.request",
             "body": body if isinstance(body, bytes) else bytes(body),

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.responses import FileResponse
 from uvicorn.protocols.http.flow_control import FlowControl
 
 from pilothouse.gateway.http_cycle import Cycle
@@ -35,6 +37,10 @@ class _Transport:
 
     def resume_reading(self) -> None:
         pass
+
+
+_FILES: dict[str, Path] = {}
+"""``/file`` serves ``_FILES["file"]``."""
 
 
 def _cycle(transport: _Transport, *, expect_100: bool = False) -> tuple[Cycle, list[str]]:
@@ -144,6 +150,20 @@ async def test_a_body_complete_before_receive_is_handed_over_at_once() -> None:
     assert await cycle.receive() == {"type": "http.request", "body": b"whole", "more_body": False}
 
 
+async def test_after_the_whole_body_receive_waits_for_the_end_of_the_response() -> None:
+    # Starlette's file and streaming responses call receive() again while they send, to
+    # notice a disconnect: it must wait, not hand over the (empty) body again.
+    cycle, _ = _cycle(_Transport())
+    cycle.more_body = False
+    assert await cycle.receive() == {"type": "http.request", "body": b"", "more_body": False}
+    waiting = asyncio.create_task(cycle.receive())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await cycle.send(_start((b"content-length", b"2")))
+    await cycle.send(_body(b"ok"))
+    assert await waiting == {"type": "http.disconnect"}
+
+
 # --- on loopback, behind the gateway's protocol ------------------------------------------
 
 
@@ -158,6 +178,9 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             break
     if scope["path"] == "/fail":
         raise ValueError("the app failed")
+    if scope["path"] == "/file":
+        await FileResponse(_FILES["file"])(scope, receive, send)
+        return
     answer = b"%s %s %d" % (scope["method"].encode(), scope["raw_path"], len(body))
     headers = [(b"content-length", str(len(answer)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -251,3 +274,27 @@ async def test_an_app_error_before_its_answer_is_a_500_and_a_closed_connection()
             writer.close()
     assert got.startswith(b"HTTP/1.1 500 Internal Server Error")
     assert got.endswith(b"Internal Server Error")
+
+
+async def test_a_file_response_listening_for_a_disconnect_is_served_whole(
+    tmp_path: Path,
+) -> None:
+    # Starlette streams a file in 64 KiB chunks while it listens for a disconnect.
+    data = bytes(range(256)) * 1200  # 300 KiB: several chunks, the socket's buffer filled
+    path = _FILES["file"] = tmp_path / "served.bin"
+    path.write_bytes(data)
+    async with _server() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET /file HTTP/1.1\r\nhost: t\r\n\r\n")
+            head = await _read_until(reader, b"\r\n\r\n")
+            head, _, body = head.partition(b"\r\n\r\n")
+            while len(body) < len(data):
+                piece = await asyncio.wait_for(reader.read(65536), 5)
+                if not piece:
+                    break
+                body += piece
+        finally:
+            writer.close()
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert body == data
