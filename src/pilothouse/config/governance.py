@@ -84,8 +84,9 @@ class JwtSpec(_Spec):
 class LedgerSpec(_Spec):
     """The usage ledger: written ahead to local disk, flushed in batches to the store."""
 
-    batch_size: int = Field(default=500, gt=0)
-    """Entries written to the store in one transaction."""
+    batch_size: int = Field(default=2000, gt=0)
+    """Entries written to the store in one transaction at most: a full batch is written at
+    once, what waits otherwise every ``flush_interval_s``."""
     flush_interval_s: float = Field(default=0.5, gt=0)
     """Longest time an entry waits on local disk before it is sent to the store."""
     max_buffered: int = Field(default=10_000, gt=0)

@@ -47,9 +47,10 @@ from pilothouse.governance.tables import keys, ledger, orgs, teams
 
 DB_FILE = "governance.db"
 _SQLITE_ROW = f"({', '.join('?' for _ in schema.LEDGER_COLUMNS)})"
-_SQLITE_ROWS_PER_STATEMENT = 512
-"""Rows per multi-row INSERT at most (12 parameters each: far below SQLite's 32,766); a
-power of two, as every statement's row count is."""
+_SQLITE_ROWS_PER_STATEMENT = 2048
+"""Rows per multi-row INSERT at most (12 parameters each, 24,576 in all: below SQLite's
+32,766); a power of two, as every statement's row count is. A default batch (2,000) is one
+statement."""
 _SQLITE_PAD_SHARE = 8
 """A statement may be padded by up to 1/8 of its real rows (see :func:`_sqlite_statement`)."""
 
@@ -64,7 +65,7 @@ def _sqlite_statement(left: int) -> tuple[int, int]:
 
     The size is a power of two (a handful of statement texts, kept compiled); when the next
     power up is within an eighth of ``rows`` the statement is padded with copies of its last
-    row, which ``ON CONFLICT DO NOTHING`` skips (no change counted): a batch of 500 is one
+    row, which ``ON CONFLICT DO NOTHING`` skips (no change counted): a batch of 2,000 is one
     statement, not six (each one a step that trades the GIL with the event loop twice)."""
     ceiling = 1 << (left - 1).bit_length()
     if ceiling <= _SQLITE_ROWS_PER_STATEMENT and ceiling - left <= left // _SQLITE_PAD_SHARE:

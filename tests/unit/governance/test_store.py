@@ -241,9 +241,10 @@ def test_store_writes_the_ledger_once_per_request_id(store: SqlStore) -> None:
     assert (total.requests, total.prompt_tokens, total.completion_tokens) == (3, 30, 15)
 
 
-@pytest.mark.parametrize("size", [3, 250, 500, 513, 1100])
+@pytest.mark.parametrize("size", [3, 250, 500, 513, 1100, 2000, 2049, 4500])
 def test_store_writes_batches_of_any_size_once(store: SqlStore, size: int) -> None:
-    # Sizes that make padded statements (500: one of 512) and unpadded ones (3: 2 + 1):
+    # Sizes that make padded statements (500: one of 512; 2000: one of 2048, the most rows
+    # in one) and unpadded ones (3: 2 + 1; 4500: 2048 + 2048 + 256 + 128 + 16 + 4):
     # padding rows are replays of a row in the same statement, never counted or stored.
     entries = [_entry(f"r{i}", id=f"e{i:05d}") for i in range(size)]
     assert store.write_ledger(entries[: size // 3]) == size // 3
