@@ -10,9 +10,10 @@ on 127.0.0.1, and loads each with ``bench overhead``'s closed-loop client and re
   one write from a task per request.
 
 It prints the server process's CPU time per request (user + system, from /proc) at each
-concurrency, the two alternated for ``--rounds`` rounds. The difference is what uvicorn's
-ASGI cycle costs per request on this machine: the ceiling of what a server protocol of the
-gateway's own would save on the proxied routes.
+concurrency, the two alternated for ``--rounds`` rounds. The difference is what the
+gateway's HTTP/1 server costs per request above a bare parser (uvicorn's connection
+handling, the gateway's request/response cycle, the ASGI messages) on this machine: the
+ceiling of what a server of the gateway's own would save on the proxied routes.
 
     .venv/bin/python scripts/server_floor.py --rounds 2
 """
