@@ -5,8 +5,6 @@ fixed-length answer; alone on a fake transport, and on loopback behind the gatew
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,35 +13,13 @@ from starlette.responses import FileResponse
 from uvicorn.protocols.http.flow_control import FlowControl
 
 from pilothouse.gateway.http_cycle import Cycle
-from pilothouse.gateway.http_server import server_config
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
+from tests.unit.gateway.loopback import RecordingTransport, connect, read_until, serve
 
 _FILES: dict[str, Path] = {}
 """``/file`` serves ``_FILES["file"]``."""
 
 
-def _cycle(transport: _Transport, *, expect_100: bool = False) -> tuple[Cycle, list[str]]:
+def _cycle(transport: RecordingTransport, *, expect_100: bool = False) -> tuple[Cycle, list[str]]:
     done: list[str] = []
     scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/"}
     flow = FlowControl(transport)  # type: ignore[arg-type]
@@ -60,7 +36,7 @@ def _body(body: bytes, more: bool = False) -> dict[str, Any]:
 
 
 async def test_a_fixed_length_answer_is_one_write() -> None:
-    transport = _Transport()
+    transport = RecordingTransport()
     cycle, done = _cycle(transport)
     await cycle.send(_start((b"Content-Length", b"2"), (b"x-a", b"b")))
     assert transport.writes == []  # held for its body
@@ -74,7 +50,7 @@ async def test_a_fixed_length_answer_is_one_write() -> None:
 
 
 async def test_an_answer_without_a_length_is_chunked_and_its_head_goes_at_once() -> None:
-    transport = _Transport()
+    transport = RecordingTransport()
     cycle, done = _cycle(transport)
     await cycle.send(_start((b"content-type", b"text/event-stream")))
     assert transport.writes == [
@@ -87,7 +63,7 @@ async def test_an_answer_without_a_length_is_chunked_and_its_head_goes_at_once()
 
 
 async def test_a_last_chunk_with_data_ends_the_stream_in_the_same_write() -> None:
-    transport = _Transport()
+    transport = RecordingTransport()
     cycle, _ = _cycle(transport)
     await cycle.send(_start((b"transfer-encoding", b"chunked")))
     await cycle.send(_body(b"xyz"))
@@ -102,24 +78,24 @@ async def test_a_last_chunk_with_data_ends_the_stream_in_the_same_write() -> Non
     ],
 )
 async def test_an_invalid_header_is_refused(header: tuple[bytes, bytes], error: str) -> None:
-    cycle, _ = _cycle(_Transport())
+    cycle, _ = _cycle(RecordingTransport())
     with pytest.raises(RuntimeError, match=error):
         await cycle.send(_start((b"content-length", b"0"), header))
 
 
 async def test_a_body_must_match_its_length() -> None:
-    cycle, _ = _cycle(_Transport())
+    cycle, _ = _cycle(RecordingTransport())
     await cycle.send(_start((b"content-length", b"3")))
     with pytest.raises(RuntimeError, match="shorter"):
         await cycle.send(_body(b"ab"))
-    cycle, _ = _cycle(_Transport())
+    cycle, _ = _cycle(RecordingTransport())
     await cycle.send(_start((b"content-length", b"1")))
     with pytest.raises(RuntimeError, match="longer"):
         await cycle.send(_body(b"ab"))
 
 
 async def test_a_response_close_closes_the_connection() -> None:
-    transport = _Transport()
+    transport = RecordingTransport()
     cycle, _ = _cycle(transport)
     await cycle.send(_start((b"content-length", b"0"), (b"connection", b"close")))
     await cycle.send(_body(b""))
@@ -127,7 +103,7 @@ async def test_a_response_close_closes_the_connection() -> None:
 
 
 async def test_receive_waits_for_the_body_and_a_disconnect_wakes_it() -> None:
-    transport = _Transport()
+    transport = RecordingTransport()
     cycle, _ = _cycle(transport, expect_100=True)
     waiting = asyncio.create_task(cycle.receive())
     await asyncio.sleep(0)
@@ -144,7 +120,7 @@ async def test_receive_waits_for_the_body_and_a_disconnect_wakes_it() -> None:
 
 
 async def test_a_body_complete_before_receive_is_handed_over_at_once() -> None:
-    cycle, _ = _cycle(_Transport())
+    cycle, _ = _cycle(RecordingTransport())
     cycle.add_body(b"whole")
     cycle.more_body = False
     assert await cycle.receive() == {"type": "http.request", "body": b"whole", "more_body": False}
@@ -153,7 +129,7 @@ async def test_a_body_complete_before_receive_is_handed_over_at_once() -> None:
 async def test_after_the_whole_body_receive_waits_for_the_end_of_the_response() -> None:
     # Starlette's file and streaming responses call receive() again while they send, to
     # notice a disconnect: it must wait, not hand over the (empty) body again.
-    cycle, _ = _cycle(_Transport())
+    cycle, _ = _cycle(RecordingTransport())
     cycle.more_body = False
     assert await cycle.receive() == {"type": "http.request", "body": b"", "more_body": False}
     waiting = asyncio.create_task(cycle.receive())
@@ -187,93 +163,57 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": answer})
 
 
-@contextlib.asynccontextmanager
-async def _server() -> AsyncIterator[int]:
-    import uvicorn
-
-    class Quiet(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[no-untyped-def]
-            yield
-
-    server = Quiet(server_config(_app, "127.0.0.1", 0, lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-            await asyncio.sleep(0.01)
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await task
-
-
-async def _read_until(reader: asyncio.StreamReader, marker: bytes, got: bytes = b"") -> bytes:
-    while marker not in got:
-        piece = await asyncio.wait_for(reader.read(4096), 5)
-        if not piece:
-            break
-        got += piece
-    return got
-
-
 async def test_a_body_in_parts_with_100_continue_is_read_whole() -> None:
-    async with _server() as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            writer.write(
-                b"POST /a%20b?q=1 HTTP/1.1\r\nhost: t\r\ncontent-length: 6\r\n"
-                b"expect: 100-continue\r\n\r\n"
-            )
-            got = await _read_until(reader, b"100 Continue\r\n\r\n")
-            assert got.startswith(b"HTTP/1.1 100 Continue")
-            writer.write(b"abc")
-            await writer.drain()
-            await asyncio.sleep(0.05)
-            writer.write(b"def")
-            got = await _read_until(reader, b"POST /a%20b 6")
-        finally:
-            writer.close()
+    async with serve(_app) as port, connect(port) as (reader, writer):
+        writer.write(
+            b"POST /a%20b?q=1 HTTP/1.1\r\nhost: t\r\ncontent-length: 6\r\n"
+            b"expect: 100-continue\r\n\r\n"
+        )
+        got = await read_until(reader, b"100 Continue\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 100 Continue")
+        writer.write(b"abc")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"def")
+        got = await read_until(reader, b"POST /a%20b 6")
     assert b"HTTP/1.1 200 OK" in got
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:
-    async with _server() as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            writer.write(
-                b"POST /one HTTP/1.1\r\nhost: t\r\ncontent-length: 1\r\n\r\nx"
-                b"GET /two HTTP/1.1\r\nhost: t\r\n\r\n"
-            )
-            got = await _read_until(reader, b"GET /two 0")
-        finally:
-            writer.close()
+    async with serve(_app) as port, connect(port) as (reader, writer):
+        writer.write(
+            b"POST /one HTTP/1.1\r\nhost: t\r\ncontent-length: 1\r\n\r\nx"
+            b"GET /two HTTP/1.1\r\nhost: t\r\n\r\n"
+        )
+        got = await read_until(reader, b"GET /two 0")
     assert got.index(b"POST /one 1") < got.index(b"GET /two 0")
     assert got.count(b"HTTP/1.1 200 OK") == 2
 
 
 async def test_a_client_asking_to_close_is_answered_then_closed() -> None:
-    async with _server() as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            writer.write(b"GET /x HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
-            got = await asyncio.wait_for(reader.read(), 5)  # to EOF: the server closed
-        finally:
-            writer.close()
+    async with serve(_app) as port, connect(port) as (reader, writer):
+        writer.write(b"GET /x HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        got = await asyncio.wait_for(reader.read(), 5)  # to EOF: the server closed
     assert got.startswith(b"HTTP/1.1 200 OK")
     assert b"connection: close" in got
     assert got.endswith(b"GET /x 0")
 
 
 async def test_an_app_error_before_its_answer_is_a_500_and_a_closed_connection() -> None:
-    async with _server() as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            writer.write(b"GET /fail HTTP/1.1\r\nhost: t\r\n\r\n")
-            got = await asyncio.wait_for(reader.read(), 5)
-        finally:
-            writer.close()
+    async with serve(_app) as port, connect(port) as (reader, writer):
+        writer.write(b"GET /fail HTTP/1.1\r\nhost: t\r\n\r\n")
+        got = await asyncio.wait_for(reader.read(), 5)
     assert got.startswith(b"HTTP/1.1 500 Internal Server Error")
     assert got.endswith(b"Internal Server Error")
+
+
+async def _read_bytes(reader: asyncio.StreamReader, size: int, got: bytes) -> bytes:
+    while len(got) < size:
+        piece = await asyncio.wait_for(reader.read(65536), 5)
+        if not piece:
+            break
+        got += piece
+    return got
 
 
 async def test_a_file_response_listening_for_a_disconnect_is_served_whole(
@@ -283,18 +223,10 @@ async def test_a_file_response_listening_for_a_disconnect_is_served_whole(
     data = bytes(range(256)) * 1200  # 300 KiB: several chunks, the socket's buffer filled
     path = _FILES["file"] = tmp_path / "served.bin"
     path.write_bytes(data)
-    async with _server() as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            writer.write(b"GET /file HTTP/1.1\r\nhost: t\r\n\r\n")
-            head = await _read_until(reader, b"\r\n\r\n")
-            head, _, body = head.partition(b"\r\n\r\n")
-            while len(body) < len(data):
-                piece = await asyncio.wait_for(reader.read(65536), 5)
-                if not piece:
-                    break
-                body += piece
-        finally:
-            writer.close()
+    async with serve(_app) as port, connect(port) as (reader, writer):
+        writer.write(b"GET /file HTTP/1.1\r\nhost: t\r\n\r\n")
+        got = await read_until(reader, b"\r\n\r\n")
+        head, _, body = got.partition(b"\r\n\r\n")
+        body = await _read_bytes(reader, len(data), body)
     assert head.startswith(b"HTTP/1.1 200 OK")
     assert body == data

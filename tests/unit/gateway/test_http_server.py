@@ -4,37 +4,20 @@ and HEAD unchanged, and the disconnect signal in every request's scope."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from pilothouse.gateway.asgi import DISCONNECT_EXTENSION, DisconnectSignal
-from pilothouse.gateway.http_server import GatewayHttpProtocol, _HeadHolder, server_config
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
+from pilothouse.gateway.http_server import _HeadHolder
+from tests.unit.gateway.loopback import RecordingTransport, connect, read_until, serve
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\n"
 CHUNKED = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
 
 
 def test_a_fixed_length_head_goes_out_with_its_body() -> None:
-    raw = _Transport()
+    raw = RecordingTransport()
     holder = _HeadHolder(raw)  # type: ignore[arg-type]
     holder.write(HEAD)
     assert raw.writes == []
@@ -43,7 +26,7 @@ def test_a_fixed_length_head_goes_out_with_its_body() -> None:
 
 
 def test_a_chunked_head_goes_out_at_once() -> None:
-    raw = _Transport()
+    raw = RecordingTransport()
     holder = _HeadHolder(raw)  # type: ignore[arg-type]
     holder.write(CHUNKED)
     holder.write(b"2\r\nok\r\n")
@@ -51,7 +34,7 @@ def test_a_chunked_head_goes_out_at_once() -> None:
 
 
 def test_closing_sends_a_held_head_first() -> None:
-    raw = _Transport()
+    raw = RecordingTransport()
     holder = _HeadHolder(raw)  # type: ignore[arg-type]
     holder.write(HEAD)
     holder.close()
@@ -81,40 +64,10 @@ class _App:
         await send({"type": "http.response.body", "body": b"hello"})
 
 
-@contextlib.asynccontextmanager
-async def _server(app: _App | None = None) -> AsyncIterator[int]:
-    import uvicorn
-
-    class Quiet(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[no-untyped-def]
-            yield
-
-    server = Quiet(server_config(app or _App(), "127.0.0.1", 0, lifespan="off"))
-    assert server.config.http.func is GatewayHttpProtocol  # type: ignore[union-attr]
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-            await asyncio.sleep(0.01)
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await task
-
-
 async def _exchange(port: int, request: bytes, until: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
+    async with connect(port) as (reader, writer):
         writer.write(request)
-        got = b""
-        while until not in got:
-            piece = await asyncio.wait_for(reader.read(4096), 5)
-            if not piece:
-                break
-            got += piece
-        return got
-    finally:
-        writer.close()
+        return await read_until(reader, until)
 
 
 @pytest.mark.parametrize(
@@ -122,7 +75,7 @@ async def _exchange(port: int, request: bytes, until: bytes) -> bytes:
     [("GET", b"hello", b"hello"), ("HEAD", b"\r\n\r\n", b"")],
 )
 async def test_fixed_length_answers_arrive_whole(method: str, until: bytes, body: bytes) -> None:
-    async with _server() as port:
+    async with serve(_App()) as port:
         request = f"{method} /x HTTP/1.1\r\nhost: t\r\n\r\n".encode()
         got = await _exchange(port, request, until)
     head, _, rest = got.partition(b"\r\n\r\n")
@@ -134,7 +87,7 @@ async def test_fixed_length_answers_arrive_whole(method: str, until: bytes, body
 
 async def test_a_streamed_answer_sends_its_headers_before_its_body() -> None:
     app = _App()
-    async with _server(app) as port:
+    async with serve(app) as port:
         # The body waits for the headers to arrive: held headers would never come.
         got = await _exchange(port, b"GET /stream HTTP/1.1\r\nhost: t\r\n\r\n", b"\r\n\r\n")
         app.release.set()
