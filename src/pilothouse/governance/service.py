@@ -91,15 +91,18 @@ class Governance:
         return changed
 
     async def keep(self) -> None:
-        """Write the directory cache when the directory or (in-process) spending moved."""
-        if self.cache is None or self.snapshot is None:
+        """Write the directory cache when the directory moved, and the spending kept
+        beside it when (in-process) spending moved: under load only the small file."""
+        cache, snapshot = self.cache, self.snapshot
+        if cache is None or snapshot is None:
             return
         tokens, money = _local_totals(self.governor)
-        kept = (self.snapshot.version, tokens, money)
-        if kept == self._kept:
-            return
-        await asyncio.to_thread(self.cache.save, self.snapshot, self.governor.wall(), tokens, money)
-        self._kept = kept
+        kept, at = self._kept, self.governor.wall()
+        if kept is None or kept[0] != snapshot.version:
+            await asyncio.to_thread(cache.save_directory, snapshot, at)
+        if kept is None or kept[1] != tokens or kept[2] != money:
+            await asyncio.to_thread(cache.save_spent, at, tokens, money)
+        self._kept = (snapshot.version, tokens, money)
 
     async def _sync_forever(self, interval_s: float) -> None:
         failing = False

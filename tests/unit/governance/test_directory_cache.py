@@ -123,3 +123,56 @@ def test_a_cache_of_another_store_or_a_damaged_one_is_ignored(tmp_path: Path) ->
     path.write_text("{not json")
     assert DirectoryCache(path, "store-a").load() is None
     assert DirectoryCache(tmp_path / "none.json", "store-a").load() is None
+
+
+async def test_spending_under_load_rewrites_only_the_small_file(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    # The directory grows with the keys (50,000: 22 MB): it is written when it changes,
+    # not on every sync after which spending moved.
+    from pilothouse.governance.directory_cache import SPENT_FILE
+
+    store.create_org("acme")
+    store.create_team("acme", "ml", Quota(budget_tokens=1_000.0))
+    key, _ = store.create_key("ml", "bot")
+    spec = GovernanceSpec(state_dir=tmp_path / "state", sync_interval_s=60)
+    governance = await start_governance(spec, "gw", CollectorRegistry(), store=store)
+    directory, spent = tmp_path / "state" / FILE, tmp_path / "state" / SPENT_FILE
+    written = directory.read_bytes()
+    governor = governance.governor
+    for n in range(3):
+        grant = await governor.admit(governor.authenticate(Credentials(key)), _ask(f"r{n}"))
+        governor.charge(grant, Used(100, 50))
+        await governance.sync_once()
+        assert directory.read_bytes() == written
+        cached = DirectoryCache(directory, repr(store)).load()
+        assert cached is not None
+        assert sum(cached.tokens.values()) == 150.0 * (n + 1)
+    assert spent.stat().st_mode & 0o777 == 0o600
+    store.create_key("ml", "another")  # the directory moves: written again
+    await governance.sync_once()
+    assert directory.read_bytes() != written
+    await governance.aclose()
+
+
+def test_spending_kept_by_an_older_version_in_the_directory_file_still_seeds(
+    tmp_path: Path,
+) -> None:
+    from pilothouse.governance.directory_cache import _ADAPTER, CachedDirectory
+    from pilothouse.governance.records import Snapshot
+
+    path = tmp_path / FILE
+    old = CachedDirectory("store-a", 1.0, Snapshot(version=2), {"t@total": 5.0}, {"o@total": 1.5})
+    path.write_bytes(_ADAPTER.dump_json(old))  # one file, as before spent.json
+    found = DirectoryCache(path, "store-a").load()
+    assert found is not None
+    assert (found.tokens, found.money) == ({"t@total": 5.0}, {"o@total": 1.5})
+    cache = DirectoryCache(path, "store-b")  # another store's spending is not used
+    cache.save_spent(2.0, {"t@total": 9.0}, {})
+    found = DirectoryCache(path, "store-a").load()
+    assert found is not None
+    assert found.tokens == {"t@total": 5.0}
+    DirectoryCache(path, "store-a").save_spent(3.0, {"t@total": 7.0}, {})
+    found = DirectoryCache(path, "store-a").load()
+    assert found is not None
+    assert (found.tokens, found.at) == ({"t@total": 7.0}, 3.0)
