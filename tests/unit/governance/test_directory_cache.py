@@ -62,13 +62,18 @@ def store(tmp_path: Path) -> SqlStore:
     return store
 
 
-async def test_a_start_without_the_store_serves_the_keys_and_spending_it_knew(
-    tmp_path: Path, store: SqlStore
-) -> None:
+def _team_with_a_budget(store: SqlStore, tmp_path: Path) -> tuple[str, GovernanceSpec]:
+    """A key of team ``ml`` (1,000 tokens of budget), and a spec keeping state in tmp_path."""
     store.create_org("acme")
     store.create_team("acme", "ml", Quota(budget_tokens=1_000.0))
     key, _ = store.create_key("ml", "bot")
-    spec = GovernanceSpec(state_dir=tmp_path / "state", sync_interval_s=60)
+    return key, GovernanceSpec(state_dir=tmp_path / "state", sync_interval_s=60)
+
+
+async def test_a_start_without_the_store_serves_the_keys_and_spending_it_knew(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    key, spec = _team_with_a_budget(store, tmp_path)
     flaky = _Flaky(store)
     first = await start_governance(spec, "gw", CollectorRegistry(), store=flaky)  # type: ignore[arg-type]
     governor = first.governor
@@ -132,10 +137,7 @@ async def test_spending_under_load_rewrites_only_the_small_file(
     # not on every sync after which spending moved.
     from pilothouse.governance.directory_cache import SPENT_FILE
 
-    store.create_org("acme")
-    store.create_team("acme", "ml", Quota(budget_tokens=1_000.0))
-    key, _ = store.create_key("ml", "bot")
-    spec = GovernanceSpec(state_dir=tmp_path / "state", sync_interval_s=60)
+    key, spec = _team_with_a_budget(store, tmp_path)
     governance = await start_governance(spec, "gw", CollectorRegistry(), store=store)
     directory, spent = tmp_path / "state" / FILE, tmp_path / "state" / SPENT_FILE
     written = directory.read_bytes()
