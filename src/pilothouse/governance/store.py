@@ -15,13 +15,11 @@ bare name when only one live key has it.
 
 from __future__ import annotations
 
-import functools
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import chain
 from pathlib import Path
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -29,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from pilothouse.config.governance import GovernanceSpec
 from pilothouse.errors import BadRequest, Conflict
-from pilothouse.governance import schema
+from pilothouse.governance import schema, sqlite_ledger
 from pilothouse.governance.database import WRITE, guard, make_engine, normalise_url
 from pilothouse.governance.keys import KeyScope, new_key
 from pilothouse.governance.records import (
@@ -46,43 +44,6 @@ from pilothouse.governance.records import (
 from pilothouse.governance.tables import keys, ledger, orgs, teams
 
 DB_FILE = "governance.db"
-_SQLITE_ROW = f"({', '.join('?' for _ in schema.LEDGER_COLUMNS)})"
-_SQLITE_ROWS_PER_STATEMENT = 2048
-"""Rows per multi-row INSERT at most (12 parameters each, 24,576 in all: below SQLite's
-32,766); a power of two, as every statement's row count is. A default batch (2,000) is one
-statement."""
-_SQLITE_PAD_SHARE = 8
-"""A statement may be padded by up to 1/8 of its real rows (see :func:`_sqlite_statement`)."""
-
-
-def _floor_pow2(n: int) -> int:
-    """The largest power of two not above ``n`` (``n`` ≥ 1)."""
-    return 1 << (n.bit_length() - 1)
-
-
-def _sqlite_statement(left: int) -> tuple[int, int]:
-    """``(rows, size)``: how many of ``left`` rows the next INSERT takes, and its row count.
-
-    The size is a power of two (a handful of statement texts, kept compiled); when the next
-    power up is within an eighth of ``rows`` the statement is padded with copies of its last
-    row, which ``ON CONFLICT DO NOTHING`` skips (no change counted): a batch of 2,000 is one
-    statement, not six (each one a step that trades the GIL with the event loop twice)."""
-    ceiling = 1 << (left - 1).bit_length()
-    if ceiling <= _SQLITE_ROWS_PER_STATEMENT and ceiling - left <= left // _SQLITE_PAD_SHARE:
-        return left, ceiling
-    size = min(_SQLITE_ROWS_PER_STATEMENT, _floor_pow2(left))
-    return size, size
-
-
-@functools.lru_cache(maxsize=16)
-def _sqlite_ledger_insert(rows: int) -> str:
-    return (
-        f"INSERT INTO ledger ({', '.join(schema.LEDGER_COLUMNS)}) "
-        f"VALUES {', '.join([_SQLITE_ROW] * rows)} "
-        "ON CONFLICT (id) DO NOTHING"
-    )
-
-
 _MAX_NAME = 200
 
 
@@ -305,33 +266,9 @@ class SqlStore:
         unique = {entry.key(): entry.keyed() for entry in entries}
         if not unique:
             return 0
-        if self.dialect == "sqlite":
-            # The driver's executemany, not SQLAlchemy's compiled INSERT … RETURNING: the
-            # ledger is the one write whose cost grows with traffic, and this halves its
-            # CPU per row (14 → 7 µs; the gateway's own CPU). Same semantics: a known
-            # request id is skipped, and sqlite3 sums the rows each one changed into
-            # rowcount (0 for a skipped one).
-            params = list(unique.values())  # entries are rows (schema.LEDGER_COLUMNS)
-            inserted = 0
+        if self.dialect == "sqlite":  # entries are rows (schema.LEDGER_COLUMNS)
             with guard(self._shown_url), self._writing() as conn:
-                # Many rows per statement: sqlite3 releases the GIL around every step, and a
-                # step per row made this worker thread and the event loop trade the GIL
-                # hundreds of times per batch (context switches the gateway paid for).
-                # Statements of a power of two rows only (250 rows: 256, padded; 200 rows:
-                # 128 + 64 + 8): a handful of texts that sqlite3 keeps compiled, where one
-                # statement per batch size compiled a new one for nearly every batch (a third
-                # more CPU per row).
-                start = 0
-                while start < len(params):
-                    taken, size = _sqlite_statement(len(params) - start)
-                    chunk = params[start : start + taken]
-                    if size > taken:  # copies of the last row: conflicts, skipped
-                        chunk += [chunk[-1]] * (size - taken)
-                    flat = tuple(chain.from_iterable(chunk))
-                    result = conn.exec_driver_sql(_sqlite_ledger_insert(size), flat)
-                    inserted += result.rowcount
-                    start += taken
-            return inserted
+                return sqlite_ledger.insert_rows(conn, list(unique.values()))
         rows = [schema.ledger_values(entry) for entry in unique.values()]
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         statement = (
