@@ -103,11 +103,9 @@ class Cycle:
 
     def set(self) -> None:
         """Something happened (body, its end, a disconnect): wake a waiting ``receive``."""
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter = self._waiter  # receive() forgets it once woken
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def add_body(self, chunk: bytes) -> None:
         body = self.body

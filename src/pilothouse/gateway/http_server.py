@@ -80,7 +80,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self.limits.header_timeout_s)  # a connection that never sends a head
+        self._deadline.arm(self.limits.header_timeout_s)  # a connection that never sends a head
 
     def data_received(self, data: bytes) -> None:
         deadline = self._deadline
@@ -91,12 +91,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self._in_head:
             self._head_bytes += len(data)
             if not deadline.armed:
-                self._arm(self.limits.header_timeout_s)
+                deadline.arm(self.limits.header_timeout_s)
         super().data_received(data)
         if self._in_head and self._head_bytes > self.limits.max_header_bytes:
             self._refuse(431, "request header fields too large", "request_header_too_large")
         elif reading_body and deadline.armed:
-            self._arm(self.limits.body_timeout_s)  # the body is moving: a new deadline
+            deadline.arm(self.limits.body_timeout_s)  # the body is moving: a new deadline
 
     def on_message_begin(self) -> None:
         # uvicorn's scope, with the disconnect signal in its extensions.
@@ -138,7 +138,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._deadline.clear()
         self._in_head, self._head_bytes, self._header_count = True, 0, 0
         cycle = self.cycle
         if isinstance(cycle, Cycle):
@@ -152,19 +152,19 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self.pipeline or self.transport.is_closing():
             # Rare: uvicorn's own (it starts a pipelined request, or leaves a closing socket).
             super().on_response_complete()
-            self._disarm()
+            self._deadline.clear()
             return
         # uvicorn's common case, but the idle keep-alive timeout is the connection's deadline
         # too: uvicorn creates and cancels a timer for it on every request.
         self.server_state.total_requests += 1
-        self._disarm()
+        self._deadline.clear()
         self.flow.resume_reading()
         self._idle = True
         self._deadline.arm(self.timeout_keep_alive)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._arm(self.limits.body_timeout_s)
+        self._deadline.arm(self.limits.body_timeout_s)
         parser = self.parser
         method = parser.get_method()
         limit = self.limit_concurrency
@@ -228,12 +228,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             if isinstance(signal, DisconnectSignal):
                 signal.fire()
 
-    def _arm(self, delay: float) -> None:
-        self._deadline.arm(delay)
-
-    def _disarm(self) -> None:
-        self._deadline.clear()
-
     def _timed_out(self) -> None:
         if self._idle:  # an idle keep-alive connection: closed without a word, as uvicorn does
             if not self.transport.is_closing():
@@ -244,7 +238,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, message: str, code: str) -> None:
         """Answer ``status`` and close, unless a response already started (then just close)."""
-        self._disarm()
+        self._deadline.clear()
         cycle = self.cycle
         transport = self.transport
         if transport is None or transport.is_closing():
