@@ -124,10 +124,6 @@ class Rules:
     async def tools_changed(self, server: str, tools: Sequence[ToolDefinition]) -> None:
         await self.pins.tools_changed(server, tools)
 
-    def quarantine(self, tool: ToolDefinition) -> Quarantine | None:
-        """Why ``tool`` is held back, or None when it may be used (:mod:`.pin_state`)."""
-        return self.pins.quarantine(tool)
-
     def _audit_quarantine(self, tool: str, found: Quarantine | None) -> None:
         if found is None:
             self._record("quarantine", "", "", tool, "released", "pinning", "approved")
@@ -145,7 +141,7 @@ class Rules:
         shown: list[ToolDefinition] = []
         hidden: list[str] = []
         for tool in tools:
-            found = self.quarantine(tool)
+            found = self.pins.quarantine(tool)
             if found is not None:
                 hidden.append(f"{tool.federated} ({found.rule}: {found.reason})")
                 continue
@@ -171,7 +167,7 @@ class Rules:
         now = self.clock.now()
         tool, session = call.tool, call.session
         principal = session.identity.subject
-        found = self.quarantine(tool)
+        found = self.pins.quarantine(tool)
         if found is not None:
             return self._deny(call, found.rule, f"{tool.federated} is quarantined: {found.reason}")
         refusal = self.agents.refusal(session.identity, tool.federated)
