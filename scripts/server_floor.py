@@ -99,7 +99,7 @@ async def _serve(kind: str, port: int) -> None:
 
 async def _measure(kind: str, concurrency: int, duration_s: float) -> float:
     from pilothouse.bench.loadgen import LoadSpec, run_load
-    from pilothouse.bench.overhead.run import _request_body
+    from pilothouse.bench.overhead.services import request_body
     from pilothouse.bench.processes import process_tree_cpu_s
 
     port = _free_port()
@@ -116,7 +116,7 @@ async def _measure(kind: str, concurrency: int, duration_s: float) -> float:
                 await asyncio.sleep(0.1)
         spec = LoadSpec(
             url=f"http://127.0.0.1:{port}{BODY_PATH}",
-            body=_request_body(False),
+            body=request_body(False),
             stream=False,
             concurrency=concurrency,
             warmup_s=1.0,

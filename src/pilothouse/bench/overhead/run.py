@@ -15,35 +15,22 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
-import sys
 import tempfile
-import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-import orjson
-import yaml
-
 from pilothouse.bench.loadgen import CpuMeter, LoadResult, LoadSpec, run_load
-from pilothouse.bench.mock_upstream import MODEL
-from pilothouse.bench.mock_upstream import READY_PREFIX as MOCK_READY
-from pilothouse.bench.overhead.baseline import BASELINE, extract_source
+from pilothouse.bench.overhead.baseline import BASELINE
 from pilothouse.bench.overhead.governance import (
     GOVERNED,
     GOVERNED_REDIS,
     REDIS,
-    bearer,
-    check_governed,
-    create_tenant,
-    governance_block,
     judge_governance,
     ledger_requests,
-    redis_server,
 )
-from pilothouse.bench.overhead.peer import judge_peer, peer_router
+from pilothouse.bench.overhead.peer import judge_peer
 from pilothouse.bench.overhead.results import (
     SCHEMA,
     LevelResult,
@@ -52,25 +39,20 @@ from pilothouse.bench.overhead.results import (
     _other_load,
     _pool,
 )
+from pilothouse.bench.overhead.services import Services, Targets, request_body
 from pilothouse.bench.overhead.tracing import (
     OTLP,
-    RECEIVER_READY,
     TRACED,
-    receiver_argv,
     spans_received,
-    tracing_block,
 )
 from pilothouse.bench.overhead.verdicts import judge
 from pilothouse.bench.processes import (
-    BenchError,
-    ChildProcess,
     TreeCpuMeter,
     machine_cpu_s,
     process_tree_cpu_s,
     self_cpu_s,
 )
 
-GATEWAY_READY = "pilothouse is ready: "
 TARGETS = ("direct", "gateway")
 _CHAT = "/v1/chat/completions"
 
@@ -109,67 +91,6 @@ class OverheadConfig:
         peer = ("peer",) if self.peer else ()
         baseline = (BASELINE,) if self.baseline_rev else ()
         return TARGETS + (governed if self.governance else ()) + traced + baseline + peer
-
-
-@dataclass(slots=True)
-class _Targets:
-    """Where each target listens, the process trees metered, the headers each target needs."""
-
-    urls: dict[str, str] = field(default_factory=dict)
-    pids: dict[str, int] = field(default_factory=dict)
-    headers: dict[str, dict[str, str]] = field(default_factory=dict)
-
-
-def _fleet_yaml(
-    upstream: str,
-    scheduler: str,
-    governance: dict[str, object] | None = None,
-    tracing: dict[str, object] | None = None,
-) -> str:
-    address = upstream.removeprefix("http://")
-    gateway: dict[str, object] = {
-        "host": "127.0.0.1",
-        "port": 0,
-        "scheduler": scheduler,
-        "access_log": False,
-    }
-    if governance is not None:
-        gateway["governance"] = governance
-    fleet: dict[str, object] = {
-        "apiVersion": "pilothouse.dev/v1alpha1",
-        "kind": "Fleet",
-        "models": [{"name": MODEL, "engine": "openai", "endpoints": [address]}],
-        "gateway": gateway,
-    }
-    if tracing is not None:
-        fleet["tracing"] = tracing
-    return yaml.safe_dump(fleet, sort_keys=False)
-
-
-async def _wait_ready(base_url: str, timeout_s: float) -> None:
-    """Poll the gateway's /ready until its replica is ready (the monitor probes it)."""
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(f"{base_url}/ready") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise BenchError(f"the gateway at {base_url} never reported ready")
-
-
-def _request_body(stream: bool) -> bytes:
-    doc: dict[str, object] = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
-        "max_tokens": 16,
-    }
-    if stream:
-        doc["stream"] = True
-    return orjson.dumps(doc)
 
 
 Level = tuple[bool, int]
@@ -212,14 +133,14 @@ def _meters(pids: dict[str, int]) -> dict[str, CpuMeter]:
 
 
 async def _run_pair(
-    config: OverheadConfig, targets: _Targets, meters: dict[str, CpuMeter], pair: Pair
+    config: OverheadConfig, targets: Targets, meters: dict[str, CpuMeter], pair: Pair
 ) -> dict[str, LoadResult]:
     (stream, concurrency), order = pair
     results: dict[str, LoadResult] = {}
     for target in order:
         spec = LoadSpec(
             url=targets.urls[target] + _CHAT,
-            body=_request_body(stream),
+            body=request_body(stream),
             stream=stream,
             concurrency=concurrency,
             warmup_s=config.warmup_s,
@@ -236,7 +157,7 @@ def _disturbed(results: dict[str, LoadResult], limit: float) -> bool:
 
 
 async def _run_levels(
-    config: OverheadConfig, targets: _Targets, progress: Progress | None
+    config: OverheadConfig, targets: Targets, progress: Progress | None
 ) -> tuple[list[LevelResult], int]:
     """Run every pair, repeating one that another process disturbed; also count the repeats."""
     meters = _meters(targets.pids)
@@ -292,85 +213,11 @@ def machine_info() -> dict[str, object]:
     }
 
 
-class _Services:
-    """The processes one run starts, in one exit stack: every one is stopped, in reverse."""
-
-    def __init__(self, config: OverheadConfig, log_dir: Path, stack: AsyncExitStack) -> None:
-        self.config = config
-        self.log_dir = log_dir
-        self.stack = stack
-        self.targets = _Targets()
-        self.state_dirs: dict[str, Path] = {}
-
-    async def child(
-        self, name: str, argv: list[str], ready: str, env: dict[str, str] | None = None
-    ) -> tuple[str, int]:
-        process = ChildProcess(name, argv, self.log_dir, ready, env)
-        self.stack.push_async_callback(process.stop)
-        url = await process.start(self.config.startup_timeout_s)
-        return url, process.pid
-
-    async def gateway(
-        self,
-        name: str,
-        upstream: str,
-        governance: dict[str, object] | None = None,
-        tracing: dict[str, object] | None = None,
-        source: Path | None = None,
-    ) -> None:
-        """A gateway process; ``source``: the directory its ``pilothouse`` is imported from."""
-        fleet = self.log_dir / f"{name}.yaml"
-        fleet.write_text(_fleet_yaml(upstream, self.config.scheduler, governance, tracing))
-        argv = [sys.executable, "-m", "pilothouse", "gateway", "-f", str(fleet)]
-        env = None if source is None else {**os.environ, "PYTHONPATH": str(source)}
-        url, pid = await self.child(name, argv, GATEWAY_READY, env)
-        url = url.removesuffix("/v1")
-        await _wait_ready(url, self.config.startup_timeout_s)
-        self.targets.urls[name], self.targets.pids[name] = url, pid
-
-    async def governed(self, name: str, upstream: str, redis_url: str | None = None) -> None:
-        """A gateway with governance in a state directory of its own, and its key."""
-        state_dir = self.log_dir / f"{name}-state"
-        key = await asyncio.to_thread(create_tenant, state_dir)
-        await self.gateway(name, upstream, governance_block(state_dir, redis_url))
-        await check_governed(self.targets.urls[name], _request_body(False))
-        self.targets.headers[name] = bearer(key)
-        self.state_dirs[name] = state_dir
-
-    async def start_all(self) -> _Targets:
-        """The mock, the gateway, and what the config adds (governed gateways, the peer)."""
-        config, targets = self.config, self.targets
-        mock_argv = [sys.executable, "-m", "pilothouse.bench.mock_upstream", "--port", "0"]
-        upstream, targets.pids["upstream"] = await self.child(
-            "mock-upstream", mock_argv, MOCK_READY
-        )
-        targets.urls["direct"] = upstream
-        await self.gateway("gateway", upstream)
-        if config.governance:
-            await self.governed(GOVERNED, upstream)
-        if config.governance and config.redis:
-            redis = redis_server(self.log_dir, config.startup_timeout_s)
-            redis_url, targets.pids[REDIS] = await self.stack.enter_async_context(redis)
-            await self.governed(GOVERNED_REDIS, upstream, redis_url)
-        if config.tracing:  # a span sink of its own, then a gateway exporting to it
-            endpoint, targets.pids[OTLP] = await self.child(OTLP, receiver_argv(), RECEIVER_READY)
-            await self.gateway(TRACED, upstream, tracing=tracing_block(endpoint))
-        if config.baseline_rev is not None:
-            source = await asyncio.to_thread(
-                extract_source, config.baseline_rev, self.log_dir / BASELINE
-            )
-            await self.gateway(BASELINE, upstream, source=source)
-        if config.peer is not None:
-            peer = peer_router(upstream, self.log_dir, config.startup_timeout_s)
-            targets.urls["peer"], targets.pids["peer"] = await self.stack.enter_async_context(peer)
-        return targets
-
-
 async def run_overhead(config: OverheadConfig, progress: Progress | None = None) -> OverheadReport:
     """Start the mock, the gateway(s) (and the peer), run every level; always reaps them."""
     with tempfile.TemporaryDirectory(prefix="pilothouse-bench-") as tmp:
         async with AsyncExitStack() as stack:
-            services = _Services(config, Path(tmp), stack)
+            services = Services(config, Path(tmp), stack)
             targets = await services.start_all()
             levels, repeats = await _run_levels(config, targets, progress)
         # The gateways stopped, their ledgers flushed: what each one's store holds.

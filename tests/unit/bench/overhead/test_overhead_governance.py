@@ -27,7 +27,8 @@ from pilothouse.bench.overhead.governance import (
     redis_lines,
 )
 from pilothouse.bench.overhead.results import LevelResult, TargetStats
-from pilothouse.bench.overhead.run import OverheadConfig, _fleet_yaml, _meters, _schedule
+from pilothouse.bench.overhead.run import OverheadConfig, _meters, _schedule
+from pilothouse.bench.overhead.services import fleet_yaml
 from pilothouse.config.fleet import parse_fleet
 from pilothouse.governance.keys import digest
 from pilothouse.governance.store import DB_FILE, SqlStore
@@ -166,7 +167,7 @@ def test_governed_fleet_is_a_valid_spec_with_a_price_and_the_ledger_on(
 def _yaml_doc(upstream: str, block: dict[str, object]) -> dict[str, object]:
     import yaml
 
-    doc: dict[str, object] = yaml.safe_load(_fleet_yaml(upstream, "default", block))
+    doc: dict[str, object] = yaml.safe_load(fleet_yaml(upstream, "default", block))
     return doc
 
 

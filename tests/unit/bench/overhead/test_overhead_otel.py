@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from pilothouse.bench.cli import bench
 from pilothouse.bench.overhead.results import LevelResult, OverheadReport, TargetStats
-from pilothouse.bench.overhead.run import OverheadConfig, _fleet_yaml, _schedule
+from pilothouse.bench.overhead.run import OverheadConfig, _schedule
+from pilothouse.bench.overhead.services import fleet_yaml
 from pilothouse.bench.overhead.tracing import (
     OTLP,
     TRACED,
@@ -38,12 +39,12 @@ def test_otel_traced_target_is_interleaved_with_the_others() -> None:
 
 def test_otel_traced_gateway_fleet_has_a_valid_tracing_section() -> None:
     doc = yaml.safe_load(
-        _fleet_yaml("http://127.0.0.1:9", "default", tracing=tracing_block("http://x/v1/traces"))
+        fleet_yaml("http://127.0.0.1:9", "default", tracing=tracing_block("http://x/v1/traces"))
     )
     fleet = FleetSpec.model_validate(doc)
     assert fleet.tracing is not None
     assert (fleet.tracing.sample_ratio, fleet.tracing.protocol) == (1.0, "http/protobuf")
-    plain = FleetSpec.model_validate(yaml.safe_load(_fleet_yaml("http://127.0.0.1:9", "default")))
+    plain = FleetSpec.model_validate(yaml.safe_load(fleet_yaml("http://127.0.0.1:9", "default")))
     assert plain.tracing is None
 
 
