@@ -8,7 +8,6 @@ the parameter's path and OpenAI's error code, never an engine's 502 or a 500.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,13 +15,14 @@ import orjson
 from pilothouse.errors import BadRequest
 from pilothouse.openai.routes import Route
 from pilothouse.openai.validation import validate
+from pilothouse.values import value
 
 # Rough characters-per-token ratio for English text with BPE tokenizers; only used to
 # estimate load before the engine reports real counts.
 _CHARS_PER_TOKEN = 4
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ParsedRequest:
     """The routing-relevant view of one request, plus the bytes to forward."""
 

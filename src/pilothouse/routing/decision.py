@@ -21,6 +21,7 @@ from pilothouse.governance.governor import Grant
 from pilothouse.routing.adapters import DeclaredAdapter
 from pilothouse.scheduling.latency import LatencyFeatures
 from pilothouse.scheduling.types import Endpoint, SchedulingRequest, TtftEstimate
+from pilothouse.values import value
 
 if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when tracing is configured
     from pilothouse.telemetry.request import RequestTrace
@@ -31,7 +32,7 @@ DEFER: Literal["defer"] = "defer"
 WaitKind = Literal["hold", "queue", "defer"]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Pick:
     """Where a request goes, and the headers the scheduler wants sent with it."""
 
@@ -44,7 +45,7 @@ class Pick:
     """What latency predictors take as uncached, when the scheduler estimated it apart."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Route:
     """Send the request to ``pick.endpoint``; load adapter ``load`` there first if set."""
 
@@ -52,7 +53,7 @@ class Route:
     load: DeclaredAdapter | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Wait:
     """Not now: wait for a replica to start (``hold``), for room (``queue``), or for a
     request to finish before deciding again (``defer``)."""

@@ -8,8 +8,10 @@ Nothing here does I/O or reads the clock.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from types import MappingProxyType
+
+from pilothouse.values import value
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _NO_SCORES: Mapping[str, float] = MappingProxyType({})
@@ -24,7 +26,7 @@ def _no_scores() -> Mapping[str, float]:
     return _NO_SCORES
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EndpointMetrics:
     """What the engine itself reports (scraped); ``None`` when the engine does not say."""
 
@@ -39,7 +41,7 @@ class EndpointMetrics:
     updated_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Endpoint:
     """An immutable snapshot of one model-server replica.
 
@@ -71,7 +73,7 @@ class Endpoint:
 BlockKeysId = tuple[str, int, str | None]  # engine kind, block size, lora
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SchedulingRequest:
     """What routing needs to know about a request, and nothing more.
 
@@ -105,7 +107,7 @@ class SchedulingRequest:
     prompt_block_keys: Mapping[BlockKeysId, tuple[int, ...]] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ScoredEndpoint:
     """An endpoint with its weighted total score in one profile."""
 
@@ -113,7 +115,7 @@ class ScoredEndpoint:
     score: float
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ProfileResult:
     """The outcome of one profile: targets in preference order (first is primary)."""
 
@@ -121,7 +123,7 @@ class ProfileResult:
     scores: Mapping[str, float] = field(default_factory=_no_scores)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class TtftEstimate:
     """A latency predictor's view of one request: the lowest time to first token it predicts
     on any endpoint scored, and the request's target (``slo-aware`` publishes it)."""
@@ -135,7 +137,7 @@ class TtftEstimate:
         return self.best_s > self.target_s * (1.0 + margin)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SchedulingResult:
     """The outcome of one scheduling cycle: one result per profile that ran.
 

@@ -21,11 +21,12 @@ been read closes the connection, which is how an engine learns that its client l
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
+from pilothouse.values import value
 
-@dataclass(frozen=True, slots=True)
+
+@value
 class UpstreamRequest:
     """One HTTP request to an engine (``POST`` with a JSON body unless told otherwise)."""
 
