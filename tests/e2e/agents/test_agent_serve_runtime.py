@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -72,10 +73,14 @@ def test_agent_responses_run_the_real_runtime_end_to_end(tmp_path: Path) -> None
             record = next(k for k in store.list_keys("research") if k.name == "agent-payer")
             assert record.digest == digest(agent_key)
             audit = ToolStore(store)
-            calls = wait_for(
-                lambda: [r for r in audit.records() if r.kind == "result"] or None,
-                "the audit log",
-            )
+
+            # The audit log is written in batches (governance/audit.py), so the second
+            # result may land a moment after the answer: wait for both, not the first.
+            def results() -> list[Any] | None:
+                found = [r for r in audit.records() if r.kind == "result"]
+                return found if len(found) >= 2 else None
+
+            calls = wait_for(results, "both tool results in the audit log")
             runs = RunBook(store).list_runs("payer")
             ledger = RunBook(store).budget_events(runs[0].id)
         finally:
