@@ -194,3 +194,15 @@ def test_a_body_too_deep_to_re_encode_is_400_not_500() -> None:
     with pytest.raises(BadRequest) as caught:
         parse_request(CHAT, nested)
     assert caught.value.status == 400
+
+
+def test_of_two_bad_fields_the_error_names_the_first_in_the_tables_order() -> None:
+    """Validation walks the fields a body has (fewer than the table's); the error it gives
+    does not depend on the order the body lists its fields in."""
+    for body in (
+        {"temperature": 9, "max_tokens": -1, "model": "m", "messages": USER},
+        {"max_tokens": -1, "model": "m", "messages": USER, "temperature": 9},
+    ):
+        with pytest.raises(BadRequest) as caught:
+            parse_request(CHAT, orjson.dumps(body))
+        assert caught.value.param == "temperature"
