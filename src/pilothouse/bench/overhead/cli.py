@@ -273,7 +273,8 @@ def render_governance_table(report: OverheadReport) -> Table | None:
     redis = report.config.redis
     table = Table(title="governance overhead: the same gateway without and with governance")
     headers = ["mode", "conc", "rps gateway", "rps governed", "p50/p99 ms governed"]
-    headers += ["gateway CPU ms/req", "governed CPU ms/req", "governed/gateway"]
+    headers += ["gateway CPU ms/req", "governed CPU ms/req", "governance ms/req"]
+    headers += ["governed/gateway"]
     if redis:
         headers += ["rps governed-redis", "governed-redis CPU ms/req", "redis-server ms/req"]
         headers += ["governed-redis/gateway"]
@@ -290,6 +291,7 @@ def render_governance_table(report: OverheadReport) -> Table | None:
             _latency(lv.governed),
             f"{lv.gateway_cpu_ms:.3f}",
             f"{lv.governed_cpu_ms:.3f}",
+            f"{lv.governance_cpu_ms:+.3f}",
             f"{lv.governed_ratio:.3f}x",
         ]
         if lv.governed_redis is not None:

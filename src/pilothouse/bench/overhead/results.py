@@ -96,6 +96,12 @@ class LevelResult:
         return self.governed_redis.cpu_ms_per_request.get("redis", float("nan"))
 
     @property
+    def governance_cpu_ms(self) -> float:
+        """What governance adds per request: governed CPU minus the plain gateway's, in the
+        same run (an absolute figure, beside the ratio, which moves with the gateway's cost)."""
+        return self.governed_cpu_ms - self.gateway_cpu_ms
+
+    @property
     def governed_ratio(self) -> float:
         """Governed CPU per request over the plain gateway's (the issue's ≤ 1.25)."""
         return _ratio(self.governed_cpu_ms, self.gateway_cpu_ms)
@@ -132,6 +138,7 @@ class LevelResult:
         if self.governed is not None:
             doc["governed"] = asdict(self.governed)
             doc["governed_cpu_ms_per_request"] = self.governed_cpu_ms
+            doc["governance_cpu_ms_per_request"] = self.governance_cpu_ms
             doc["governed_ratio"] = self.governed_ratio
         if self.governed_redis is not None:
             doc["governed_redis"] = asdict(self.governed_redis)

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
+from rich.console import Console
 
 from pilothouse.bench.cli import bench
 from pilothouse.bench.loadgen import LoadSpec, run_load
+from pilothouse.bench.overhead.cli import render_governance_table
 from pilothouse.bench.overhead.governance import (
     GOVERNED,
     GOVERNED_REDIS,
@@ -26,7 +28,7 @@ from pilothouse.bench.overhead.governance import (
     judge_governance,
     redis_lines,
 )
-from pilothouse.bench.overhead.results import LevelResult, TargetStats
+from pilothouse.bench.overhead.results import LevelResult, OverheadReport, TargetStats
 from pilothouse.bench.overhead.run import OverheadConfig, _meters, _schedule
 from pilothouse.bench.overhead.services import fleet_yaml
 from pilothouse.config.fleet import parse_fleet
@@ -104,10 +106,24 @@ def test_json_puts_governed_targets_beside_the_gateway_with_their_ratios() -> No
     assert set(doc["governed"]) == set(doc["gateway"])  # type: ignore[arg-type]
     assert doc["governed_cpu_ms_per_request"] == 0.24
     assert doc["governed_ratio"] == pytest.approx(1.2)
+    assert doc["governance_cpu_ms_per_request"] == pytest.approx(0.04)  # 0.24 - 0.2
     assert doc["governed_redis_ratio"] == pytest.approx(2.5)
     assert doc["redis_server_cpu_ms_per_request"] == 0.05
     plain = LevelResult(True, 64, _stats({}), _stats({"gateway": 0.2})).to_json()
     assert not any(key.startswith("governed") for key in plain)
+
+
+def test_the_table_shows_what_governance_adds_per_request_beside_the_ratio() -> None:
+    config = OverheadConfig(concurrency=(64,), streams=(False,), governance=True)
+    report = OverheadReport(config, {}, [_level(False, 64, 0.2, 0.24)], [])
+    table = render_governance_table(report)
+    assert table is not None
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "governance ms/req" in text
+    assert "+0.040" in text
+    assert "1.200x" in text
 
 
 def test_targets_are_interleaved_and_flip_every_round() -> None:
