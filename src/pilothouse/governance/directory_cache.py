@@ -76,17 +76,6 @@ class DirectoryCache:
         self.store = store
         self.spent_path = path.with_name(SPENT_FILE)
 
-    def save(
-        self,
-        snapshot: Snapshot,
-        at: float,
-        tokens: Mapping[str, float] | None = None,
-        money: Mapping[str, float] | None = None,
-    ) -> None:
-        """Replace both files."""
-        self.save_directory(snapshot, at)
-        self.save_spent(at, tokens or {}, money or {})
-
     def save_directory(self, snapshot: Snapshot, at: float) -> None:
         """Replace ``directory.json``. Failures are logged: the cache only matters for a
         later start."""

@@ -119,7 +119,9 @@ def test_a_cache_of_another_store_or_a_damaged_one_is_ignored(tmp_path: Path) ->
     from pilothouse.governance.records import Snapshot
 
     path = tmp_path / FILE
-    DirectoryCache(path, "store-a").save(Snapshot(version=3), at=1.0, tokens={"t@total": 2.0})
+    written = DirectoryCache(path, "store-a")
+    written.save_directory(Snapshot(version=3), at=1.0)
+    written.save_spent(1.0, {"t@total": 2.0}, {})
     found = DirectoryCache(path, "store-a").load()
     assert found is not None
     assert found.snapshot == Snapshot(version=3)
