@@ -123,7 +123,7 @@ async def _measure(args: argparse.Namespace, state_dir: Path) -> float:
     from pilothouse.config.fleet import FleetSpec
     from pilothouse.gateway.drain import DrainCutoff
     from pilothouse.gateway.http_server import GatewayHttpProtocol, server_config
-    from pilothouse.gateway.serve import _settle_heap, build_gateway
+    from pilothouse.gateway.serve import build_gateway, settle_heap
     from pilothouse.testing import FakeTransport
 
     logging.getLogger("pilothouse").setLevel(logging.CRITICAL)  # the replica's failed probes
@@ -168,7 +168,7 @@ async def _measure(args: argparse.Namespace, state_dir: Path) -> float:
         connection.protocol.connection_made(connection)
         connections.append(connection)
     await run.serve(connections, 2_000)  # warm-up
-    _settle_heap()  # as pilothouse gateway does once it is up
+    settle_heap()  # as pilothouse gateway does once it is up
     cpu = time.process_time()
     await run.serve(connections, args.requests)
     cpu = time.process_time() - cpu

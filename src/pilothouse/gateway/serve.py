@@ -124,7 +124,7 @@ async def serve(
         while not server.started and not task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if server.started:
-            _settle_heap()
+            settle_heap()
             bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
             on_started(f"http://{host}:{bound}/v1")
         await task
@@ -139,7 +139,7 @@ async def serve(
             await on_stopping()
 
 
-def _settle_heap() -> None:
+def settle_heap() -> None:
     """Move start-up objects out of the garbage collector's way.
 
     Everything built so far (modules, apps, configs) lives as long as the process: freezing
